@@ -1,0 +1,87 @@
+"""The typed records that flow through indexing: documents, sections and chunks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Section(BaseModel):
+    """A run of a document's text under one heading path; [start, end) into Document.text."""
+
+    heading: list[str] = Field(default_factory=list)
+    start: int
+    end: int
+
+
+class Document(BaseModel):
+    """One loaded file (or one record of a .jsonl file), as plain text with its structure."""
+
+    id: str
+    source: str
+    title: str
+    text: str
+    sections: list[Section]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Chunk(BaseModel):
+    """A piece of a document small enough to embed; keeps where it came from."""
+
+    id: str
+    doc_id: str
+    source: str
+    title: str
+    heading: list[str]
+    text: str
+    start: int
+    end: int
+    index: int
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    def embed_text(self) -> str:
+        """What the embedder sees: the heading path gives short chunks their topic."""
+        path = " > ".join(self.heading) if self.heading else self.title
+        return f"{path}\n{self.text}" if path else self.text
+
+
+class DocumentBuilder:
+    """Collects headings and text blocks into a Document's text and sections."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._length = 0
+        self._heading: list[str] = []
+        self._sections: list[Section] = []
+        self._section_start = 0
+
+    def heading(self, level: int, text: str) -> None:
+        text = " ".join(text.split())
+        if not text:
+            return
+        self._close_section()
+        self._heading = self._heading[: max(level - 1, 0)] + [text]
+        self.block(text)
+
+    def block(self, text: str) -> None:
+        text = text.strip("\n")
+        if not text.strip():
+            return
+        if self._parts:
+            self._append("\n\n")
+        self._append(text)
+
+    def _append(self, text: str) -> None:
+        self._parts.append(text)
+        self._length += len(text)
+
+    def _close_section(self) -> None:
+        if self._length > self._section_start:
+            start = self._section_start + (2 if self._section_start else 0)
+            self._sections.append(Section(heading=list(self._heading), start=start, end=self._length))
+        self._section_start = self._length
+
+    def build(self) -> tuple[str, list[Section]]:
+        self._close_section()
+        return "".join(self._parts), self._sections

@@ -1,0 +1,275 @@
+"""Turn a file into Documents: txt, md, html, pdf, jsonl, docx.
+
+Every failure is a LoadError with a reason a person can act on (binary, empty,
+not UTF-8, corrupt PDF ...); the pipeline records it per file and goes on.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+from typing import Callable
+
+from indexing.documents import Document, DocumentBuilder
+from llama_rag.errors import LoadError
+
+_MD_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+def _decode(data: bytes) -> str:
+    if not data.strip():
+        raise LoadError("empty file")
+    if b"\x00" in data[:8192]:
+        raise LoadError("binary file (NUL bytes), not text")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise LoadError(f"not valid UTF-8 (byte {exc.start}: {data[exc.start:exc.start+1]!r})") from None
+    if not text.strip():
+        raise LoadError("empty file")
+    return text
+
+
+def _finish(source: str, title: str, builder: DocumentBuilder, doc_id: str | None = None,
+            metadata: dict | None = None) -> Document:
+    text, sections = builder.build()
+    if not text.strip():
+        raise LoadError("no text found in the file")
+    return Document(id=doc_id or source, source=source, title=title.strip() or Path(source).name,
+                    text=text, sections=sections, metadata=metadata or {})
+
+
+def load_text(data: bytes, source: str) -> list[Document]:
+    text = _decode(data)
+    builder = DocumentBuilder()
+    for para in re.split(r"\n\s*\n", text):
+        builder.block(para.rstrip())
+    return [_finish(source, Path(source).stem, builder)]
+
+
+def load_markdown(data: bytes, source: str) -> list[Document]:
+    text = _decode(data)
+    builder = DocumentBuilder()
+    title, para, in_fence = "", [], False
+
+    def flush() -> None:
+        builder.block("\n".join(para).rstrip())
+        para.clear()
+
+    for line in text.splitlines():
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        m = None if in_fence else _MD_HEADING.match(line)
+        if m:
+            flush()
+            level, heading = len(m.group(1)), m.group(2)
+            title = title or (heading if level == 1 else "")
+            builder.heading(level, heading)
+        elif not line.strip() and not in_fence:
+            flush()
+        else:
+            para.append(line.rstrip())
+    flush()
+    return [_finish(source, title or Path(source).stem, builder)]
+
+
+_CHROME = {"script", "style", "noscript", "nav", "header", "footer", "aside", "form",
+           "iframe", "svg", "button", "template", "head"}
+_CHROME_ROLES = {"navigation", "search", "banner", "contentinfo"}
+_CHROME_CLASSES = {"sphinxsidebar", "related", "footer", "headerlink", "breadcrumb", "breadcrumbs",
+                   "sidebar", "navbar", "toc", "skip-link", "mobile-nav"}
+_CHROME_IDS = {"sidebar", "toc"}
+_BLOCKS = {"p", "pre", "li", "dt", "dd", "tr", "blockquote", "table", "div", "section", "ul",
+           "ol", "dl", "figure", "figcaption", "br", "hr", "article", "main", "td", "th"}
+_HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+
+
+def _is_chrome(el) -> bool:
+    if el.tag in _CHROME:
+        return True
+    classes = (el.get("class") or "").split()
+    return (el.get("role") in _CHROME_ROLES or el.get("id") in _CHROME_IDS
+            or not _CHROME_CLASSES.isdisjoint(classes))
+
+
+def _main_rank(el) -> int:
+    """0 for the page's main content container, higher for weaker candidates."""
+    if el.tag == "main" or el.get("role") == "main":
+        return 0
+    if el.tag == "article":
+        return 1
+    if "body" in (el.get("class") or "").split() or el.get("id") == "content":
+        return 2
+    return 9
+
+
+class _HtmlText:
+    """Walks an lxml tree, feeding headings and paragraphs to a DocumentBuilder."""
+
+    def __init__(self) -> None:
+        self.builder = DocumentBuilder()
+        self.title = ""
+        self._inline: list[str] = []
+
+    def flush(self) -> None:
+        text = " ".join("".join(self._inline).split())
+        self._inline.clear()
+        self.builder.block(text)
+
+    def walk(self, el) -> None:
+        if not isinstance(el.tag, str):  # comment or processing instruction
+            self._inline.append(el.tail or "")
+            return
+        if el.tag in _HEADINGS:
+            self.flush()
+            label = " ".join(el.text_content().replace("\u00b6", "").split())
+            self.title = self.title or (label if el.tag == "h1" else "")
+            self.builder.heading(_HEADINGS[el.tag], label)
+        elif el.tag == "pre":
+            self.flush()
+            self.builder.block(el.text_content().rstrip())
+        else:
+            block = el.tag in _BLOCKS
+            if block:
+                self.flush()
+            self._inline.append(el.text or "")
+            for child in el:
+                self.walk(child)
+            if block:
+                self.flush()
+        self._inline.append(el.tail or "")
+
+
+def load_html(data: bytes, source: str) -> list[Document]:
+    from lxml import etree, html
+
+    text = _decode(data)
+    try:
+        root = html.document_fromstring(text.encode("utf-8"),
+                                        parser=html.HTMLParser(encoding="utf-8"))
+    except (etree.ParserError, ValueError) as exc:
+        raise LoadError(f"cannot parse HTML: {exc}") from None
+    page_title = " ".join((root.findtext(".//title") or "").split())
+    chrome, best, rank = [], None, 9
+    for el in root.iter():
+        if not isinstance(el.tag, str):
+            continue
+        if _is_chrome(el):
+            chrome.append(el)
+        elif (r := _main_rank(el)) < rank:
+            best, rank = el, r
+    for el in chrome:
+        el.drop_tree()  # keeps the tail text, which belongs to the parent
+    walker = _HtmlText()
+    main = best if best is not None and best.getparent() is not None else root
+    walker.walk(main)
+    walker.flush()
+    return [_finish(source, walker.title or page_title or Path(source).stem, walker.builder)]
+
+
+def load_pdf(data: bytes, source: str) -> list[Document]:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    if not data.strip():
+        raise LoadError("empty file")
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        pages = [page.extract_text() or "" for page in reader.pages]
+        title = (reader.metadata.title if reader.metadata else None) or ""
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError,
+            RecursionError, OSError) as exc:
+        raise LoadError(f"corrupt or unsupported PDF: {type(exc).__name__}: {exc}") from None
+    builder = DocumentBuilder()
+    for number, page in enumerate(pages, start=1):
+        if page.strip():
+            builder.heading(1, f"Page {number}")
+            builder.block(page.strip())
+    return [_finish(source, str(title) or Path(source).stem, builder)]
+
+
+def load_jsonl(data: bytes, source: str, text_field: str = "text") -> list[Document]:
+    text = _decode(data)
+    docs, bad = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            bad.append(f"line {number}: invalid JSON ({exc.msg})")
+            continue
+        body = record.get(text_field) if isinstance(record, dict) else None
+        if not isinstance(body, str) or not body.strip():
+            bad.append(f"line {number}: no non-empty string field {text_field!r}")
+            continue
+        builder = DocumentBuilder()
+        builder.block(body)
+        meta = {k: v for k, v in record.items() if k != text_field}
+        title = str(meta.get("title") or f"{Path(source).stem} #{number}")
+        docs.append(_finish(source, title, builder, doc_id=f"{source}#{number}", metadata=meta))
+    if bad:
+        # A partly bad file is reported whole: indexing half of it would lose rows silently.
+        raise LoadError(f"{len(bad)} bad record(s): " + "; ".join(bad[:3]))
+    if not docs:
+        raise LoadError("empty file")
+    return docs
+
+
+def load_docx(data: bytes, source: str) -> list[Document]:
+    try:
+        import docx
+    except ImportError:
+        raise LoadError("reading .docx needs python-docx: pip install python-docx") from None
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except Exception as exc:  # python-docx raises many types for a broken zip/xml
+        raise LoadError(f"corrupt or unsupported .docx: {type(exc).__name__}: {exc}") from None
+    builder, title = DocumentBuilder(), document.core_properties.title or ""
+    for para in document.paragraphs:
+        style = para.style.name if para.style is not None else ""
+        m = re.match(r"Heading (\d)", style or "")
+        if m or style == "Title":
+            level = int(m.group(1)) if m else 1
+            title = title or para.text
+            builder.heading(level, para.text)
+        else:
+            builder.block(para.text)
+    return [_finish(source, title or Path(source).stem, builder)]
+
+
+LOADERS: dict[str, Callable[[bytes, str], list[Document]]] = {
+    ".txt": load_text, ".md": load_markdown, ".markdown": load_markdown,
+    ".html": load_html, ".htm": load_html, ".pdf": load_pdf, ".docx": load_docx,
+}
+
+
+def load_bytes(data: bytes, source: str, jsonl_text_field: str = "text") -> list[Document]:
+    """Documents of one file's content; the suffix of ``source`` picks the loader."""
+    suffix = Path(source).suffix.lower()
+    if suffix == ".jsonl":
+        return load_jsonl(data, source, jsonl_text_field)
+    loader = LOADERS.get(suffix)
+    if loader is None:
+        raise LoadError(f"unsupported file type {suffix or '(none)'}")
+    return loader(data, source)
+
+
+def load_path(path: Path, source: str, jsonl_text_field: str = "text",
+              max_bytes: int | None = None) -> list[Document]:
+    """Read and load one file; every OS problem becomes a LoadError with its reason."""
+    try:
+        size = path.stat().st_size
+        if max_bytes is not None and size > max_bytes:
+            raise LoadError(f"file too large ({size / 1e6:.1f} MB > {max_bytes / 1e6:.1f} MB limit)")
+        data = path.read_bytes()
+    except PermissionError:
+        raise LoadError("permission denied") from None
+    except IsADirectoryError:
+        raise LoadError("is a directory") from None
+    except OSError as exc:
+        raise LoadError(f"cannot read: {exc.strerror or exc}") from None
+    return load_bytes(data, source, jsonl_text_field)

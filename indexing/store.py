@@ -1,0 +1,253 @@
+"""IndexStore: versioned FAISS index + parquet docstore + manifest, published atomically.
+
+Layout of an index directory::
+
+    CURRENT                    id of the published version (replaced with os.replace)
+    .lock                      held (flock) by the one indexer allowed at a time
+    versions/<id>/index.faiss  FAISS index; id i is row i of chunks.parquet and vectors.npy
+    versions/<id>/chunks.parquet
+    versions/<id>/vectors.npy  the raw vectors, so a re-index reuses unchanged files' rows
+    versions/<id>/manifest.json
+    versions/<id>/errors.jsonl files that could not be indexed, with the reason
+
+A version is written under ``versions/.tmp-<id>``, fsynced, renamed into place,
+and only then named in CURRENT: a reader never sees a half-written version, and
+an indexer killed midway leaves the previous version current and intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, Field
+
+from indexing import faiss_index
+from indexing.embedder import EmbedderInfo
+from indexing.faiss_index import IndexInfo
+from llama_rag.errors import EmbedderMismatchError, IndexLockedError, NotFoundError
+
+CHUNK_SCHEMA = pa.schema([
+    ("id", pa.string()), ("doc_id", pa.string()), ("source", pa.string()),
+    ("title", pa.string()), ("heading", pa.list_(pa.string())), ("text", pa.string()),
+    ("start", pa.int64()), ("end", pa.int64()), ("index", pa.int64()), ("metadata", pa.string()),
+])
+
+
+class FileEntry(BaseModel):
+    """One indexed (or failed) file: its content hash decides whether it is embedded again."""
+
+    path: str
+    hash: str
+    chunks: int = 0
+    error: str | None = None
+
+
+class Manifest(BaseModel):
+    version: str = ""
+    created_at: str = ""
+    embedder: EmbedderInfo
+    chunking: dict[str, Any]
+    index: IndexInfo | None = None
+    files: dict[str, FileEntry] = Field(default_factory=dict)
+
+    def failed(self) -> dict[str, FileEntry]:
+        return {s: f for s, f in self.files.items() if f.error}
+
+
+class Hit(BaseModel):
+    """One search result, in the shape the CLI and the API return."""
+
+    rank: int
+    score: float
+    source: str
+    title: str
+    text: str
+    chunk_id: str
+    heading: list[str]
+    start: int
+    end: int
+
+
+def check_embedder(built: Manifest, name: str, dim: int | None = None) -> None:
+    """Refuse to mix vectors of two embedders: the scores would be meaningless."""
+    have = built.embedder
+    if have.name != name or (dim is not None and have.dim != dim):
+        shown = f"{name!r}" + (f" (dim {dim})" if dim is not None else "")
+        raise EmbedderMismatchError(
+            f"index version {built.version} was built with embedder {have.name!r} "
+            f"(dim {have.dim}) but {shown} is configured: set models.embedder to "
+            f"{have.name!r} or index into a new directory", param="models.embedder")
+
+
+def new_version_id() -> str:
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{now}-{secrets.token_hex(3)}"
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class IndexVersion:
+    """A loaded, immutable version: manifest, docstore, vectors and FAISS index."""
+
+    def __init__(self, path: Path) -> None:
+        import faiss
+
+        self.path = path
+        self.manifest = Manifest.model_validate_json((path / "manifest.json").read_text())
+        self.chunks = pq.read_table(path / "chunks.parquet")
+        self.vectors = np.load(path / "vectors.npy", mmap_mode="r")
+        self.index = faiss.read_index(str(path / "index.faiss"))
+        if self.manifest.index:
+            faiss_index.apply_search_params(self.index, self.manifest.index)
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    def check_embedder(self, info: EmbedderInfo) -> None:
+        check_embedder(self.manifest, info.name, info.dim)
+
+    def search(self, query: np.ndarray, k: int) -> list[Hit]:
+        if k <= 0:
+            raise ValueError(f"k must be greater than 0, got {k}")
+        if self.chunks.num_rows == 0:
+            return []
+        scores, ids = self.index.search(np.asarray(query, dtype=np.float32).reshape(1, -1),
+                                        min(k, self.chunks.num_rows))
+        rows = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        table = self.chunks.take([i for i, _ in rows]).to_pylist()
+        return [Hit(rank=r + 1, score=score, source=row["source"], title=row["title"],
+                    text=row["text"], chunk_id=row["id"], heading=row["heading"] or [],
+                    start=row["start"], end=row["end"])
+                for r, ((_, score), row) in enumerate(zip(rows, table))]
+
+
+class IndexStore:
+    """An index directory: who may write it, which version is current, publishing."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self.versions = self.root / "versions"
+
+    def current(self) -> str | None:
+        try:
+            return (self.root / "CURRENT").read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def open(self, version: str | None = None) -> IndexVersion:
+        vid = version or self.current()
+        if vid is None:
+            raise NotFoundError(f"no published index in {self.root}: run `llama-rag index` first",
+                                param="index.dir")
+        path = self.versions / vid
+        if not path.is_dir():
+            raise NotFoundError(f"index version {vid} not found in {self.root}", param="version")
+        return IndexVersion(path)
+
+    def previous_manifest(self) -> Manifest | None:
+        vid = self.current()
+        if vid is None:
+            return None
+        return Manifest.model_validate_json((self.versions / vid / "manifest.json").read_text())
+
+    def read_version_rows(self, vid: str) -> tuple[pa.Table, np.ndarray]:
+        path = self.versions / vid
+        return pq.read_table(path / "chunks.parquet"), np.load(path / "vectors.npy")
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive writer lock; released by the OS even if the indexer is killed."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fh = open(self.root / ".lock", "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise IndexLockedError(
+                f"index directory {self.root} is locked by another indexer ({holder}); "
+                "wait for it to finish") from None
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()}")
+            fh.flush()
+            self._remove_stale_tmp()
+            yield
+        finally:
+            fh.truncate(0)
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
+
+    def _remove_stale_tmp(self) -> None:
+        if self.versions.is_dir():
+            for tmp in self.versions.glob(".tmp-*"):
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def publish(self, chunks: pa.Table, vectors: np.ndarray, manifest: Manifest,
+                errors: list[dict[str, Any]], settings) -> str:
+        """Write a complete version, then point CURRENT at it. Call under ``lock()``."""
+        import faiss
+
+        if chunks.num_rows != len(vectors):
+            raise ValueError(f"{chunks.num_rows} chunks but {len(vectors)} vectors")
+        vid = new_version_id()
+        self.versions.mkdir(parents=True, exist_ok=True)
+        tmp = self.versions / f".tmp-{vid}"
+        tmp.mkdir()
+        index, info = faiss_index.build(vectors, settings)
+        manifest = manifest.model_copy(update={
+            "version": vid, "index": info,
+            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+        faiss.write_index(index, str(tmp / "index.faiss"))
+        pq.write_table(chunks.cast(CHUNK_SCHEMA), tmp / "chunks.parquet")
+        np.save(tmp / "vectors.npy", np.ascontiguousarray(vectors, dtype=np.float32))
+        (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=2))
+        (tmp / "errors.jsonl").write_text("".join(json.dumps(e) + "\n" for e in errors))
+        for f in tmp.iterdir():
+            _fsync_file(f)
+        _fsync_dir(tmp)
+        os.rename(tmp, self.versions / vid)
+        _fsync_dir(self.versions)
+        self._point_current(vid)
+        self._prune(settings.keep_versions)
+        return vid
+
+    def _point_current(self, vid: str) -> None:
+        pointer = self.root / ".CURRENT.tmp"
+        pointer.write_text(vid + "\n")
+        _fsync_file(pointer)
+        os.replace(pointer, self.root / "CURRENT")
+        _fsync_dir(self.root)
+
+    def _prune(self, keep: int) -> None:
+        current = self.current()
+        done = sorted((p for p in self.versions.iterdir()
+                       if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+        for old in done[:-keep]:
+            if old.name != current:
+                shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,150 @@
+"""llama-rag: index your documents, search them, serve LLaMA answers over them.
+
+\b
+Quick start:
+  llama-rag setup                                   # prepare the bundled models (offline)
+  llama-rag index ./docs --index-dir indexes/docs   # Ray Data ingestion into FAISS
+  llama-rag search "how do I read a zip archive" --index-dir indexes/docs
+
+Each command imports its heavy modules inside its function, so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from llama_rag.errors import LlamaRagError
+
+
+class _UserError(click.ClickException):
+    """A LlamaRagError shown as one line, with the error type's exit code."""
+
+    def __init__(self, error: LlamaRagError) -> None:
+        super().__init__(error.message)
+        self.exit_code = error.exit_code
+
+
+class _Group(click.Group):
+    """Maps the project's errors to CLI messages in one place."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LlamaRagError as exc:
+            raise _UserError(exc) from None
+
+
+config_option = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+    envvar="LLAMA_RAG_CONFIG", help="YAML settings file (env LLAMA_RAG_CONFIG).")
+
+
+def _settings(config_path: Path | None, **flags: Any):
+    from llama_rag.config import load_settings
+
+    return load_settings(config_path, flags)
+
+
+@click.group(cls=_Group, help=__doc__)
+@click.version_option(package_name="llama-rag")
+def main() -> None:
+    pass
+
+
+@main.command()
+@config_option
+def setup(config_path: Path | None) -> None:
+    """Prepare the bundled models offline into $LLAMA_RAG_HOME (idempotent)."""
+    from llama_rag.models import apply_offline_policy, prepare_embedder, prepare_llm
+
+    settings = _settings(config_path)
+    apply_offline_policy(settings)
+    click.echo(f"embedder: {prepare_embedder(settings)}")
+    click.echo(f"llm:      {prepare_llm(settings)}")
+
+
+@main.command("config")
+@config_option
+def show_config(config_path: Path | None) -> None:
+    """Print the effective configuration (defaults < file < LLAMA_RAG_* env)."""
+    from llama_rag.config import dump_settings
+
+    click.echo(dump_settings(_settings(config_path)), nl=False)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path),
+              envvar="LLAMA_RAG_INDEX__DIR", help="Index directory to create or update.")
+@click.option("--concurrency", type=click.IntRange(min=1), help="Embedder actors.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Chunks per embedder call.")
+@click.option("--num-gpus", type=click.FloatRange(min=0), help="GPUs per embedder actor.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar on stderr.")
+@config_option
+def index(paths: tuple[Path, ...], index_dir: Path | None, concurrency: int | None,
+          batch_size: int | None, num_gpus: float | None, as_json: bool, progress: bool,
+          config_path: Path | None) -> None:
+    """Index files and folders (txt, md, html, pdf, jsonl, docx) incrementally."""
+    from indexing.corpus import check_paths
+    from llama_rag.config import Settings
+
+    check_paths(list(paths))  # fail in a second, before Ray and torch load
+    settings: Settings = _settings(
+        config_path, **{"index.dir": index_dir, "ingest.embed_concurrency": concurrency,
+                        "ingest.embed_batch_size": batch_size, "ingest.embed_num_gpus": num_gpus})
+    from pipelines.ingest import run
+
+    summary = run(list(paths), settings, progress=progress)
+    if as_json:
+        click.echo(summary.model_dump_json(indent=2))
+        return
+    what = f"published version {summary.version}" if summary.published \
+        else f"nothing changed; version {summary.version} stays current"
+    click.echo(f"{summary.index_dir}: {what}")
+    click.echo(f"files: {summary.added} added, {summary.updated} updated, "
+               f"{summary.unchanged} unchanged, {summary.deleted} deleted, {summary.failed} failed")
+    click.echo(f"chunks: {summary.chunks_embedded} embedded ({summary.chunks_per_s} chunks/s), "
+               f"{summary.chunks_total} in the index; {summary.seconds} s")
+    for err in summary.errors[:20]:
+        click.echo(f"  failed: {err['source']}: {err['error']}")
+    if len(summary.errors) > 20:
+        click.echo(f"  ... and {len(summary.errors) - 20} more in errors.jsonl")
+
+
+@main.command()
+@click.argument("query")
+@click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path),
+              envvar="LLAMA_RAG_INDEX__DIR", help="Index directory to search.")
+@click.option("-k", "k", type=click.IntRange(min=1, max=1000), default=5, show_default=True,
+              help="Number of hits.")
+@click.option("--json", "as_json", is_flag=True, help="Print hits as a JSON list.")
+@config_option
+def search(query: str, index_dir: Path | None, k: int, as_json: bool,
+           config_path: Path | None) -> None:
+    """Search a published index from the command line."""
+    settings = _settings(config_path, **{"index.dir": index_dir})
+    if not query.strip():
+        raise click.BadParameter("must not be empty", param_hint="QUERY")
+    from indexing.searcher import Searcher
+    from llama_rag.models import apply_offline_policy, resolve_embedder
+
+    apply_offline_policy(settings)
+    hits = Searcher(settings.index.dir, resolve_embedder(settings),
+                    settings.models.embed_device).search(query, k)
+    if as_json:
+        fields = {"rank", "score", "source", "title", "text", "chunk_id"}
+        click.echo(json.dumps([h.model_dump(include=fields) for h in hits], indent=2))
+        return
+    for h in hits:
+        snippet = " ".join(h.text.split())[:200]
+        click.echo(f"{h.rank}. [{h.score:.3f}] {h.source} - {h.title}\n   {snippet}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Settings: one typed object, read from a YAML file, LLAMA_RAG_* variables and CLI flags.
+
+Precedence, lowest to highest: built-in defaults < YAML file (``--config``) <
+environment (``LLAMA_RAG_INDEX__DIR=...``, nested keys joined by ``__``) < CLI flags.
+Every model forbids unknown keys so a typo is an error, not a silent default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from llama_rag.errors import ConfigError
+
+ENV_PREFIX = "LLAMA_RAG_"
+
+
+class StrictModel(BaseModel):
+    """Base of every settings section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSettings(StrictModel):
+    llm: str | None = Field(
+        None,
+        description="LLaMA-architecture checkpoint directory or Hugging Face id; "
+        "unset means the bundled SmolLM2-135M-Instruct prepared by `llama-rag setup`.",
+    )
+    embedder: str | None = Field(
+        None,
+        description="sentence-transformers model directory or Hugging Face id; "
+        "unset means the bundled all-MiniLM-L6-v2.",
+    )
+    embed_device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Device for the embedder; auto picks cuda when a GPU is visible."
+    )
+    allow_downloads: bool = Field(
+        False,
+        description="Allow hub ids to be downloaded. Off keeps HF_HUB_OFFLINE=1, "
+        "so nothing reaches a model hub by default.",
+    )
+
+
+class ChunkSettings(StrictModel):
+    max_tokens: int = Field(
+        200, ge=16, le=8192,
+        description="Largest chunk in embedder tokens; keep below the embedder's "
+        "max_seq_length (256 for MiniLM) or the tail is truncated.",
+    )
+    overlap_tokens: int = Field(
+        32, ge=0, description="Tokens of the previous chunk repeated at the start of the next."
+    )
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> "ChunkSettings":
+        if self.overlap_tokens >= self.max_tokens:
+            raise ValueError(
+                f"overlap_tokens ({self.overlap_tokens}) must be smaller than "
+                f"max_tokens ({self.max_tokens})"
+            )
+        return self
+
+
+DEFAULT_EXCLUDES = [
+    ".*", "**/.*",  # hidden files and folders
+    "_sources/*", "**/_sources/*", "_static/*", "**/_static/*",  # Sphinx copies and assets
+    "genindex*.html", "**/genindex*.html", "search.html", "py-modindex.html",
+]
+
+
+class IndexSettings(StrictModel):
+    dir: Path = Field(Path("indexes/default"), description="Index directory (CURRENT + versions/).")
+    kind: Literal["auto", "flat", "hnsw", "ivfpq"] = Field(
+        "auto", description="FAISS index type; auto is flat below `flat_max`, HNSW above."
+    )
+    flat_max: int = Field(50_000, ge=1, description="Largest vector count that auto keeps flat.")
+    hnsw_m: int = Field(32, ge=4, le=256, description="HNSW graph degree M.")
+    hnsw_ef_construction: int = Field(200, ge=8, description="HNSW efConstruction.")
+    hnsw_ef_search: int = Field(128, ge=1, description="HNSW efSearch at query time.")
+    ivf_nlist: int | None = Field(
+        None, ge=1, description="IVF lists; unset derives 4*sqrt(n) from the vector count."
+    )
+    ivf_nprobe: int | None = Field(
+        None, ge=1, description="IVF lists probed per query; unset derives nlist/8 (at least 8)."
+    )
+    pq_m: int = Field(48, ge=1, description="PQ sub-quantizers; must divide the embedding dimension.")
+    keep_versions: int = Field(3, ge=1, description="Published versions kept on disk.")
+    extensions: list[str] = Field(
+        [".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".jsonl", ".docx"],
+        description="File suffixes that are indexed; other files are skipped silently.",
+    )
+    exclude: list[str] = Field(
+        DEFAULT_EXCLUDES,
+        description="Glob patterns, relative to each indexed root, of files to skip.",
+    )
+    jsonl_text_field: str = Field("text", description="Field holding the text in .jsonl records.")
+    max_file_mb: float = Field(50.0, gt=0, description="Larger files are listed as failed.")
+
+
+class IngestSettings(StrictModel):
+    embed_concurrency: int = Field(1, ge=1, description="Embedder actors in the Ray Data pool.")
+    embed_batch_size: int = Field(128, ge=1, description="Chunks per embedder call.")
+    embed_num_gpus: float = Field(0.0, ge=0, description="GPUs per embedder actor (0 on CPU).")
+    embed_num_cpus: float = Field(1.0, gt=0, description="Logical CPUs Ray reserves per embedder actor.")
+    embed_threads: int | None = Field(
+        None, ge=1,
+        description="torch threads per embedder actor; unset shares the node's cores "
+        "among the actors (Ray would otherwise pin OMP to 1 thread).",
+    )
+    load_concurrency: int = Field(1, ge=1, description="Loader/chunker actors.")
+    files_per_batch: int = Field(4, ge=1, description="Files per loader call.")
+    ray_num_cpus: int | None = Field(
+        None, ge=1,
+        description="Logical CPUs of a Ray started locally; unset uses max(4, cores) "
+        "so the loader and embedder actors fit on a 2-core laptop.",
+    )
+
+
+class Settings(BaseSettings):
+    """Everything configurable, one object, passed down explicitly."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_assignment=True
+    )
+
+    home: Path = Field(
+        Path("~/.cache/llama-rag"), description="Where prepared models live ($LLAMA_RAG_HOME)."
+    )
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    chunking: ChunkSettings = Field(default_factory=ChunkSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+
+    @model_validator(mode="after")
+    def _expand_home(self) -> "Settings":
+        object.__setattr__(self, "home", Path(os.path.expanduser(str(self.home))))
+        return self
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}", param="config") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}", param="config") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings", param="config")
+    return data
+
+
+def _describe(exc: ValidationError, origin: str) -> ConfigError:
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "settings"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown setting"
+    got = first.get("input")
+    shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+    more = len(exc.errors()) - 1
+    extra = f"; and {more} more problem(s)" if more else ""
+    return ConfigError(f"invalid setting {field}: {msg}{shown} [{origin}]{extra}", param=field)
+
+
+def load_settings(config: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Build the effective settings: defaults < YAML < environment < ``overrides`` (CLI flags)."""
+    file_values = _read_yaml(config) if config else {}
+
+    class _WithFile(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            from pydantic_settings import InitSettingsSource
+
+            return init_settings, env_settings, InitSettingsSource(settings_cls, file_values)
+
+    origin = ", ".join(filter(None, [str(config) if config else "", "environment", "flags"]))
+    try:
+        loaded = _WithFile(**_nest(overrides or {}))
+    except ValidationError as exc:
+        raise _describe(exc, origin) from None
+    return Settings.model_construct(**{k: getattr(loaded, k) for k in Settings.model_fields})
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """Turn {"index.dir": x} into {"index": {"dir": x}}, dropping None (flag not given)."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if value is None:
+            continue
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def dump_settings(settings: Settings) -> str:
+    """The effective configuration as YAML, loadable again with ``--config``."""
+    return yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,77 @@
+"""The project's exception types, each tied once to a CLI exit code and an HTTP status.
+
+Domain code raises these; only the CLI and the HTTP routers translate them, so a
+user sees one clear message and never a stack trace.
+"""
+
+from __future__ import annotations
+
+
+class LlamaRagError(Exception):
+    """Base of every error a user is meant to read."""
+
+    exit_code: int = 1
+    http_status: int = 500
+    type: str = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class InvalidInputError(LlamaRagError):
+    """The caller asked for something malformed: fix the input and retry."""
+
+    exit_code = 2
+    http_status = 400
+    type = "invalid_request_error"
+
+
+class ConfigError(InvalidInputError):
+    """A setting has an invalid value; the message names the field."""
+
+    type = "config_error"
+
+
+class NotFoundError(LlamaRagError):
+    """A named thing (path, index, model) does not exist."""
+
+    exit_code = 2
+    http_status = 404
+    type = "not_found_error"
+
+
+class EmptyCorpusError(InvalidInputError):
+    """Nothing indexable was found, so no version is published."""
+
+
+class EmbedderMismatchError(InvalidInputError):
+    """The index was built with another embedder than the one configured."""
+
+    http_status = 409
+    type = "embedder_mismatch"
+
+
+class IndexLockedError(LlamaRagError):
+    """Another indexer holds the index directory's lock."""
+
+    exit_code = 3
+    http_status = 409
+    type = "index_locked"
+
+
+class ModelSetupError(LlamaRagError):
+    """A model is not installed or not prepared; the message says the one-line fix."""
+
+    exit_code = 2
+    http_status = 503
+    type = "model_unavailable"
+
+
+class LoadError(LlamaRagError):
+    """One file could not be turned into a document; recorded per file, never fatal."""
+
+    exit_code = 2
+    http_status = 422
+    type = "unreadable_document"

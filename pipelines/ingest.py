@@ -1,0 +1,288 @@
+"""Ingest: files -> load + chunk (actors) -> embed (actor pool) -> FAISS version -> publish.
+
+Only new and changed files go through Ray Data; unchanged files keep their rows and
+vectors from the current version. Run it as ``llama-rag index`` or
+``ray job submit -- python -m pipelines.ingest PATH... --index-dir DIR``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel
+
+from indexing.chunking import Chunker
+from indexing.corpus import Plan, SourceFile, check_paths, chunk_file, list_corpus, plan
+from indexing.embedder import Embedder, EmbedderInfo, token_counter
+from indexing.store import CHUNK_SCHEMA, FileEntry, IndexStore, Manifest, check_embedder
+from llama_rag.config import ChunkSettings, IndexSettings, Settings
+from llama_rag.errors import EmptyCorpusError, LoadError
+from llama_rag.models import ModelRef, apply_offline_policy, resolve_embedder
+
+log = logging.getLogger(__name__)
+
+ROW_COLUMNS = ["id", "doc_id", "source", "title", "heading", "text", "start", "end", "index",
+               "metadata", "embed_text", "error", "file_chunks"]
+
+
+class IngestSummary(BaseModel):
+    """What a run did; printed by the CLI, as JSON with --json."""
+
+    index_dir: str
+    version: str | None
+    published: bool
+    added: int
+    updated: int
+    unchanged: int
+    deleted: int
+    failed: int
+    chunks_embedded: int
+    chunks_total: int
+    seconds: float
+    chunks_per_s: float
+    errors: list[dict[str, str]]
+
+
+def file_rows(file: SourceFile, chunker: Chunker, settings: IndexSettings) -> list[dict[str, Any]]:
+    """The pipeline rows of one file: one per chunk, or one error row with the reason."""
+    try:
+        chunks = chunk_file(file, chunker, settings)
+    except LoadError as exc:
+        return [_row(source=file.source, error=exc.message)]
+    except Exception as exc:  # a parser bug must not sink the whole run
+        return [_row(source=file.source, error=f"loader failed: {type(exc).__name__}: {exc}")]
+    return [_row(id=c.id, doc_id=c.doc_id, source=c.source, title=c.title,
+                 heading=json.dumps(c.heading), text=c.text, start=c.start, end=c.end,
+                 index=c.index, metadata=json.dumps(c.metadata, default=str),
+                 embed_text=c.embed_text(), file_chunks=len(chunks)) for c in chunks]
+
+
+def _row(**values: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {c: "" for c in ROW_COLUMNS}
+    row.update(start=0, end=0, index=0, file_chunks=0, heading="[]", metadata="{}")
+    row.update(values)
+    return row
+
+
+class LoadChunk:
+    """Ray Data stage: a batch of files in, their chunk rows out. Loads the tokenizer once."""
+
+    def __init__(self, embedder: ModelRef, chunking: ChunkSettings, index: IndexSettings) -> None:
+        self.chunker = Chunker(chunking.max_tokens, chunking.overlap_tokens,
+                               token_counter(embedder.path))
+        self.index = index
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        rows = [r for path, source, digest in zip(batch["path"], batch["source"], batch["hash"])
+                for r in file_rows(SourceFile(path=path, source=source, hash=digest),
+                                   self.chunker, self.index)]
+        return {c: [r[c] for r in rows] for c in ROW_COLUMNS}
+
+
+class Embed:
+    """Ray Data stage: adds a ``vector`` column; error rows get zeros and are dropped later."""
+
+    def __init__(self, embedder: ModelRef, device: str, batch_size: int, threads: int | None,
+                 concurrency: int) -> None:
+        threads = threads or max(1, (os.cpu_count() or 1) // concurrency)
+        self.embedder = Embedder(embedder.name, embedder.path, device, batch_size, threads)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        ok = batch["error"] == ""
+        vectors = np.zeros((len(ok), self.embedder.info.dim), dtype=np.float32)
+        if ok.any():
+            vectors[ok] = self.embedder.encode(batch["embed_text"][ok].tolist())
+        batch = {k: v for k, v in batch.items() if k != "embed_text"}
+        batch["vector"] = vectors
+        return batch
+
+
+EmbedFiles = Callable[[list[SourceFile], ModelRef, Settings], Iterable[dict[str, Any]]]
+
+
+def ensure_ray(settings: Settings) -> None:
+    """Join RAY_ADDRESS (or the job's cluster) if set, else start a small local Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    env = {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if k in os.environ}
+    kwargs: dict[str, Any] = dict(runtime_env={"env_vars": env}, logging_level=logging.WARNING,
+                                  log_to_driver=True)
+    if not os.environ.get("RAY_ADDRESS"):
+        cores = os.cpu_count() or 1
+        kwargs.update(num_cpus=settings.ingest.ray_num_cpus or max(4, cores),
+                      include_dashboard=False)
+    ray.init(**kwargs)
+
+
+def ray_embed_files(files: list[SourceFile], embedder: ModelRef,
+                    settings: Settings) -> Iterator[dict[str, Any]]:
+    """Run the Ray Data pipeline over ``files``; yields batches (column -> array) with vectors."""
+    import ray
+    from ray.data import ActorPoolStrategy, DataContext
+
+    ensure_ray(settings)
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False  # the CLI draws one bar for the whole run
+    ing = settings.ingest
+    ds = ray.data.from_items([f.model_dump() for f in files],
+                             override_num_blocks=max(1, min(len(files), 64)))
+    ds = ds.map_batches(LoadChunk, batch_size=ing.files_per_batch,
+                        compute=ActorPoolStrategy(size=ing.load_concurrency), num_cpus=0.5,
+                        fn_constructor_kwargs=dict(embedder=embedder, chunking=settings.chunking,
+                                                   index=settings.index))
+    ds = ds.map_batches(Embed, batch_size=ing.embed_batch_size,
+                        compute=ActorPoolStrategy(size=ing.embed_concurrency),
+                        num_gpus=ing.embed_num_gpus or None, num_cpus=ing.embed_num_cpus,
+                        fn_constructor_kwargs=dict(
+                            embedder=embedder, batch_size=ing.embed_batch_size,
+                            device="cuda" if ing.embed_num_gpus else settings.models.embed_device,
+                            threads=ing.embed_threads, concurrency=ing.embed_concurrency))
+    yield from ds.iter_batches(batch_size=None, batch_format="numpy")
+
+
+class _Collected(BaseModel):
+    rows: list[dict[str, Any]] = []
+    vectors: list[Any] = []
+    errors: list[dict[str, str]] = []
+
+
+def _collect(batches: Iterable[dict[str, Any]], total_files: int, progress: bool) -> _Collected:
+    """Gather chunk rows and vectors; advance the bar when a file's last chunk arrives."""
+    from tqdm import tqdm
+
+    out = _Collected()
+    seen: dict[str, int] = {}
+    bar = tqdm(total=total_files, unit="file", desc="indexing", disable=not progress,
+               dynamic_ncols=True)
+    with bar:
+        for batch in batches:
+            keep = [i for i, e in enumerate(batch["error"]) if not e]
+            for i, err in enumerate(batch["error"]):
+                if err:
+                    out.errors.append({"source": str(batch["source"][i]), "error": str(err)})
+                    bar.update(1)
+            for i in keep:
+                src = str(batch["source"][i])
+                seen[src] = seen.get(src, 0) + 1
+                if seen[src] == int(batch["file_chunks"][i]):
+                    bar.update(1)
+                out.rows.append({c: _plain(batch[c][i]) for c in CHUNK_SCHEMA.names})
+            if keep:
+                out.vectors.append(np.asarray(batch["vector"])[keep])
+            bar.set_postfix(chunks=len(out.rows))
+    return out
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _assemble(store: IndexStore, work: Plan, new: _Collected, dim: int) -> tuple[pa.Table, np.ndarray]:
+    """Unchanged files' rows from the current version plus the new rows, sorted by source."""
+    parts, vecs = [], []
+    current = store.current()
+    if current and work.unchanged:
+        table, vectors = store.read_version_rows(current)
+        mask = np.isin(table.column("source").to_numpy(zero_copy_only=False), work.unchanged)
+        parts.append(table.filter(pa.array(mask)).cast(CHUNK_SCHEMA))
+        vecs.append(vectors[mask])
+    if new.rows:
+        for r in new.rows:
+            r["heading"] = json.loads(r["heading"])
+        parts.append(pa.Table.from_pylist(new.rows, schema=CHUNK_SCHEMA))
+        vecs.extend(new.vectors)
+    table = pa.concat_tables(parts) if parts else CHUNK_SCHEMA.empty_table()
+    vectors = np.vstack(vecs).astype(np.float32) if vecs else np.zeros((0, dim), np.float32)
+    order = pa.compute.sort_indices(table, [("source", "ascending"), ("index", "ascending")])
+    return table.take(order), vectors[order.to_numpy()]
+
+
+def _manifest(previous: Manifest | None, work: Plan, files: list[SourceFile], new: _Collected,
+              info: EmbedderInfo, settings: Settings) -> Manifest:
+    old = previous.files if previous else {}
+    entries = {s: old[s] for s in work.unchanged + work.failed_before}
+    counts: dict[str, int] = {}
+    for r in new.rows:
+        counts[r["source"]] = counts.get(r["source"], 0) + 1
+    reasons = {e["source"]: e["error"] for e in new.errors}
+    for f in work.todo:
+        entries[f.source] = FileEntry(path=f.path, hash=f.hash, chunks=counts.get(f.source, 0),
+                                      error=reasons.get(f.source))
+    return Manifest(embedder=info, chunking=settings.chunking.model_dump(),
+                    files=dict(sorted(entries.items())))
+
+
+def run(paths: list[Path], settings: Settings, embed_files: EmbedFiles = ray_embed_files,
+        progress: bool = False) -> IngestSummary:
+    """Index ``paths`` into ``settings.index.dir`` incrementally and publish a new version."""
+    started = time.perf_counter()
+    apply_offline_policy(settings)
+    roots = check_paths(paths)
+    store = IndexStore(settings.index.dir)
+    with store.lock():
+        files = list_corpus(roots, settings.index)
+        if not files:
+            raise EmptyCorpusError(
+                f"no indexable files under {', '.join(map(str, roots))} "
+                f"(looked for {' '.join(settings.index.extensions)}); nothing was published",
+                param="paths")
+        previous = store.previous_manifest()
+        work = plan(files, roots, previous)
+        embedder = resolve_embedder(settings)
+        if previous:
+            check_embedder(previous, embedder.name)
+        new = _collect(embed_files(work.todo, embedder, settings), len(work.todo), progress) \
+            if work.todo else _Collected()
+        info = _embedder_info(previous, embedder, new)
+        failed = new.errors + [{"source": s, "error": previous.files[s].error or ""}
+                               for s in work.failed_before] if previous else new.errors
+        changed = bool(work.todo or work.deleted)
+        version = store.current()
+        chunks_total = sum(e.chunks for e in previous.files.values()) if previous else 0
+        if changed:
+            table, vectors = _assemble(store, work, new, info.dim)
+            if table.num_rows == 0:
+                raise EmptyCorpusError(_nothing_indexed(failed), param="paths")
+            manifest = _manifest(previous, work, files, new, info, settings)
+            version = store.publish(table, vectors, manifest, failed, settings.index)
+            chunks_total = table.num_rows
+    seconds = time.perf_counter() - started
+    return IngestSummary(
+        index_dir=str(store.root), version=version, published=changed,
+        added=len(work.added), updated=len(work.updated), unchanged=len(work.unchanged),
+        deleted=len(work.deleted), failed=len(failed), chunks_embedded=len(new.rows),
+        chunks_total=chunks_total, seconds=round(seconds, 2),
+        chunks_per_s=round(len(new.rows) / seconds, 2) if seconds else 0.0, errors=failed)
+
+
+def _embedder_info(previous: Manifest | None, embedder: ModelRef, new: _Collected) -> EmbedderInfo:
+    """Name from the config, dimension from the vectors just made (or the previous version)."""
+    dim = new.vectors[0].shape[1] if new.vectors else (previous.embedder.dim if previous else 0)
+    if previous:
+        check_embedder(previous, embedder.name, dim)
+    return EmbedderInfo(name=embedder.name, dim=dim)
+
+
+def _nothing_indexed(failed: list[dict[str, str]]) -> str:
+    shown = "; ".join(f"{e['source']}: {e['error']}" for e in failed[:5])
+    return f"no text could be indexed ({len(failed)} file(s) failed: {shown}); nothing was published"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m pipelines.ingest` is `llama-rag index`: one set of flags, one code path."""
+    from llama_rag.cli import main as cli_main
+
+    cli_main(["index", *(argv if argv is not None else __import__("sys").argv[1:])])
+
+
+if __name__ == "__main__":
+    main()

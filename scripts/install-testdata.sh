@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Real corpora for tests and the demo, from Debian's packages (never committed):
+# python3.11-doc (the Python docs as HTML).
+set -euo pipefail
+need=()
+[ -f /usr/share/doc/python3.11/html/library/zipfile.html ] || need+=(python3.11-doc)
+[ ${#need[@]} -eq 0 ] && exit 0
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing test data: ${need[*]}"
+$sudo apt-get update -q
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}"

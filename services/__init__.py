@@ -1,0 +1,1 @@
+"""Ray Serve deployments (LLM, retriever, API), composed by services.app.build_app."""
