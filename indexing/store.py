@@ -91,7 +91,8 @@ def check_embedder(built: Manifest, name: str, dim: int | None = None) -> None:
 
 
 def new_version_id() -> str:
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    """Sortable by creation time (microseconds), unique by a random suffix."""
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
     return f"{now}-{secrets.token_hex(3)}"
 
 

@@ -132,6 +132,9 @@ def ray_embed_files(files: list[SourceFile], embedder: ModelRef,
     ensure_ray(settings)
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False  # the CLI draws one bar for the whole run
+    # Small output blocks so embedded rows stream back batch by batch (the bar moves,
+    # memory stays flat) instead of being merged into one block per input bundle.
+    ctx.target_max_block_size = 512 * 1024
     ing = settings.ingest
     ds = ray.data.from_items([f.model_dump() for f in files],
                              override_num_blocks=max(1, min(len(files), 64)))

@@ -1,0 +1,59 @@
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from llama_rag.cli import main
+
+
+def test_help_is_instant_and_loads_no_heavy_module():
+    code = ("import sys; from llama_rag.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('ray', 'torch', 'vllm', 'faiss', 'sentence_transformers') "
+            "if m in sys.modules]\nprint('HEAVY', heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in out.stdout
+
+
+def test_missing_path_exits_2_with_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["index", str(tmp_path / "nope"), "--index-dir",
+                                       str(tmp_path / "idx")])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"Error: path does not exist: {tmp_path / 'nope'}"
+
+
+def test_invalid_setting_exits_2_naming_field(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLAMA_RAG_INDEX__KIND", "magic")
+    result = CliRunner().invoke(main, ["config"])
+    assert result.exit_code == 2 and "index.kind" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_config_prints_effective_settings(monkeypatch):
+    monkeypatch.setenv("LLAMA_RAG_INDEX__HNSW_M", "24")
+    result = CliRunner().invoke(main, ["config"])
+    assert result.exit_code == 0 and "hnsw_m: 24" in result.output
+
+
+def test_search_without_index_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(main, ["search", "zip", "--index-dir", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "no published index" in result.output
+
+
+def test_index_json_summary_shape(tmp_path, monkeypatch):
+    """--json prints the summary model; the run itself is faked at the library boundary."""
+    from pipelines import ingest
+
+    def fake_run(paths, settings, progress):
+        return ingest.IngestSummary(index_dir=str(settings.index.dir), version="v1", published=True,
+                                    added=1, updated=0, unchanged=0, deleted=0, failed=0,
+                                    chunks_embedded=3, chunks_total=3, seconds=1.0,
+                                    chunks_per_s=3.0, errors=[])
+
+    monkeypatch.setattr(ingest, "run", fake_run)
+    (tmp_path / "a.txt").write_text("x")
+    result = CliRunner().invoke(main, ["index", str(tmp_path), "--index-dir", str(tmp_path / "i"),
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["chunks_total"] == 3

@@ -1,0 +1,124 @@
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from indexing import faiss_index
+from indexing.embedder import EmbedderInfo
+from indexing.store import CHUNK_SCHEMA, IndexStore, Manifest
+from llama_rag.config import IndexSettings
+from llama_rag.errors import EmbedderMismatchError, IndexLockedError, InvalidInputError, NotFoundError
+from tests.helpers import hash_vectors
+
+
+def _rows(texts):
+    return pa.Table.from_pylist([
+        dict(id=f"c{i}", doc_id="d", source=f"s{i % 3}.txt", title="T", heading=["H"], text=t,
+             start=0, end=len(t), index=i, metadata="{}") for i, t in enumerate(texts)],
+        schema=CHUNK_SCHEMA)
+
+
+def _publish(store: IndexStore, texts, settings=None):
+    manifest = Manifest(embedder=EmbedderInfo(name="fake", dim=16), chunking={})
+    with store.lock():
+        return store.publish(_rows(texts), hash_vectors(texts), manifest,
+                             [{"source": "bad.bin", "error": "binary file"}],
+                             settings or IndexSettings())
+
+
+def test_publish_then_open_and_search(tmp_path: Path):
+    store = IndexStore(tmp_path / "idx")
+    texts = [f"text number {i}" for i in range(20)]
+    vid = _publish(store, texts)
+    assert store.current() == vid
+    version = store.open()
+    hits = version.search(hash_vectors(["text number 7"])[0], 3)
+    assert hits[0].text == "text number 7" and hits[0].rank == 1
+    assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+    errors = (version.path / "errors.jsonl").read_text().splitlines()
+    assert json.loads(errors[0]) == {"source": "bad.bin", "error": "binary file"}
+    assert version.manifest.index.kind == "flat"
+
+
+def test_crash_before_pointer_switch_keeps_previous_version(tmp_path: Path, monkeypatch):
+    store = IndexStore(tmp_path / "idx")
+    first = _publish(store, ["alpha", "beta"])
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        _publish(store, ["gamma", "delta"])
+    monkeypatch.undo()
+    assert store.current() == first
+    assert [h.text for h in store.open().search(hash_vectors(["alpha"])[0], 1)] == ["alpha"]
+
+
+def test_killed_writer_leftovers_are_cleaned_by_next_writer(tmp_path: Path):
+    store = IndexStore(tmp_path / "idx")
+    _publish(store, ["alpha"])
+    stale = store.versions / ".tmp-20200101T000000-dead00"
+    stale.mkdir()
+    (stale / "index.faiss").write_bytes(b"half")
+    _publish(store, ["beta"])
+    assert not stale.exists()
+
+
+def test_second_writer_fails_fast_with_lock_message(tmp_path: Path):
+    store = IndexStore(tmp_path / "idx")
+    with store.lock():
+        with pytest.raises(IndexLockedError, match="locked by another indexer \\(pid"):
+            with IndexStore(tmp_path / "idx").lock():
+                pass
+    with store.lock():  # released again
+        pass
+
+
+def test_old_versions_are_pruned(tmp_path: Path):
+    store = IndexStore(tmp_path / "idx")
+    ids = [_publish(store, [f"v{i}"], IndexSettings(keep_versions=2)) for i in range(4)]
+    kept = sorted(p.name for p in store.versions.iterdir())
+    assert kept == sorted(ids[-2:])
+
+
+def test_open_without_index_and_embedder_mismatch(tmp_path: Path):
+    with pytest.raises(NotFoundError, match="no published index"):
+        IndexStore(tmp_path / "none").open()
+    store = IndexStore(tmp_path / "idx")
+    _publish(store, ["alpha"])
+    version = store.open()
+    version.check_embedder(EmbedderInfo(name="fake", dim=16))
+    with pytest.raises(EmbedderMismatchError, match="built with embedder 'fake'"):
+        version.check_embedder(EmbedderInfo(name="other-model", dim=768))
+
+
+@pytest.mark.parametrize("kind,factory", [("flat", "Flat"), ("hnsw", "HNSW32,Flat"),
+                                          ("ivfpq", "IVF")])
+def test_factory_kinds_find_exact_neighbours(kind, factory):
+    import faiss
+
+    faiss.omp_set_num_threads(1)  # OpenMP spinning on a busy 2-core box costs more than it gives
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((2000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index, info = faiss_index.build(vectors, IndexSettings(kind=kind, pq_m=8))
+    assert info.factory.startswith(factory)
+    _, ids = index.search(vectors[:50], 1)
+    hit_rate = float(np.mean(ids[:, 0] == np.arange(50)))
+    assert hit_rate >= (1.0 if kind != "ivfpq" else 0.5)
+
+
+def test_auto_switches_to_hnsw_above_flat_max():
+    assert faiss_index.describe(IndexSettings(flat_max=100), 100, 8).kind == "flat"
+    assert faiss_index.describe(IndexSettings(flat_max=100), 101, 8).kind == "hnsw"
+
+
+def test_ivfpq_parameters_are_checked():
+    with pytest.raises(InvalidInputError, match="must divide"):
+        faiss_index.describe(IndexSettings(kind="ivfpq", pq_m=7), 10_000, 384)
+    with pytest.raises(InvalidInputError, match="at least 256 vectors"):
+        faiss_index.describe(IndexSettings(kind="ivfpq"), 100, 384)
