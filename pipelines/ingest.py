@@ -123,6 +123,20 @@ def ensure_ray(settings: Settings) -> None:
     ray.init(**kwargs)
 
 
+def embed_stage(ds, embedder: ModelRef, settings: Settings):
+    """The embedder actor pool over a dataset with ``embed_text`` and ``error`` columns."""
+    from ray.data import ActorPoolStrategy
+
+    ing = settings.ingest
+    return ds.map_batches(
+        Embed, batch_size=ing.embed_batch_size, compute=ActorPoolStrategy(size=ing.embed_concurrency),
+        num_gpus=ing.embed_num_gpus or None, num_cpus=ing.embed_num_cpus,
+        fn_constructor_kwargs=dict(
+            embedder=embedder, batch_size=ing.embed_batch_size,
+            device="cuda" if ing.embed_num_gpus else settings.models.embed_device,
+            threads=ing.embed_threads, concurrency=ing.embed_concurrency))
+
+
 def ray_embed_files(files: list[SourceFile], embedder: ModelRef,
                     settings: Settings) -> Iterator[dict[str, Any]]:
     """Run the Ray Data pipeline over ``files``; yields batches (column -> array) with vectors."""
@@ -142,13 +156,7 @@ def ray_embed_files(files: list[SourceFile], embedder: ModelRef,
                         compute=ActorPoolStrategy(size=ing.load_concurrency), num_cpus=0.5,
                         fn_constructor_kwargs=dict(embedder=embedder, chunking=settings.chunking,
                                                    index=settings.index))
-    ds = ds.map_batches(Embed, batch_size=ing.embed_batch_size,
-                        compute=ActorPoolStrategy(size=ing.embed_concurrency),
-                        num_gpus=ing.embed_num_gpus or None, num_cpus=ing.embed_num_cpus,
-                        fn_constructor_kwargs=dict(
-                            embedder=embedder, batch_size=ing.embed_batch_size,
-                            device="cuda" if ing.embed_num_gpus else settings.models.embed_device,
-                            threads=ing.embed_threads, concurrency=ing.embed_concurrency))
+    ds = embed_stage(ds, embedder, settings)
     yield from ds.iter_batches(batch_size=None, batch_format="numpy")
 
 

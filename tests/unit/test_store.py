@@ -103,9 +103,9 @@ def test_factory_kinds_find_exact_neighbours(kind, factory):
 
     faiss.omp_set_num_threads(1)  # OpenMP spinning on a busy 2-core box costs more than it gives
     rng = np.random.default_rng(0)
-    vectors = rng.standard_normal((2000, 32)).astype(np.float32)
+    vectors = rng.standard_normal((1000, 16)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    index, info = faiss_index.build(vectors, IndexSettings(kind=kind, pq_m=8))
+    index, info = faiss_index.build(vectors, IndexSettings(kind=kind, pq_m=4))
     assert info.factory.startswith(factory)
     _, ids = index.search(vectors[:50], 1)
     hit_rate = float(np.mean(ids[:, 0] == np.arange(50)))

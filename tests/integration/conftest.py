@@ -1,0 +1,72 @@
+"""One local Ray head for the whole session (127.0.0.1 only), shared by every integration test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PY_DOCS = Path("/usr/share/doc/python3.11/html")
+RAY = str(Path(sys.executable).parent / "ray")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Cluster:
+    address: str
+    dashboard: str
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ, RAY_ADDRESS=self.address, PYTHONUNBUFFERED="1")
+        env.update(extra)
+        return env
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    if not PY_DOCS.exists():
+        pytest.fail(f"{PY_DOCS} missing: run `make testdata` (Debian python3.11-doc)")
+    port, dash = free_port(), free_port()
+    subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                    "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+                    "--num-cpus=4", "--disable-usage-stats"],
+                   check=True, capture_output=True, text=True)
+    cluster = Cluster(address=f"127.0.0.1:{port}", dashboard=f"http://127.0.0.1:{dash}")
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if subprocess.run([RAY, "status", f"--address={cluster.address}"],
+                          capture_output=True).returncode == 0:
+            break
+        time.sleep(1)
+    yield cluster
+    subprocess.run([RAY, "stop", "--force"], capture_output=True)
+
+
+def llama_rag(cluster: Cluster, *args: str, timeout: float = 600,
+              check: bool = True) -> subprocess.CompletedProcess:
+    """Run the real CLI as a user would, joined to the session's cluster."""
+    cmd = [str(Path(sys.executable).parent / "llama-rag"), *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=cluster.env())
+    if check and out.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {out.returncode}:\n{out.stdout}\n{out.stderr[-3000:]}")
+    return out
+
+
+def copy_pages(dst: Path, pages: list[str]) -> Path:
+    (dst / "library").mkdir(parents=True, exist_ok=True)
+    for page in pages:
+        shutil.copy(PY_DOCS / "library" / f"{page}.html", dst / "library" / f"{page}.html")
+    return dst
