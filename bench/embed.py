@@ -78,7 +78,7 @@ def main() -> None:
     from llama_rag.models import apply_offline_policy, resolve_embedder
 
     settings = load_settings(None, {"ingest.embed_batch_size": args.batch_size})
-    apply_offline_policy(settings)
+    apply_offline_policy(settings.models)
     texts = make_chunks(args.chunks, settings)
     chars = sum(map(len, texts)) / len(texts)
     print(f"{len(texts)} chunks from {DOCS} (mean {chars:.0f} chars), batch {args.batch_size}")

@@ -31,6 +31,9 @@ class Embedder:
                  num_threads: int | None = None) -> None:
         import torch
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # one bar per worker per load is noise in job logs
 
         if batch_size <= 0:
             raise ValueError(f"batch_size must be greater than 0, got {batch_size}")

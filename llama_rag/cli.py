@@ -63,7 +63,7 @@ def setup(config_path: Path | None) -> None:
     from llama_rag.models import apply_offline_policy, prepare_embedder, prepare_llm
 
     settings = _settings(config_path)
-    apply_offline_policy(settings)
+    apply_offline_policy(settings.models)
     click.echo(f"embedder: {prepare_embedder(settings)}")
     click.echo(f"llm:      {prepare_llm(settings)}")
 
@@ -134,7 +134,7 @@ def search(query: str, index_dir: Path | None, k: int, as_json: bool,
     from indexing.searcher import Searcher
     from llama_rag.models import apply_offline_policy, resolve_embedder
 
-    apply_offline_policy(settings)
+    apply_offline_policy(settings.models)
     hits = Searcher(settings.index.dir, resolve_embedder(settings),
                     settings.models.embed_device).search(query, k)
     if as_json:

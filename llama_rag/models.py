@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from llama_rag.config import Settings
+from llama_rag.config import ModelSettings, Settings
 from llama_rag.errors import ModelSetupError
 
 BUNDLED_LLM = "SmolLM2-135M-Instruct"
@@ -30,9 +30,9 @@ class ModelRef(BaseModel):
     path: str
 
 
-def apply_offline_policy(settings: Settings) -> None:
+def apply_offline_policy(models: ModelSettings) -> None:
     """Keep Hugging Face libraries off the network unless downloads are allowed."""
-    if not settings.models.allow_downloads:
+    if not models.allow_downloads:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 

@@ -22,7 +22,7 @@ from indexing.chunking import Chunker
 from indexing.corpus import Plan, SourceFile, check_paths, chunk_file, list_corpus, plan
 from indexing.embedder import Embedder, EmbedderInfo, token_counter
 from indexing.store import CHUNK_SCHEMA, FileEntry, IndexStore, Manifest, check_embedder
-from llama_rag.config import ChunkSettings, IndexSettings, Settings
+from llama_rag.config import ChunkSettings, IndexSettings, ModelSettings, Settings
 from llama_rag.errors import EmptyCorpusError, LoadError
 from llama_rag.models import ModelRef, apply_offline_policy, resolve_embedder
 
@@ -74,7 +74,9 @@ def _row(**values: Any) -> dict[str, Any]:
 class LoadChunk:
     """Ray Data stage: a batch of files in, their chunk rows out. Loads the tokenizer once."""
 
-    def __init__(self, embedder: ModelRef, chunking: ChunkSettings, index: IndexSettings) -> None:
+    def __init__(self, embedder: ModelRef, chunking: ChunkSettings, index: IndexSettings,
+                 models: ModelSettings) -> None:
+        apply_offline_policy(models)  # workers do not inherit the driver's environment
         self.chunker = Chunker(chunking.max_tokens, chunking.overlap_tokens,
                                token_counter(embedder.path))
         self.index = index
@@ -90,7 +92,8 @@ class Embed:
     """Ray Data stage: adds a ``vector`` column; error rows get zeros and are dropped later."""
 
     def __init__(self, embedder: ModelRef, device: str, batch_size: int, threads: int | None,
-                 concurrency: int) -> None:
+                 concurrency: int, models: ModelSettings) -> None:
+        apply_offline_policy(models)
         threads = threads or max(1, (os.cpu_count() or 1) // concurrency)
         self.embedder = Embedder(embedder.name, embedder.path, device, batch_size, threads)
 
@@ -113,9 +116,8 @@ def ensure_ray(settings: Settings) -> None:
 
     if ray.is_initialized():
         return
-    env = {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if k in os.environ}
-    kwargs: dict[str, Any] = dict(runtime_env={"env_vars": env}, logging_level=logging.WARNING,
-                                  log_to_driver=True)
+    # No runtime_env here: inside `ray job submit` it would replace the job's working_dir.
+    kwargs: dict[str, Any] = dict(logging_level=logging.WARNING, log_to_driver=True)
     if not os.environ.get("RAY_ADDRESS"):
         cores = os.cpu_count() or 1
         kwargs.update(num_cpus=settings.ingest.ray_num_cpus or max(4, cores),
@@ -134,7 +136,7 @@ def embed_stage(ds, embedder: ModelRef, settings: Settings):
         fn_constructor_kwargs=dict(
             embedder=embedder, batch_size=ing.embed_batch_size,
             device="cuda" if ing.embed_num_gpus else settings.models.embed_device,
-            threads=ing.embed_threads, concurrency=ing.embed_concurrency))
+            threads=ing.embed_threads, concurrency=ing.embed_concurrency, models=settings.models))
 
 
 def ray_embed_files(files: list[SourceFile], embedder: ModelRef,
@@ -144,6 +146,7 @@ def ray_embed_files(files: list[SourceFile], embedder: ModelRef,
     from ray.data import ActorPoolStrategy, DataContext
 
     ensure_ray(settings)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False  # the CLI draws one bar for the whole run
     # Small output blocks so embedded rows stream back batch by batch (the bar moves,
@@ -155,7 +158,7 @@ def ray_embed_files(files: list[SourceFile], embedder: ModelRef,
     ds = ds.map_batches(LoadChunk, batch_size=ing.files_per_batch,
                         compute=ActorPoolStrategy(size=ing.load_concurrency), num_cpus=0.5,
                         fn_constructor_kwargs=dict(embedder=embedder, chunking=settings.chunking,
-                                                   index=settings.index))
+                                                   index=settings.index, models=settings.models))
     ds = embed_stage(ds, embedder, settings)
     yield from ds.iter_batches(batch_size=None, batch_format="numpy")
 
@@ -236,7 +239,7 @@ def run(paths: list[Path], settings: Settings, embed_files: EmbedFiles = ray_emb
         progress: bool = False) -> IngestSummary:
     """Index ``paths`` into ``settings.index.dir`` incrementally and publish a new version."""
     started = time.perf_counter()
-    apply_offline_policy(settings)
+    apply_offline_policy(settings.models)
     roots = check_paths(paths)
     store = IndexStore(settings.index.dir)
     with store.lock():
