@@ -52,12 +52,12 @@ def bare(texts: list[str], path: str, batch_size: int) -> float:
 
 
 def ray_pipeline(texts: list[str], settings) -> float:
-    import ray
-
     from llama_rag.models import resolve_embedder
     from pipelines.ingest import embed_stage, ensure_ray
 
-    ensure_ray(settings)
+    ensure_ray(settings)  # first: a local Ray is loopback-only
+    import ray
+
     started = time.perf_counter()
     ds = ray.data.from_items([{"embed_text": t, "error": ""} for t in texts])
     n = 0

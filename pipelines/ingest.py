@@ -111,7 +111,14 @@ EmbedFiles = Callable[[list[SourceFile], ModelRef, Settings], Iterable[dict[str,
 
 
 def ensure_ray(settings: Settings) -> None:
-    """Join RAY_ADDRESS (or the job's cluster) if set, else start a small local Ray."""
+    """Join RAY_ADDRESS (or the job's cluster) if set, else start a small local Ray.
+
+    A local Ray is single-node and loopback-only: Ray would otherwise bind and
+    advertise the machine's network address. The flag must be set before Ray's
+    constants are imported.
+    """
+    if not os.environ.get("RAY_ADDRESS"):
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     if ray.is_initialized():
@@ -142,10 +149,10 @@ def embed_stage(ds, embedder: ModelRef, settings: Settings):
 def ray_embed_files(files: list[SourceFile], embedder: ModelRef,
                     settings: Settings) -> Iterator[dict[str, Any]]:
     """Run the Ray Data pipeline over ``files``; yields batches (column -> array) with vectors."""
+    ensure_ray(settings)  # before any `import ray`: it sets the loopback-only flag
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 
-    ensure_ray(settings)
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False  # the CLI draws one bar for the whole run

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -28,9 +29,12 @@ def free_port() -> int:
 class Cluster:
     address: str
     dashboard: str
+    token: str = secrets.token_hex(32)  # the session's own Ray auth token
 
     def env(self, **extra: str) -> dict[str, str]:
-        env = dict(os.environ, RAY_ADDRESS=self.address, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, RAY_ADDRESS=self.address, PYTHONUNBUFFERED="1",
+                   RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",  # loopback only: see tests/conftest.py
+                   RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self.token)
         env.update(extra)
         return env
 
@@ -40,19 +44,21 @@ def ray_cluster():
     if not PY_DOCS.exists():
         pytest.fail(f"{PY_DOCS} missing: run `make testdata` (Debian python3.11-doc)")
     port, dash = free_port(), free_port()
+    cluster = Cluster(address=f"127.0.0.1:{port}", dashboard=f"http://127.0.0.1:{dash}")
     subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                     "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
                     "--num-cpus=4", "--disable-usage-stats"],
-                   check=True, capture_output=True, text=True)
-    cluster = Cluster(address=f"127.0.0.1:{port}", dashboard=f"http://127.0.0.1:{dash}")
+                   check=True, capture_output=True, text=True, env=cluster.env(RAY_ADDRESS=""))
     deadline = time.time() + 60
     while time.time() < deadline:
         if subprocess.run([RAY, "status", f"--address={cluster.address}"],
-                          capture_output=True).returncode == 0:
+                          capture_output=True, env=cluster.env()).returncode == 0:
             break
         time.sleep(1)
+    else:
+        pytest.fail(f"the test Ray head at {cluster.address} did not come up")
     yield cluster
-    subprocess.run([RAY, "stop", "--force"], capture_output=True)
+    subprocess.run([RAY, "stop", "--force"], capture_output=True, env=cluster.env())
 
 
 def llama_rag(cluster: Cluster, *args: str, timeout: float = 600,

@@ -91,9 +91,14 @@ def test_killed_indexer_leaves_current_version_intact(docs, ray_cluster, tmp_pat
     copy_pages(root, ["os", "re"])  # big pages: the run is still embedding when killed
     proc = subprocess.Popen([str(Path(sys.executable).parent / "llama-rag"), "index", str(root),
                              "--index-dir", str(index_dir)], env=ray_cluster.env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    time.sleep(25)
+    deadline = time.time() + 180
+    while time.time() < deadline and subprocess.run(
+            ["pgrep", "-f", r"MapBatches\(Embed\)"], capture_output=True).returncode != 0:
+        time.sleep(0.5)  # wait for the embedder actor of this run
+    time.sleep(5)  # now inside the embed stage
+    assert proc.poll() is None, "the indexer finished before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert store.current() == before
