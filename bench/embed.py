@@ -6,7 +6,7 @@ import + model load + encode in this process, the Ray side times the dataset run
 (actor start, import, load, encode, results back to the driver) on a Ray that is
 already up, as on a cluster. Prints chunks/s of each and the ratio Ray / bare.
 
-    python bench/embed.py [--chunks 2000] [--batch-size 128]
+    python bench/embed.py [--chunks 2000] [--batch-size 32]
 """
 
 from __future__ import annotations
@@ -71,13 +71,14 @@ def ray_pipeline(texts: list[str], settings) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=2000)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="forward-pass batch on both sides (sentence-transformers' default)")
     args = parser.parse_args()
 
     from llama_rag.config import load_settings
     from llama_rag.models import apply_offline_policy, resolve_embedder
 
-    settings = load_settings(None, {"ingest.embed_batch_size": args.batch_size})
+    settings = load_settings(None, {"ingest.encode_batch_size": args.batch_size})
     apply_offline_policy(settings.models)
     texts = make_chunks(args.chunks, settings)
     chars = sum(map(len, texts)) / len(texts)

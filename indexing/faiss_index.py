@@ -23,6 +23,7 @@ class IndexInfo(BaseModel):
     count: int
     dim: int
     search_params: dict[str, int]
+    refine: int = 0  # candidates per wanted hit that are re-scored exactly (IVF-PQ)
 
 
 def choose_kind(settings: IndexSettings, count: int) -> str:
@@ -55,7 +56,7 @@ def describe(settings: IndexSettings, count: int, dim: int) -> IndexInfo:
             "use index.kind=flat or auto", param="index.kind")
     nlist, nprobe = _ivf_params(settings, count)
     return IndexInfo(kind=kind, factory=f"IVF{nlist},PQ{settings.pq_m}", count=count, dim=dim,
-                     search_params={"nprobe": nprobe})
+                     search_params={"nprobe": nprobe}, refine=settings.pq_refine)
 
 
 def build(vectors: np.ndarray, settings: IndexSettings):
@@ -84,3 +85,27 @@ def apply_search_params(index, info: IndexInfo) -> None:
     space = faiss.ParameterSpace()
     for name, value in info.search_params.items():
         space.set_index_parameter(index, name, value)
+
+
+def search(index, info: IndexInfo, vectors: np.ndarray, queries: np.ndarray,
+           k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, ids) of the k best rows per query; compressed indexes are re-scored exactly.
+
+    PQ codes keep 48 bytes of a 1,536-byte vector, so their scores are coarse; the
+    exact vectors (memory-mapped, so not held in RAM) fix the order of the best
+    ``k * refine`` candidates cheaply.
+    """
+    queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, info.dim)
+    if not info.refine:
+        return index.search(queries, k)
+    _, candidates = index.search(queries, k * info.refine)
+    out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    out_ids = np.full((len(queries), k), -1, dtype=np.int64)
+    for row, (query, ids) in enumerate(zip(queries, candidates)):
+        ids = ids[ids >= 0]
+        order = np.sort(ids)  # sorted reads are kinder to a memory-mapped file
+        exact = np.asarray(vectors[order]) @ query
+        best = np.argsort(-exact)[:k]
+        out_scores[row, : len(best)] = exact[best]
+        out_ids[row, : len(best)] = order[best]
+    return out_scores, out_ids

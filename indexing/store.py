@@ -135,8 +135,8 @@ class IndexVersion:
             raise ValueError(f"k must be greater than 0, got {k}")
         if self.chunks.num_rows == 0:
             return []
-        scores, ids = self.index.search(np.asarray(query, dtype=np.float32).reshape(1, -1),
-                                        min(k, self.chunks.num_rows))
+        scores, ids = faiss_index.search(self.index, self.manifest.index, self.vectors,
+                                         np.asarray(query), min(k, self.chunks.num_rows))
         rows = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
         table = self.chunks.take([i for i, _ in rows]).to_pylist()
         return [Hit(rank=r + 1, score=score, source=row["source"], title=row["title"],

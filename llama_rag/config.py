@@ -90,6 +90,10 @@ class IndexSettings(StrictModel):
         None, ge=1, description="IVF lists probed per query; unset derives nlist/8 (at least 8)."
     )
     pq_m: int = Field(48, ge=1, description="PQ sub-quantizers; must divide the embedding dimension.")
+    pq_refine: int = Field(
+        8, ge=0,
+        description="IVF-PQ: fetch k*pq_refine candidates and re-score them exactly with the "
+        "version's memory-mapped vectors.npy (0: PQ scores only, much lower recall).")
     keep_versions: int = Field(3, ge=1, description="Published versions kept on disk.")
     extensions: list[str] = Field(
         [".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".jsonl", ".docx"],
@@ -105,7 +109,12 @@ class IndexSettings(StrictModel):
 
 class IngestSettings(StrictModel):
     embed_concurrency: int = Field(1, ge=1, description="Embedder actors in the Ray Data pool.")
-    embed_batch_size: int = Field(128, ge=1, description="Chunks per embedder call.")
+    embed_batch_size: int = Field(
+        256, ge=1, description="Chunks per Ray Data batch handed to an embedder actor.")
+    encode_batch_size: int = Field(
+        32, ge=1,
+        description="Chunks per model forward pass. The embedder sorts each Ray batch by "
+        "length first, so small passes pad little; 32 is fastest on CPU, raise it on GPU.")
     embed_num_gpus: float = Field(0.0, ge=0, description="GPUs per embedder actor (0 on CPU).")
     embed_num_cpus: float = Field(1.0, gt=0, description="Logical CPUs Ray reserves per embedder actor.")
     embed_threads: int | None = Field(

@@ -141,7 +141,7 @@ def embed_stage(ds, embedder: ModelRef, settings: Settings):
         Embed, batch_size=ing.embed_batch_size, compute=ActorPoolStrategy(size=ing.embed_concurrency),
         num_gpus=ing.embed_num_gpus or None, num_cpus=ing.embed_num_cpus,
         fn_constructor_kwargs=dict(
-            embedder=embedder, batch_size=ing.embed_batch_size,
+            embedder=embedder, batch_size=ing.encode_batch_size,
             device="cuda" if ing.embed_num_gpus else settings.models.embed_device,
             threads=ing.embed_threads, concurrency=ing.embed_concurrency, models=settings.models))
 

@@ -107,9 +107,20 @@ def test_factory_kinds_find_exact_neighbours(kind, factory):
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     index, info = faiss_index.build(vectors, IndexSettings(kind=kind, pq_m=4))
     assert info.factory.startswith(factory)
-    _, ids = index.search(vectors[:50], 1)
-    hit_rate = float(np.mean(ids[:, 0] == np.arange(50)))
-    assert hit_rate >= (1.0 if kind != "ivfpq" else 0.5)
+    scores, ids = faiss_index.search(index, info, vectors, vectors[:50], 3)
+    assert np.array_equal(ids[:, 0], np.arange(50))  # every vector finds itself first
+    assert np.allclose(scores[:, 0], 1.0, atol=1e-5)  # exact scores, also after PQ re-scoring
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)  # best first
+
+
+def test_pq_refine_zero_returns_coarse_scores():
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((1000, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index, info = faiss_index.build(vectors, IndexSettings(kind="ivfpq", pq_m=4, pq_refine=0))
+    assert info.refine == 0
+    scores, _ = faiss_index.search(index, info, vectors, vectors[:20], 1)
+    assert not np.allclose(scores[:, 0], 1.0, atol=1e-3)
 
 
 def test_auto_switches_to_hnsw_above_flat_max():
