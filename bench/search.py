@@ -27,8 +27,9 @@ from bench.report import bar_chart, save  # noqa: E402
 
 def synthetic(n: int, dim: int, centres: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    c = rng.standard_normal((centres, dim)).astype(np.float32)
-    x = c[rng.integers(0, centres, n)] + rng.standard_normal((n, dim)).astype(np.float32)
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    if centres:
+        x += rng.standard_normal((centres, dim)).astype(np.float32)[rng.integers(0, centres, n)]
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
@@ -56,6 +57,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--vectors", type=Path)
+    parser.add_argument("--centres", type=int, default=1000,
+                        help="synthetic clusters; 0 draws uniform random directions (worst case)")
+    parser.add_argument("--name", default="search", help="results file name under bench/results")
     args = parser.parse_args()
     k = 10
     if args.vectors:
@@ -64,8 +68,9 @@ def main() -> None:
         rng.shuffle(data)
         base, queries, source = data[args.queries:], data[: args.queries], str(args.vectors)
     else:
-        allv = synthetic(args.n + args.queries, 384, 1000)
-        base, queries, source = allv[: args.n], allv[args.n:], "synthetic clustered, 384 dims"
+        allv = synthetic(args.n + args.queries, 384, args.centres)
+        kind = f"{args.centres} clusters" if args.centres else "uniform random"
+        base, queries, source = allv[: args.n], allv[args.n:], f"synthetic, {kind}, 384 dims"
     print(f"{len(base)} vectors ({source}), {len(queries)} queries, k={k}")
     results = {}
     truth = None
@@ -91,10 +96,10 @@ def main() -> None:
         speedup = results["flat"]["p50_ms"] / results[kind]["p50_ms"]
         results[kind]["p50_speedup_vs_flat"] = speedup
         print(f"{kind}: {speedup:.1f}x faster than flat at p50, recall@10 {results[kind]['recall_at_10']:.3f}")
-    save("search", {"vectors": len(base), "source": source, "queries": len(queries), "k": k,
+    save(args.name, {"vectors": len(base), "source": source, "queries": len(queries), "k": k,
                     "results": results})
     kinds = list(results)
-    bar_chart("search", f"FAISS on {len(base)} vectors ({source})", kinds,
+    bar_chart(args.name, f"FAISS on {len(base)} vectors ({source})", kinds,
               {"recall@10": [results[x]["recall_at_10"] for x in kinds],
                "p50 latency (ms)": [results[x]["p50_ms"] for x in kinds],
                "size (MB)": [results[x]["size_mb"] for x in kinds]}, "")
