@@ -6,8 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.llama-rag-installed
 DOCS := /usr/share/doc/python3.11/html
 DEMO_DIR := .demo
-DEMO_PAGES := zipfile tarfile gzip bz2 lzma zlib shutil csv json pathlib os.path glob tempfile \
-              sqlite3 pickle logging argparse datetime re string
+DEMO_PAGES := zipfile tarfile gzip bz2 lzma zlib csv json glob tempfile
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -170,10 +171,13 @@ def ray_embed_files(files: list[SourceFile], embedder: ModelRef,
     yield from ds.iter_batches(batch_size=None, batch_format="numpy")
 
 
-class _Collected(BaseModel):
-    rows: list[dict[str, Any]] = []
-    vectors: list[Any] = []
-    errors: list[dict[str, str]] = []
+@dataclass
+class _Collected:
+    """What came back from the pipeline: chunk rows, their vectors, per-file errors."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    vectors: list[np.ndarray] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
 
 
 def _collect(batches: Iterable[dict[str, Any]], total_files: int, progress: bool) -> _Collected:
@@ -227,8 +231,8 @@ def _assemble(store: IndexStore, work: Plan, new: _Collected, dim: int) -> tuple
     return table.take(order), vectors[order.to_numpy()]
 
 
-def _manifest(previous: Manifest | None, work: Plan, files: list[SourceFile], new: _Collected,
-              info: EmbedderInfo, settings: Settings) -> Manifest:
+def _manifest(previous: Manifest | None, work: Plan, new: _Collected, info: EmbedderInfo,
+              settings: Settings) -> Manifest:
     old = previous.files if previous else {}
     entries = {s: old[s] for s in work.unchanged + work.failed_before}
     counts: dict[str, int] = {}
@@ -273,7 +277,7 @@ def run(paths: list[Path], settings: Settings, embed_files: EmbedFiles = ray_emb
             table, vectors = _assemble(store, work, new, info.dim)
             if table.num_rows == 0:
                 raise EmptyCorpusError(_nothing_indexed(failed), param="paths")
-            manifest = _manifest(previous, work, files, new, info, settings)
+            manifest = _manifest(previous, work, new, info, settings)
             version = store.publish(table, vectors, manifest, failed, settings.index)
             chunks_total = table.num_rows
     seconds = time.perf_counter() - started
@@ -294,6 +298,8 @@ def _embedder_info(previous: Manifest | None, embedder: ModelRef, new: _Collecte
 
 
 def _nothing_indexed(failed: list[dict[str, str]]) -> str:
+    if not failed:
+        return "no chunks would be left in the index (every file was deleted); nothing was published"
     shown = "; ".join(f"{e['source']}: {e['error']}" for e in failed[:5])
     return f"no text could be indexed ({len(failed)} file(s) failed: {shown}); nothing was published"
 
