@@ -53,9 +53,10 @@ def bare(texts: list[str], path: str, batch_size: int) -> float:
 
 def ray_pipeline(texts: list[str], settings) -> float:
     from llama_rag.models import resolve_embedder
-    from pipelines.ingest import embed_stage, ensure_ray
+    from llama_rag.ray_runtime import ensure_ray
+    from pipelines.ingest import embed_stage
 
-    ensure_ray(settings)  # first: a local Ray is loopback-only
+    ensure_ray(settings.ingest.ray_num_cpus)  # first: a local Ray is loopback-only
     import ray
 
     started = time.perf_counter()

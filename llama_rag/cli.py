@@ -146,5 +146,38 @@ def search(query: str, index_dir: Path | None, k: int, as_json: bool,
         click.echo(f"{h.rank}. [{h.score:.3f}] {h.source} - {h.title}\n   {snippet}")
 
 
+@main.command()
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on (default 8000).")
+@config_option
+def serve(host: str | None, port: int | None, config_path: Path | None) -> None:
+    """Deploy the Serve application (vLLM LLaMA replicas, OpenAI routes) and wait for Ctrl-C.
+
+    Joins RAY_ADDRESS when set, else starts a local loopback-only Ray.
+    """
+    settings = _settings(config_path, **{"serve.host": host, "serve.port": port})
+    from llama_rag.models import apply_offline_policy
+    from llama_rag.ray_runtime import ensure_ray
+
+    apply_offline_policy(settings.models)
+    ensure_ray()
+    import time
+
+    from ray import serve as ray_serve
+
+    from services.app import build_app
+
+    ray_serve.start(http_options={"host": settings.serve.host, "port": settings.serve.port})
+    ray_serve.run(build_app(settings), name="llama-rag", route_prefix="/")  # waits until healthy
+    click.echo(f"serving {settings.llm.model_id} at "
+               f"http://{settings.serve.host}:{settings.serve.port}/v1 (Ctrl-C stops)", err=True)
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        click.echo("shutting down", err=True)
+        ray_serve.delete("llama-rag")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -131,6 +131,50 @@ class IngestSettings(StrictModel):
     )
 
 
+class LLMSettings(StrictModel):
+    """The vLLM engine behind the Serve LLM deployment; names follow vLLM's engine args."""
+
+    model_id: str = Field("smollm2", description="Name clients pass as `model` (/v1/models).")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "bfloat16", description="Weights and activations dtype (bfloat16 on CPU).")
+    max_model_len: int = Field(2048, ge=64, description="Prompt + completion tokens per request.")
+    quantization: str | None = Field(
+        None, description="vLLM quantization (awq, gptq, fp8) on GPU; none on CPU.")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one replica spans.")
+    gpu_memory_utilization: float = Field(
+        0.3, gt=0, le=1,
+        description="Share of GPU memory for weights + KV cache; on the CPU backend the share "
+        "of RAM it reserves (vLLM refuses to start when it is more than is free).")
+    enable_prefix_caching: bool = Field(True, description="Reuse KV cache of shared prefixes.")
+    max_num_batched_tokens: int = Field(2048, ge=64, description="Tokens per engine step.")
+    max_num_seqs: int = Field(64, ge=1, description="Sequences scheduled together.")
+    enforce_eager: bool = Field(True, description="Skip graph capture (faster start on CPU).")
+    num_gpus: float = Field(0, ge=0, description="GPUs per replica (0: the CPU backend).")
+    num_cpus: float = Field(1, gt=0, description="Logical CPUs Ray reserves per replica.")
+    accelerator_type: str | None = Field(None, description="Ray accelerator type, e.g. H100.")
+    min_replicas: int = Field(1, ge=0, description="Autoscaling lower bound.")
+    max_replicas: int = Field(1, ge=1, description="Autoscaling upper bound.")
+    target_ongoing_requests: int = Field(16, ge=1, description="Autoscaling target per replica.")
+    max_ongoing_requests: int = Field(64, ge=1, description="Requests a replica runs at once.")
+    cpu_kvcache_space_gb: int | None = Field(
+        None, ge=1, description="VLLM_CPU_KVCACHE_SPACE; unset lets gpu_memory_utilization decide.")
+    cpu_omp_threads_bind: str = Field(
+        "nobind", description="VLLM_CPU_OMP_THREADS_BIND: auto, nobind or a core list. nobind "
+        "leaves placement to the OS, which shares 2 cores with Ray and the embedder best.")
+
+
+class ServeSettings(StrictModel):
+    """The HTTP side: where it listens and how it sheds load."""
+
+    host: str = Field("127.0.0.1", description="Address the Serve proxy listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port of the Serve proxy.")
+    max_ongoing_requests: int = Field(
+        64, ge=1, description="Requests the API replica handles at once.")
+    max_queued_requests: int = Field(
+        64, ge=0, description="Requests waiting beyond that; more are answered 503 at once.")
+    retry_after_s: float = Field(2, ge=0, description="Retry-After sent with a 503.")
+
+
 class Settings(BaseSettings):
     """Everything configurable, one object, passed down explicitly."""
 
@@ -145,6 +189,8 @@ class Settings(BaseSettings):
     chunking: ChunkSettings = Field(default_factory=ChunkSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
 
     @model_validator(mode="after")
     def _expand_home(self) -> "Settings":

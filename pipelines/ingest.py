@@ -26,8 +26,8 @@ from indexing.store import CHUNK_SCHEMA, FileEntry, IndexStore, Manifest, check_
 from llama_rag.config import ChunkSettings, IndexSettings, ModelSettings, Settings
 from llama_rag.errors import EmptyCorpusError, LoadError
 from llama_rag.models import ModelRef, apply_offline_policy, resolve_embedder
+from llama_rag.ray_runtime import ensure_ray
 
-log = logging.getLogger(__name__)
 
 ROW_COLUMNS = ["id", "doc_id", "source", "title", "heading", "text", "start", "end", "index",
                "metadata", "embed_text", "error", "file_chunks"]
@@ -111,28 +111,6 @@ class Embed:
 EmbedFiles = Callable[[list[SourceFile], ModelRef, Settings], Iterable[dict[str, Any]]]
 
 
-def ensure_ray(settings: Settings) -> None:
-    """Join RAY_ADDRESS (or the job's cluster) if set, else start a small local Ray.
-
-    A local Ray is single-node and loopback-only: Ray would otherwise bind and
-    advertise the machine's network address. The flag must be set before Ray's
-    constants are imported.
-    """
-    if not os.environ.get("RAY_ADDRESS"):
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    import ray
-
-    if ray.is_initialized():
-        return
-    # No runtime_env here: inside `ray job submit` it would replace the job's working_dir.
-    kwargs: dict[str, Any] = dict(logging_level=logging.WARNING, log_to_driver=True)
-    if not os.environ.get("RAY_ADDRESS"):
-        cores = os.cpu_count() or 1
-        kwargs.update(num_cpus=settings.ingest.ray_num_cpus or max(4, cores),
-                      include_dashboard=False)
-    ray.init(**kwargs)
-
-
 def embed_stage(ds, embedder: ModelRef, settings: Settings):
     """The embedder actor pool over a dataset with ``embed_text`` and ``error`` columns."""
     from ray.data import ActorPoolStrategy
@@ -150,7 +128,7 @@ def embed_stage(ds, embedder: ModelRef, settings: Settings):
 def ray_embed_files(files: list[SourceFile], embedder: ModelRef,
                     settings: Settings) -> Iterator[dict[str, Any]]:
     """Run the Ray Data pipeline over ``files``; yields batches (column -> array) with vectors."""
-    ensure_ray(settings)  # before any `import ray`: it sets the loopback-only flag
+    ensure_ray(settings.ingest.ray_num_cpus)  # before any `import ray`: loopback-only flag
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 

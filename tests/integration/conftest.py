@@ -76,3 +76,39 @@ def copy_pages(dst: Path, pages: list[str]) -> Path:
     for page in pages:
         shutil.copy(PY_DOCS / "library" / f"{page}.html", dst / "library" / f"{page}.html")
     return dst
+
+
+@pytest.fixture(scope="session")
+def llm_server(ray_cluster):
+    """`llama-rag serve` on the session cluster: one vLLM replica of the bundled model.
+
+    Small API limits (4 running, 2 queued) so the overload test can reach them.
+    """
+    import httpx
+
+    port = free_port()
+    env = ray_cluster.env(LLAMA_RAG_SERVE__MAX_ONGOING_REQUESTS="4",
+                          LLAMA_RAG_SERVE__MAX_QUEUED_REQUESTS="2",
+                          LLAMA_RAG_LLM__MAX_MODEL_LEN="1024")
+    log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-rag-serve-{port}.log", "w")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "llama-rag"), "serve",
+                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 600
+    while time.time() < deadline:  # the CLI prints its URL once every deployment is healthy
+        if proc.poll() is not None:
+            pytest.fail(f"llama-rag serve exited {proc.returncode}; see {log.name}")
+        if f"serving smollm2 at {url}/v1" in Path(log.name).read_text(errors="replace"):
+            assert httpx.get(f"{url}/v1/models", timeout=10).status_code == 200
+            break
+        time.sleep(2)
+    else:
+        proc.kill()
+        pytest.fail(f"llama-rag serve was not ready in 600 s; see {log.name}")
+    yield url
+    proc.send_signal(2)  # Ctrl-C: the command deletes the app and exits
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()

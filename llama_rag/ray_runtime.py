@@ -1,0 +1,29 @@
+"""Join or start Ray the same way for every command (index, serve, classify)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+
+def ensure_ray(num_cpus: int | None = None) -> None:
+    """Join RAY_ADDRESS (or the job's cluster) if set, else start a small local Ray.
+
+    A local Ray is single-node and loopback-only: Ray would otherwise bind and
+    advertise the machine's network address. The flag must be set before Ray's
+    constants are imported, so call this before any ``import ray``.
+    """
+    if not os.environ.get("RAY_ADDRESS"):
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+
+    if ray.is_initialized():
+        return
+    # No runtime_env here: inside `ray job submit` it would replace the job's working_dir.
+    kwargs: dict[str, Any] = dict(logging_level=logging.WARNING, log_to_driver=True)
+    if not os.environ.get("RAY_ADDRESS"):
+        # Logical CPUs are a scheduling quota, not cores: max(4, cores) lets the loader,
+        # the embedder and a vLLM replica fit on a 2-core laptop.
+        kwargs.update(num_cpus=num_cpus or max(4, os.cpu_count() or 1), include_dashboard=False)
+    ray.init(**kwargs)

@@ -1,0 +1,84 @@
+"""The LLM deployment over real HTTP with the real bundled model (vLLM on the CPU)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import openai
+import pytest
+
+pytestmark = pytest.mark.integration
+
+CHAT = {"model": "smollm2", "messages": [{"role": "user", "content": "Name a colour."}]}
+
+
+@pytest.fixture(scope="module")
+def client(llm_server):
+    return openai.OpenAI(base_url=f"{llm_server}/v1", api_key="unused", max_retries=0)
+
+
+def test_models_lists_the_served_model(client):
+    assert [m.id for m in client.models.list().data] == ["smollm2"]
+
+
+def test_chat_returns_text_with_usage(client):
+    reply = client.chat.completions.create(max_tokens=16, temperature=0, seed=1, **CHAT)
+    assert reply.choices[0].message.content.strip()
+    assert reply.usage.completion_tokens <= 16 and reply.usage.prompt_tokens > 0
+
+
+def test_chat_streams_until_done(llm_server, client):
+    stream = client.chat.completions.create(max_tokens=16, temperature=0, stream=True, **CHAT)
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text.strip()
+    with httpx.stream("POST", f"{llm_server}/v1/chat/completions", timeout=120,
+                      json={**CHAT, "max_tokens": 8, "stream": True}) as raw:
+        lines = [line for line in raw.iter_lines() if line.strip()]
+    assert lines[-1] == "data: [DONE]"
+
+
+def test_completions_honour_stop_top_p_and_seed(client):
+    kwargs = dict(model="smollm2", prompt="1, 2, 3, 4,", max_tokens=12, temperature=0.7,
+                  top_p=0.9, seed=7, stop=["9"])
+    first = client.completions.create(**kwargs)
+    again = client.completions.create(**kwargs)
+    assert first.choices[0].text == again.choices[0].text  # same seed, same text
+    assert "9" not in first.choices[0].text
+
+
+@pytest.mark.parametrize("body,status", [
+    (b"{not json", 400),
+    (b'{"model": "smollm2", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}', 400),
+    (b'{"model": "smollm2", "messages": [{"role": "user", "content": "x"}], "temperature": -1}', 400),
+    (b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}', 404),
+    (b'{"model": "smollm2", "messages": [{"role": "user", "content": "'
+     + b"word " * 1500 + b'"}]}', 400),
+])
+def test_bad_input_gets_4xx_never_500(llm_server, body, status):
+    resp = httpx.post(f"{llm_server}/v1/chat/completions", content=body, timeout=120,
+                      headers={"content-type": "application/json"})
+    assert resp.status_code == status, resp.text[:300]
+    assert "Traceback" not in resp.text
+
+
+def test_overload_is_answered_503_with_retry_after_at_once(llm_server):
+    """20 requests at once against 4 running + 2 queued: the rest are refused fast."""
+
+    async def one(http: httpx.AsyncClient) -> tuple[int, float, str | None]:
+        started = time.perf_counter()
+        resp = await http.post("/v1/chat/completions", json={**CHAT, "max_tokens": 48})
+        return resp.status_code, time.perf_counter() - started, resp.headers.get("retry-after")
+
+    async def burst():
+        async with httpx.AsyncClient(base_url=llm_server, timeout=300) as http:
+            return await asyncio.gather(*(one(http) for _ in range(20)))
+
+    results = asyncio.run(burst())
+    refused = [r for r in results if r[0] == 503]
+    served = [r for r in results if r[0] == 200]
+    assert len(served) + len(refused) == 20
+    assert refused and served
+    assert all(r[2] is not None for r in refused)  # Retry-After on every refusal
+    assert max(r[1] for r in refused) < min(r[1] for r in served)  # refused before served
