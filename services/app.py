@@ -1,8 +1,9 @@
 """build_app(settings) -> the Serve application; `app_builder` is what Serve configs import.
 
-Today: Ray's OpenAI-compatible ingress in front of the LLM deployment. The API
-replica sheds load itself: beyond `serve.max_queued_requests` waiting requests
-Serve answers 503 with Retry-After at once instead of queueing without bound.
+Our ingress (services.ingress) in front of Ray's LLM deployment, wired the way
+`ray.serve.llm.build_openai_app` wires its own. The API replica sheds load itself:
+beyond `serve.max_queued_requests` waiting requests Serve answers 503 with
+Retry-After at once instead of queueing without bound.
 """
 
 from __future__ import annotations
@@ -14,19 +15,26 @@ from llama_rag.config import Settings, load_settings
 
 
 def build_app(settings: Settings):
-    from ray.serve.llm import build_openai_app
+    from ray import serve
+    from ray.llm._internal.common.dict_utils import maybe_apply_llm_deployment_config_defaults
+    from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
+    from ray.llm._internal.serve.core.server.builder import build_llm_deployment
 
+    from services.ingress import LlamaRagIngress, ingress_class
     from services.llm import build_llm_config
 
-    serve = settings.serve
-    return build_openai_app({
-        "llm_configs": [build_llm_config(settings)],
-        "ingress_deployment_config": {
-            "max_ongoing_requests": serve.max_ongoing_requests,
-            "max_queued_requests": serve.max_queued_requests,
-            "backpressure_config": {"status_code": 503, "retry_after_s": serve.retry_after_s},
-        },
-    })
+    config = build_llm_config(settings)
+    options = maybe_apply_llm_deployment_config_defaults(
+        LlamaRagIngress.get_deployment_options([config]), {
+            "max_ongoing_requests": settings.serve.max_ongoing_requests,
+            "max_queued_requests": settings.serve.max_queued_requests,
+            "backpressure_config": {"status_code": 503,
+                                    "retry_after_s": settings.serve.retry_after_s},
+        })
+    return serve.deployment(ingress_class(), **options).bind(
+        llm_deployments={config.model_id: build_llm_deployment(config)},
+        model_cards={config.model_id: to_model_metadata(config.model_id, config)},
+        lora_paths={})
 
 
 def app_builder(args: dict[str, Any]):

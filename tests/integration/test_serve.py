@@ -48,19 +48,38 @@ def test_completions_honour_stop_top_p_and_seed(client):
     assert "9" not in first.choices[0].text
 
 
-@pytest.mark.parametrize("body,status", [
-    (b"{not json", 400),
-    (b'{"model": "smollm2", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}', 400),
-    (b'{"model": "smollm2", "messages": [{"role": "user", "content": "x"}], "temperature": -1}', 400),
-    (b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}', 404),
+@pytest.mark.parametrize("body,status,param,words", [
+    (b"{not json", 400, None, "JSON"),
+    (b'{"model": "smollm2", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}',
+     400, "max_tokens", "max_tokens"),
+    (b'{"model": "smollm2", "messages": [{"role": "user", "content": "x"}], "temperature": -1}',
+     400, "temperature", "temperature"),
+    (b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}', 404, None, "nope"),
     (b'{"model": "smollm2", "messages": [{"role": "user", "content": "'
-     + b"word " * 1500 + b'"}]}', 400),
+     + b"word " * 1500 + b'"}]}', 400, "input_tokens", "1024 tokens"),
 ])
-def test_bad_input_gets_4xx_never_500(llm_server, body, status):
+def test_bad_input_gets_4xx_in_openai_shape(llm_server, body, status, param, words):
     resp = httpx.post(f"{llm_server}/v1/chat/completions", content=body, timeout=120,
                       headers={"content-type": "application/json"})
     assert resp.status_code == status, resp.text[:300]
-    assert "Traceback" not in resp.text
+    error = resp.json()["error"]
+    assert set(error) == {"type", "message", "param", "code"} and error["code"] == status
+    assert error["param"] == param and words in error["message"]
+    for internal in ("Traceback", "ray.llm", "Internal exception", "Request ID"):
+        assert internal not in resp.text
+
+
+def test_openai_client_raises_typed_errors(client):
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="nope", messages=CHAT["messages"])
+    with pytest.raises(openai.BadRequestError, match="max_tokens"):
+        client.chat.completions.create(max_tokens=0, **CHAT)
+
+
+def test_health_and_readiness_probes(llm_server):
+    assert httpx.get(f"{llm_server}/healthz", timeout=10).json() == {"status": "ok"}
+    ready = httpx.get(f"{llm_server}/readyz", timeout=30)
+    assert ready.status_code == 200 and ready.json()["models"] == ["smollm2"]
 
 
 def test_overload_is_answered_503_with_retry_after_at_once(llm_server):

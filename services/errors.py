@@ -1,0 +1,85 @@
+"""One OpenAI-style error body for every 4xx/5xx the API sends.
+
+Ray's LLM ingress answers with FastAPI's ``{"detail": ...}`` or with
+``{"error": {"message": "Message: ..., Internal exception: ray.llm._internal..."}}``.
+Clients should see ``{"error": {"type", "message", "param", "code"}}`` with a message
+that says what to change and nothing about our internals; this module rewrites the
+body once, at the outermost layer, for every route.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Awaitable, Callable
+
+_MESSAGE = re.compile(r"^Message: (?P<msg>.*?)(?:, Internal exception: .*)?$", re.S)
+_REQUEST_ID = re.compile(r"\s*\(Request ID: [^)]*\)")
+_PARAM = re.compile(r"\s*\(parameter=(?P<param>[\w.]+), value=[^)]*\)")
+_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+          404: "not_found_error", 408: "timeout_error", 413: "invalid_request_error",
+          422: "invalid_request_error", 429: "rate_limit_error", 503: "overloaded_error"}
+
+
+def openai_error(status: int, body: bytes) -> dict[str, Any]:
+    """The OpenAI-style body for an error response of ``status`` whose body was ``body``."""
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        data = {"detail": body.decode("utf-8", "replace")}
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        raw, param = str(error.get("message", "")), error.get("param")
+    else:
+        detail = data.get("detail") if isinstance(data, dict) else data
+        raw, param = (detail if isinstance(detail, str) else json.dumps(detail)), None
+    match = _MESSAGE.match(raw)
+    message = match.group("msg") if match else raw
+    found = _PARAM.search(message)
+    if found:
+        param = found.group("param")
+        message = _PARAM.sub("", message)
+    message = _REQUEST_ID.sub("", message).strip()
+    if status >= 500 and status != 503:
+        message = "internal error; the server log has the details"
+    if not isinstance(param, str):
+        param = None
+    return {"error": {"type": _TYPES.get(status, "api_error" if status >= 500 else
+                                         "invalid_request_error"),
+                      "message": message or f"HTTP {status}", "param": param, "code": status}}
+
+
+ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]
+
+
+class OpenAIErrorBodies:
+    """ASGI middleware: rewrites JSON error bodies (non-streaming) with ``openai_error``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        held: dict[str, Any] = {}
+        parts: list[bytes] = []
+
+        async def capture(message: dict) -> None:
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                held.update(message)
+                return
+            if held and message["type"] == "http.response.body":
+                parts.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    body = json.dumps(openai_error(held["status"], b"".join(parts))).encode()
+                    headers = [(k, v) for k, v in held.get("headers", [])
+                               if k.lower() not in (b"content-length", b"content-type")]
+                    headers += [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]
+                    await send({**held, "headers": headers})
+                    await send({"type": "http.response.body", "body": body})
+                return
+            await send(message)
+
+        await self.app(scope, receive, capture)
