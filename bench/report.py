@@ -32,7 +32,8 @@ def bar_chart(name: str, title: str, labels: list[str], series: dict[str, list[f
 
     fig, axes = plt.subplots(1, len(series), figsize=(4.5 * len(series), 3.6), squeeze=False)
     for ax, (metric, values) in zip(axes[0], series.items()):
-        ax.bar(labels, values, color=["#4c72b0", "#dd8452", "#55a868", "#c44e52"][: len(values)])
+        palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
+        ax.bar(labels, values, color=[palette[i % len(palette)] for i in range(len(values))])
         ax.set_title(metric, fontsize=10)
         ax.tick_params(axis="x", labelrotation=15, labelsize=8)
         for i, v in enumerate(values):
