@@ -49,6 +49,7 @@ integration: setup testdata
 bench: setup testdata
 	$(PY) bench/embed.py
 	$(PY) bench/search.py
+	$(PY) bench/serve.py
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

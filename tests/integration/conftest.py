@@ -59,6 +59,17 @@ def ray_cluster():
         pytest.fail(f"the test Ray head at {cluster.address} did not come up")
     yield cluster
     subprocess.run([RAY, "stop", "--force"], capture_output=True, env=cluster.env())
+    _kill_orphaned_engines()
+
+
+def _kill_orphaned_engines() -> None:
+    """vLLM's EngineCore child outlives a replica killed by `ray stop --force`: reap it."""
+    import psutil
+
+    for proc in psutil.process_iter(["name", "cmdline", "ppid"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if proc.info["ppid"] == 1 and cmd.startswith("VLLM::EngineCore"):
+            proc.kill()
 
 
 def llama_rag(cluster: Cluster, *args: str, timeout: float = 600,
