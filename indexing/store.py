@@ -138,11 +138,15 @@ class IndexVersion:
         scores, ids = faiss_index.search(self.index, self.manifest.index, self.vectors,
                                          np.asarray(query), min(k, self.chunks.num_rows))
         rows = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
-        table = self.chunks.take([i for i, _ in rows]).to_pylist()
+        return self.hits([i for i, _ in rows], [s for _, s in rows])
+
+    def hits(self, ids: list[int], scores: list[float]) -> list[Hit]:
+        """Hits for row ``ids`` (best first) with their ``scores``."""
+        table = self.chunks.take(ids).to_pylist()
         return [Hit(rank=r + 1, score=score, source=row["source"], title=row["title"],
                     text=row["text"], chunk_id=row["id"], heading=row["heading"] or [],
                     start=row["start"], end=row["end"])
-                for r, ((_, score), row) in enumerate(zip(rows, table))]
+                for r, (score, row) in enumerate(zip(scores, table))]
 
 
 class IndexStore:

@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from llama_rag.client import DEFAULT_URL
 from llama_rag.errors import LlamaRagError
 
 
@@ -149,13 +150,19 @@ def search(query: str, index_dir: Path | None, k: int, as_json: bool,
 @main.command()
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on (default 8000).")
+@click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path),
+              envvar="LLAMA_RAG_INDEX__DIR", help="Index the QA routes answer from.")
 @config_option
-def serve(host: str | None, port: int | None, config_path: Path | None) -> None:
-    """Deploy the Serve application (vLLM LLaMA replicas, OpenAI routes) and wait for Ctrl-C.
+def serve(host: str | None, port: int | None, index_dir: Path | None,
+          config_path: Path | None) -> None:
+    """Deploy the Serve application and wait for Ctrl-C.
 
-    Joins RAY_ADDRESS when set, else starts a local loopback-only Ray.
+    vLLM LLaMA replicas with the OpenAI routes, the retriever, and /v1/ask and
+    /v1/search over the index. Joins RAY_ADDRESS when set, else starts a local
+    loopback-only Ray.
     """
-    settings = _settings(config_path, **{"serve.host": host, "serve.port": port})
+    settings = _settings(config_path, **{"serve.host": host, "serve.port": port,
+                                         "index.dir": index_dir})
     from llama_rag.models import apply_offline_policy
     from llama_rag.ray_runtime import ensure_ray
 
@@ -177,6 +184,99 @@ def serve(host: str | None, port: int | None, config_path: Path | None) -> None:
     except KeyboardInterrupt:
         click.echo("shutting down", err=True)
         ray_serve.delete("llama-rag")
+
+
+url_option = click.option("--url", default=DEFAULT_URL, show_default=True, envvar="LLAMA_RAG_URL",
+                          help="Base URL of `llama-rag serve` (env LLAMA_RAG_URL).")
+
+
+@main.command()
+@click.argument("question")
+@url_option
+@click.option("-k", "k", type=click.IntRange(1, 20), help="Chunks to quote (default qa.k).")
+@click.option("--source-prefix", help="Only sources starting with this, e.g. library/.")
+@click.option("--stream/--no-stream", default=False, help="Print tokens as they come.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full JSON answer.")
+def ask(question: str, url: str, k: int | None, source_prefix: str | None, stream: bool,
+        as_json: bool) -> None:
+    """Ask a question; the answer cites the indexed documents. Key: LLAMA_RAG_API_KEY."""
+    from llama_rag.client import Client
+
+    body: dict[str, Any] = {"question": question}
+    if k:
+        body["k"] = k
+    if source_prefix:
+        body["filters"] = {"source_prefix": source_prefix}
+    client = Client(url)
+    if stream and not as_json:
+        answer: dict[str, Any] = {}
+        for event, data in client.events("/v1/ask", body):
+            if event == "token":
+                click.echo(data["text"], nl=False)
+            elif event == "done":
+                answer = data
+            elif event == "error":
+                raise click.ClickException(data["error"]["message"])
+        click.echo()
+        _print_citations(answer)
+        return
+    answer = client.post("/v1/ask", body)
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    click.echo(answer["answer"])
+    _print_citations(answer)
+
+
+def _print_citations(answer: dict[str, Any]) -> None:
+    if not answer.get("answerable", True):
+        click.echo("(not answerable from the indexed documents)")
+    for c in answer.get("citations", []):
+        click.echo(f"[{c['n']}] {c['source']} - {c['title']} (score {c['score']:.3f})")
+
+
+@main.command("eval")
+@click.option("--qa", "qa_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="JSONL of {question, sources: [...]}; empty sources: not answerable.")
+@click.option("--url", envvar="LLAMA_RAG_URL",
+              help="Evaluate a running server (retrieval and answers).")
+@click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Evaluate retrieval only, on a local index (no server, no LLM).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@config_option
+def evaluate(qa_file: Path, url: str | None, index_dir: Path | None, as_json: bool,
+             config_path: Path | None) -> None:
+    """Retrieval hit@1/hit@5/MRR, answerable rate, citation precision and latency."""
+    from llama_rag.evaluate import dumps, evaluate as run_eval, load_qa, report_lines
+
+    if bool(url) == bool(index_dir):
+        raise click.UsageError("give exactly one of --url or --index-dir")
+    items = load_qa(qa_file)
+    if url:
+        from llama_rag.client import Client
+
+        client = Client(url)
+
+        def search(q: str) -> list[str]:
+            return [h["source"] for h in client.post("/v1/search", {"query": q, "k": 5})["hits"]]
+
+        def ask(q: str) -> dict:
+            return client.post("/v1/ask", {"question": q})
+    else:
+        from llama_rag.models import apply_offline_policy
+        from services.retriever import RetrieverCore, SearchRequest
+
+        settings = _settings(config_path, **{"index.dir": index_dir})
+        apply_offline_policy(settings.models)
+        core = RetrieverCore(settings)
+        ask = None  # type: ignore[assignment]
+
+        def search(q: str) -> list[str]:
+            return [h.source for h in core.search(SearchRequest(query=q, k=5)).hits]
+
+    with click.progressbar(length=len(items), label="questions", file=sys.stderr) as bar:
+        report = run_eval(items, search, ask, progress=lambda n: bar.update(1))
+    click.echo(dumps(report) if as_json else "\n".join(report_lines(report)))
 
 
 if __name__ == "__main__":  # pragma: no cover

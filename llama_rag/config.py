@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from llama_rag.errors import ConfigError
 
 ENV_PREFIX = "LLAMA_RAG_"
+API_KEYS_ENV = "LLAMA_RAG_API_KEYS"  # comma-separated, the usual way to pass secrets
 
 
 class StrictModel(BaseModel):
@@ -159,8 +160,12 @@ class LLMSettings(StrictModel):
     cpu_kvcache_space_gb: int | None = Field(
         None, ge=1, description="VLLM_CPU_KVCACHE_SPACE; unset lets gpu_memory_utilization decide.")
     cpu_omp_threads_bind: str = Field(
-        "nobind", description="VLLM_CPU_OMP_THREADS_BIND: auto, nobind or a core list. nobind "
-        "leaves placement to the OS, which shares 2 cores with Ray and the embedder best.")
+        "auto", description="VLLM_CPU_OMP_THREADS_BIND: auto, nobind or a core list "
+        "(bench/cpu_tuning.py: auto is fastest here).")
+    cpu_reserved_cpus: int = Field(
+        0, ge=0, description="VLLM_CPU_NUM_OF_RESERVED_CPU: cores kept from the engine's OMP "
+        "threads. vLLM's default reserves one for the front end, which on 2 cores halves "
+        "decoding speed; 0 measured 1.27x faster here.")
 
 
 class ServeSettings(StrictModel):
@@ -173,6 +178,30 @@ class ServeSettings(StrictModel):
     max_queued_requests: int = Field(
         64, ge=0, description="Requests waiting beyond that; more are answered 503 at once.")
     retry_after_s: float = Field(2, ge=0, description="Retry-After sent with a 503.")
+    api_keys: list[SecretStr] = Field(
+        [], description="Bearer keys every route but /healthz requires; empty: no auth. "
+        "Also LLAMA_RAG_API_KEYS=key1,key2.")
+    rate_limit_per_minute: int = Field(
+        120, ge=0, description="Requests per key (or client address) per minute; 0: off.")
+    rate_limit_burst: int = Field(20, ge=1, description="Requests a key may send at once.")
+
+
+class QASettings(StrictModel):
+    """Grounded answers: how much context the model sees and when to refuse."""
+
+    k: int = Field(4, ge=1, le=20, description="Chunks quoted to the model per question.")
+    min_score: float = Field(
+        0.35, ge=-1, le=1,
+        description="Cosine similarity the best chunk needs; below it the answer is "
+        "`answerable: false` without asking the model.")
+    context_chars: int = Field(
+        1200, ge=100, description="Characters of each chunk quoted to the model.")
+    max_question_chars: int = Field(
+        2000, ge=10, description="Longer questions are refused with 422.")
+    max_tokens: int = Field(256, ge=1, description="Default answer length in tokens.")
+    temperature: float = Field(0.0, ge=0, le=2, description="Default sampling temperature.")
+    reload_interval_s: float = Field(
+        2.0, gt=0, description="How often the retriever checks CURRENT for a new version.")
 
 
 class Settings(BaseSettings):
@@ -191,6 +220,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    qa: QASettings = Field(default_factory=QASettings)
 
     @model_validator(mode="after")
     def _expand_home(self) -> "Settings":
@@ -240,9 +270,13 @@ def load_settings(config: Path | None = None, overrides: dict[str, Any] | None =
 
             return init_settings, env_settings, InitSettingsSource(settings_cls, file_values)
 
+    overrides = dict(overrides or {})
+    if os.environ.get(API_KEYS_ENV) and overrides.get("serve.api_keys") is None:
+        overrides["serve.api_keys"] = [k.strip() for k in os.environ[API_KEYS_ENV].split(",")
+                                       if k.strip()]
     origin = ", ".join(filter(None, [str(config) if config else "", "environment", "flags"]))
     try:
-        loaded = _WithFile(**_nest(overrides or {}))
+        loaded = _WithFile(**_nest(overrides))
     except ValidationError as exc:
         raise _describe(exc, origin) from None
     return Settings.model_construct(**{k: getattr(loaded, k) for k in Settings.model_fields})

@@ -75,3 +75,49 @@ class LoadError(LlamaRagError):
     exit_code = 2
     http_status = 422
     type = "unreadable_document"
+
+
+class IndexUnavailableError(LlamaRagError):
+    """No index version is published (yet) where the service looks."""
+
+    exit_code = 2
+    http_status = 503
+    type = "index_unavailable"
+
+
+class AuthError(LlamaRagError):
+    """No API key was sent where one is required."""
+
+    exit_code = 2
+    http_status = 401
+    type = "authentication_error"
+
+
+class ForbiddenError(AuthError):
+    """An API key was sent but it is not one of the configured keys."""
+
+    http_status = 403
+    type = "permission_error"
+
+
+class RateLimitedError(LlamaRagError):
+    """Too many requests for one key; retry after ``retry_after`` seconds."""
+
+    exit_code = 4
+    http_status = 429
+    type = "rate_limit_error"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UpstreamError(LlamaRagError):
+    """The LLM deployment refused or failed a request; carries its status (e.g. 400)."""
+
+    type = "upstream_error"
+
+    def __init__(self, message: str, *, status: int = 502) -> None:
+        super().__init__(message)
+        self.http_status = status if 400 <= status < 600 else 502
+        self.type = "invalid_request_error" if 400 <= self.http_status < 500 else self.type

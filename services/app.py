@@ -1,7 +1,7 @@
 """build_app(settings) -> the Serve application; `app_builder` is what Serve configs import.
 
-Our ingress (services.ingress) in front of Ray's LLM deployment, wired the way
-`ray.serve.llm.build_openai_app` wires its own. The API replica sheds load itself:
+Our API ingress (services.api) in front of Ray's LLM deployment, wired the way
+`ray.serve.llm.build_openai_app` wires its own, and the retrieval deployment. The API replica sheds load itself:
 beyond `serve.max_queued_requests` waiting requests Serve answers 503 with
 Retry-After at once instead of queueing without bound.
 """
@@ -20,21 +20,24 @@ def build_app(settings: Settings):
     from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
     from ray.llm._internal.serve.core.server.builder import build_llm_deployment
 
-    from services.ingress import LlamaRagIngress, ingress_class
+    from services.api import LlamaRagApi, api_class
     from services.llm import build_llm_config
+    from services.retriever import Retriever
 
     config = build_llm_config(settings)
     options = maybe_apply_llm_deployment_config_defaults(
-        LlamaRagIngress.get_deployment_options([config]), {
+        LlamaRagApi.get_deployment_options([config]), {
             "max_ongoing_requests": settings.serve.max_ongoing_requests,
             "max_queued_requests": settings.serve.max_queued_requests,
             "backpressure_config": {"status_code": 503,
                                     "retry_after_s": settings.serve.retry_after_s},
         })
-    return serve.deployment(ingress_class(), **options).bind(
+    return serve.deployment(api_class(settings), **options).bind(
         llm_deployments={config.model_id: build_llm_deployment(config)},
         model_cards={config.model_id: to_model_metadata(config.model_id, config)},
-        lora_paths={})
+        lora_paths={},
+        retriever=Retriever.bind(settings),
+        settings=settings)
 
 
 def app_builder(args: dict[str, Any]):

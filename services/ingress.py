@@ -1,8 +1,7 @@
-"""Our API ingress: Ray's OpenAI ingress plus /healthz, /readyz and one error-body shape.
+"""Ray's OpenAI ingress plus the /healthz and /readyz probes (services.api builds on it).
 
 Built on Ray's internal ingress helpers (pinned with ray 2.60.*): they give the
-OpenAI routes, streaming and model routing; we add the probes and rewrite every
-error body (services.errors) at the outermost ASGI layer.
+OpenAI routes, streaming and model routing.
 """
 
 from __future__ import annotations
@@ -13,11 +12,7 @@ from fastapi.responses import JSONResponse
 from ray.llm._internal.serve.core.ingress.ingress import (
     DEFAULT_ENDPOINTS,
     OpenAiIngress,
-    init,
-    make_fastapi_ingress,
 )
-
-from services.errors import OpenAIErrorBodies
 
 READY_TIMEOUT_S = 10
 
@@ -44,10 +39,3 @@ class LlamaRagIngress(OpenAiIngress):
 ENDPOINTS = {**DEFAULT_ENDPOINTS,
              "healthz": lambda app: app.get("/healthz"),
              "readyz": lambda app: app.get("/readyz")}
-
-
-def ingress_class():
-    """The Serve ingress class: Ray's middleware stack with ours outermost."""
-    app = init()
-    app.add_middleware(OpenAIErrorBodies)
-    return make_fastapi_ingress(LlamaRagIngress, endpoint_map=ENDPOINTS, app=app)

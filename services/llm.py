@@ -33,6 +33,7 @@ def engine_env(settings: Settings) -> dict[str, str]:
            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     if not llm.num_gpus:
         env["VLLM_CPU_OMP_THREADS_BIND"] = llm.cpu_omp_threads_bind
+        env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(llm.cpu_reserved_cpus)
         if llm.cpu_kvcache_space_gb:
             env["VLLM_CPU_KVCACHE_SPACE"] = str(llm.cpu_kvcache_space_gb)
     return env

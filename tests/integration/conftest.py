@@ -17,6 +17,12 @@ import pytest
 PY_DOCS = Path("/usr/share/doc/python3.11/html")
 RAY = str(Path(sys.executable).parent / "ray")
 ROOT = Path(__file__).resolve().parents[2]
+API_KEY = "it-" + secrets.token_hex(8)  # the session server requires keys
+LIMITED_KEY = "it-limited-" + secrets.token_hex(8)  # burned by the rate-limit test only
+AUTH = {"authorization": f"Bearer {API_KEY}"}
+# Python docs pages the QA index holds (the dev QA set's questions are about them)
+QA_PAGES = ["zipfile", "tarfile", "gzip", "csv", "json", "glob", "tempfile", "shutil",
+            "sqlite3", "datetime", "re", "pathlib"]
 
 
 def free_port() -> int:
@@ -90,27 +96,43 @@ def copy_pages(dst: Path, pages: list[str]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def llm_server(ray_cluster):
-    """`llama-rag serve` on the session cluster: one vLLM replica of the bundled model.
+def qa_index(ray_cluster, tmp_path_factory) -> Path:
+    """A real index of QA_PAGES (about 2 minutes of embedding on 2 cores)."""
+    root = tmp_path_factory.mktemp("qa")
+    corpus = copy_pages(root / "corpus", QA_PAGES)
+    llama_rag(ray_cluster, "index", str(corpus), "--index-dir", str(root / "index"),
+              "--no-progress", timeout=900)
+    return root / "index"
 
-    Small API limits (4 running, 2 queued) so the overload test can reach them.
+
+@pytest.fixture(scope="session")
+def llm_server(ray_cluster, qa_index):
+    """`llama-rag serve --index-dir` on the session cluster: one vLLM replica of the
+    bundled model, the retriever over ``qa_index``, API keys required.
+
+    Small API limits (4 running, 2 queued) so the overload test can reach them, and
+    a rate limit of 120/min with bursts of 40 per key.
     """
     import httpx
 
     port = free_port()
     env = ray_cluster.env(LLAMA_RAG_SERVE__MAX_ONGOING_REQUESTS="4",
                           LLAMA_RAG_SERVE__MAX_QUEUED_REQUESTS="2",
-                          LLAMA_RAG_LLM__MAX_MODEL_LEN="1024")
+                          LLAMA_RAG_SERVE__RATE_LIMIT_PER_MINUTE="120",
+                          LLAMA_RAG_SERVE__RATE_LIMIT_BURST="40",
+                          LLAMA_RAG_API_KEYS=f"{API_KEY},{LIMITED_KEY}",
+                          LLAMA_RAG_LLM__MAX_MODEL_LEN="2048")
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-rag-serve-{port}.log", "w")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "llama-rag"), "serve",
-                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+                             "--port", str(port), "--index-dir", str(qa_index)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 600
     while time.time() < deadline:  # the CLI prints its URL once every deployment is healthy
         if proc.poll() is not None:
             pytest.fail(f"llama-rag serve exited {proc.returncode}; see {log.name}")
         if f"serving smollm2 at {url}/v1" in Path(log.name).read_text(errors="replace"):
-            assert httpx.get(f"{url}/v1/models", timeout=10).status_code == 200
+            assert httpx.get(f"{url}/v1/models", timeout=10, headers=AUTH).status_code == 200
             break
         time.sleep(2)
     else:

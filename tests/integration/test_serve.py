@@ -9,6 +9,8 @@ import httpx
 import openai
 import pytest
 
+from tests.integration.conftest import API_KEY, AUTH
+
 pytestmark = pytest.mark.integration
 
 CHAT = {"model": "smollm2", "messages": [{"role": "user", "content": "Name a colour."}]}
@@ -16,7 +18,7 @@ CHAT = {"model": "smollm2", "messages": [{"role": "user", "content": "Name a col
 
 @pytest.fixture(scope="module")
 def client(llm_server):
-    return openai.OpenAI(base_url=f"{llm_server}/v1", api_key="unused", max_retries=0)
+    return openai.OpenAI(base_url=f"{llm_server}/v1", api_key=API_KEY, max_retries=0)
 
 
 def test_models_lists_the_served_model(client):
@@ -33,7 +35,7 @@ def test_chat_streams_until_done(llm_server, client):
     stream = client.chat.completions.create(max_tokens=16, temperature=0, stream=True, **CHAT)
     text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
     assert text.strip()
-    with httpx.stream("POST", f"{llm_server}/v1/chat/completions", timeout=120,
+    with httpx.stream("POST", f"{llm_server}/v1/chat/completions", timeout=120, headers=AUTH,
                       json={**CHAT, "max_tokens": 8, "stream": True}) as raw:
         lines = [line for line in raw.iter_lines() if line.strip()]
     assert lines[-1] == "data: [DONE]"
@@ -56,11 +58,11 @@ def test_completions_honour_stop_top_p_and_seed(client):
      400, "temperature", "temperature"),
     (b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}', 404, None, "nope"),
     (b'{"model": "smollm2", "messages": [{"role": "user", "content": "'
-     + b"word " * 1500 + b'"}]}', 400, "input_tokens", "1024 tokens"),
+     + b"word " * 3000 + b'"}]}', 400, "input_tokens", "2048 tokens"),
 ])
 def test_bad_input_gets_4xx_in_openai_shape(llm_server, body, status, param, words):
     resp = httpx.post(f"{llm_server}/v1/chat/completions", content=body, timeout=120,
-                      headers={"content-type": "application/json"})
+                      headers={**AUTH, "content-type": "application/json"})
     assert resp.status_code == status, resp.text[:300]
     error = resp.json()["error"]
     assert set(error) == {"type", "message", "param", "code"} and error["code"] == status
@@ -78,7 +80,7 @@ def test_openai_client_raises_typed_errors(client):
 
 def test_health_and_readiness_probes(llm_server):
     assert httpx.get(f"{llm_server}/healthz", timeout=10).json() == {"status": "ok"}
-    ready = httpx.get(f"{llm_server}/readyz", timeout=30)
+    ready = httpx.get(f"{llm_server}/readyz", timeout=30, headers=AUTH)
     assert ready.status_code == 200 and ready.json()["models"] == ["smollm2"]
 
 
@@ -91,7 +93,7 @@ def test_overload_is_answered_503_with_retry_after_at_once(llm_server):
         return resp.status_code, time.perf_counter() - started, resp.headers.get("retry-after")
 
     async def burst():
-        async with httpx.AsyncClient(base_url=llm_server, timeout=300) as http:
+        async with httpx.AsyncClient(base_url=llm_server, timeout=300, headers=AUTH) as http:
             return await asyncio.gather(*(one(http) for _ in range(20)))
 
     results = asyncio.run(burst())

@@ -1,0 +1,71 @@
+"""A small HTTP client for the llama-rag API (stdlib only, so the CLI needs nothing more).
+
+Errors come back as the API's ``{"error": {...}}`` bodies; they are raised as
+``ApiError`` carrying the status and message, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from typing import Any, Iterator
+
+from llama_rag.errors import LlamaRagError
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+API_KEY_ENV = "LLAMA_RAG_API_KEY"
+
+
+class ApiError(LlamaRagError):
+    exit_code = 1
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.http_status = status
+
+
+class Client:
+    def __init__(self, url: str = DEFAULT_URL, api_key: str | None = None,
+                 timeout: float = 600) -> None:
+        self.url = url.rstrip("/")
+        if self.url.endswith("/v1"):
+            self.url = self.url[:-3]
+        self.api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        self.timeout = timeout
+
+    def _request(self, path: str, body: dict[str, Any]):
+        headers = {"content-type": "application/json"}
+        if self.api_key:
+            headers["authorization"] = f"Bearer {self.api_key}"
+        req = urllib.request.Request(self.url + path, json.dumps(body).encode(), headers)
+        try:
+            return urllib.request.urlopen(req, timeout=self.timeout)
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read())["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = exc.reason
+            raise ApiError(f"{self.url}{path}: HTTP {exc.code}: {message}",
+                           status=exc.code) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ApiError(f"cannot reach {self.url}: {reason} (is `llama-rag serve` running?)",
+                           status=0) from None
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        with self._request(path, body) as resp:
+            return json.loads(resp.read())
+
+    def events(self, path: str, body: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(event, data) pairs of a server-sent event stream."""
+        with self._request(path, {**body, "stream": True}) as resp:
+            event = "message"
+            for raw in resp:
+                line = raw.decode("utf-8").rstrip("\n")
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and line != "data: [DONE]":
+                    yield event, json.loads(line[6:])
+                    event = "message"

@@ -1,0 +1,144 @@
+"""`llama-rag eval`: retrieval and answer quality against a QA set with expected sources.
+
+A QA file is JSONL of ``{"question": ..., "sources": ["library/zipfile.html", ...]}``;
+an empty ``sources`` list marks a question the corpus cannot answer. A hit matches
+an expected source when its source equals it or ends with ``/`` + it.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+from pydantic import BaseModel, Field, ValidationError
+
+from llama_rag.errors import InvalidInputError
+
+
+class QAItem(BaseModel):
+    model_config = {"extra": "ignore"}
+
+    question: str = Field(..., min_length=1)
+    sources: list[str] = []
+
+
+class EvalReport(BaseModel):
+    questions: int
+    answerable_questions: int
+    hit_at_1: float
+    hit_at_5: float
+    mrr: float
+    answered: int = 0
+    answerable_rate: float | None = Field(
+        None, description="Share of answerable questions the system answered.")
+    refusal_rate_unanswerable: float | None = Field(
+        None, description="Share of unanswerable questions it declined.")
+    citation_precision: float | None = Field(
+        None, description="Share of cited sources that are among the expected ones.")
+    search_p50_ms: float
+    search_p95_ms: float
+    ask_p50_ms: float | None = None
+    ask_p95_ms: float | None = None
+
+
+def load_qa(path: Path) -> list[QAItem]:
+    items = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read QA file {path}: {exc.strerror}", param="qa") from None
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            items.append(QAItem.model_validate_json(line))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise InvalidInputError(f"{path}:{n}: {first['msg']} at {first['loc']}",
+                                    param="qa") from None
+    if not items:
+        raise InvalidInputError(f"QA file {path} holds no questions", param="qa")
+    return items
+
+
+def matches(source: str, expected: list[str]) -> bool:
+    return any(source == e or source.endswith("/" + e) for e in expected)
+
+
+def rank_of_first_match(sources: list[str], expected: list[str]) -> int | None:
+    """1-based rank of the first retrieved source matching ``expected``, deduplicated by source."""
+    seen: list[str] = []
+    for s in sources:
+        if s not in seen:
+            seen.append(s)
+            if matches(s, expected):
+                return len(seen)
+    return None
+
+
+def _p(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q * len(values)))], 1)
+
+
+def evaluate(items: list[QAItem], search: Callable[[str], list[str]],
+             ask: Callable[[str], dict] | None = None,
+             progress: Callable[[int], None] = lambda n: None) -> EvalReport:
+    """``search(q)`` gives ranked sources; ``ask(q)`` (optional) gives an /v1/ask body."""
+    ranks, search_ms, ask_ms = [], [], []
+    answered = refused_unanswerable = cited = cited_ok = 0
+    for n, item in enumerate(items, start=1):
+        started = time.perf_counter()
+        sources = search(item.question)
+        search_ms.append((time.perf_counter() - started) * 1000)
+        if item.sources:
+            ranks.append(rank_of_first_match(sources, item.sources))
+        if ask is not None:
+            started = time.perf_counter()
+            body = ask(item.question)
+            ask_ms.append((time.perf_counter() - started) * 1000)
+            if item.sources and body["answerable"]:
+                answered += 1
+                for c in body["citations"]:
+                    cited += 1
+                    cited_ok += matches(c["source"], item.sources)
+            if not item.sources and not body["answerable"]:
+                refused_unanswerable += 1
+        progress(n)
+    with_answer = len(ranks)
+    unanswerable = len(items) - with_answer
+    return EvalReport(
+        questions=len(items), answerable_questions=with_answer,
+        hit_at_1=round(sum(r == 1 for r in ranks) / max(1, with_answer), 3),
+        hit_at_5=round(sum(r is not None and r <= 5 for r in ranks) / max(1, with_answer), 3),
+        mrr=round(sum(1 / r for r in ranks if r) / max(1, with_answer), 3),
+        answered=answered,
+        answerable_rate=round(answered / max(1, with_answer), 3) if ask else None,
+        refusal_rate_unanswerable=(round(refused_unanswerable / unanswerable, 3)
+                                   if ask and unanswerable else None),
+        citation_precision=round(cited_ok / cited, 3) if ask and cited else None,
+        search_p50_ms=_p(search_ms, 0.5), search_p95_ms=_p(search_ms, 0.95),
+        ask_p50_ms=_p(ask_ms, 0.5) if ask_ms else None,
+        ask_p95_ms=_p(ask_ms, 0.95) if ask_ms else None)
+
+
+def report_lines(report: EvalReport) -> list[str]:
+    def f(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+    lines = [f"questions: {report.questions} ({report.answerable_questions} with expected sources)",
+             f"retrieval: hit@1 {f(report.hit_at_1)}  hit@5 {f(report.hit_at_5)}  "
+             f"MRR {f(report.mrr)}",
+             f"search latency: p50 {report.search_p50_ms} ms  p95 {report.search_p95_ms} ms"]
+    if report.ask_p50_ms is not None:
+        lines += [f"answers: answerable rate {f(report.answerable_rate)}  refused when "
+                  f"unanswerable {f(report.refusal_rate_unanswerable)}  citation precision "
+                  f"{f(report.citation_precision)}",
+                  f"ask latency: p50 {report.ask_p50_ms} ms  p95 {report.ask_p95_ms} ms"]
+    return lines
+
+
+def dumps(report: EvalReport) -> str:
+    return json.dumps(report.model_dump(), indent=2)

@@ -1,0 +1,171 @@
+"""The API ingress: OpenAI routes (services.ingress) plus /v1/ask and /v1/search.
+
+One FastAPI app per replica. The QA routes call the retrieval deployment, build the
+fenced prompt (services.qa) and call the LLM deployment through the same handle
+the OpenAI routes use. Our errors (llama_rag.errors) become HTTP responses in one
+handler; API keys and the per-key rate limit are checked by services.auth.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, AsyncIterator
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from ray.llm._internal.serve.core.configs.openai_api_models import (
+    ChatCompletionRequest,
+    ErrorResponse,
+)
+from ray.llm._internal.serve.core.ingress.utils import _apply_openai_json_format
+
+from llama_rag.config import Settings
+from llama_rag.errors import InvalidInputError, LlamaRagError, UpstreamError
+from services import qa
+from services.ingress import ENDPOINTS, LlamaRagIngress
+from services.retriever import SearchRequest, SearchResponse
+
+
+class QuestionTooLongError(InvalidInputError):
+    http_status = 413
+
+
+class LlamaRagApi(LlamaRagIngress):
+    """Grounded QA on top of the OpenAI-compatible routes."""
+
+    def __init__(self, llm_deployments, model_cards, lora_paths, retriever, settings: Settings):
+        super().__init__(llm_deployments=llm_deployments, model_cards=model_cards,
+                         lora_paths=lora_paths)
+        self.retriever = retriever
+        self.settings = settings
+
+    async def search(self, body: SearchRequest) -> SearchResponse:
+        return await self.retriever.search.remote(body)
+
+    async def ask(self, body: qa.AskRequest):
+        cfg = self.settings.qa
+        if len(body.question) > cfg.max_question_chars:
+            raise QuestionTooLongError(
+                f"question is {len(body.question)} characters; the limit is "
+                f"{cfg.max_question_chars}", param="question")
+        found: SearchResponse = await self.retriever.search.remote(
+            SearchRequest(query=body.question, k=body.k or cfg.k, filters=body.filters))
+        hits = qa.relevant(found.hits, cfg)
+        if not hits:
+            return self._refusal(body, found)
+        max_tokens = body.max_tokens or cfg.max_tokens
+        budget = qa.context_budget(self.settings.llm.max_model_len, max_tokens, body.question)
+        hits = hits[: len(qa.quoted(hits, cfg, budget))]  # cite only what the model saw
+        chat = ChatCompletionRequest(
+            model=self.settings.llm.model_id,
+            messages=qa.build_messages(body.question, hits, cfg, budget), max_tokens=max_tokens,
+            temperature=cfg.temperature if body.temperature is None else body.temperature,
+            stream=body.stream, stream_options={"include_usage": True} if body.stream else None)
+        if body.stream:
+            return StreamingResponse(self._ask_events(chat, hits, found),
+                                     media_type="text/event-stream")
+        started = time.perf_counter()
+        response = await anext(self._get_response(body=chat, call_method="chat"))
+        _raise_if_error(response)
+        text = response.choices[0].message.content or ""
+        return _answer(text, hits, found, qa.Usage(**response.usage.model_dump(
+            include={"prompt_tokens", "completion_tokens", "total_tokens"})),
+            (time.perf_counter() - started) * 1000)
+
+    def _refusal(self, body: qa.AskRequest, found: SearchResponse):
+        done = qa.AskResponse(answer=qa.REFUSAL, answerable=False, citations=[],
+                              usage=qa.Usage(), index_version=found.version,
+                              timings=qa.Timings(retrieve_ms=found.retrieve_ms, generate_ms=0))
+        if not body.stream:
+            return done
+
+        async def events() -> AsyncIterator[str]:
+            yield _sse("sources", {"citations": []})
+            yield _sse("token", {"text": done.answer})
+            yield _sse("done", done.model_dump())
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    async def _ask_events(self, chat: ChatCompletionRequest, hits, found: SearchResponse
+                          ) -> AsyncIterator[str]:
+        """SSE: the sources first, then each token, then the answer with the citations used."""
+        yield _sse("sources", {"citations": [qa.citation(n, h).model_dump()
+                                             for n, h in enumerate(hits, start=1)]})
+        started, parts, usage = time.perf_counter(), [], qa.Usage()
+        try:
+            async for packet in self._get_response(body=chat, call_method="chat"):
+                _raise_if_error(packet)
+                for chunk in _chunks(packet):
+                    if chunk.get("usage"):
+                        usage = qa.Usage(**{k: chunk["usage"].get(k) or 0
+                                            for k in qa.Usage.model_fields})
+                    for choice in chunk.get("choices") or []:
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            parts.append(text)
+                            yield _sse("token", {"text": text})
+        except LlamaRagError as exc:  # the stream has started: report in-band
+            yield _sse("error", {"error": {"type": exc.type, "message": exc.message}})
+            return
+        done = _answer("".join(parts), hits, found, usage, (time.perf_counter() - started) * 1000)
+        yield _sse("done", done.model_dump())
+
+
+def _answer(text: str, hits, found: SearchResponse, usage: qa.Usage,
+            generate_ms: float) -> qa.AskResponse:
+    answerable = not qa.is_refusal(text)
+    return qa.AskResponse(
+        answer=text.strip() if answerable else qa.REFUSAL, answerable=answerable,
+        citations=qa.citations_used(text, hits) if answerable else [], usage=usage,
+        index_version=found.version,
+        timings=qa.Timings(retrieve_ms=found.retrieve_ms, generate_ms=round(generate_ms, 2)))
+
+
+def _raise_if_error(response: Any) -> None:
+    first = response[0] if isinstance(response, list) and response else response
+    if isinstance(first, ErrorResponse):
+        raise UpstreamError(first.error.message, status=first.error.code)
+
+
+def _chunks(packet: Any) -> list[dict]:
+    """Parsed JSON objects of one streamed packet (Ray may batch several per packet)."""
+    out = []
+    for line in _apply_openai_json_format(packet).splitlines():
+        if line.startswith("data: ") and line != "data: [DONE]":
+            out.append(json.loads(line[6:]))
+    return out
+
+
+def _sse(event: str, data: dict) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+async def _error_response(request: Request, exc: LlamaRagError) -> JSONResponse:
+    headers = {}
+    if getattr(exc, "retry_after", None) is not None:
+        headers["retry-after"] = str(max(1, round(exc.retry_after)))
+    return JSONResponse({"error": {"type": exc.type, "message": exc.message, "param": exc.param,
+                                   "code": exc.http_status}},
+                        status_code=exc.http_status, headers=headers)
+
+
+API_ENDPOINTS = {**ENDPOINTS,
+                 "ask": lambda app: app.post("/v1/ask"),
+                 "search": lambda app: app.post("/v1/search", response_model=SearchResponse)}
+
+
+def api_class(settings: Settings):
+    """The Serve ingress class with our error handler and, when keys are set, auth."""
+    from ray.llm._internal.serve.core.ingress.ingress import init, make_fastapi_ingress
+
+    from services.auth import ApiKeyGuard, digest
+    from services.errors import OpenAIErrorBodies
+
+    app = init()  # Ray's middleware stack (request ids, metrics, its exception handling)
+    app.add_exception_handler(LlamaRagError, _error_response)
+    app.add_middleware(ApiKeyGuard, digests=[digest(k.get_secret_value())
+                                             for k in settings.serve.api_keys],
+                       per_minute=settings.serve.rate_limit_per_minute,
+                       burst=settings.serve.rate_limit_burst)
+    app.add_middleware(OpenAIErrorBodies)  # added last, so outermost: sees every response
+    return make_fastapi_ingress(LlamaRagApi, endpoint_map=API_ENDPOINTS, app=app)

@@ -1,0 +1,97 @@
+"""API keys and a per-key rate limit, as ASGI middleware in front of every route.
+
+Keys are compared as SHA-256 digests, so the replica never holds (or logs) a key
+itself. The limit is a token bucket per key (per client address when no keys are
+configured), kept in the replica: with N API replicas a key gets up to N times the
+limit. ``/healthz`` is always open, so probes need no key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from typing import Awaitable, Callable
+
+OPEN_PATHS = frozenset({"/healthz"})
+MAX_BUCKETS = 100_000  # forget idle clients beyond this many
+
+
+def digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class TokenBucket:
+    """``burst`` requests at once, refilled at ``per_minute`` / 60 per second."""
+
+    def __init__(self, per_minute: int, burst: int) -> None:
+        self.rate, self.burst = per_minute / 60.0, float(burst)
+        self.tokens, self.stamp = float(burst), time.monotonic()
+
+    def take(self) -> float:
+        """0 when a request may go now, else the seconds until one may."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class ApiKeyGuard:
+    def __init__(self, app: Callable[..., Awaitable[None]], digests: list[str],
+                 per_minute: int, burst: int) -> None:
+        self.app, self.digests = app, list(digests)
+        self.per_minute, self.burst = per_minute, burst
+        self.buckets: dict[str, TokenBucket] = {}
+
+    def _identify(self, scope: dict) -> tuple[str | None, int, str]:
+        """(client id, 0 or an error status, error message)."""
+        if not self.digests:
+            client = scope.get("client") or ("unknown", 0)
+            return f"addr:{client[0]}", 0, ""
+        headers = dict(scope.get("headers") or [])
+        auth = headers.get(b"authorization", b"").decode("latin-1")
+        scheme, _, key = auth.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            return None, 401, "missing API key: send 'Authorization: Bearer KEY'"
+        given = digest(key.strip())
+        for known in self.digests:
+            if hmac.compare_digest(given, known):
+                return f"key:{known}", 0, ""
+        return None, 403, "the API key is not valid"
+
+    def _limited(self, client: str) -> float:
+        if not self.per_minute:
+            return 0.0
+        bucket = self.buckets.get(client)
+        if bucket is None:
+            if len(self.buckets) >= MAX_BUCKETS:
+                self.buckets.clear()
+            bucket = self.buckets[client] = TokenBucket(self.per_minute, self.burst)
+        return bucket.take()
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        client, status, message = self._identify(scope)
+        headers: list[tuple[bytes, bytes]] = []
+        if status == 401:
+            headers.append((b"www-authenticate", b"Bearer"))
+        if client is not None:
+            wait = self._limited(client)
+            if wait:
+                status = 429
+                message = f"rate limit of {self.per_minute} requests per minute exceeded"
+                headers.append((b"retry-after", str(max(1, round(wait + 0.5))).encode()))
+        if not status:
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"error": {"message": message, "param": None}}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": headers + [(b"content-type", b"application/json"),
+                                          (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})

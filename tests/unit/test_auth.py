@@ -1,0 +1,68 @@
+"""API keys and the rate limit, driven through the ASGI middleware directly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from services.auth import ApiKeyGuard, TokenBucket, digest
+
+
+async def _inner(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def call(guard: ApiKeyGuard, path: str = "/v1/ask", key: str | None = None):
+    headers = [(b"authorization", f"Bearer {key}".encode())] if key else []
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "path": path, "headers": headers, "client": ("127.0.0.1", 1)}
+    asyncio.run(guard(scope, None, send))
+    status = sent[0]["status"]
+    return status, dict(sent[0]["headers"]), sent[1]["body"]
+
+
+def guard(per_minute: int = 0, burst: int = 5, keys=("good",)) -> ApiKeyGuard:
+    return ApiKeyGuard(_inner, [digest(k) for k in keys], per_minute, burst)
+
+
+def test_missing_key_is_401_wrong_key_403_good_key_passes():
+    g = guard()
+    status, headers, body = call(g)
+    assert status == 401 and headers[b"www-authenticate"] == b"Bearer"
+    assert "Authorization: Bearer" in json.loads(body)["error"]["message"]
+    assert call(g, key="bad")[0] == 403
+    assert call(g, key="good")[0] == 200
+
+
+def test_healthz_needs_no_key_and_no_keys_means_open():
+    assert call(guard(), path="/healthz")[0] == 200
+    assert call(guard(keys=()))[0] == 200
+
+
+def test_the_key_never_appears_in_a_response_or_the_guard():
+    g = guard(keys=("s3cret-key",))
+    _, _, body = call(g, key="s3cret-wrong")
+    assert b"s3cret" not in body
+    assert "s3cret-key" not in repr(vars(g))
+
+
+def test_rate_limit_answers_429_with_retry_after_per_key():
+    g = guard(per_minute=60, burst=3, keys=("a", "b"))
+    assert [call(g, key="a")[0] for _ in range(3)] == [200, 200, 200]
+    status, headers, _ = call(g, key="a")
+    assert status == 429 and int(headers[b"retry-after"]) >= 1
+    assert call(g, key="b")[0] == 200  # another key has its own bucket
+
+
+def test_token_bucket_refills():
+    bucket = TokenBucket(per_minute=60, burst=1)
+    assert bucket.take() == 0
+    wait = bucket.take()
+    assert 0 < wait <= 1.0
+    bucket.stamp -= 1.0
+    assert bucket.take() == 0
