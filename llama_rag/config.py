@@ -200,6 +200,13 @@ class QASettings(StrictModel):
         2000, ge=10, description="Longer questions are refused with 422.")
     max_tokens: int = Field(256, ge=1, description="Default answer length in tokens.")
     temperature: float = Field(0.0, ge=0, le=2, description="Default sampling temperature.")
+    frequency_penalty: float = Field(
+        0.8, ge=-2, le=2,
+        description="Discourages the loops small models fall into at temperature 0.")
+    attribution_min_similarity: float = Field(
+        0.3, ge=-1, le=1,
+        description="When the model writes no [n] markers, a sentence is marked with its "
+        "most similar quoted document if their cosine similarity reaches this.")
     reload_interval_s: float = Field(
         2.0, gt=0, description="How often the retriever checks CURRENT for a new version.")
 

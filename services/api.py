@@ -61,6 +61,7 @@ class LlamaRagApi(LlamaRagIngress):
             model=self.settings.llm.model_id,
             messages=qa.build_messages(body.question, hits, cfg, budget), max_tokens=max_tokens,
             temperature=cfg.temperature if body.temperature is None else body.temperature,
+            frequency_penalty=cfg.frequency_penalty,
             stream=body.stream, stream_options={"include_usage": True} if body.stream else None)
         if body.stream:
             return StreamingResponse(self._ask_events(chat, hits, found),
@@ -69,9 +70,28 @@ class LlamaRagApi(LlamaRagIngress):
         response = await anext(self._get_response(body=chat, call_method="chat"))
         _raise_if_error(response)
         text = response.choices[0].message.content or ""
-        return _answer(text, hits, found, qa.Usage(**response.usage.model_dump(
+        return await self._finish(text, hits, found, qa.Usage(**response.usage.model_dump(
             include={"prompt_tokens", "completion_tokens", "total_tokens"})),
             (time.perf_counter() - started) * 1000)
+
+    async def _finish(self, text: str, hits, found: SearchResponse, usage: qa.Usage,
+                      generate_ms: float) -> qa.AskResponse:
+        """The response: refusal detection, then the model's citations or attributed ones."""
+        timings = qa.Timings(retrieve_ms=found.retrieve_ms, generate_ms=round(generate_ms, 2))
+        if qa.is_refusal(text):
+            return qa.AskResponse(answer=qa.REFUSAL, answerable=False, citations=[], usage=usage,
+                                  timings=timings, index_version=found.version)
+        text, mode = text.strip(), "model"
+        if not qa.cited_numbers(text, len(hits)):
+            spans = qa.sentence_spans(text)
+            sims = await self.retriever.similarity.remote(
+                [text[a:b] for a, b in spans], [h.text for h in hits])
+            text = qa.attribute(text, sims, spans, self.settings.qa.attribution_min_similarity)
+            mode = "attributed"
+        citations = qa.citations_used(text, hits)
+        return qa.AskResponse(answer=text, answerable=True, citations=citations,
+                              citation_mode=mode if citations else "none", usage=usage,
+                              timings=timings, index_version=found.version)
 
     def _refusal(self, body: qa.AskRequest, found: SearchResponse):
         done = qa.AskResponse(answer=qa.REFUSAL, answerable=False, citations=[],
@@ -107,18 +127,9 @@ class LlamaRagApi(LlamaRagIngress):
         except LlamaRagError as exc:  # the stream has started: report in-band
             yield _sse("error", {"error": {"type": exc.type, "message": exc.message}})
             return
-        done = _answer("".join(parts), hits, found, usage, (time.perf_counter() - started) * 1000)
+        done = await self._finish("".join(parts), hits, found, usage,
+                                  (time.perf_counter() - started) * 1000)
         yield _sse("done", done.model_dump())
-
-
-def _answer(text: str, hits, found: SearchResponse, usage: qa.Usage,
-            generate_ms: float) -> qa.AskResponse:
-    answerable = not qa.is_refusal(text)
-    return qa.AskResponse(
-        answer=text.strip() if answerable else qa.REFUSAL, answerable=answerable,
-        citations=qa.citations_used(text, hits) if answerable else [], usage=usage,
-        index_version=found.version,
-        timings=qa.Timings(retrieve_ms=found.retrieve_ms, generate_ms=round(generate_ms, 2)))
 
 
 def _raise_if_error(response: Any) -> None:

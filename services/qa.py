@@ -26,6 +26,7 @@ SYSTEM_PROMPT = (
     f"exactly: {REFUSAL}"
 )
 _CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+_SENTENCE = re.compile(r".+?(?:[.!?](?=\s|$)|\n|$)", re.S)
 _FENCE = re.compile(r"</?\s*document\b", re.I)
 _REFUSALS = re.compile(
     r"(do(es)? not contain|don't contain|doesn't contain|not (mentioned|found|provided) in "
@@ -76,6 +77,9 @@ class AskResponse(BaseModel):
     answer: str
     answerable: bool
     citations: list[Citation]
+    citation_mode: Literal["model", "attributed", "none"] = Field(
+        "none", description="model: the LLM wrote the [n] markers; attributed: it wrote none, "
+        "so each sentence was marked with its most similar quoted document.")
     usage: Usage
     timings: Timings
     index_version: str | None = None
@@ -132,6 +136,36 @@ def cited_numbers(answer: str, available: int) -> list[int]:
             if 1 <= n <= available and n not in seen:
                 seen.append(n)
     return seen
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence or line with some words in it."""
+    return [(m.start(), m.end()) for m in _SENTENCE.finditer(text)
+            if len(m.group(0).strip()) >= 20 and not m.group(0).lstrip().startswith("```")]
+
+
+def attribute(text: str, similarity: list[list[float]], spans: list[tuple[int, int]],
+              min_similarity: float) -> str:
+    """Insert ``[n]`` after each sentence for the quoted document it is most similar to.
+
+    Small models rarely write citation markers themselves; ``similarity[i][j]`` is
+    the cosine similarity of sentence ``spans[i]`` and document ``j + 1`` (from the
+    retriever's embedder). Sentences like no document get no marker.
+    """
+    out, last = [], 0
+    for (start, end), row in zip(spans, similarity):
+        best = max(range(len(row)), key=row.__getitem__) if row else None
+        sentence = text[start:end].rstrip()
+        cut = start + len(sentence)
+        out.append(text[last:cut])
+        if best is not None and row[best] >= min_similarity:
+            stop = sentence[-1] if sentence[-1:] in ".!?" else ""
+            if stop:
+                out[-1] = out[-1][:-1]
+            out.append(f" [{best + 1}]{stop}")
+        last = cut
+    out.append(text[last:])
+    return "".join(out)
 
 
 def is_refusal(answer: str) -> bool:

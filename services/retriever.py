@@ -122,6 +122,13 @@ class RetrieverCore:
         return SearchResponse(version=version.version, hits=hits,
                               retrieve_ms=round((time.perf_counter() - started) * 1000, 2))
 
+    def similarity(self, sentences: list[str], documents: list[str]) -> list[list[float]]:
+        """Cosine similarity of each sentence to each document (for citation attribution)."""
+        if not sentences or not documents:
+            return [[] for _ in sentences]
+        vectors = self.embedder.encode(sentences + documents)
+        return (vectors[: len(sentences)] @ vectors[len(sentences):].T).round(4).tolist()
+
     @staticmethod
     def _filtered(version: IndexVersion, query: np.ndarray, k: int,
                   filters: Filters) -> list[Hit]:
@@ -161,6 +168,10 @@ if serve is not None:
 
         async def search(self, request: SearchRequest) -> SearchResponse:
             return await asyncio.to_thread(self.core.search, request)
+
+        async def similarity(self, sentences: list[str], documents: list[str]
+                             ) -> list[list[float]]:
+            return await asyncio.to_thread(self.core.similarity, sentences, documents)
 
         def version(self) -> str | None:
             return self.core.version.version if self.core.version else None

@@ -63,3 +63,13 @@ def test_ask_request_validates_fields():
         qa.AskRequest(question="q", temperature=-1)
     with pytest.raises(ValidationError):
         qa.AskRequest(question="q", unknown=1)
+
+
+def test_attribution_marks_each_sentence_with_its_most_similar_document():
+    text = "Use ZipFile to open the archive. Then call namelist(). ok"
+    spans = qa.sentence_spans(text)
+    assert [text[a:b] for a, b in spans] == ["Use ZipFile to open the archive.",
+                                             " Then call namelist()."]
+    marked = qa.attribute(text, [[0.2, 0.7], [0.1, 0.2]], spans, min_similarity=0.3)
+    assert marked == "Use ZipFile to open the archive [2]. Then call namelist(). ok"
+    assert qa.cited_numbers(marked, available=2) == [2]

@@ -1,0 +1,139 @@
+"""Grounded QA end to end: real index of Python docs pages, real LLM, real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.conftest import API_KEY, AUTH, LIMITED_KEY
+
+pytestmark = pytest.mark.integration
+CLI = str(Path(sys.executable).parent / "llama-rag")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def ask(url: str, **body) -> httpx.Response:
+    return httpx.post(f"{url}/v1/ask", json=body, headers=AUTH, timeout=300)
+
+
+def test_zip_question_is_answered_citing_zipfile(llm_server):
+    resp = ask(llm_server, question="How do I read a zip archive?")
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["answerable"] is True and body["answer"].strip()
+    assert "library/zipfile.html" in [c["source"] for c in body["citations"]]
+    for c in body["citations"]:  # every citation is marked in the answer
+        assert f"[{c['n']}]" in body["answer"] and c["snippet"] and c["chunk_id"]
+    assert body["timings"]["retrieve_ms"] > 0 and body["timings"]["generate_ms"] > 0
+    assert body["usage"]["completion_tokens"] > 0
+
+
+def test_question_outside_the_docs_is_not_answerable(llm_server):
+    body = ask(llm_server, question="Who won the 1998 football world cup?").json()
+    assert body["answerable"] is False and body["citations"] == []
+    assert "do not contain" in body["answer"]
+
+
+def test_ask_streams_sources_then_tokens_then_citations(llm_server):
+    events = []
+    with httpx.stream("POST", f"{llm_server}/v1/ask", headers=AUTH, timeout=300,
+                      json={"question": "How do I serialize an object to JSON?", "stream": True,
+                            "max_tokens": 48}) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        event = None
+        for line in resp.iter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                events.append((event, json.loads(line[6:])))
+    kinds = [e for e, _ in events]
+    assert kinds[0] == "sources" and kinds[-1] == "done" and "token" in kinds
+    assert set(kinds[1:-1]) == {"token"}
+    assert "library/json.html" in [c["source"] for c in events[0][1]["citations"]]
+    done = events[-1][1]
+    assert done["answer"].startswith("".join(d["text"] for e, d in events if e == "token")[:20])
+    assert {c["source"] for c in done["citations"]} <= {c["source"] for c in events[0][1]["citations"]}
+
+
+def test_search_route_filters_by_source_prefix_and_type(llm_server):
+    hits = httpx.post(f"{llm_server}/v1/search", headers=AUTH, timeout=60, json={
+        "query": "compress files", "k": 5, "filters": {"source_prefix": "library/gz"}}).json()["hits"]
+    assert hits and {h["source"] for h in hits} == {"library/gzip.html"}
+    none = httpx.post(f"{llm_server}/v1/search", headers=AUTH, timeout=60, json={
+        "query": "compress files", "k": 5, "filters": {"file_type": ["pdf"]}}).json()["hits"]
+    assert none == []
+
+
+@pytest.mark.parametrize("headers,status", [({}, 401), ({"authorization": "Bearer wrong"}, 403)])
+def test_routes_need_a_valid_key_but_healthz_does_not(llm_server, headers, status):
+    for method, path in [("POST", "/v1/ask"), ("POST", "/v1/search"), ("GET", "/v1/models"),
+                         ("POST", "/v1/chat/completions"), ("GET", "/readyz")]:
+        resp = httpx.request(method, f"{llm_server}{path}", headers=headers, timeout=30,
+                             json={"question": "x"} if method == "POST" else None)
+        assert resp.status_code == status, (path, resp.text)
+        assert resp.json()["error"]["type"] in ("authentication_error", "permission_error")
+    assert httpx.get(f"{llm_server}/healthz", timeout=10).status_code == 200
+
+
+def test_keys_never_appear_in_logs(llm_server):
+    logs = Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-rag-serve-{llm_server.rsplit(':', 1)[1]}.log"
+    ray_logs = Path("/tmp/ray/session_latest/logs")
+    texts = [logs.read_text(errors="replace")]
+    texts += [p.read_text(errors="replace") for p in ray_logs.glob("serve/*.log")]
+    assert texts and not any(API_KEY in t or LIMITED_KEY in t for t in texts)
+
+
+@pytest.mark.parametrize("body,status,param", [
+    ({"question": "x" * 5000}, 413, "question"),
+    ({"question": "   "}, 400, None),
+    ({"question": "zip", "k": 0}, 400, None),
+    ({"question": "zip", "temperature": -1}, 400, None),
+    ({"question": "zip", "filters": {"colour": "red"}}, 400, None),
+])
+def test_bad_questions_get_4xx_in_one_shape(llm_server, body, status, param):
+    resp = ask(llm_server, **body)
+    assert resp.status_code == status, resp.text
+    error = resp.json()["error"]
+    assert set(error) == {"type", "message", "param", "code"}
+    if param:
+        assert error["param"] == param and "2000" in error["message"]
+    assert "Traceback" not in resp.text
+
+
+def test_rate_limit_answers_429_with_retry_after(llm_server):
+    async def burst():
+        headers = {"authorization": f"Bearer {LIMITED_KEY}"}
+        async with httpx.AsyncClient(base_url=llm_server, timeout=60, headers=headers) as http:
+            return await asyncio.gather(*(http.get("/v1/models") for _ in range(60)))
+
+    results = asyncio.run(burst())
+    limited = [r for r in results if r.status_code == 429]
+    assert len(limited) >= 10 and all(r.headers.get("retry-after") for r in limited)
+    assert limited[0].json()["error"]["type"] == "rate_limit_error"
+    assert ask(llm_server, question="How do I read a zip archive?", max_tokens=8).status_code == 200
+
+
+def test_cli_ask_and_eval_against_the_server(llm_server, ray_cluster):
+    env = ray_cluster.env(LLAMA_RAG_API_KEY=API_KEY)
+    out = subprocess.run([CLI, "ask", "How do I read a zip archive?", "--url", llm_server,
+                          "--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["answerable"] is True
+    qa_file = ROOT / "eval" / "python-docs-qa.jsonl"
+    out = subprocess.run([CLI, "eval", "--qa", str(qa_file), "--url", llm_server, "--json"],
+                         capture_output=True, text=True, env=env, timeout=900)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["hit_at_5"] >= 0.9 and report["mrr"] >= 0.8
+    assert report["refusal_rate_unanswerable"] == 1.0
+    bad = subprocess.run([CLI, "ask", "zip?", "--url", llm_server], capture_output=True,
+                         text=True, env=ray_cluster.env(LLAMA_RAG_API_KEY="wrong"), timeout=60)
+    assert bad.returncode != 0 and "403" in bad.stderr and "Traceback" not in bad.stderr
