@@ -20,6 +20,7 @@ import click
 
 from llama_rag.client import DEFAULT_URL
 from llama_rag.errors import LlamaRagError
+from pipelines.classify import options as _classify_options
 
 
 class _UserError(click.ClickException):
@@ -184,6 +185,18 @@ def serve(host: str | None, port: int | None, index_dir: Path | None,
     except KeyboardInterrupt:
         click.echo("shutting down", err=True)
         ray_serve.delete("llama-rag")
+
+
+@main.command(context_settings={"max_content_width": 100})
+@_classify_options
+def classify(**kwargs: Any) -> None:
+    """Label every row of csv/jsonl/parquet files with the LLM (resumable; see pipelines.classify).
+
+    Runs the same Ray Data job as `ray job submit -- python -m pipelines.classify`.
+    """
+    from pipelines.classify import run_from_cli
+
+    run_from_cli(**kwargs)
 
 
 url_option = click.option("--url", default=DEFAULT_URL, show_default=True, envvar="LLAMA_RAG_URL",

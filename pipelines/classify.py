@@ -1,0 +1,325 @@
+"""Bulk classification: every input row labelled by the LLaMA model, resumable, none lost.
+
+    ray job submit --working-dir . -- python -m pipelines.classify \\
+        --input data/*.csv --text-column text --labels sports,politics,tech --output out/
+
+The driver checks every argument before any work (exit 2 with the reason), reads
+the inputs with stable ids, skips ids already in ``--output`` (resume), and streams
+the rest through a Ray Data stage of vLLM engines (pipelines.classify_llm), writing
+each finished batch as an atomic part. ``llama-rag classify`` runs the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator
+
+import click
+import pyarrow as pa
+from pydantic import BaseModel
+
+from llama_rag.config import Settings, load_settings
+from llama_rag.errors import InvalidInputError, LlamaRagError
+from pipelines import classify_io as io
+from pipelines.classify_llm import (
+    DEFAULT_INSTRUCTIONS,
+    Mode,
+    PromptSpec,
+    load_examples,
+    load_labels,
+)
+
+PROGRESS_EVERY_S = 10
+
+
+class ClassifyArgs(BaseModel):
+    input: str
+    text_column: str
+    output: Path
+    labels: str | None = None
+    labels_file: Path | None = None
+    id_column: str | None = None
+    instructions: str = DEFAULT_INSTRUCTIONS
+    examples: Path | None = None
+    mode: Mode = "choice"
+    batch_size: int = 64
+    concurrency: int = 1
+    max_rows: int | None = None
+    gold_column: str | None = None
+    context_index: Path | None = None
+    via_serve: str | None = None
+    output_format: str = "parquet"
+    max_text_tokens: int = 384
+
+
+class Metrics(BaseModel):
+    evaluated: int
+    accuracy: float
+    per_label: dict[str, dict[str, float]]
+    confusion: dict[str, dict[str, int]]
+
+
+class Summary(BaseModel):
+    output: str
+    input: int
+    labeled: int
+    errors: int
+    skipped_already_done: int
+    processed_this_run: int
+    seconds: float
+    rows_per_s: float
+    truncated: int
+    unmapped: int
+    label_distribution: dict[str, int]
+    metrics: Metrics | None = None
+    complete: bool
+
+
+class Prepared(BaseModel):
+    files: list[Path]
+    root: Path
+    spec: PromptSpec
+    job: dict[str, Any]
+
+
+def prepare(args: ClassifyArgs, settings: Settings) -> Prepared:
+    """Every check that can fail, before any work: raises InvalidInputError (exit 2)."""
+    labels = load_labels(args.labels, args.labels_file)
+    examples = load_examples(args.examples, labels)
+    files = io.list_inputs(args.input)
+    root = Path(args.input) if Path(args.input).is_dir() else _common_root(files)
+    for f in files:
+        columns = io.columns_of(f)
+        for flag, column in (("--text-column", args.text_column), ("--id-column", args.id_column),
+                             ("--gold-column", args.gold_column)):
+            if column and column not in columns:
+                raise InvalidInputError(f"{flag} {column!r} is not a column of {f} (columns: "
+                                        f"{', '.join(columns) or 'none'})", param=flag[2:])
+    if args.context_index and not (Path(args.context_index) / "CURRENT").exists():
+        raise InvalidInputError(f"--context-index {args.context_index}: no published index "
+                                "there (run llama-rag index first)", param="context-index")
+    if args.output_format not in ("parquet", "jsonl"):
+        raise InvalidInputError("--format must be parquet or jsonl", param="format")
+    spec = PromptSpec(labels=labels, instructions=args.instructions, examples=examples,
+                      max_text_tokens=args.max_text_tokens)
+    job = {"inputs": io.fingerprint(files), "text_column": args.text_column,
+           "id_column": args.id_column, "gold_column": args.gold_column,
+           "prompt": io.short_hash(spec.model_dump()), "mode": args.mode,
+           "labels": labels.labels, "model": settings.models.llm or "bundled:smollm2",
+           "context_index": str(args.context_index) if args.context_index else None}
+    io.Output(args.output).check_job(job)
+    return Prepared(files=files, root=root, spec=spec, job=job)
+
+
+def _common_root(files: list[Path]) -> Path:
+    import os
+
+    return Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
+
+
+def _rows(prep: Prepared, args: ClassifyArgs) -> Iterator[list[dict[str, Any]]]:
+    """Input rows in order, ids made unique, stopping after --max-rows."""
+    seen: set[str] = set()
+    left = args.max_rows if args.max_rows is not None else -1
+    for f in prep.files:
+        for batch in io.read_rows(f.resolve(), prep.root.resolve(), args.text_column,
+                                  args.id_column, args.gold_column):
+            if left == 0:
+                return
+            if left > 0:
+                batch = batch[:left]
+                left -= len(batch)
+            for row in batch:
+                if row["id"] in seen:
+                    row["id"], row["error"] = f"{row['id']}#dup", "duplicate id in the input"
+                seen.add(row["id"])
+            yield batch
+
+
+def _stage(ds, prep: Prepared, args: ClassifyArgs, settings: Settings):
+    """The Ray Data LLM stage: vLLM actors, or HTTP calls to a running deployment."""
+    from llama_rag.models import resolve_llm
+    from services.llm import engine_env, engine_kwargs
+
+    if args.context_index:
+        from pipelines.classify_context import Retrieve
+
+        ds = ds.map_batches(Retrieve, fn_constructor_kwargs={
+            "settings": settings.model_copy(update={"index": settings.index.model_copy(
+                update={"dir": Path(args.context_index)})})},
+            batch_size=args.batch_size, concurrency=1, num_cpus=0.5)
+    if args.via_serve:
+        from pipelines.classify_serve import ServeClassifier
+
+        return ds.map_batches(ServeClassifier, fn_constructor_kwargs={
+            "url": args.via_serve, "model": settings.llm.model_id, "spec": prep.spec,
+            "mode": args.mode}, batch_size=args.batch_size, concurrency=args.concurrency,
+            num_cpus=0.25)
+    from pipelines.classify_llm import VLLMClassifier
+
+    kwargs = engine_kwargs(settings)
+    return ds.map_batches(VLLMClassifier, fn_constructor_kwargs={
+        "model_path": resolve_llm(settings).path, "engine_kwargs": kwargs,
+        "env": engine_env(settings), "spec": prep.spec, "mode": args.mode},
+        batch_size=args.batch_size, concurrency=args.concurrency,
+        num_cpus=settings.llm.num_cpus, num_gpus=settings.llm.num_gpus or None)
+
+
+def run(args: ClassifyArgs, settings: Settings, echo=print) -> Summary:
+    prep = prepare(args, settings)
+    out = io.Output(args.output)
+    out.start(prep.job)
+    done = out.done_ids()
+    started = time.perf_counter()
+    pending: list[dict[str, Any]] = []
+    total = skipped = 0
+    for batch in _rows(prep, args):
+        total += len(batch)
+        fresh = [r for r in batch if r["id"] not in done]
+        skipped += len(batch) - len(fresh)
+        out.write_errors([{"id": r["id"], "reason": r["error"]} for r in fresh if r["error"]])
+        pending += [{"id": r["id"], "text": r["text"], "gold": r["gold"]}
+                    for r in fresh if not r["error"]]
+    echo(f"{total} input rows: {skipped} already done, {len(pending)} to classify "
+         f"({args.mode} mode, {len(prep.spec.labels.labels)} labels)")
+    processed = unmapped_now = 0
+    if pending:
+        from llama_rag.ray_runtime import ensure_ray
+
+        ensure_ray(settings.ingest.ray_num_cpus)
+        import ray
+
+        ds = ray.data.from_items(pending, override_num_blocks=max(
+            1, min(len(pending) // args.batch_size, 200)))
+        last = time.perf_counter()
+        for result in _stage(ds, prep, args, settings).iter_batches(
+                batch_size=None, batch_format="pyarrow"):
+            unmapped = [i for i, label in enumerate(result.column("label").to_pylist())
+                        if label is None]
+            if unmapped:
+                raw = result.column("raw").to_pylist()
+                ids = result.column("id").to_pylist()
+                out.write_errors([{"id": ids[i], "reason": "unmapped model output: "
+                                   f"{raw[i][:100]!r}"} for i in unmapped])
+                keep = pa.array([label is not None for label in result.column("label").to_pylist()])
+                result = result.filter(keep)
+            out.write_results(result.select(io.RESULT_SCHEMA.names).cast(io.RESULT_SCHEMA),
+                              args.output_format)
+            processed += result.num_rows + len(unmapped)
+            unmapped_now += len(unmapped)
+            if time.perf_counter() - last >= PROGRESS_EVERY_S:
+                last = time.perf_counter()
+                rate = processed / (last - started)
+                echo(f"classified {processed}/{len(pending)} rows ({rate:.1f} rows/s)")
+    return _summarise(out, args, total, skipped, processed, time.perf_counter() - started)
+
+
+def _summarise(out: io.Output, args: ClassifyArgs, total: int, skipped: int, processed: int,
+               seconds: float) -> Summary:
+    errors = out.merge_errors()
+    results = out.results()
+    labels = results.column("label").to_pylist()
+    error_lines = (out.root / "errors.jsonl").read_text(encoding="utf-8").splitlines()
+    summary = Summary(
+        output=str(out.root), input=total, labeled=results.num_rows, errors=errors,
+        skipped_already_done=skipped, processed_this_run=processed, seconds=round(seconds, 2),
+        rows_per_s=round(processed / seconds, 2) if seconds else 0.0,
+        truncated=sum(bool(t) for t in results.column("truncated").to_pylist()),
+        unmapped=sum('"unmapped model output' in ln for ln in error_lines),
+        label_distribution=dict(Counter(labels).most_common()),
+        metrics=metrics(labels, results.column("gold").to_pylist()) if args.gold_column else None,
+        complete=total == results.num_rows + errors)
+    (out.root / "summary.json").write_text(summary.model_dump_json(indent=2))
+    return summary
+
+
+def metrics(predicted: list[str], gold: list[str | None]) -> Metrics | None:
+    """Accuracy, per-label precision/recall/F1 and the confusion matrix (gold -> predicted)."""
+    pairs = [(g, p) for g, p in zip(gold, predicted) if g not in (None, "")]
+    if not pairs:
+        return None
+    names = sorted({g for g, _ in pairs} | {p for _, p in pairs})
+    confusion = {g: {p: 0 for p in names} for g in names}
+    for g, p in pairs:
+        confusion[g][p] += 1
+    per_label = {}
+    for name in names:
+        tp = confusion[name][name]
+        predicted_n = sum(confusion[g][name] for g in names)
+        gold_n = sum(confusion[name].values())
+        precision = tp / predicted_n if predicted_n else 0.0
+        recall = tp / gold_n if gold_n else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_label[name] = {"precision": round(precision, 4), "recall": round(recall, 4),
+                           "f1": round(f1, 4), "support": gold_n}
+    return Metrics(evaluated=len(pairs), accuracy=round(sum(g == p for g, p in pairs) / len(pairs), 4),
+                   per_label=per_label, confusion=confusion)
+
+
+def options(fn):
+    """The job's flags, shared by `python -m pipelines.classify` and `llama-rag classify`."""
+    flags = [
+        click.option("--input", "input_", required=True, help="csv/jsonl/parquet file, folder or glob."),
+        click.option("--text-column", required=True, help="Column holding the text."),
+        click.option("--id-column", help="Column with row ids (default: <file>:<row>)."),
+        click.option("--labels", help="Comma-separated labels, e.g. sports,politics,tech."),
+        click.option("--labels-file", type=click.Path(dir_okay=False, path_type=Path),
+                     help="YAML mapping label: description."),
+        click.option("--instructions", default=DEFAULT_INSTRUCTIONS, show_default=True,
+                     help="Task instructions placed before the labels."),
+        click.option("--examples", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Few-shot JSONL of {text, label}."),
+        click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+                     help="Output folder (re-use it to resume)."),
+        click.option("--mode", type=click.Choice(["choice", "generate"]), default="choice",
+                     show_default=True, help="choice: always a label, with confidence."),
+        click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True),
+        click.option("--concurrency", type=click.IntRange(1), default=1, show_default=True,
+                     help="LLM actors (vLLM engines, or HTTP workers with --via-serve)."),
+        click.option("--max-rows", type=click.IntRange(0), help="Only the first N input rows."),
+        click.option("--gold-column", help="Column with true labels: adds accuracy and more."),
+        click.option("--context-index", type=click.Path(file_okay=False, path_type=Path),
+                     help="Index to retrieve context from for each row (RAG classification)."),
+        click.option("--via-serve", help="URL of a running `llama-rag serve` to use instead."),
+        click.option("--format", "output_format", type=click.Choice(["parquet", "jsonl"]),
+                     default="parquet", show_default=True, help="Format of the result parts."),
+        click.option("--max-text-tokens", type=click.IntRange(16), default=384, show_default=True,
+                     help="Longer texts are truncated and flagged."),
+        click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                     envvar="LLAMA_RAG_CONFIG", help="YAML settings file."),
+    ]
+    for flag in reversed(flags):
+        fn = flag(fn)
+    return fn
+
+
+def run_from_cli(config_path: Path | None, input_: str, **kwargs: Any) -> None:
+    settings = load_settings(config_path)
+    from llama_rag.models import apply_offline_policy
+
+    apply_offline_policy(settings.models)
+    args = ClassifyArgs(input=input_, **kwargs)
+    summary = run(args, settings, echo=lambda m: click.echo(m, err=False))
+    click.echo(summary.model_dump_json(indent=2))
+    if not summary.complete:
+        raise click.ClickException(
+            f"input ({summary.input}) != labeled ({summary.labeled}) + errors "
+            f"({summary.errors}); re-run the same command to finish")
+
+
+@click.command(help=__doc__)
+@options
+def main(**kwargs: Any) -> None:
+    try:
+        run_from_cli(**kwargs)
+    except LlamaRagError as exc:
+        click.echo(f"Error: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

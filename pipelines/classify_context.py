@@ -1,0 +1,29 @@
+"""Retrieval-augmented classification: each row gets the top chunks of an index as context."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llama_rag.config import Settings
+
+CONTEXT_K = 2
+CONTEXT_CHARS = 600
+
+
+class Retrieve:
+    """Ray Data actor: adds a ``context`` column (quoted, best chunks first)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from services.retriever import RetrieverCore
+
+        self.core = RetrieverCore(settings)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        from services.retriever import SearchRequest
+
+        contexts = []
+        for text in batch["text"]:
+            hits = self.core.search(SearchRequest(query=str(text)[:2000], k=CONTEXT_K)).hits
+            contexts.append("\n---\n".join(f"[{h.source}] {' '.join(h.text.split())[:CONTEXT_CHARS]}"
+                                           for h in hits))
+        return {**batch, "context": contexts}

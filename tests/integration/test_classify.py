@@ -1,0 +1,115 @@
+"""Bulk classification as a real Ray job: real Debian package descriptions, real vLLM."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+LABELS = "games,science,python,perl,doc,net"
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory) -> Path:
+    """300 package descriptions labelled by Debian Section, plus one empty row."""
+    path = tmp_path_factory.mktemp("classify") / "packages.csv"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "debian_packages.py"), str(path),
+                    "--rows", "300"], check=True, capture_output=True)
+    with open(path, "a", newline="") as fh:
+        csv.writer(fh).writerow(["zz-empty", "", "games"])
+    return path
+
+
+def job_args(packages: Path, out: Path, *extra: str) -> list[str]:
+    return ["-m", "pipelines.classify", "--input", str(packages), "--text-column", "text",
+            "--id-column", "id", "--labels", LABELS, "--gold-column", "section",
+            "--output", str(out), *extra]
+
+
+def input_ids(packages: Path) -> list[str]:
+    with open(packages, newline="") as fh:
+        return [row["id"] for row in csv.DictReader(fh)]
+
+
+def output_ids(out: Path) -> list[str]:
+    ids = [i for p in (out / "parts").glob("part-*.parquet")
+           for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()]
+    return ids + [json.loads(ln)["id"] for ln in (out / "errors.jsonl").read_text().splitlines()]
+
+
+def test_ray_job_submit_labels_every_row(ray_cluster, packages, tmp_path):
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=ray_cluster.token)
+    client = JobSubmissionClient(ray_cluster.dashboard)
+    out = tmp_path / "out"
+    entry = " ".join([sys.executable, *job_args(packages, out, "--max-rows", "120")])
+    job = client.submit_job(entrypoint=entry, runtime_env={
+        "working_dir": str(ROOT),
+        "env_vars": {"HF_HUB_OFFLINE": "1",
+                     "LLAMA_RAG_HOME": os.environ.get("LLAMA_RAG_HOME", str(Path("~/.cache/llama-rag").expanduser()))}})
+    deadline = time.time() + 900
+    while client.get_job_status(job) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+        assert time.time() < deadline, "classification job did not finish in 900 s"
+        time.sleep(5)
+    logs = client.get_job_logs(job)
+    assert client.get_job_status(job) == JobStatus.SUCCEEDED, logs[-3000:]
+    assert "rows/s" in logs
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["input"] == 120 == summary["labeled"] + summary["errors"]
+    assert summary["complete"] and summary["metrics"]["evaluated"] == summary["labeled"]
+    assert set(summary["label_distribution"]) <= set(LABELS.split(","))
+    labels = pq.read_table(next((out / "parts").glob("*.parquet"))).to_pylist()
+    assert all(0 < r["confidence"] <= 1 for r in labels)
+
+
+def test_kill_9_midway_then_resume_keeps_every_id_exactly_once(ray_cluster, packages, tmp_path):
+    out = tmp_path / "out"
+    env = ray_cluster.env(HF_HUB_OFFLINE="1")
+    first = subprocess.Popen([sys.executable, *job_args(packages, out, "--batch-size", "16")],
+                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while len(list((out / "parts").glob("part-*"))) < 3:
+        assert first.poll() is None, "the first run ended before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.5)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert not (out / "summary.json").exists()
+    again = subprocess.run([sys.executable, *job_args(packages, out, "--batch-size", "64")],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["skipped_already_done"] >= 3 * 16
+    ids = output_ids(out)
+    assert sorted(ids) == sorted(input_ids(packages))  # each id exactly once
+    assert summary["input"] == 301 == summary["labeled"] + summary["errors"]
+    errors = [json.loads(ln) for ln in (out / "errors.jsonl").read_text().splitlines()]
+    assert {"id": "zz-empty", "reason": "empty text"} in errors
+
+
+def test_bad_arguments_exit_2_before_any_work(ray_cluster, packages, tmp_path):
+    env = ray_cluster.env()
+    for extra, words in [(["--labels", "a,a"], "duplicate label"),
+                         (["--text-column", "body"], "'body' is not a column")]:
+        argv = [a for a in job_args(packages, tmp_path / "o") if a not in ("--labels", LABELS)]
+        argv = [a if a != "text" else "text" for a in argv]
+        if "--text-column" in extra:
+            argv[argv.index("--text-column") + 1] = "body"
+            argv += ["--labels", LABELS]
+        else:
+            argv += extra
+        out = subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 2 and words in out.stderr, out.stderr
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,119 @@
+"""Classification job: argument checks (exit 2 before work), ids, resume state, mapping, metrics."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from llama_rag.config import load_settings
+from llama_rag.errors import InvalidInputError
+from pipelines import classify_io as io
+from pipelines.classify import ClassifyArgs, _rows, metrics, prepare
+from pipelines.classify_llm import load_labels, map_generated, messages_for, softmax_pick, PromptSpec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_inputs(tmp: Path) -> Path:
+    (tmp / "in").mkdir()
+    (tmp / "in" / "a.csv").write_bytes(b"text,gold\nthe match ended 2-1,sports\n,sports\n"
+                                       b"bad \xff bytes,tech\n")
+    (tmp / "in" / "b.jsonl").write_text('{"text": "new GPU released", "gold": "tech"}\n'
+                                        "not json\n" + '{"gold": "x"}\n')
+    return tmp / "in"
+
+
+def args(tmp: Path, **kw) -> ClassifyArgs:
+    base = dict(input=str(tmp / "in"), text_column="text", labels="sports,tech",
+                output=tmp / "out", gold_column="gold")
+    return ClassifyArgs(**{**base, **kw})
+
+
+def test_rows_get_stable_ids_and_bad_rows_become_errors(tmp_path):
+    write_inputs(tmp_path)
+    prep = prepare(args(tmp_path), load_settings())
+    rows = [r for batch in _rows(prep, args(tmp_path)) for r in batch]
+    assert [r["id"] for r in rows] == ["a.csv:1", "a.csv:2", "a.csv:3", "b.jsonl:1", "b.jsonl:2",
+                                      "b.jsonl:3"]
+    assert [r["error"] for r in rows] == [None, "empty text", "undecodable: text is not valid UTF-8",
+                                          None, rows[4]["error"], "missing column 'text'"]
+    assert rows[4]["error"].startswith("undecodable: invalid JSON")
+    assert [r["id"] for b in _rows(prep, args(tmp_path, max_rows=2)) for r in b] == ["a.csv:1", "a.csv:2"]
+
+
+@pytest.mark.parametrize("change,words", [
+    (dict(text_column="body"), "--text-column 'body' is not a column"),
+    (dict(labels="a,,b"), "must not be empty"),
+    (dict(labels="a,A"), "duplicate label"),
+    (dict(labels="solo"), "at least two"),
+    (dict(input="/nonexistent/*.csv"), "no csv, jsonl or parquet"),
+    (dict(labels=None), "exactly one of --labels"),
+])
+def test_wrong_arguments_are_refused_before_any_work(tmp_path, change, words):
+    write_inputs(tmp_path)
+    with pytest.raises(InvalidInputError, match=words):
+        prepare(args(tmp_path, **change), load_settings())
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_of_a_different_job_is_refused(tmp_path):
+    write_inputs(tmp_path)
+    prep = prepare(args(tmp_path), load_settings())
+    io.Output(tmp_path / "out").start(prep.job)
+    prepare(args(tmp_path), load_settings())  # same job: resuming is fine
+    with pytest.raises(InvalidInputError, match="different job .*labels"):
+        prepare(args(tmp_path, labels="sports,tech,art"), load_settings())
+
+
+def test_parts_are_atomic_and_resume_reads_their_ids(tmp_path):
+    out = io.Output(tmp_path / "out")
+    out.start({"job": 1})
+    (out.parts / ".tmp-part-dead.parquet").write_bytes(b"half a part")  # a killed write
+    rows = pa.Table.from_pylist([{"id": "a:1", "label": "x", "confidence": 0.9, "truncated": False,
+                                  "raw": "x", "gold": None}], schema=io.RESULT_SCHEMA)
+    out.write_results(rows)
+    out.write_results(rows.set_column(0, "id", pa.array(["a:2"])), "jsonl")
+    out.write_errors([{"id": "a:3", "reason": "empty text"}])
+    out.start({"job": 1})
+    assert not list(out.parts.glob(".tmp-*"))
+    assert out.done_ids() == {"a:1", "a:2", "a:3"}
+    assert out.results().num_rows == 2 and out.merge_errors() == 1
+
+
+def test_label_mapping_and_choice_scoring():
+    labels = ["games", "science", "net"]
+    assert map_generated(" Games.", labels) == "games"
+    assert map_generated("I think science is right", labels) == "science"
+    assert map_generated("either games or science", labels) is None
+    best, p = softmax_pick({5: -0.1, 7: -2.0}, [7, 5, 9])
+    assert best == 1 and 0.8 < p < 0.9
+
+
+def test_labels_file_descriptions_reach_the_prompt(tmp_path):
+    f = tmp_path / "labels.yaml"
+    f.write_text("games: video and board games\nscience: research software\n")
+    spec = PromptSpec(labels=load_labels(None, f))
+    system = messages_for(spec, "0ad: strategy game")[0]["content"]
+    assert "- games: video and board games" in system
+    user = messages_for(spec, "x", context="ctx")[-1]["content"]
+    assert "<context>" in user and user.endswith("Text: x")
+
+
+def test_metrics():
+    m = metrics(["a", "a", "b", "b"], ["a", "b", "b", None])
+    assert m.evaluated == 3 and m.accuracy == round(2 / 3, 4)
+    assert m.confusion["b"]["a"] == 1 and m.per_label["a"]["precision"] == 0.5
+
+
+def test_module_entry_exits_2_on_bad_arguments(tmp_path):
+    write_inputs(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "pipelines.classify", "--input", str(tmp_path / "in"),
+                          "--text-column", "nope", "--labels", "a,b", "--output", str(tmp_path / "o")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and "--text-column 'nope'" in out.stderr
+    assert "Traceback" not in out.stderr
