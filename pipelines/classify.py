@@ -54,6 +54,7 @@ class ClassifyArgs(BaseModel):
     via_serve: str | None = None
     output_format: str = "parquet"
     max_text_tokens: int = 384
+    calibrate: bool = True
 
 
 class Metrics(BaseModel):
@@ -72,6 +73,8 @@ class Summary(BaseModel):
     processed_this_run: int
     seconds: float
     rows_per_s: float
+    startup_s: float | None = None
+    steady_rows_per_s: float | None = None
     truncated: int
     unmapped: int
     label_distribution: dict[str, int]
@@ -105,7 +108,7 @@ def prepare(args: ClassifyArgs, settings: Settings) -> Prepared:
     if args.output_format not in ("parquet", "jsonl"):
         raise InvalidInputError("--format must be parquet or jsonl", param="format")
     spec = PromptSpec(labels=labels, instructions=args.instructions, examples=examples,
-                      max_text_tokens=args.max_text_tokens)
+                      max_text_tokens=args.max_text_tokens, calibrate=args.calibrate)
     job = {"inputs": io.fingerprint(files), "text_column": args.text_column,
            "id_column": args.id_column, "gold_column": args.gold_column,
            "prompt": io.short_hash(spec.model_dump()), "mode": args.mode,
@@ -186,7 +189,8 @@ def run(args: ClassifyArgs, settings: Settings, echo=print) -> Summary:
                     for r in fresh if not r["error"]]
     echo(f"{total} input rows: {skipped} already done, {len(pending)} to classify "
          f"({args.mode} mode, {len(prep.spec.labels.labels)} labels)")
-    processed = unmapped_now = 0
+    processed = unmapped_now = first_rows = 0
+    first_at: float | None = None
     if pending:
         from llama_rag.ray_runtime import ensure_ray
 
@@ -198,6 +202,8 @@ def run(args: ClassifyArgs, settings: Settings, echo=print) -> Summary:
         last = time.perf_counter()
         for result in _stage(ds, prep, args, settings).iter_batches(
                 batch_size=None, batch_format="pyarrow"):
+            if first_at is None:  # engines started and the first batch is through
+                first_at, first_rows = time.perf_counter(), result.num_rows
             unmapped = [i for i, label in enumerate(result.column("label").to_pylist())
                         if label is None]
             if unmapped:
@@ -215,7 +221,14 @@ def run(args: ClassifyArgs, settings: Settings, echo=print) -> Summary:
                 last = time.perf_counter()
                 rate = processed / (last - started)
                 echo(f"classified {processed}/{len(pending)} rows ({rate:.1f} rows/s)")
-    return _summarise(out, args, total, skipped, processed, time.perf_counter() - started)
+    ended = time.perf_counter()
+    steady = ((processed - first_rows) / (ended - first_at)
+              if first_at and processed > first_rows and ended > first_at else None)
+    summary = _summarise(out, args, total, skipped, processed, ended - started)
+    summary.startup_s = round(first_at - started, 2) if first_at else None
+    summary.steady_rows_per_s = round(steady, 2) if steady else None
+    (out.root / "summary.json").write_text(summary.model_dump_json(indent=2))
+    return summary
 
 
 def _summarise(out: io.Output, args: ClassifyArgs, total: int, skipped: int, processed: int,
@@ -233,7 +246,6 @@ def _summarise(out: io.Output, args: ClassifyArgs, total: int, skipped: int, pro
         label_distribution=dict(Counter(labels).most_common()),
         metrics=metrics(labels, results.column("gold").to_pylist()) if args.gold_column else None,
         complete=total == results.num_rows + errors)
-    (out.root / "summary.json").write_text(summary.model_dump_json(indent=2))
     return summary
 
 
@@ -289,6 +301,8 @@ def options(fn):
                      default="parquet", show_default=True, help="Format of the result parts."),
         click.option("--max-text-tokens", type=click.IntRange(16), default=384, show_default=True,
                      help="Longer texts are truncated and flagged."),
+        click.option("--calibrate/--no-calibrate", default=True, show_default=True,
+                     help="choice mode: divide out the model's label prior (see classify_llm)."),
         click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
                      envvar="LLAMA_RAG_CONFIG", help="YAML settings file."),
     ]

@@ -97,6 +97,22 @@ class PromptSpec(BaseModel):
     instructions: str = DEFAULT_INSTRUCTIONS
     examples: list[Example] = []
     max_text_tokens: int = 384
+    calibrate: bool = True
+
+
+CONTENT_FREE = ["N/A", "", "[MASK]"]  # inputs that carry no information (Zhao et al., 2021)
+
+
+def calibrated(probs: list[float], prior: list[float]) -> list[float]:
+    """Divide out the model's label prior, measured on content-free inputs, and renormalise.
+
+    Small models lean towards some labels whatever the text says (SmolLM2-135M put
+    96% of Debian packages in "python"); dividing by that lean is contextual
+    calibration, which here took accuracy from 0.20 to 0.55 (0.63 with 2 examples).
+    """
+    scaled = [p / max(q, 1e-9) for p, q in zip(probs, prior)]
+    total = sum(scaled)
+    return [v / total for v in scaled] if total else probs
 
 
 def messages_for(spec: PromptSpec, text: str, context: str | None = None) -> list[dict[str, str]]:
@@ -138,13 +154,19 @@ def map_generated(text: str, labels: list[str]) -> str | None:
     return mentioned[0] if len(mentioned) == 1 else None
 
 
-def softmax_pick(logprobs: dict[int, float], token_ids: list[int]) -> tuple[int, float]:
-    """(index of the best label, its probability among the labels)."""
+def label_probs(logprobs: dict[int, float], token_ids: list[int]) -> list[float]:
+    """The distribution over labels from their first tokens' log-probabilities."""
     values = [logprobs.get(t, -math.inf) for t in token_ids]
     top = max(values)
     weights = [math.exp(v - top) if v > -math.inf else 0.0 for v in values]
-    best = max(range(len(values)), key=values.__getitem__)
-    return best, weights[best] / sum(weights)
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+def pick(probs: list[float]) -> tuple[int, float]:
+    """(index of the best label, its probability)."""
+    best = max(range(len(probs)), key=probs.__getitem__)
+    return best, probs[best]
 
 
 class VLLMClassifier:
@@ -172,6 +194,22 @@ class VLLMClassifier:
             self.params = SamplingParams(temperature=0, max_tokens=32, logprobs=1,
                                          structured_outputs=StructuredOutputsParams(choice=labels))
 
+        self.prior = self._prior() if self.token_ids and spec.calibrate else None
+
+    def _prompt(self, text: str, context: str | None = None) -> str:
+        return self.tokenizer.apply_chat_template(messages_for(self.spec, text, context),
+                                                  tokenize=False, add_generation_prompt=True)
+
+    def _probs(self, completion) -> list[float]:
+        step = completion.logprobs[0]
+        return label_probs({t: lp.logprob for t, lp in step.items()}, self.token_ids)
+
+    def _prior(self) -> list[float]:
+        outs = self.llm.generate([self._prompt(t) for t in CONTENT_FREE], self.params,
+                                 use_tqdm=False)
+        probs = [self._probs(o.outputs[0]) for o in outs]
+        return [sum(col) / len(col) for col in zip(*probs)]
+
     def _truncate(self, text: str) -> tuple[str, bool]:
         ids = self.tokenizer.encode(text, add_special_tokens=False)
         if len(ids) <= self.spec.max_text_tokens:
@@ -181,9 +219,8 @@ class VLLMClassifier:
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         texts, truncated = zip(*(self._truncate(str(t)) for t in batch["text"]))
         contexts = batch.get("context")
-        prompts = [self.tokenizer.apply_chat_template(
-            messages_for(self.spec, t, contexts[i] if contexts is not None else None),
-            tokenize=False, add_generation_prompt=True) for i, t in enumerate(texts)]
+        prompts = [self._prompt(t, contexts[i] if contexts is not None else None)
+                   for i, t in enumerate(texts)]
         outputs = self.llm.generate(prompts, self.params, use_tqdm=False)
         labels, confidences, raws = [], [], []
         for out in outputs:
@@ -193,8 +230,8 @@ class VLLMClassifier:
                 labels.append(map_generated(completion.text, self.labels))
                 confidences.append(None)
             elif self.token_ids:
-                step = completion.logprobs[0]
-                best, p = softmax_pick({t: lp.logprob for t, lp in step.items()}, self.token_ids)
+                probs = self._probs(completion)
+                best, p = pick(calibrated(probs, self.prior) if self.prior else probs)
                 labels.append(self.labels[best])
                 confidences.append(round(p, 4))
             else:

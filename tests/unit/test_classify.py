@@ -14,7 +14,8 @@ from llama_rag.config import load_settings
 from llama_rag.errors import InvalidInputError
 from pipelines import classify_io as io
 from pipelines.classify import ClassifyArgs, _rows, metrics, prepare
-from pipelines.classify_llm import load_labels, map_generated, messages_for, softmax_pick, PromptSpec
+from pipelines.classify_llm import (PromptSpec, calibrated, label_probs, load_labels, map_generated,
+                                   messages_for, pick)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,8 +91,11 @@ def test_label_mapping_and_choice_scoring():
     assert map_generated(" Games.", labels) == "games"
     assert map_generated("I think science is right", labels) == "science"
     assert map_generated("either games or science", labels) is None
-    best, p = softmax_pick({5: -0.1, 7: -2.0}, [7, 5, 9])
-    assert best == 1 and 0.8 < p < 0.9
+    probs = label_probs({5: -0.1, 7: -2.0}, [7, 5, 9])
+    best, p = pick(probs)
+    assert best == 1 and 0.8 < p < 0.9 and probs[2] == 0
+    # a prior leaning to label 1 is divided out: label 0 wins after calibration
+    assert pick(calibrated([0.4, 0.6], [0.2, 0.8]))[0] == 0
 
 
 def test_labels_file_descriptions_reach_the_prompt(tmp_path):

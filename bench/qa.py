@@ -1,0 +1,172 @@
+"""Grounded QA: `/v1/ask` vs the bare LLM deployment on the same prompts, concurrency 1, 4, 8.
+
+Serves the app in-process on loopback over an index of Python docs pages (indexed
+first if `--index-dir` has no published version), then for the answerable questions
+of eval/python-docs-qa.jsonl:
+
+- ask: `POST /v1/ask` (retrieve + fenced prompt + generate + citations)
+- bare: `POST /v1/chat/completions` with the very messages /v1/ask builds for that
+  question (fetched once, beforehand, via /v1/search and services.qa)
+
+Both with the same `max_tokens` and sampling. Prints answers/s, p50/p95 latency,
+and for ask the retrieve / generate split, and the ratio ask / bare answers/s.
+
+    python bench/qa.py [--index-dir DIR] [--requests 16] [--max-tokens 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.report import bar_chart, save  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ["zipfile", "tarfile", "gzip", "csv", "json", "glob", "tempfile", "shutil", "sqlite3",
+         "datetime", "re", "pathlib"]
+CONCURRENCY = [1, 4, 8]
+
+
+def ensure_index(index_dir: Path, settings) -> None:
+    from indexing.store import IndexStore
+
+    if IndexStore(index_dir).current():
+        return
+    import shutil
+    import tempfile
+
+    from pipelines.ingest import run
+
+    corpus = Path(tempfile.mkdtemp(prefix="bench-qa-")) / "library"
+    corpus.mkdir(parents=True)
+    for page in PAGES:
+        shutil.copy(f"/usr/share/doc/python3.11/html/library/{page}.html", corpus)
+    run([corpus.parent], settings.model_copy(update={"index": settings.index.model_copy(
+        update={"dir": index_dir})}), progress=False)
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * len(values))) - 1 if q < 1 else -1)]
+
+
+async def level(post, items: list, concurrency: int) -> dict:
+    gate = asyncio.Semaphore(concurrency)
+    rows: list[dict] = []
+
+    async def one(item):
+        async with gate:
+            started = time.perf_counter()
+            body = await post(item)
+            rows.append({"latency": time.perf_counter() - started, **body})
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in items))
+    wall = time.perf_counter() - started
+    lat = [r["latency"] for r in rows]
+    out = {"requests": len(rows), "answers_per_s": len(rows) / wall,
+           "p50_latency_s": statistics.median(lat), "p95_latency_s": pct(lat, 0.95)}
+    if "retrieve_ms" in rows[0]:
+        for key in ("retrieve_ms", "generate_ms"):
+            vals = [r[key] for r in rows]
+            out[f"p50_{key}"], out[f"p95_{key}"] = statistics.median(vals), pct(vals, 0.95)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index-dir", type=Path, default=ROOT / ".bench" / "qa-index")
+    parser.add_argument("--requests", type=int, default=16, help="questions per level")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    args = parser.parse_args()
+
+    import httpx
+
+    from llama_rag.config import load_settings
+    from llama_rag.evaluate import load_qa
+    from llama_rag.models import apply_offline_policy
+    from llama_rag.ray_runtime import ensure_ray
+    from services import qa
+
+    settings = load_settings(None, {"index.dir": args.index_dir})
+    apply_offline_policy(settings.models)
+    ensure_index(args.index_dir, settings)
+    ensure_ray()
+    import ray
+    from ray import serve
+
+    from services.app import build_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app(settings), name="bench-qa", route_prefix="/")
+    url = f"http://127.0.0.1:{port}"
+    questions = [i.question for i in load_qa(ROOT / "eval" / "python-docs-qa.jsonl") if i.sources]
+    questions = (questions * (args.requests // len(questions) + 1))[: args.requests]
+    cfg = settings.qa
+
+    async def run_all() -> dict:
+        async with httpx.AsyncClient(base_url=url, timeout=600,
+                                     limits=httpx.Limits(max_connections=64)) as http:
+            prompts = {}
+            for q in set(questions):  # the exact messages /v1/ask sends for q
+                from indexing.store import Hit
+
+                found = (await http.post("/v1/search", json={"query": q, "k": cfg.k})).json()
+                hits = qa.relevant([Hit(**h) for h in found["hits"]], cfg)
+                budget = qa.context_budget(settings.llm.max_model_len, args.max_tokens, q)
+                hits = hits[: len(qa.quoted(hits, cfg, budget))]
+                prompts[q] = qa.build_messages(q, hits, cfg, budget)
+
+            async def ask(q: str) -> dict:
+                resp = await http.post("/v1/ask", json={"question": q, "max_tokens": args.max_tokens})
+                resp.raise_for_status()
+                return resp.json()["timings"]
+
+            async def bare(q: str) -> dict:
+                resp = await http.post("/v1/chat/completions", json={
+                    "model": settings.llm.model_id, "messages": prompts[q],
+                    "max_tokens": args.max_tokens, "temperature": cfg.temperature,
+                    "frequency_penalty": cfg.frequency_penalty})
+                resp.raise_for_status()
+                return {}
+
+            await ask(questions[0])  # warm-up, not counted
+            return {c: {"ask": await level(ask, questions, c), "bare": await level(bare, questions, c)}
+                    for c in CONCURRENCY}
+
+    try:
+        levels = asyncio.run(run_all())
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    result = {"requests_per_level": len(questions), "max_tokens": args.max_tokens,
+              "index_pages": PAGES, "levels": {}}
+    for c, sides in levels.items():
+        ratio = sides["ask"]["answers_per_s"] / sides["bare"]["answers_per_s"]
+        result["levels"][str(c)] = {**sides, "ratio_ask_over_bare": ratio}
+        a, b = sides["ask"], sides["bare"]
+        print(f"c={c}: ask {a['answers_per_s']:.2f}/s p50 {a['p50_latency_s']:.2f}s "
+              f"p95 {a['p95_latency_s']:.2f}s (retrieve p50 {a['p50_retrieve_ms']:.0f} ms, "
+              f"generate p50 {a['p50_generate_ms']:.0f} ms) | bare {b['answers_per_s']:.2f}/s "
+              f"p50 {b['p50_latency_s']:.2f}s | ratio {ratio:.3f}")
+    save("qa", result)
+    labels = [f"{side} c={c}" for c in CONCURRENCY for side in ("ask", "bare")]
+    bar_chart("qa", "/v1/ask vs bare chat completions, same prompts (CPU, SmolLM2-135M)", labels,
+              {"answers/s": [result["levels"][str(c)][s]["answers_per_s"]
+                             for c in CONCURRENCY for s in ("ask", "bare")]}, "")
+    print(json.dumps({c: round(v["ratio_ask_over_bare"], 3) for c, v in result["levels"].items()}))
+
+
+if __name__ == "__main__":
+    main()
