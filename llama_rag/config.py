@@ -182,7 +182,7 @@ class ServeSettings(StrictModel):
         [], description="Bearer keys every route but /healthz requires; empty: no auth. "
         "Also LLAMA_RAG_API_KEYS=key1,key2.")
     rate_limit_per_minute: int = Field(
-        120, ge=0, description="Requests per key (or client address) per minute; 0: off.")
+        120, ge=0, description="Requests per API key per minute (with api_keys set); 0: off.")
     rate_limit_burst: int = Field(20, ge=1, description="Requests a key may send at once.")
 
 

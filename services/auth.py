@@ -1,9 +1,10 @@
 """API keys and a per-key rate limit, as ASGI middleware in front of every route.
 
 Keys are compared as SHA-256 digests, so the replica never holds (or logs) a key
-itself. The limit is a token bucket per key (per client address when no keys are
-configured), kept in the replica: with N API replicas a key gets up to N times the
-limit. ``/healthz`` is always open, so probes need no key.
+itself. The limit is a token bucket per key, kept in the replica: with N API
+replicas a key gets up to N times the limit. Without configured keys there is
+neither auth nor a limit (a local, loopback-only set-up); ``/healthz`` is always
+open, so probes need no key.
 """
 
 from __future__ import annotations
@@ -48,10 +49,7 @@ class ApiKeyGuard:
         self.buckets: dict[str, TokenBucket] = {}
 
     def _identify(self, scope: dict) -> tuple[str | None, int, str]:
-        """(client id, 0 or an error status, error message)."""
-        if not self.digests:
-            client = scope.get("client") or ("unknown", 0)
-            return f"addr:{client[0]}", 0, ""
+        """(key id, 0 or an error status, error message)."""
         headers = dict(scope.get("headers") or [])
         auth = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, key = auth.partition(" ")
@@ -74,7 +72,7 @@ class ApiKeyGuard:
         return bucket.take()
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
+        if scope["type"] != "http" or not self.digests or scope.get("path") in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
         client, status, message = self._identify(scope)
