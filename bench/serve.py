@@ -28,6 +28,7 @@ TOPICS = ["zip archives", "CSV files", "JSON", "regular expressions", "threads",
           "decorators", "generators", "dataclasses", "type hints", "virtual environments",
           "logging", "unit tests", "async IO", "pathlib", "sqlite"]
 CONCURRENCY = [1, 4, 16]
+LEVELS = list(CONCURRENCY)  # --levels narrows it for quick tuning runs (then nothing is saved)
 
 
 def prompts(n: int) -> list[str]:
@@ -97,7 +98,7 @@ def serve_side(settings, texts: list[str], max_tokens: int) -> dict[int, dict]:
                 return time.perf_counter() - started, first or 0.0, tokens
 
             await one(texts[0])  # warm-up, not counted
-            return {c: await run_level(one, texts, c) for c in CONCURRENCY}
+            return {c: await run_level(one, texts, c) for c in LEVELS}
 
     try:
         return asyncio.run(levels())
@@ -133,7 +134,7 @@ def bare_side(settings, texts: list[str], max_tokens: int) -> dict[int, dict]:
 
         try:
             await one(texts[0])  # warm-up, not counted
-            return {c: await run_level(one, texts, c) for c in CONCURRENCY}
+            return {c: await run_level(one, texts, c) for c in LEVELS}
         finally:
             engine.shutdown()
 
@@ -144,7 +145,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=32, help="requests per concurrency level")
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--levels", type=int, nargs="*", help="tuning: only these levels")
+    parser.add_argument("--serve-only", action="store_true", help="tuning: skip the bare side")
     args = parser.parse_args()
+    if args.levels or args.serve_only:
+        LEVELS[:] = args.levels or CONCURRENCY
 
     from llama_rag.config import load_settings
     from llama_rag.models import apply_offline_policy
@@ -155,7 +160,16 @@ def main() -> None:
     print(f"{len(texts)} prompts per level, {args.max_tokens} output tokens each, "
           f"model {settings.llm.model_id}, engine {settings.llm.model_dump(include={'dtype', 'max_num_seqs', 'max_num_batched_tokens'})}")
     served = serve_side(settings, texts, args.max_tokens)
+    if args.levels or args.serve_only:
+        for c, r in served.items():
+            print(f"c={c:<3} serve {r['output_tokens_per_s']:7.1f} tok/s  TTFT {r['mean_ttft_s']:.3f} s")
+        if args.serve_only:
+            return
     bare = bare_side(settings, texts, args.max_tokens)
+    if args.levels:
+        for c, r in bare.items():
+            print(f"c={c:<3} bare  {r['output_tokens_per_s']:7.1f} tok/s  TTFT {r['mean_ttft_s']:.3f} s")
+        return
     result = {"requests_per_level": len(texts), "max_tokens": args.max_tokens, "levels": {}}
     for c in CONCURRENCY:
         ratio = served[c]["output_tokens_per_s"] / bare[c]["output_tokens_per_s"]

@@ -157,6 +157,12 @@ class LLMSettings(StrictModel):
     max_replicas: int = Field(1, ge=1, description="Autoscaling upper bound.")
     target_ongoing_requests: int = Field(16, ge=1, description="Autoscaling target per replica.")
     max_ongoing_requests: int = Field(64, ge=1, description="Requests a replica runs at once.")
+    stream_batching_interval_ms: float | None = Field(
+        200, ge=0,
+        description="How long the LLM replica gathers streamed tokens before sending them on "
+        "(Ray Serve LLM's experimental stream_batching_interval_ms; unset: Ray's 50 ms). "
+        "Each chunk costs the proxy and the ingress CPU: at concurrency 16 on 2 cores, 200 ms "
+        "gave 279 tok/s, 100 ms 222, 50 ms 171.")
     cpu_kvcache_space_gb: int | None = Field(
         None, ge=1, description="VLLM_CPU_KVCACHE_SPACE; unset lets gpu_memory_utilization decide.")
     cpu_omp_threads_bind: str = Field(

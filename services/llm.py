@@ -47,7 +47,11 @@ def build_llm_config(settings: Settings):
     bundle: dict[str, float] = {"CPU": llm.num_cpus}
     if llm.num_gpus:
         bundle["GPU"] = llm.num_gpus
+    experimental = {}
+    if llm.stream_batching_interval_ms is not None:
+        experimental["stream_batching_interval_ms"] = llm.stream_batching_interval_ms
     return LLMConfig(
+        experimental_configs=experimental,
         model_loading_config={"model_id": llm.model_id, "model_source": resolve_llm(settings).path},
         engine_kwargs=engine_kwargs(settings),
         accelerator_type=llm.accelerator_type,

@@ -136,3 +136,11 @@ def test_cli_ask_and_eval_against_the_server(llm_server, ray_cluster):
     bad = subprocess.run([CLI, "ask", "zip?", "--url", llm_server], capture_output=True,
                          text=True, env=ray_cluster.env(LLAMA_RAG_API_KEY="wrong"), timeout=60)
     assert bad.returncode != 0 and "403" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cli_eval_on_a_local_index_reports_retrieval_only(qa_index, ray_cluster):
+    qa_file = ROOT / "eval" / "python-docs-qa.jsonl"
+    out = subprocess.run([CLI, "eval", "--qa", str(qa_file), "--index-dir", str(qa_index)],
+                         capture_output=True, text=True, env=ray_cluster.env(), timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "hit@5" in out.stdout and "MRR" in out.stdout and "answers:" not in out.stdout
