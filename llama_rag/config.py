@@ -184,6 +184,9 @@ class ServeSettings(StrictModel):
     max_queued_requests: int = Field(
         64, ge=0, description="Requests waiting beyond that; more are answered 503 at once.")
     retry_after_s: float = Field(2, ge=0, description="Retry-After sent with a 503.")
+    api_num_cpus: float = Field(
+        0.25, ge=0, description="Logical CPUs Ray reserves for the API replica (with the "
+        "retriever's and the LLM's, this fits a 2-core Ray started by `serve run`).")
     api_keys: list[SecretStr] = Field(
         [], description="Bearer keys every route but /healthz requires; empty: no auth. "
         "Also LLAMA_RAG_API_KEYS=key1,key2.")
@@ -213,6 +216,8 @@ class QASettings(StrictModel):
         0.3, ge=-1, le=1,
         description="When the model writes no [n] markers, a sentence is marked with its "
         "most similar quoted document if their cosine similarity reaches this.")
+    retriever_num_cpus: float = Field(
+        0.25, ge=0, description="Logical CPUs Ray reserves for the retrieval replica.")
     reload_interval_s: float = Field(
         2.0, gt=0, description="How often the retriever checks CURRENT for a new version.")
 

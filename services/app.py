@@ -31,12 +31,14 @@ def build_app(settings: Settings):
             "max_queued_requests": settings.serve.max_queued_requests,
             "backpressure_config": {"status_code": 503,
                                     "retry_after_s": settings.serve.retry_after_s},
+            "ray_actor_options": {"num_cpus": settings.serve.api_num_cpus},
         })
     return serve.deployment(api_class(settings), **options).bind(
         llm_deployments={config.model_id: build_llm_deployment(config)},
         model_cards={config.model_id: to_model_metadata(config.model_id, config)},
         lora_paths={},
-        retriever=Retriever.bind(settings),
+        retriever=Retriever.options(
+            ray_actor_options={"num_cpus": settings.qa.retriever_num_cpus}).bind(settings),
         settings=settings)
 
 

@@ -149,7 +149,7 @@ except ImportError:  # pragma: no cover - unit tests without ray
 
 if serve is not None:
 
-    @serve.deployment(name="Retriever", ray_actor_options={"num_cpus": 0.5})
+    @serve.deployment(name="Retriever")
     class Retriever:
         """Serve deployment around RetrieverCore; polls CURRENT in the background."""
 
