@@ -81,8 +81,6 @@ def naive(rows: list[dict], batch: int, settings) -> dict:
 
 
 def job(csv_path: Path, mode: str, settings, rows: int) -> dict:
-    import pyarrow as pa  # noqa: F401  (loaded before Ray workers fork)
-
     from pipelines.classify import ClassifyArgs, run
 
     out = Path(tempfile.mkdtemp(prefix=f"bench-classify-{mode}-"))

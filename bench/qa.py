@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import statistics
 import sys
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.report import bar_chart, save  # noqa: E402
+from bench.report import bar_chart, save, serve_app  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["zipfile", "tarfile", "gzip", "csv", "json", "glob", "tempfile", "shutil", "sqlite3",
@@ -93,24 +92,14 @@ def main() -> None:
     from llama_rag.config import load_settings
     from llama_rag.evaluate import load_qa
     from llama_rag.models import apply_offline_policy
-    from llama_rag.ray_runtime import ensure_ray
     from services import qa
 
     settings = load_settings(None, {"index.dir": args.index_dir})
     apply_offline_policy(settings.models)
     ensure_index(args.index_dir, settings)
-    ensure_ray()
+    url = serve_app(settings, "bench-qa")
     import ray
     from ray import serve
-
-    from services.app import build_app
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app(settings), name="bench-qa", route_prefix="/")
-    url = f"http://127.0.0.1:{port}"
     questions = [i.question for i in load_qa(ROOT / "eval" / "python-docs-qa.jsonl") if i.sources]
     questions = (questions * (args.requests // len(questions) + 1))[: args.requests]
     cfg = settings.qa

@@ -44,3 +44,22 @@ def bar_chart(name: str, title: str, labels: list[str], series: dict[str, list[f
     path = RESULTS / f"{name}.png"
     fig.savefig(path, dpi=110)
     return path
+
+
+def serve_app(settings, name: str) -> str:
+    """Deploy the app on a free loopback port in a local Ray; returns its base URL."""
+    import socket
+
+    from llama_rag.ray_runtime import ensure_ray
+
+    ensure_ray()
+    from ray import serve
+
+    from services.app import build_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app(settings), name=name, route_prefix="/")
+    return f"http://127.0.0.1:{port}"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.report import bar_chart, save  # noqa: E402
+from bench.report import bar_chart, save, serve_app  # noqa: E402
 
 TOPICS = ["zip archives", "CSV files", "JSON", "regular expressions", "threads", "sockets",
           "decorators", "generators", "dataclasses", "type hints", "virtual environments",
@@ -58,24 +58,11 @@ async def run_level(one, texts: list[str], concurrency: int) -> dict[str, float]
 
 
 def serve_side(settings, texts: list[str], max_tokens: int) -> dict[int, dict]:
-    import socket
-
     import httpx
 
-    from llama_rag.ray_runtime import ensure_ray
-
-    ensure_ray()
+    url = serve_app(settings, "bench") + "/v1/completions"
     import ray
     from ray import serve
-
-    from services.app import build_app
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app(settings), name="bench", route_prefix="/")
-    url = f"http://127.0.0.1:{port}/v1/completions"
 
     async def levels() -> dict[int, dict]:
         limits = httpx.Limits(max_connections=64)

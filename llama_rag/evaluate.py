@@ -8,14 +8,14 @@ an expected source when its source equals it or ends with ``/`` + it.
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from pathlib import Path
 from typing import Callable
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from llama_rag.errors import InvalidInputError
+from llama_rag.jsonl import read_models
 
 
 class QAItem(BaseModel):
@@ -45,20 +45,7 @@ class EvalReport(BaseModel):
 
 
 def load_qa(path: Path) -> list[QAItem]:
-    items = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read QA file {path}: {exc.strerror}", param="qa") from None
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            items.append(QAItem.model_validate_json(line))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise InvalidInputError(f"{path}:{n}: {first['msg']} at {first['loc']}",
-                                    param="qa") from None
+    items = [item for _, item in read_models(path, QAItem, "QA file", "qa")]
     if not items:
         raise InvalidInputError(f"QA file {path} holds no questions", param="qa")
     return items

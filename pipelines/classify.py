@@ -11,7 +11,6 @@ each finished batch as an atomic part. ``llama-rag classify`` runs the same code
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections import Counter

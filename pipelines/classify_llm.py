@@ -71,20 +71,10 @@ def load_labels(labels: str | None, labels_file: Path | None) -> LabelSet:
 def load_examples(path: Path | None, labels: LabelSet) -> list[Example]:
     if not path:
         return []
-    import json
+    from llama_rag.jsonl import read_models
 
     examples = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InvalidInputError(f"--examples {path}: {exc.strerror}", param="examples") from None
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            ex = Example.model_validate(json.loads(line))
-        except ValueError as exc:
-            raise InvalidInputError(f"--examples {path}:{n}: {exc}", param="examples") from None
+    for n, ex in read_models(path, Example, "--examples", "examples"):
         if ex.label not in labels.labels:
             raise InvalidInputError(f"--examples {path}:{n}: label {ex.label!r} is not one of "
                                     f"the labels", param="examples")
