@@ -1,8 +1,9 @@
 """The retrieval deployment: embeds queries and searches the published index.
 
-It loads the version named by ``CURRENT`` and polls that file; when a new version
-is published it loads it beside the old one and swaps one reference, so a query
-in flight finishes on the version it started with and none fails. Filters
+It loads the version named by ``CURRENT`` and polls that file on a daemon thread;
+when a new version is published it loads it beside the old one and swaps one
+reference, so a query in flight finishes on the version it started with and none
+fails. Filters
 (source prefix, file type) search exactly over the rows they allow.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from typing import Literal
 
@@ -141,6 +143,22 @@ class RetrieverCore:
         return version.hits([int(i) for i in rows[best]], [float(s) for s in scores[best]])
 
 
+class Poller:
+    """Calls ``core.refresh`` every ``interval`` seconds on a daemon thread (no event loop needed)."""
+
+    def __init__(self, core: RetrieverCore, interval: float) -> None:
+        self.core, self.interval = core, interval
+        self.stopped = threading.Event()
+        threading.Thread(target=self._run, name="index-poller", daemon=True).start()
+
+    def _run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                self.core.refresh()
+            except Exception:  # keep polling whatever one attempt hit
+                log.exception("index refresh failed")
+
+
 try:
     from ray import serve
 except ImportError:  # pragma: no cover - unit tests without ray
@@ -151,20 +169,11 @@ if serve is not None:
 
     @serve.deployment(name="Retriever")
     class Retriever:
-        """Serve deployment around RetrieverCore; polls CURRENT in the background."""
+        """Serve deployment around RetrieverCore; a daemon thread polls CURRENT."""
 
         def __init__(self, settings: Settings) -> None:
             self.core = RetrieverCore(settings)
-            self.interval = settings.qa.reload_interval_s
-            self._poller = asyncio.get_event_loop().create_task(self._poll())
-
-        async def _poll(self) -> None:
-            while True:
-                await asyncio.sleep(self.interval)
-                try:
-                    await asyncio.to_thread(self.core.refresh)
-                except Exception:  # keep polling whatever one attempt hit
-                    log.exception("index refresh failed")
+            self.poller = Poller(self.core, settings.qa.reload_interval_s)
 
         async def search(self, request: SearchRequest) -> SearchResponse:
             return await asyncio.to_thread(self.core.search, request)

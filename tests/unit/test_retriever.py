@@ -1,0 +1,67 @@
+"""The retriever without Serve: filters, the empty-index error, switching to a new version."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from indexing.embedder import EmbedderInfo
+from indexing.store import IndexStore
+from llama_rag.config import load_settings
+from llama_rag.errors import IndexUnavailableError
+from services.retriever import Filters, Poller, RetrieverCore, SearchRequest
+from tests.helpers import hash_vectors
+from tests.unit.test_store import _publish
+
+
+class FakeEmbedder:
+    """hash_vectors as an embedder, named as the store helper's manifest says."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.info = EmbedderInfo(name="fake", dim=16)
+
+    def encode(self, texts):
+        return hash_vectors(texts)
+
+
+@pytest.fixture
+def core(tmp_path: Path, monkeypatch) -> RetrieverCore:
+    monkeypatch.setattr("indexing.embedder.Embedder", FakeEmbedder)
+    monkeypatch.setattr("llama_rag.models.resolve_embedder",
+                        lambda s: type("Ref", (), {"name": "fake", "path": "x"})())
+    settings = load_settings(None, {"index.dir": tmp_path / "index"})
+    return RetrieverCore(settings)
+
+
+def test_no_published_index_is_a_clear_503(core):
+    with pytest.raises(IndexUnavailableError, match="run `llama-rag index"):
+        core.search(SearchRequest(query="alpha"))
+
+
+def test_filters_search_exactly_over_the_allowed_rows(core):
+    _publish(core.store, ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"])
+    core.refresh()
+    hits = core.search(SearchRequest(query="alpha", k=3)).hits
+    assert hits[0].text == "alpha" and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    only = core.search(SearchRequest(query="alpha", k=5, filters=Filters(source_prefix="s1"))).hits
+    assert {h.source for h in only} == {"s1.txt"} and len(only) == 2
+    assert core.search(SearchRequest(query="alpha", filters=Filters(file_type=["pdf"]))).hits == []
+
+
+def test_a_new_version_is_picked_up_by_the_poller(core):
+    _publish(core.store, ["alpha"])
+    poller = Poller(core, interval=0.05)
+    try:
+        deadline = time.time() + 5
+        while core.version is None and time.time() < deadline:
+            time.sleep(0.05)
+        first = core.search(SearchRequest(query="omega")).version
+        _publish(core.store, ["alpha", "omega"])
+        while core.search(SearchRequest(query="omega")).version == first:
+            assert time.time() < deadline, "the new version was not picked up"
+            time.sleep(0.05)
+        assert core.search(SearchRequest(query="omega", k=1)).hits[0].text == "omega"
+    finally:
+        poller.stopped.set()
