@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from indexing.embedder import EmbedderInfo
-from indexing.store import IndexStore
 from llama_rag.config import load_settings
 from llama_rag.errors import IndexUnavailableError
 from services.retriever import Filters, Poller, RetrieverCore, SearchRequest
