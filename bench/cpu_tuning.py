@@ -17,13 +17,12 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.report import bar_chart, save  # noqa: E402
-from bench.serve import prompts, run_level  # noqa: E402
+from bench.serve import prompts, run_level, timed_generate  # noqa: E402
 
 # name -> (env vars, settings.llm overrides); "base" is vLLM's own CPU defaults.
 VARIANTS: dict[str, tuple[dict[str, str], dict]] = {
@@ -60,14 +59,7 @@ def one_variant(overrides: dict, requests: int, concurrency: int, max_tokens: in
             AsyncEngineArgs(model=resolve_llm(settings).path, **engine_kwargs(settings)))
         start_s = time.perf_counter() - started
 
-        async def one(text: str) -> tuple[float, float, int]:
-            t0, first, final = time.perf_counter(), None, None
-            async for out in engine.generate(text, params, request_id=uuid.uuid4().hex):
-                if first is None and out.outputs and out.outputs[0].token_ids:
-                    first = time.perf_counter() - t0
-                final = out
-            return time.perf_counter() - t0, first or 0.0, len(final.outputs[0].token_ids)
-
+        one = timed_generate(engine, params)
         try:
             await one("Warm-up:")
             level = await run_level(one, prompts(requests), concurrency)

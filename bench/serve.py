@@ -94,6 +94,20 @@ def serve_side(settings, texts: list[str], max_tokens: int) -> dict[int, dict]:
         ray.shutdown()
 
 
+def timed_generate(engine, params):
+    """An async ``one(text) -> (latency s, time to first token s, output tokens)`` on ``engine``."""
+
+    async def one(text: str) -> tuple[float, float, int]:
+        started, first, final = time.perf_counter(), None, None
+        async for out in engine.generate(text, params, request_id=uuid.uuid4().hex):
+            if first is None and out.outputs and out.outputs[0].token_ids:
+                first = time.perf_counter() - started
+            final = out
+        return time.perf_counter() - started, first or 0.0, len(final.outputs[0].token_ids)
+
+    return one
+
+
 def bare_side(settings, texts: list[str], max_tokens: int) -> dict[int, dict]:
     import os
 
@@ -111,14 +125,7 @@ def bare_side(settings, texts: list[str], max_tokens: int) -> dict[int, dict]:
         engine = AsyncLLM.from_engine_args(
             AsyncEngineArgs(model=resolve_llm(settings).path, **engine_kwargs(settings)))
 
-        async def one(text: str) -> tuple[float, float, int]:
-            started, first, final = time.perf_counter(), None, None
-            async for out in engine.generate(text, params, request_id=uuid.uuid4().hex):
-                if first is None and out.outputs and out.outputs[0].token_ids:
-                    first = time.perf_counter() - started
-                final = out
-            return time.perf_counter() - started, first or 0.0, len(final.outputs[0].token_ids)
-
+        one = timed_generate(engine, params)
         try:
             await one(texts[0])  # warm-up, not counted
             return {c: await run_level(one, texts, c) for c in LEVELS}

@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from indexing.store import Hit
 from llama_rag.config import QASettings
-from services.retriever import Filters
+from services.retriever import Filters, NonBlank
 
 REFUSAL = "The indexed documents do not contain the answer to this question."
 SYSTEM_PROMPT = (
@@ -37,19 +37,12 @@ _REFUSALS = re.compile(
 class AskRequest(BaseModel):
     model_config = {"extra": "forbid"}
 
-    question: str = Field(..., min_length=1)
+    question: NonBlank = Field(..., min_length=1)
     k: int | None = Field(None, ge=1, le=20, description="Chunks to quote (default qa.k).")
     filters: Filters | None = None
     stream: bool = False
     max_tokens: int | None = Field(None, ge=1, le=4096)
     temperature: float | None = Field(None, ge=0, le=2)
-
-    @field_validator("question")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value
 
 
 class Citation(BaseModel):

@@ -13,10 +13,10 @@ import asyncio
 import logging
 import threading
 import time
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 from indexing.store import Hit, IndexStore, IndexVersion
 from llama_rag.config import Settings
@@ -41,19 +41,21 @@ class Filters(BaseModel):
         return None if value is None else [v.lower().lstrip(".") for v in value]
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+NonBlank = Annotated[str, AfterValidator(_not_blank)]
+
+
 class SearchRequest(BaseModel):
     model_config = {"extra": "forbid"}
 
-    query: str = Field(..., min_length=1, max_length=4000)
+    query: NonBlank = Field(..., min_length=1, max_length=4000)
     k: int = Field(5, ge=1, le=100)
     filters: Filters | None = None
-
-    @field_validator("query")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value
 
 
 class SearchResponse(BaseModel):
