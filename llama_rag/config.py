@@ -206,7 +206,7 @@ class QASettings(StrictModel):
     context_chars: int = Field(
         1200, ge=100, description="Characters of each chunk quoted to the model.")
     max_question_chars: int = Field(
-        2000, ge=10, description="Longer questions are refused with 422.")
+        2000, ge=10, description="Longer questions are refused with 413.")
     max_tokens: int = Field(256, ge=1, description="Default answer length in tokens.")
     temperature: float = Field(0.0, ge=0, le=2, description="Default sampling temperature.")
     frequency_penalty: float = Field(

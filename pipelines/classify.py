@@ -188,7 +188,7 @@ def run(args: ClassifyArgs, settings: Settings, echo=print) -> Summary:
                     for r in fresh if not r["error"]]
     echo(f"{total} input rows: {skipped} already done, {len(pending)} to classify "
          f"({args.mode} mode, {len(prep.spec.labels.labels)} labels)")
-    processed = unmapped_now = first_rows = 0
+    processed = first_rows = 0
     first_at: float | None = None
     if pending:
         from llama_rag.ray_runtime import ensure_ray
@@ -215,7 +215,6 @@ def run(args: ClassifyArgs, settings: Settings, echo=print) -> Summary:
             out.write_results(result.select(io.RESULT_SCHEMA.names).cast(io.RESULT_SCHEMA),
                               args.output_format)
             processed += result.num_rows + len(unmapped)
-            unmapped_now += len(unmapped)
             if time.perf_counter() - last >= PROGRESS_EVERY_S:
                 last = time.perf_counter()
                 rate = processed / (last - started)
@@ -232,16 +231,16 @@ def run(args: ClassifyArgs, settings: Settings, echo=print) -> Summary:
 
 def _summarise(out: io.Output, args: ClassifyArgs, total: int, skipped: int, processed: int,
                seconds: float) -> Summary:
-    errors = out.merge_errors()
+    error_records = out.merge_errors()
+    errors = len(error_records)
     results = out.results()
     labels = results.column("label").to_pylist()
-    error_lines = (out.root / "errors.jsonl").read_text(encoding="utf-8").splitlines()
     summary = Summary(
         output=str(out.root), input=total, labeled=results.num_rows, errors=errors,
         skipped_already_done=skipped, processed_this_run=processed, seconds=round(seconds, 2),
         rows_per_s=round(processed / seconds, 2) if seconds else 0.0,
         truncated=sum(bool(t) for t in results.column("truncated").to_pylist()),
-        unmapped=sum('"unmapped model output' in ln for ln in error_lines),
+        unmapped=sum(r["reason"].startswith("unmapped model output") for r in error_records),
         label_distribution=dict(Counter(labels).most_common()),
         metrics=metrics(labels, results.column("gold").to_pylist()) if args.gold_column else None,
         complete=total == results.num_rows + errors)

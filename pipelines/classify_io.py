@@ -205,13 +205,13 @@ class Output:
             return RESULT_SCHEMA.empty_table()
         return pa.concat_tables(_read_part(p) for p in parts)
 
-    def merge_errors(self) -> int:
-        """Write errors.jsonl from the error parts; returns the count."""
+    def merge_errors(self) -> list[dict[str, str]]:
+        """Write errors.jsonl from the error parts; returns the records."""
         lines = []
         for part in sorted(self.errors.glob("errors-*.jsonl")):
             lines += [ln for ln in part.read_text(encoding="utf-8").splitlines() if ln.strip()]
         _atomic_write(self.root / "errors.jsonl", "".join(ln + "\n" for ln in lines).encode())
-        return len(lines)
+        return [json.loads(ln) for ln in lines]
 
 
 def _read_part(path: Path, columns: list[str] | None = None) -> pa.Table:

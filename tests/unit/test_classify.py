@@ -82,7 +82,7 @@ def test_parts_are_atomic_and_resume_reads_their_ids(tmp_path):
     out.start({"job": 1})
     assert not list(out.parts.glob(".tmp-*"))
     assert out.done_ids() == {"a:1", "a:2", "a:3"}
-    assert out.results().num_rows == 2 and out.merge_errors() == 1
+    assert out.results().num_rows == 2 and out.merge_errors() == [{"id": "a:3", "reason": "empty text"}]
 
 
 def test_label_mapping_and_choice_scoring():
