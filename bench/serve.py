@@ -3,10 +3,13 @@
 For concurrency 1, 4 and 16 it sends the same completion prompts (64 output tokens
 each, `ignore_eos`, temperature 0) through `llama-rag`'s Serve app over HTTP
 (streaming, loopback) and straight into vLLM's AsyncLLM in this process, with the
-same engine settings (`settings.llm`). Prints requests/s, output tokens/s, p50/p95
-latency and mean time to first token per side, and the ratio Serve / bare.
+same engine settings (`settings.llm`). Both stay up for the whole run, and each
+level runs in alternating rounds (Serve then bare, bare then Serve, ...), so a slow
+minute on a shared host hits both sides alike. Prints requests/s, output tokens/s,
+p50/p95 latency and mean time to first token per side (median round), and the
+median of the per-round ratios Serve / bare.
 
-    python bench/serve.py [--requests 32] [--max-tokens 64]
+    python bench/serve.py [--rounds 3] [--requests N] [--max-tokens 64]
 """
 
 from __future__ import annotations
@@ -57,41 +60,27 @@ async def run_level(one, texts: list[str], concurrency: int) -> dict[str, float]
     return summarise(list(rows), time.perf_counter() - started)
 
 
-def serve_side(settings, texts: list[str], max_tokens: int) -> dict[int, dict]:
-    import httpx
+def serve_client(http, url: str, model: str, max_tokens: int):
+    """An async ``one(text)`` streaming a completion through the Serve endpoint."""
 
-    url = serve_app(settings, "bench") + "/v1/completions"
-    import ray
-    from ray import serve
+    async def one(text: str) -> tuple[float, float, int]:
+        body = {"model": model, "prompt": text, "max_tokens": max_tokens,
+                "temperature": 0, "ignore_eos": True, "stream": True,
+                "stream_options": {"include_usage": True}}
+        started, first, tokens = time.perf_counter(), None, 0
+        async with http.stream("POST", url, json=body) as resp:
+            resp.raise_for_status()
+            async for line in resp.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[6:])
+                if chunk.get("choices") and first is None:
+                    first = time.perf_counter() - started
+                if chunk.get("usage"):
+                    tokens = chunk["usage"]["completion_tokens"]
+        return time.perf_counter() - started, first or 0.0, tokens
 
-    async def levels() -> dict[int, dict]:
-        limits = httpx.Limits(max_connections=64)
-        async with httpx.AsyncClient(timeout=600, limits=limits) as http:
-            async def one(text: str) -> tuple[float, float, int]:
-                body = {"model": settings.llm.model_id, "prompt": text, "max_tokens": max_tokens,
-                        "temperature": 0, "ignore_eos": True, "stream": True,
-                        "stream_options": {"include_usage": True}}
-                started, first, tokens = time.perf_counter(), None, 0
-                async with http.stream("POST", url, json=body) as resp:
-                    resp.raise_for_status()
-                    async for line in resp.aiter_lines():
-                        if not line.startswith("data: ") or line == "data: [DONE]":
-                            continue
-                        chunk = json.loads(line[6:])
-                        if chunk.get("choices") and first is None:
-                            first = time.perf_counter() - started
-                        if chunk.get("usage"):
-                            tokens = chunk["usage"]["completion_tokens"]
-                return time.perf_counter() - started, first or 0.0, tokens
-
-            await one(texts[0])  # warm-up, not counted
-            return {c: await run_level(one, texts, c) for c in LEVELS}
-
-    try:
-        return asyncio.run(levels())
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    return one
 
 
 def timed_generate(engine, params):
@@ -108,10 +97,10 @@ def timed_generate(engine, params):
     return one
 
 
-def bare_side(settings, texts: list[str], max_tokens: int) -> dict[int, dict]:
+def bare_engine(settings):
+    """The bare vLLM engine in this process, with the replica's engine args and env."""
     import os
 
-    from vllm import SamplingParams
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -119,65 +108,109 @@ def bare_side(settings, texts: list[str], max_tokens: int) -> dict[int, dict]:
     from services.llm import engine_env, engine_kwargs
 
     os.environ.update(engine_env(settings))
-    params = SamplingParams(max_tokens=max_tokens, temperature=0, ignore_eos=True)
+    return AsyncLLM.from_engine_args(
+        AsyncEngineArgs(model=resolve_llm(settings).path, **engine_kwargs(settings)))
 
-    async def levels() -> dict[int, dict]:
-        engine = AsyncLLM.from_engine_args(
-            AsyncEngineArgs(model=resolve_llm(settings).path, **engine_kwargs(settings)))
 
-        one = timed_generate(engine, params)
-        try:
-            await one(texts[0])  # warm-up, not counted
-            return {c: await run_level(one, texts, c) for c in LEVELS}
-        finally:
+def requests_for(concurrency: int, override: int | None) -> int:
+    """Enough requests for several waves at each level, few enough to repeat rounds."""
+    return override or max(8, 4 * concurrency)
+
+
+async def measure(settings, url: str, args) -> dict[int, dict]:
+    """Both sides stay up; each round runs the level on one then the other, alternating
+    which goes first, so a slower minute on a shared host hits both alike."""
+    import httpx
+    from vllm import SamplingParams
+
+    engine = None if args.serve_only else bare_engine(settings)
+    out: dict[int, dict] = {}
+    try:
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(timeout=600, limits=limits) as http:
+            sides = {"serve": serve_client(http, url + "/v1/completions",
+                                           settings.llm.model_id, args.max_tokens)}
+            if engine is not None:
+                params = SamplingParams(max_tokens=args.max_tokens, temperature=0, ignore_eos=True)
+                sides["bare"] = timed_generate(engine, params)
+            for one in sides.values():  # warm-up, not counted
+                await run_level(one, prompts(16), 16)
+            for c in LEVELS:
+                texts = prompts(requests_for(c, args.requests))
+                rounds: list[dict[str, dict]] = []
+                for r in range(args.rounds):
+                    order = list(sides) if r % 2 == 0 else list(reversed(sides))
+                    rounds.append({name: await run_level(sides[name], texts, c) for name in order})
+                    print(f"c={c:<3} round {r + 1}: " + "  ".join(
+                        f"{n} {rounds[-1][n]['output_tokens_per_s']:6.1f} tok/s" for n in sides),
+                        flush=True)
+                out[c] = {"requests": len(texts), "rounds": rounds}
+    finally:
+        if engine is not None:
             engine.shutdown()
+    return out
 
-    return asyncio.run(levels())
+
+def median_round(rounds: list[dict], side: str) -> dict:
+    """The round whose tok/s is the median for ``side`` (its latencies come with it)."""
+    ordered = sorted(rounds, key=lambda r: r[side]["output_tokens_per_s"])
+    return ordered[len(ordered) // 2][side]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=32, help="requests per concurrency level")
+    parser.add_argument("--requests", type=int, help="requests per level and round "
+                        "(default: max(8, 4 x concurrency))")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per level")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--levels", type=int, nargs="*", help="tuning: only these levels")
     parser.add_argument("--serve-only", action="store_true", help="tuning: skip the bare side")
     args = parser.parse_args()
-    if args.levels or args.serve_only:
-        LEVELS[:] = args.levels or CONCURRENCY
+    tuning = bool(args.levels or args.serve_only)
+    if args.levels:
+        LEVELS[:] = args.levels
+
+    import ray
+    from ray import serve
 
     from llama_rag.config import load_settings
     from llama_rag.models import apply_offline_policy
 
-    settings = load_settings()
+    # Two engines are up at once: each reserves 2 GiB of KV cache instead of 30% of RAM.
+    settings = load_settings(None, {"llm.cpu_kvcache_space_gb": 2})
     apply_offline_policy(settings.models)
-    texts = prompts(args.requests)
-    print(f"{len(texts)} prompts per level, {args.max_tokens} output tokens each, "
-          f"model {settings.llm.model_id}, engine {settings.llm.model_dump(include={'dtype', 'max_num_seqs', 'max_num_batched_tokens'})}")
-    served = serve_side(settings, texts, args.max_tokens)
-    if args.levels or args.serve_only:
-        for c, r in served.items():
-            print(f"c={c:<3} serve {r['output_tokens_per_s']:7.1f} tok/s  TTFT {r['mean_ttft_s']:.3f} s")
-        if args.serve_only:
-            return
-    bare = bare_side(settings, texts, args.max_tokens)
-    if args.levels:
-        for c, r in bare.items():
-            print(f"c={c:<3} bare  {r['output_tokens_per_s']:7.1f} tok/s  TTFT {r['mean_ttft_s']:.3f} s")
+    print(f"{args.rounds} alternating rounds per level, {args.max_tokens} output tokens per "
+          f"request, model {settings.llm.model_id}, engine {settings.llm.model_dump(include={'dtype', 'max_num_seqs', 'max_num_batched_tokens', 'stream_batching_interval_ms'})}")
+    url = serve_app(settings, "bench")
+    try:
+        measured = asyncio.run(measure(settings, url, args))
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    if tuning:
         return
-    result = {"requests_per_level": len(texts), "max_tokens": args.max_tokens, "levels": {}}
+    result = {"max_tokens": args.max_tokens, "rounds": args.rounds, "levels": {}}
     for c in CONCURRENCY:
-        ratio = served[c]["output_tokens_per_s"] / bare[c]["output_tokens_per_s"]
-        result["levels"][str(c)] = {"serve": served[c], "bare": bare[c], "ratio_serve_over_bare": ratio}
-        for side, r in (("serve", served[c]), ("bare ", bare[c])):
-            print(f"c={c:<3} {side} {r['requests_per_s']:6.2f} req/s  {r['output_tokens_per_s']:7.1f} tok/s  "
+        rounds = measured[c]["rounds"]
+        ratios = sorted(r["serve"]["output_tokens_per_s"] / r["bare"]["output_tokens_per_s"]
+                        for r in rounds)
+        ratio = statistics.median(ratios)
+        level = {"requests": measured[c]["requests"], "serve": median_round(rounds, "serve"),
+                 "bare": median_round(rounds, "bare"), "ratio_serve_over_bare": ratio,
+                 "ratio_per_round": ratios, "rounds": rounds}
+        result["levels"][str(c)] = level
+        for side in ("serve", "bare"):
+            r = level[side]
+            print(f"c={c:<3} {side:5} {r['requests_per_s']:6.2f} req/s  {r['output_tokens_per_s']:7.1f} tok/s  "
                   f"p50 {r['p50_latency_s']:6.2f} s  p95 {r['p95_latency_s']:6.2f} s  "
-                  f"TTFT {r['mean_ttft_s']:6.3f} s")
-        print(f"c={c:<3} ratio Serve / bare (output tokens/s): {ratio:.3f}")
+                  f"TTFT {r['mean_ttft_s']:6.3f} s   (median of {len(rounds)} rounds)")
+        print(f"c={c:<3} ratio Serve / bare (output tokens/s): median {ratio:.3f} "
+              f"(rounds: {', '.join(f'{x:.3f}' for x in ratios)})")
     save("serve", result)
     labels = [f"{side} c={c}" for c in CONCURRENCY for side in ("serve", "bare")]
-    bar_chart("serve", "Serve endpoint vs bare vLLM engine (CPU, SmolLM2-135M)", labels,
-              {"output tokens/s": [result["levels"][str(c)][s]["output_tokens_per_s"]
-                                   for c in CONCURRENCY for s in ("serve", "bare")]}, "")
+    bar_chart("serve", "Serve endpoint vs bare vLLM engine (CPU, SmolLM2-135M, median round)",
+              labels, {"output tokens/s": [result["levels"][str(c)][s]["output_tokens_per_s"]
+                                           for c in CONCURRENCY for s in ("serve", "bare")]}, "")
 
 
 if __name__ == "__main__":

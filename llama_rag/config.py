@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -157,12 +157,19 @@ class LLMSettings(StrictModel):
     max_replicas: int = Field(1, ge=1, description="Autoscaling upper bound.")
     target_ongoing_requests: int = Field(16, ge=1, description="Autoscaling target per replica.")
     max_ongoing_requests: int = Field(64, ge=1, description="Requests a replica runs at once.")
+    log_engine_metrics: bool = Field(
+        False, description="vLLM's per-step engine metrics on Ray's Prometheus endpoint "
+        "(Ray Serve LLM's log_engine_metrics, on in infra/serve/gpu.yaml). Off on the CPU: "
+        "recording them every step beside the engine cost 15% of the tokens/s at "
+        "concurrency 16 on 2 cores (228 vs 194 tok/s). Serve's own request metrics stay on.")
     stream_batching_interval_ms: float | None = Field(
-        200, ge=0,
+        500, ge=0,
         description="How long the LLM replica gathers streamed tokens before sending them on "
         "(Ray Serve LLM's experimental stream_batching_interval_ms; unset: Ray's 50 ms). "
-        "Each chunk costs the proxy and the ingress CPU: at concurrency 16 on 2 cores, 200 ms "
-        "gave 279 tok/s, 100 ms 222, 50 ms 171.")
+        "The first chunk always leaves at once (services/llm_server.py). Each later chunk "
+        "costs the proxy and the ingress CPU: at concurrency 16 on 2 cores, 500 ms gave "
+        "194 tok/s and 200 ms 160 on the same (busy) day; 200 ms 279, 100 ms 222 and 50 ms "
+        "171 on a quieter one.")
     cpu_kvcache_space_gb: int | None = Field(
         None, ge=1, description="VLLM_CPU_KVCACHE_SPACE; unset lets gpu_memory_utilization decide.")
     cpu_omp_threads_bind: str = Field(
@@ -222,6 +229,26 @@ class QASettings(StrictModel):
         2.0, gt=0, description="How often the retriever checks CURRENT for a new version.")
 
 
+RetrievalMode = Literal["dense", "lexical", "hybrid"]
+RETRIEVAL_MODES: tuple[str, ...] = get_args(RetrievalMode)
+
+
+class RetrievalSettings(StrictModel):
+    mode: RetrievalMode = Field(
+        "hybrid", description="dense (MiniLM + FAISS), lexical (BM25) or hybrid (both, fused "
+        "by reciprocal rank). hybrid won on eval/python-docs-qa.jsonl: see docs/retrieval.md.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank fusion constant: 1 / (rrf_k + rank).")
+    candidates: int = Field(
+        50, ge=1, description="Rows each search hands to fusion, MMR or reranking (>= k).")
+    mmr: bool = Field(False, description="Maximal marginal relevance: diversify the k hits "
+                      "so one long page does not fill every slot.")
+    mmr_lambda: float = Field(0.7, ge=0, le=1, description="MMR: 1 = relevance only, 0 = diversity only.")
+    reranker: str | None = Field(
+        None, description="A sentence-transformers cross-encoder (directory or hub name) that "
+        "re-scores the candidates; off by default (slow on the CPU).")
+    rerank_candidates: int = Field(20, ge=1, description="How many fused candidates are reranked.")
+
+
 class Settings(BaseSettings):
     """Everything configurable, one object, passed down explicitly."""
 
@@ -239,6 +266,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     qa: QASettings = Field(default_factory=QASettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
 
     @model_validator(mode="after")
     def _expand_home(self) -> "Settings":

@@ -34,7 +34,7 @@ def build_app(settings: Settings):
             "ray_actor_options": {"num_cpus": settings.serve.api_num_cpus},
         })
     return serve.deployment(api_class(settings), **options).bind(
-        llm_deployments={config.model_id: build_llm_deployment(config)},
+        llm_deployments={config.model_id: build_llm_deployment(config, name_prefix="LLMServer:")},
         model_cards={config.model_id: to_model_metadata(config.model_id, config)},
         lora_paths={},
         retriever=Retriever.options(

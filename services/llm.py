@@ -30,7 +30,9 @@ def engine_env(settings: Settings) -> dict[str, str]:
     """Environment of a replica: offline hub access, and the vLLM CPU backend's knobs."""
     llm = settings.llm
     env = {"HF_HUB_OFFLINE": "0" if settings.models.allow_downloads else "1",
-           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+           # Ray Serve LLM logs every prompt by default: user text has no place in logs.
+           "RAYLLM_ENABLE_REQUEST_PROMPT_LOGS": "0"}
     if not llm.num_gpus:
         env["VLLM_CPU_OMP_THREADS_BIND"] = llm.cpu_omp_threads_bind
         env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(llm.cpu_reserved_cpus)
@@ -50,7 +52,11 @@ def build_llm_config(settings: Settings):
     experimental = {}
     if llm.stream_batching_interval_ms is not None:
         experimental["stream_batching_interval_ms"] = llm.stream_batching_interval_ms
+    from services.llm_server import LlamaRagLLMServer
+
     return LLMConfig(
+        server_cls=LlamaRagLLMServer,
+        log_engine_metrics=llm.log_engine_metrics,
         experimental_configs=experimental,
         model_loading_config={"model_id": llm.model_id, "model_source": resolve_llm(settings).path},
         engine_kwargs=engine_kwargs(settings),

@@ -47,3 +47,43 @@ def test_llm_config_maps_our_settings(tmp_path):
     assert cfg.deployment_config["autoscaling_config"]["max_replicas"] == 3
     assert cfg.runtime_env["env_vars"]["VLLM_CPU_KVCACHE_SPACE"] == "4"
     assert cfg.runtime_env["env_vars"]["HF_HUB_OFFLINE"] == "1"
+    assert cfg.runtime_env["env_vars"]["RAYLLM_ENABLE_REQUEST_PROMPT_LOGS"] == "0"
+    assert cfg.server_cls.__name__ == "LlamaRagLLMServer"
+
+
+def test_first_streamed_chunk_is_not_held_for_the_batching_interval():
+    import asyncio
+    import time
+
+    from services.llm_server import first_then_batched
+
+    async def tokens():
+        for i in range(6):
+            yield i
+            await asyncio.sleep(0.01)
+
+    async def collect():
+        started, out = time.perf_counter(), []
+        async for batch in first_then_batched(tokens(), interval_ms=1000):
+            out.append((time.perf_counter() - started, list(batch)))
+        return out
+
+    batches = asyncio.run(collect())
+    assert batches[0][1] == [0] and batches[0][0] < 0.5  # not after the 1 s interval
+    assert [x for _, b in batches for x in b] == list(range(6))  # nothing lost or reordered
+    assert len(batches) == 2  # the rest arrived within one interval: one batch
+
+
+def test_an_empty_stream_yields_nothing():
+    import asyncio
+
+    from services.llm_server import first_then_batched
+
+    async def nothing():
+        return
+        yield  # pragma: no cover
+
+    async def collect():
+        return [b async for b in first_then_batched(nothing(), interval_ms=50)]
+
+    assert asyncio.run(collect()) == []
