@@ -32,9 +32,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
-from indexing import faiss_index
+from indexing import faiss_index, lexical
 from indexing.embedder import EmbedderInfo
 from indexing.faiss_index import IndexInfo
+from indexing.lexical import LexicalIndex
 from llama_rag.errors import EmbedderMismatchError, IndexLockedError, NotFoundError
 
 CHUNK_SCHEMA = pa.schema([
@@ -122,6 +123,17 @@ class IndexVersion:
         self.index = faiss.read_index(str(path / "index.faiss"))
         if self.manifest.index:
             faiss_index.apply_search_params(self.index, self.manifest.index)
+        self._lexical: LexicalIndex | None = None
+
+    @property
+    def lexical(self) -> LexicalIndex:
+        """The version's BM25 index; built in memory for versions published before it existed."""
+        if self._lexical is None:
+            if (self.path / lexical.DIRNAME).is_dir():
+                self._lexical = LexicalIndex.load(self.path)
+            else:
+                self._lexical = LexicalIndex.build(self.chunks.column("text").to_pylist())
+        return self._lexical
 
     @property
     def version(self) -> str:
@@ -142,6 +154,8 @@ class IndexVersion:
 
     def hits(self, ids: list[int], scores: list[float]) -> list[Hit]:
         """Hits for row ``ids`` (best first) with their ``scores``."""
+        if not ids:
+            return []
         table = self.chunks.take(ids).to_pylist()
         return [Hit(rank=r + 1, score=score, source=row["source"], title=row["title"],
                     text=row["text"], chunk_id=row["id"], heading=row["heading"] or [],
@@ -231,10 +245,13 @@ class IndexStore:
         faiss.write_index(index, str(tmp / "index.faiss"))
         pq.write_table(chunks.cast(CHUNK_SCHEMA), tmp / "chunks.parquet")
         np.save(tmp / "vectors.npy", np.ascontiguousarray(vectors, dtype=np.float32))
+        LexicalIndex.build(chunks.column("text").to_pylist()).save(tmp)
         (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=2))
         (tmp / "errors.jsonl").write_text("".join(json.dumps(e) + "\n" for e in errors))
-        for f in tmp.iterdir():
-            _fsync_file(f)
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                _fsync_file(f)
+        _fsync_dir(tmp / lexical.DIRNAME)
         _fsync_dir(tmp)
         os.rename(tmp, self.versions / vid)
         _fsync_dir(self.versions)

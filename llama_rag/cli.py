@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from llama_rag.client import DEFAULT_URL
+from llama_rag.config import RETRIEVAL_MODES as MODES
 from llama_rag.errors import LlamaRagError
 from pipelines.classify import options as _classify_options
 
@@ -44,6 +45,15 @@ class _Group(click.Group):
 config_option = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
     envvar="LLAMA_RAG_CONFIG", help="YAML settings file (env LLAMA_RAG_CONFIG).")
+
+
+def _collection(name: str | None) -> str | None:
+    import re
+
+    if name is not None and not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name):
+        raise click.BadParameter(f"{name!r}: use 1-64 lowercase letters, digits, '-' or '_'",
+                                 param_hint="--collection")
+    return name
 
 
 def _settings(config_path: Path | None, **flags: Any):
@@ -83,20 +93,26 @@ def show_config(config_path: Path | None) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path),
               envvar="LLAMA_RAG_INDEX__DIR", help="Index directory to create or update.")
+@click.option("--collection", callback=lambda c, p, v: _collection(v),
+              help="A named collection, kept in INDEX_DIR/collections/NAME and served beside "
+              "the default one.")
 @click.option("--concurrency", type=click.IntRange(min=1), help="Embedder actors.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Chunks per embedder call.")
 @click.option("--num-gpus", type=click.FloatRange(min=0), help="GPUs per embedder actor.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on stderr.")
 @config_option
-def index(paths: tuple[Path, ...], index_dir: Path | None, concurrency: int | None,
-          batch_size: int | None, num_gpus: float | None, as_json: bool, progress: bool,
-          config_path: Path | None) -> None:
+def index(paths: tuple[Path, ...], index_dir: Path | None, collection: str | None,
+          concurrency: int | None, batch_size: int | None, num_gpus: float | None,
+          as_json: bool, progress: bool, config_path: Path | None) -> None:
     """Index files and folders (txt, md, html, pdf, jsonl, docx) incrementally."""
     from indexing.corpus import check_paths
     from llama_rag.config import Settings
 
     check_paths(list(paths))  # fail in a second, before Ray and torch load
+    if collection:
+        base = _settings(config_path, **{"index.dir": index_dir}).index.dir
+        index_dir = base / "collections" / collection
     settings: Settings = _settings(
         config_path, **{"index.dir": index_dir, "ingest.embed_concurrency": concurrency,
                         "ingest.embed_batch_size": batch_size, "ingest.embed_num_gpus": num_gpus})
@@ -123,22 +139,24 @@ def index(paths: tuple[Path, ...], index_dir: Path | None, concurrency: int | No
 @click.argument("query")
 @click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path),
               envvar="LLAMA_RAG_INDEX__DIR", help="Index directory to search.")
-@click.option("-k", "k", type=click.IntRange(min=1, max=1000), default=5, show_default=True,
+@click.option("-k", "k", type=click.IntRange(min=1, max=100), default=5, show_default=True,
               help="Number of hits.")
+@click.option("--mode", type=click.Choice(MODES), help="Retrieval mode (default: retrieval.mode).")
+@click.option("--collection", callback=lambda c, p, v: _collection(v), help="A named collection.")
 @click.option("--json", "as_json", is_flag=True, help="Print hits as a JSON list.")
 @config_option
-def search(query: str, index_dir: Path | None, k: int, as_json: bool,
-           config_path: Path | None) -> None:
+def search(query: str, index_dir: Path | None, k: int, mode: str | None, collection: str | None,
+           as_json: bool, config_path: Path | None) -> None:
     """Search a published index from the command line."""
     settings = _settings(config_path, **{"index.dir": index_dir})
     if not query.strip():
         raise click.BadParameter("must not be empty", param_hint="QUERY")
-    from indexing.searcher import Searcher
-    from llama_rag.models import apply_offline_policy, resolve_embedder
+    from llama_rag.models import apply_offline_policy
+    from services.retriever import RetrieverCore, SearchRequest
 
     apply_offline_policy(settings.models)
-    hits = Searcher(settings.index.dir, resolve_embedder(settings),
-                    settings.models.embed_device).search(query, k)
+    hits = RetrieverCore(settings).search(
+        SearchRequest(query=query, k=k, mode=mode, collection=collection)).hits
     if as_json:
         fields = {"rank", "score", "source", "title", "text", "chunk_id"}
         click.echo(json.dumps([h.model_dump(include=fields) for h in hits], indent=2))
@@ -255,26 +273,44 @@ def _print_citations(answer: dict[str, Any]) -> None:
               help="Evaluate a running server (retrieval and answers).")
 @click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Evaluate retrieval only, on a local index (no server, no LLM).")
+@click.option("--modes", default=None,
+              help="Compare retrieval modes side by side, e.g. dense,lexical,hybrid "
+              "(writes JSON and a PNG chart to --out).")
+@click.option("--collection", callback=lambda c, p, v: _collection(v), help="A named collection.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("bench/results/retrieval-modes"), show_default=True,
+              help="With --modes: where the .json and .png go (no suffix).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @config_option
-def evaluate(qa_file: Path, url: str | None, index_dir: Path | None, as_json: bool,
-             config_path: Path | None) -> None:
+def evaluate(qa_file: Path, url: str | None, index_dir: Path | None, modes: str | None,
+             collection: str | None, out: Path, as_json: bool, config_path: Path | None) -> None:
     """Retrieval hit@1/hit@5/MRR, answerable rate, citation precision and latency."""
-    from llama_rag.evaluate import dumps, evaluate as run_eval, load_qa, report_lines
+    from llama_rag.evaluate import compare_modes, dumps, evaluate as run_eval, load_qa, report_lines
 
     if bool(url) == bool(index_dir):
         raise click.UsageError("give exactly one of --url or --index-dir")
+    wanted = [m.strip() for m in modes.split(",")] if modes else [None]
+    bad = [m for m in wanted if m is not None and m not in MODES]
+    if bad:
+        raise click.BadParameter(f"unknown mode(s) {', '.join(bad)}; use {', '.join(MODES)}",
+                                 param_hint="--modes")
     items = load_qa(qa_file)
+    ask = None
     if url:
         from llama_rag.client import Client
 
         client = Client(url)
 
-        def search(q: str) -> list[str]:
-            return [h["source"] for h in client.post("/v1/search", {"query": q, "k": 5})["hits"]]
+        def searcher(mode: str | None):
+            body = {"k": 5, "mode": mode, "collection": collection}
+            return lambda q: [h["source"] for h in client.post(
+                "/v1/search", {"query": q, **{k: v for k, v in body.items() if v}})["hits"]]
 
-        def ask(q: str) -> dict:
-            return client.post("/v1/ask", {"question": q})
+        def ask_server(q: str) -> dict:
+            return client.post("/v1/ask", {"question": q, **(
+                {"collection": collection} if collection else {})})
+
+        ask = None if modes else ask_server
     else:
         from llama_rag.models import apply_offline_policy
         from services.retriever import RetrieverCore, SearchRequest
@@ -282,14 +318,24 @@ def evaluate(qa_file: Path, url: str | None, index_dir: Path | None, as_json: bo
         settings = _settings(config_path, **{"index.dir": index_dir})
         apply_offline_policy(settings.models)
         core = RetrieverCore(settings)
-        ask = None  # type: ignore[assignment]
 
-        def search(q: str) -> list[str]:
-            return [h.source for h in core.search(SearchRequest(query=q, k=5)).hits]
+        def searcher(mode: str | None):
+            return lambda q: [h.source for h in core.search(SearchRequest(
+                query=q, k=5, mode=mode, collection=collection)).hits]
 
-    with click.progressbar(length=len(items), label="questions", file=sys.stderr) as bar:
-        report = run_eval(items, search, ask, progress=lambda n: bar.update(1))
-    click.echo(dumps(report) if as_json else "\n".join(report_lines(report)))
+    reports = {}
+    for mode in wanted:
+        with click.progressbar(length=len(items), label=f"questions ({mode or 'default mode'})",
+                               file=sys.stderr) as bar:
+            reports[mode] = run_eval(items, searcher(mode), ask, progress=lambda n: bar.update(1))
+    if not modes:
+        report = reports[None]
+        click.echo(dumps(report) if as_json else "\n".join(report_lines(report)))
+        return
+    table, files = compare_modes(reports, out, title=f"{qa_file.name}: retrieval by mode")
+    click.echo(json.dumps({m: r.model_dump() for m, r in reports.items()}, indent=2)
+               if as_json else table)
+    click.echo(f"wrote {', '.join(str(f) for f in files)}", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

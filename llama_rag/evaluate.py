@@ -129,3 +129,43 @@ def report_lines(report: EvalReport) -> list[str]:
 
 def dumps(report: EvalReport) -> str:
     return json.dumps(report.model_dump(), indent=2)
+
+
+def compare_modes(reports: dict[str, EvalReport], out: Path, title: str) -> tuple[str, list[Path]]:
+    """A side-by-side table of retrieval modes, saved as ``out``.json and (with
+    matplotlib) ``out``.png; returns (table, files written)."""
+    rows = [f"{'mode':<8} {'hit@1':>6} {'hit@5':>6} {'MRR':>6} {'p50 ms':>8} {'p95 ms':>8}"]
+    for mode, r in reports.items():
+        rows.append(f"{mode:<8} {r.hit_at_1:6.3f} {r.hit_at_5:6.3f} {r.mrr:6.3f} "
+                    f"{r.search_p50_ms:8.1f} {r.search_p95_ms:8.1f}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    files = [out.with_suffix(".json")]
+    files[0].write_text(json.dumps({"title": title, "modes": {m: r.model_dump()
+                                                              for m, r in reports.items()}},
+                                   indent=2) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "\n".join(rows + ["(matplotlib is not installed: no chart)"]), files
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    metrics = ("hit_at_1", "hit_at_5", "mrr")
+    width = 0.8 / len(reports)
+    for i, (mode, r) in enumerate(reports.items()):
+        xs = [m + i * width for m in range(len(metrics))]
+        values = [getattr(r, m) for m in metrics]
+        ax.bar(xs, values, width, label=f"{mode} (p50 {r.search_p50_ms:.0f} ms)")
+        for x, v in zip(xs, values):
+            ax.annotate(f"{v:.2f}", (x, v), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks([m + width * (len(reports) - 1) / 2 for m in range(len(metrics))],
+                  ["hit@1", "hit@5", "MRR"])
+    ax.set_ylim(0, 1.1)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    files.append(out.with_suffix(".png"))
+    fig.savefig(files[1], dpi=110)
+    plt.close(fig)
+    return "\n".join(rows), files

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from ray.llm._internal.serve.core.configs.openai_api_models import (
     ChatCompletionRequest,
     ErrorResponse,
@@ -21,10 +22,19 @@ from ray.llm._internal.serve.core.configs.openai_api_models import (
 from ray.llm._internal.serve.core.ingress.utils import _apply_openai_json_format
 
 from llama_rag.config import Settings
-from llama_rag.errors import InvalidInputError, LlamaRagError, UpstreamError
+from llama_rag.errors import ForbiddenError, InvalidInputError, LlamaRagError, UpstreamError
 from services import qa
 from services.ingress import ENDPOINTS, LlamaRagIngress
-from services.retriever import SearchRequest, SearchResponse
+from services.auth import SCOPE_STATE
+from services.retriever import (
+    DEFAULT_COLLECTION,
+    Collection,
+    IndexSummary,
+    SearchRequest,
+    SearchResponse,
+)
+
+WEB = Path(__file__).with_name("web")  # the question page: plain HTML, CSS and JS
 
 
 class QuestionTooLongError(InvalidInputError):
@@ -40,17 +50,28 @@ class LlamaRagApi(LlamaRagIngress):
         self.retriever = retriever
         self.settings = settings
 
-    async def search(self, body: SearchRequest) -> SearchResponse:
+    async def search(self, body: SearchRequest, request: Request) -> SearchResponse:
+        _check_collection(request, body.collection)
         return await self.retriever.search.remote(body)
 
-    async def ask(self, body: qa.AskRequest):
+    async def index_summary(self, request: Request, collection: Collection | None = None
+                            ) -> IndexSummary:
+        _check_collection(request, collection)
+        return await self.retriever.summary.remote(collection)
+
+    async def page(self) -> HTMLResponse:
+        return HTMLResponse((WEB / "index.html").read_text(encoding="utf-8"))
+
+    async def ask(self, body: qa.AskRequest, request: Request):
         cfg = self.settings.qa
         if len(body.question) > cfg.max_question_chars:
             raise QuestionTooLongError(
                 f"question is {len(body.question)} characters; the limit is "
                 f"{cfg.max_question_chars}", param="question")
+        _check_collection(request, body.collection)
         found: SearchResponse = await self.retriever.search.remote(
-            SearchRequest(query=body.question, k=body.k or cfg.k, filters=body.filters))
+            SearchRequest(query=body.question, k=body.k or cfg.k, filters=body.filters,
+                          collection=body.collection, mode=body.mode))
         hits = qa.relevant(found.hits, cfg)
         if not hits:
             return self._refusal(body, found)
@@ -132,6 +153,15 @@ class LlamaRagApi(LlamaRagIngress):
         yield _sse("done", done.model_dump())
 
 
+def _check_collection(request: Request, collection: str | None) -> None:
+    """403 when the caller's API key is limited to other collections (services.auth)."""
+    allowed = getattr(request.state, SCOPE_STATE, None)
+    name = collection or DEFAULT_COLLECTION
+    if allowed is not None and name not in allowed:
+        raise ForbiddenError(f"this API key may use collection(s) {', '.join(sorted(allowed))}, "
+                             f"not {name!r}", param="collection")
+
+
 def _raise_if_error(response: Any) -> None:
     first = response[0] if isinstance(response, list) and response else response
     if isinstance(first, ErrorResponse):
@@ -162,20 +192,24 @@ async def _error_response(request: Request, exc: LlamaRagError) -> JSONResponse:
 
 API_ENDPOINTS = {**ENDPOINTS,
                  "ask": lambda app: app.post("/v1/ask"),
-                 "search": lambda app: app.post("/v1/search", response_model=SearchResponse)}
+                 "search": lambda app: app.post("/v1/search", response_model=SearchResponse),
+                 "index_summary": lambda app: app.get("/v1/index", response_model=IndexSummary),
+                 "page": lambda app: app.get("/", include_in_schema=False)}
 
 
 def api_class(settings: Settings):
     """The Serve ingress class with our error handler and, when keys are set, auth."""
+    from fastapi.staticfiles import StaticFiles
     from ray.llm._internal.serve.core.ingress.ingress import init, make_fastapi_ingress
 
-    from services.auth import ApiKeyGuard, digest
+    from services.auth import ApiKeyGuard, key_digests
     from services.errors import OpenAIErrorBodies
 
     app = init()  # Ray's middleware stack (request ids, metrics, its exception handling)
     app.add_exception_handler(LlamaRagError, _error_response)
-    app.add_middleware(ApiKeyGuard, digests=[digest(k.get_secret_value())
-                                             for k in settings.serve.api_keys],
+    app.mount("/ui", StaticFiles(directory=WEB), name="ui")
+    app.add_middleware(ApiKeyGuard, digests=key_digests([k.get_secret_value()
+                                                         for k in settings.serve.api_keys]),
                        per_minute=settings.serve.rate_limit_per_minute,
                        burst=settings.serve.rate_limit_burst)
     app.add_middleware(OpenAIErrorBodies)  # added last, so outermost: sees every response

@@ -15,12 +15,36 @@ import json
 import time
 from typing import Awaitable, Callable
 
-OPEN_PATHS = frozenset({"/healthz"})
+OPEN_PATHS = frozenset({"/healthz", "/"})  # probes and the page itself (it holds no data)
+OPEN_PREFIX = "/ui/"  # the page's CSS and JavaScript
 MAX_BUCKETS = 100_000  # forget idle clients beyond this many
+
+
+SCOPE_STATE = "collections"  # request.state.collections: the key's allowed collections or None
 
 
 def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def parse_key(entry: str) -> tuple[str, frozenset[str] | None]:
+    """``KEY`` (every collection) or ``KEY@docs+faq`` (only those collections)."""
+    key, sep, scope = entry.partition("@")
+    if not sep:
+        return key, None
+    names = frozenset(n.strip() for n in scope.split("+") if n.strip())
+    if not names:
+        raise ValueError("an API key ends in '@' but names no collection")
+    return key, names
+
+
+def key_digests(entries: list[str]) -> dict[str, frozenset[str] | None]:
+    """Digest -> allowed collections, from configured key entries."""
+    return {digest(key): scope for key, scope in map(parse_key, entries)}
+
+
+def _open(path: str) -> bool:
+    return path in OPEN_PATHS or (path.startswith(OPEN_PREFIX) and ".." not in path)
 
 
 class TokenBucket:
@@ -42,14 +66,19 @@ class TokenBucket:
 
 
 class ApiKeyGuard:
-    def __init__(self, app: Callable[..., Awaitable[None]], digests: list[str],
+    """401/403/429 before any route runs; a key limited to some collections has them
+    put in ``request.state.collections`` for the routes to enforce."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]],
+                 digests: dict[str, frozenset[str] | None] | list[str],
                  per_minute: int, burst: int) -> None:
-        self.app, self.digests = app, list(digests)
+        self.app = app
+        self.digests = dict(digests) if isinstance(digests, dict) else dict.fromkeys(digests)
         self.per_minute, self.burst = per_minute, burst
         self.buckets: dict[str, TokenBucket] = {}
 
     def _identify(self, scope: dict) -> tuple[str | None, int, str]:
-        """(key id, 0 or an error status, error message)."""
+        """(key digest, 0 or an error status, error message)."""
         headers = dict(scope.get("headers") or [])
         auth = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, key = auth.partition(" ")
@@ -58,7 +87,7 @@ class ApiKeyGuard:
         given = digest(key.strip())
         for known in self.digests:
             if hmac.compare_digest(given, known):
-                return f"key:{known}", 0, ""
+                return known, 0, ""
         return None, 403, "the API key is not valid"
 
     def _limited(self, client: str) -> float:
@@ -72,7 +101,7 @@ class ApiKeyGuard:
         return bucket.take()
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or not self.digests or scope.get("path") in OPEN_PATHS:
+        if scope["type"] != "http" or not self.digests or _open(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
         client, status, message = self._identify(scope)
@@ -80,7 +109,8 @@ class ApiKeyGuard:
         if status == 401:
             headers.append((b"www-authenticate", b"Bearer"))
         if client is not None:
-            wait = self._limited(client)
+            scope.setdefault("state", {})[SCOPE_STATE] = self.digests[client]
+            wait = self._limited(f"key:{client}")
             if wait:
                 status = 429
                 message = f"rate limit of {self.per_minute} requests per minute exceeded"

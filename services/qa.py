@@ -15,7 +15,8 @@ from pydantic import BaseModel, Field
 
 from indexing.store import Hit
 from llama_rag.config import QASettings
-from services.retriever import Filters, NonBlank
+from llama_rag.config import RetrievalMode as Mode
+from services.retriever import Collection, Filters, NonBlank
 
 REFUSAL = "The indexed documents do not contain the answer to this question."
 SYSTEM_PROMPT = (
@@ -40,6 +41,8 @@ class AskRequest(BaseModel):
     question: NonBlank = Field(..., min_length=1)
     k: int | None = Field(None, ge=1, le=20, description="Chunks to quote (default qa.k).")
     filters: Filters | None = None
+    collection: Collection | None = None
+    mode: Mode | None = Field(None, description="Retrieval mode (default: retrieval.mode).")
     stream: bool = False
     max_tokens: int | None = Field(None, ge=1, le=4096)
     temperature: float | None = Field(None, ge=0, le=2)

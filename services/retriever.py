@@ -13,14 +13,16 @@ import asyncio
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import AfterValidator, BaseModel, Field, field_validator
 
+from indexing.retrieval import CrossEncoderReranker, Mode, search_version
 from indexing.store import Hit, IndexStore, IndexVersion
 from llama_rag.config import Settings
-from llama_rag.errors import IndexUnavailableError
+from llama_rag.errors import IndexUnavailableError, NotFoundError
 
 log = logging.getLogger("llama_rag.retriever")
 
@@ -50,17 +52,34 @@ def _not_blank(value: str) -> str:
 NonBlank = Annotated[str, AfterValidator(_not_blank)]
 
 
+DEFAULT_COLLECTION = "default"
+COLLECTION_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+Collection = Annotated[str, Field(pattern=COLLECTION_PATTERN,
+                                  description="A named index (default: the main one).")]
+
+
+def collection_dir(index_dir: Path | str, name: str | None) -> Path:
+    """Where collection ``name`` lives: the index directory itself for the default."""
+    root = Path(index_dir)
+    return root if name in (None, DEFAULT_COLLECTION) else root / "collections" / name
+
+
 class SearchRequest(BaseModel):
     model_config = {"extra": "forbid"}
 
     query: NonBlank = Field(..., min_length=1, max_length=4000)
     k: int = Field(5, ge=1, le=100)
     filters: Filters | None = None
+    collection: Collection | None = None
+    mode: Mode | None = Field(None, description="dense, lexical or hybrid (default: retrieval.mode).")
+    mmr: bool | None = Field(None, description="Diversify the hits (default: retrieval.mmr).")
 
 
 class SearchResponse(BaseModel):
     object: Literal["search.result"] = "search.result"
     version: str
+    collection: str = DEFAULT_COLLECTION
+    mode: Mode = "dense"
     hits: list[Hit]
     retrieve_ms: float
 
@@ -79,8 +98,22 @@ def allowed_rows(version: IndexVersion, filters: Filters) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
+class IndexSummary(BaseModel):
+    """What the served index holds (the web page's footer, `GET /v1/index`)."""
+
+    version: str
+    created_at: str
+    documents: int
+    chunks: int
+    failed_files: int
+
+
 class RetrieverCore:
-    """The deployment's logic without Serve, so unit tests and the CLI can use it."""
+    """The deployment's logic without Serve, so unit tests and the CLI can use it.
+
+    Serves the default collection (``index.dir``) and every named collection under
+    ``index.dir/collections/``; each switches to its newly published version alone.
+    """
 
     def __init__(self, settings: Settings) -> None:
         from indexing.embedder import Embedder
@@ -88,42 +121,84 @@ class RetrieverCore:
 
         apply_offline_policy(settings.models)
         ref = resolve_embedder(settings)
-        self.store = IndexStore(settings.index.dir)
+        self.root = Path(settings.index.dir)
+        self.store = IndexStore(self.root)
+        self.retrieval = settings.retrieval
         self.embedder = Embedder(ref.name, ref.path, settings.models.embed_device)
-        self.version: IndexVersion | None = None
+        self.reranker = (CrossEncoderReranker(settings.retrieval.reranker)
+                         if settings.retrieval.reranker else None)
+        self.versions: dict[str, IndexVersion] = {}
         self.refresh()
 
-    def refresh(self) -> bool:
-        """Load the version ``CURRENT`` names if it is not the loaded one; True if swapped.
+    @property
+    def version(self) -> IndexVersion | None:
+        return self.versions.get(DEFAULT_COLLECTION)
 
-        A version that fails to load is logged and the old one kept serving.
-        """
-        current = self.store.current()
-        if current is None or (self.version and self.version.version == current):
+    def stores(self) -> dict[str, IndexStore]:
+        found = {DEFAULT_COLLECTION: self.store}
+        named = self.root / "collections"
+        if named.is_dir():
+            for path in sorted(named.iterdir()):
+                if (path / "CURRENT").is_file():
+                    found[path.name] = IndexStore(path)
+        return found
+
+    def refresh(self) -> bool:
+        """Load each collection's ``CURRENT`` version if it is not the loaded one;
+        True if any swapped. A version that fails to load is logged and the old one
+        kept serving."""
+        swapped = dict(self.versions)
+        for name, store in self.stores().items():
+            current = store.current()
+            loaded = swapped.get(name)
+            if current is None or (loaded and loaded.version == current):
+                continue
+            try:
+                new = store.open(current)
+                new.check_embedder(self.embedder.info)
+                new.lexical  # load (or build) it now, not on the first query
+            except Exception as exc:  # a broken or foreign version must not stop serving
+                log.error("cannot load index version %s of %s: %s", current, name, exc)
+                continue
+            swapped[name] = new
+            log.info("serving %s version %s (%d chunks)", name, current, new.chunks.num_rows)
+        if swapped == self.versions:
             return False
-        try:
-            loaded = self.store.open(current)
-            loaded.check_embedder(self.embedder.info)
-        except Exception as exc:  # a broken or foreign version must not stop serving
-            log.error("cannot load index version %s: %s", current, exc)
-            return False
-        self.version = loaded
-        log.info("serving index version %s (%d chunks)", current, loaded.chunks.num_rows)
+        self.versions = swapped  # one reference swap: queries in flight keep theirs
         return True
 
+    def _loaded(self, collection: str | None) -> tuple[str, IndexVersion]:
+        name = collection or DEFAULT_COLLECTION
+        version = self.versions.get(name)
+        if version is not None:
+            return name, version
+        if name != DEFAULT_COLLECTION and not collection_dir(self.root, name).is_dir():
+            raise NotFoundError(f"unknown collection {name!r}; served: "
+                                f"{', '.join(sorted(self.versions)) or 'none'}", param="collection")
+        where = collection_dir(self.root, name)
+        hint = "" if name == DEFAULT_COLLECTION else f" --collection {name}"
+        raise IndexUnavailableError(
+            f"no index is published in {where}; run `llama-rag index PATH "
+            f"--index-dir {self.root}{hint}` first")
+
+    def summary(self, collection: str | None = None) -> IndexSummary:
+        _, version = self._loaded(collection)
+        return IndexSummary(version=version.version, created_at=version.manifest.created_at,
+                            documents=len(version.chunks.column("source").unique()),
+                            chunks=version.chunks.num_rows,
+                            failed_files=len(version.manifest.failed()))
+
     def search(self, request: SearchRequest) -> SearchResponse:
-        version = self.version  # one reference for the whole query
-        if version is None:
-            raise IndexUnavailableError(
-                f"no index is published in {self.store.root}; run `llama-rag index PATH "
-                f"--index-dir {self.store.root}` first")
+        name, version = self._loaded(request.collection)  # one version for the whole query
         started = time.perf_counter()
         query = self.embedder.encode([request.query])[0]
-        if request.filters and (request.filters.source_prefix or request.filters.file_type):
-            hits = self._filtered(version, query, request.k, request.filters)
-        else:
-            hits = version.search(query, request.k)
-        return SearchResponse(version=version.version, hits=hits,
+        filters = request.filters
+        rows = (allowed_rows(version, filters)
+                if filters and (filters.source_prefix or filters.file_type) else None)
+        mode = request.mode or self.retrieval.mode
+        hits = search_version(version, request.query, query, request.k, self.retrieval,
+                              mode=mode, rows=rows, use_mmr=request.mmr, reranker=self.reranker)
+        return SearchResponse(version=version.version, collection=name, mode=mode, hits=hits,
                               retrieve_ms=round((time.perf_counter() - started) * 1000, 2))
 
     def similarity(self, sentences: list[str], documents: list[str]) -> list[list[float]]:
@@ -132,17 +207,6 @@ class RetrieverCore:
             return [[] for _ in sentences]
         vectors = self.embedder.encode(sentences + documents)
         return (vectors[: len(sentences)] @ vectors[len(sentences):].T).round(4).tolist()
-
-    @staticmethod
-    def _filtered(version: IndexVersion, query: np.ndarray, k: int,
-                  filters: Filters) -> list[Hit]:
-        """Exact search over the allowed rows (the memory-mapped vectors; no ANN recall loss)."""
-        rows = allowed_rows(version, filters)
-        if rows.size == 0:
-            return []
-        scores = np.asarray(version.vectors[rows]) @ np.asarray(query, dtype=np.float32)
-        best = np.argsort(-scores)[:k]
-        return version.hits([int(i) for i in rows[best]], [float(s) for s in scores[best]])
 
 
 class Poller:
@@ -183,6 +247,9 @@ if serve is not None:
         async def similarity(self, sentences: list[str], documents: list[str]
                              ) -> list[list[float]]:
             return await asyncio.to_thread(self.core.similarity, sentences, documents)
+
+        def summary(self, collection: str | None = None) -> IndexSummary:
+            return self.core.summary(collection)
 
         def version(self) -> str | None:
             return self.core.version.version if self.core.version else None

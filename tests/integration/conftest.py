@@ -19,10 +19,12 @@ RAY = str(Path(sys.executable).parent / "ray")
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "it-" + secrets.token_hex(8)  # the session server requires keys
 LIMITED_KEY = "it-limited-" + secrets.token_hex(8)  # burned by the rate-limit test only
+DOCS_KEY = "it-extra-" + secrets.token_hex(8)  # may use the "extra" collection only
 AUTH = {"authorization": f"Bearer {API_KEY}"}
 # Python docs pages the QA index holds (the dev QA set's questions are about them)
 QA_PAGES = ["zipfile", "tarfile", "gzip", "csv", "json", "glob", "tempfile", "shutil",
-            "sqlite3", "datetime", "re", "pathlib"]
+            "sqlite3", "datetime", "re", "pathlib", "zlib"]
+EXTRA_PAGES = ["bz2", "lzma"]  # the "extra" collection beside the main index
 
 
 def free_port() -> int:
@@ -102,6 +104,9 @@ def qa_index(ray_cluster, tmp_path_factory) -> Path:
     corpus = copy_pages(root / "corpus", QA_PAGES)
     llama_rag(ray_cluster, "index", str(corpus), "--index-dir", str(root / "index"),
               "--no-progress", timeout=900)
+    extra = copy_pages(root / "extra", EXTRA_PAGES)
+    llama_rag(ray_cluster, "index", str(extra), "--index-dir", str(root / "index"),
+              "--collection", "extra", "--no-progress", timeout=900)
     return root / "index"
 
 
@@ -120,7 +125,7 @@ def llm_server(ray_cluster, qa_index):
                           LLAMA_RAG_SERVE__MAX_QUEUED_REQUESTS="2",
                           LLAMA_RAG_SERVE__RATE_LIMIT_PER_MINUTE="120",
                           LLAMA_RAG_SERVE__RATE_LIMIT_BURST="40",
-                          LLAMA_RAG_API_KEYS=f"{API_KEY},{LIMITED_KEY}",
+                          LLAMA_RAG_API_KEYS=f"{API_KEY},{LIMITED_KEY},{DOCS_KEY}@extra",
                           LLAMA_RAG_LLM__MAX_MODEL_LEN="2048")
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-rag-serve-{port}.log", "w")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "llama-rag"), "serve",

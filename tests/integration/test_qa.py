@@ -120,13 +120,25 @@ def test_rate_limit_answers_429_with_retry_after(llm_server):
     assert ask(llm_server, question="How do I read a zip archive?", max_tokens=8).status_code == 200
 
 
-def test_cli_ask_and_eval_against_the_server(llm_server, ray_cluster):
+def qa_subset(tmp_path: Path) -> Path:
+    """The dev set's questions about the indexed pages (and the unanswerable ones)."""
+    from tests.integration.conftest import QA_PAGES
+
+    pages = {f"library/{p}.html" for p in QA_PAGES}
+    lines = [line for line in (ROOT / "eval" / "python-docs-qa.jsonl").read_text().splitlines()
+             if set(json.loads(line)["sources"]) <= pages]
+    path = tmp_path / "qa.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_cli_ask_and_eval_against_the_server(llm_server, ray_cluster, tmp_path):
     env = ray_cluster.env(LLAMA_RAG_API_KEY=API_KEY)
     out = subprocess.run([CLI, "ask", "How do I read a zip archive?", "--url", llm_server,
                           "--json"], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["answerable"] is True
-    qa_file = ROOT / "eval" / "python-docs-qa.jsonl"
+    qa_file = qa_subset(tmp_path)
     out = subprocess.run([CLI, "eval", "--qa", str(qa_file), "--url", llm_server, "--json"],
                          capture_output=True, text=True, env=env, timeout=900)
     assert out.returncode == 0, out.stderr
@@ -138,9 +150,47 @@ def test_cli_ask_and_eval_against_the_server(llm_server, ray_cluster):
     assert bad.returncode != 0 and "403" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_cli_eval_on_a_local_index_reports_retrieval_only(qa_index, ray_cluster):
-    qa_file = ROOT / "eval" / "python-docs-qa.jsonl"
-    out = subprocess.run([CLI, "eval", "--qa", str(qa_file), "--index-dir", str(qa_index)],
+def test_cli_eval_on_a_local_index_reports_retrieval_only(qa_index, ray_cluster, tmp_path):
+    out = subprocess.run([CLI, "eval", "--qa", str(qa_subset(tmp_path)), "--index-dir",
+                          str(qa_index)],
                          capture_output=True, text=True, env=ray_cluster.env(), timeout=300)
     assert out.returncode == 0, out.stderr
     assert "hit@5" in out.stdout and "MRR" in out.stdout and "answers:" not in out.stdout
+
+
+def test_eval_compares_modes_and_writes_json_and_png(qa_index, ray_cluster, tmp_path):
+    out = subprocess.run([CLI, "eval", "--qa", str(qa_subset(tmp_path)), "--index-dir",
+                          str(qa_index), "--modes", "dense,lexical,hybrid",
+                          "--out", str(tmp_path / "modes")],
+                         capture_output=True, text=True, env=ray_cluster.env(), timeout=300)
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "modes.json").read_text())["modes"]
+    assert set(report) == {"dense", "lexical", "hybrid"}
+    assert (tmp_path / "modes.png").stat().st_size > 5_000
+    assert all(line.split()[0] in report for line in out.stdout.splitlines()[1:])
+
+
+def test_an_exact_identifier_ranks_its_page_first_in_hybrid_mode(llm_server):
+    resp = httpx.post(f"{llm_server}/v1/search", headers=AUTH, timeout=60,
+                      json={"query": "crc32", "k": 5, "mode": "hybrid"})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["mode"] == "hybrid" and body["hits"][0]["source"] == "library/zlib.html"
+
+
+def test_collections_are_isolated_and_keys_can_be_limited_to_one(llm_server):
+    from tests.integration.conftest import DOCS_KEY
+
+    def search(key: str, collection: str | None) -> httpx.Response:
+        body = {"query": "zip archive", "k": 5, **({"collection": collection} if collection else {})}
+        return httpx.post(f"{llm_server}/v1/search", json=body, timeout=60,
+                          headers={"authorization": f"Bearer {key}"})
+
+    main, other = search(API_KEY, None).json(), search(API_KEY, "extra").json()
+    assert other["collection"] == "extra"
+    assert {h["source"] for h in other["hits"]} <= {"library/bz2.html", "library/lzma.html"}
+    assert "library/zipfile.html" in {h["source"] for h in main["hits"]}
+    assert search(DOCS_KEY, "extra").status_code == 200
+    denied = search(DOCS_KEY, None)
+    assert denied.status_code == 403 and denied.json()["error"]["param"] == "collection"
+    assert search(API_KEY, "missing").status_code == 404

@@ -66,3 +66,28 @@ def test_token_bucket_refills():
     assert 0 < wait <= 1.0
     bucket.stamp -= 1.0
     assert bucket.take() == 0
+
+
+def test_the_page_and_its_assets_need_no_key_but_the_index_summary_does():
+    g = guard()
+    assert call(g, path="/")[0] == 200
+    assert call(g, path="/ui/app.js")[0] == 200
+    assert call(g, path="/v1/index")[0] == 401
+    assert call(g, path="/ui/../v1/index")[0] == 401
+
+
+def test_a_key_may_be_limited_to_collections():
+    from services.auth import SCOPE_STATE, key_digests, parse_key
+
+    assert parse_key("plain") == ("plain", None)
+    assert parse_key("team@docs+faq") == ("team", frozenset({"docs", "faq"}))
+    seen = {}
+
+    async def inner(scope, receive, send):
+        seen.update(scope.get("state", {}))
+        await _inner(scope, receive, send)
+
+    g = ApiKeyGuard(inner, key_digests(["admin", "team@docs"]), 0, 5)
+    assert call(g, key="team")[0] == 200 and seen[SCOPE_STATE] == frozenset({"docs"})
+    assert call(g, key="admin")[0] == 200 and seen[SCOPE_STATE] is None
+    assert call(g, key="team@docs")[0] == 403  # the scope is not part of the key

@@ -38,7 +38,7 @@ def test_config_prints_effective_settings(monkeypatch):
 
 def test_search_without_index_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(main, ["search", "zip", "--index-dir", str(tmp_path / "none")])
-    assert result.exit_code == 2 and "no published index" in result.output
+    assert result.exit_code == 2 and "no index is published" in result.output
 
 
 def test_index_json_summary_shape(tmp_path, monkeypatch):

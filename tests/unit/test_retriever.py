@@ -10,6 +10,7 @@ import pytest
 from indexing.embedder import EmbedderInfo
 from llama_rag.config import load_settings
 from llama_rag.errors import IndexUnavailableError
+from indexing.store import IndexStore
 from services.retriever import Filters, Poller, RetrieverCore, SearchRequest
 from tests.helpers import hash_vectors
 from tests.unit.test_store import _publish
@@ -64,3 +65,35 @@ def test_a_new_version_is_picked_up_by_the_poller(core):
         assert core.search(SearchRequest(query="omega", k=1)).hits[0].text == "omega"
     finally:
         poller.stopped.set()
+
+
+def test_summary_names_the_version_and_counts_documents_and_chunks(core):
+    with pytest.raises(IndexUnavailableError):
+        core.summary()
+    vid = _publish(core.store, ["alpha", "beta", "gamma"])
+    core.refresh()
+    summary = core.summary()
+    assert summary.version == vid and summary.chunks == 3
+    assert summary.documents == len(set(core.version.chunks.column("source").to_pylist()))
+
+
+def test_collections_are_served_side_by_side_and_stay_isolated(core):
+    from llama_rag.errors import NotFoundError
+
+    _publish(core.store, ["alpha", "beta"])
+    _publish(IndexStore(core.root / "collections" / "other"), ["omega", "sigma"])
+    core.refresh()
+    main = core.search(SearchRequest(query="omega", k=5))
+    other = core.search(SearchRequest(query="omega", k=5, collection="other"))
+    assert {h.text for h in main.hits} == {"alpha", "beta"} and main.collection == "default"
+    assert {h.text for h in other.hits} == {"omega", "sigma"} and other.collection == "other"
+    assert core.summary("other").chunks == 2
+    with pytest.raises(NotFoundError, match="unknown collection 'nope'"):
+        core.search(SearchRequest(query="omega", collection="nope"))
+
+
+def test_collection_names_are_checked():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        SearchRequest(query="x", collection="../etc")

@@ -1,0 +1,88 @@
+"""One search over a loaded version: dense, lexical or hybrid, then optional
+reranking and MMR. No Serve here: the retriever deployment, the CLI and
+`llama-rag eval` all call ``search_version``.
+
+Every hit's ``score`` is the cosine similarity of its chunk to the query, whatever
+the mode ranked by, so ``qa.min_score`` means the same thing in every mode; the
+order is the mode's. Filters apply in every mode: the allowed rows are searched
+exactly (dense) or masked (lexical) before fusion.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from indexing import faiss_index
+from indexing.fusion import mmr, rrf, top_rows
+from indexing.store import Hit, IndexVersion
+from llama_rag.config import RetrievalMode as Mode
+from llama_rag.config import RetrievalSettings
+
+
+class Reranker(Protocol):
+    """Re-scores candidate texts for a query; higher is better."""
+
+    def scores(self, query: str, texts: list[str]) -> list[float]: ...
+
+
+class CrossEncoderReranker:
+    """A sentence-transformers cross-encoder (named by ``retrieval.reranker``)."""
+
+    def __init__(self, name_or_path: str, device: str | None = None) -> None:
+        from sentence_transformers import CrossEncoder
+
+        self.model = CrossEncoder(name_or_path, device=device)
+
+    def scores(self, query: str, texts: list[str]) -> list[float]:
+        return [float(s) for s in self.model.predict([(query, t) for t in texts])]
+
+
+def dense_rows(version: IndexVersion, vector: np.ndarray, n: int,
+               rows: np.ndarray | None) -> list[int]:
+    if rows is not None:  # exact over the allowed rows: a filter loses no recall
+        scores = np.zeros(version.chunks.num_rows, dtype=np.float32)
+        scores[rows] = np.asarray(version.vectors[rows]) @ np.asarray(vector, dtype=np.float32)
+        return top_rows(scores, n, rows)
+    _, ids = faiss_index.search(version.index, version.manifest.index, version.vectors,
+                                np.asarray(vector), min(n, version.chunks.num_rows))
+    return [int(i) for i in ids[0] if i >= 0]
+
+
+def lexical_rows(version: IndexVersion, query: str, n: int, rows: np.ndarray | None) -> list[int]:
+    scores = version.lexical.scores(query, version.chunks.num_rows)
+    return top_rows(scores, n, rows, positive_only=True)
+
+
+def search_version(version: IndexVersion, query: str, vector: np.ndarray, k: int,
+                   settings: RetrievalSettings, *, mode: Mode | None = None,
+                   rows: np.ndarray | None = None, use_mmr: bool | None = None,
+                   reranker: Reranker | None = None) -> list[Hit]:
+    """The ``k`` best hits for ``query`` (``vector`` is its embedding)."""
+    if k <= 0:
+        raise ValueError(f"k must be greater than 0, got {k}")
+    if version.chunks.num_rows == 0:
+        return []
+    mode = mode or settings.mode
+    n = max(k, settings.candidates)
+    rankings = []
+    if mode in ("dense", "hybrid"):
+        rankings.append(dense_rows(version, vector, n, rows))
+    if mode in ("lexical", "hybrid"):
+        rankings.append(lexical_rows(version, query, n, rows))
+    ranked = rankings[0] if len(rankings) == 1 else [r for r, _ in rrf(rankings, settings.rrf_k)]
+    if reranker is not None and ranked:
+        head = ranked[: settings.rerank_candidates]
+        texts = version.chunks.take(head).column("text").to_pylist()
+        order = np.argsort(-np.asarray(reranker.scores(query, texts)), kind="stable")
+        ranked = [head[i] for i in order] + ranked[len(head):]
+    vectors = np.asarray(version.vectors[ranked]) if ranked else np.zeros((0, 1), np.float32)
+    cosine = vectors @ np.asarray(vector, dtype=np.float32) if ranked else np.zeros(0)
+    if (settings.mmr if use_mmr is None else use_mmr) and ranked:
+        # relevance by rank in the mode's order, so MMR keeps the mode's preferences
+        relevance = 1.0 - np.arange(len(ranked)) / max(1, len(ranked))
+        picked = mmr(list(range(len(ranked))), relevance, vectors, k, settings.mmr_lambda)
+    else:
+        picked = list(range(min(k, len(ranked))))
+    return version.hits([ranked[i] for i in picked], [float(cosine[i]) for i in picked])

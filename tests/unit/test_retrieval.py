@@ -1,0 +1,96 @@
+"""Fusion, MMR, BM25 and the retrieval modes over a small real version (no model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexing.fusion import mmr, rrf, top_rows
+from indexing.lexical import LexicalIndex
+from indexing.retrieval import search_version
+from indexing.store import IndexStore
+from llama_rag.config import RetrievalSettings
+from tests.helpers import hash_vectors
+from tests.unit.test_store import _publish
+
+TEXTS = ["zlib.crc32 computes a CRC-32 checksum of data",
+         "ZipFile reads and writes ZIP archives",
+         "shutil.copytree copies a tree; dirs_exist_ok allows an existing target",
+         "json.dumps serialises an object to a JSON string",
+         "tarfile reads tar archives, compressed or not"]
+
+
+def test_rrf_rewards_rows_both_rankings_agree_on():
+    fused = rrf([[1, 2, 3], [2, 4, 1]], k=60)
+    assert [row for row, _ in fused][:2] == [2, 1]  # in both lists, high in both
+    assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
+    assert {row for row, _ in fused} == {1, 2, 3, 4}
+
+
+def test_top_rows_respects_allowed_rows_and_positive_only():
+    scores = np.array([0.0, 5.0, 1.0, 3.0], dtype=np.float32)
+    assert top_rows(scores, 2) == [1, 3]
+    assert top_rows(scores, 5, rows=np.array([0, 2])) == [2, 0]
+    assert top_rows(scores, 5, rows=np.array([0, 2]), positive_only=True) == [2]
+    assert top_rows(scores, 0) == []
+
+
+def test_mmr_skips_a_near_duplicate():
+    vectors = np.array([[1, 0], [0.99, 0.14], [0, 1]], dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    relevance = np.array([1.0, 0.95, 0.6])
+    assert mmr([10, 11, 12], relevance, vectors, 2, lam=1.0) == [10, 11]  # relevance only
+    assert mmr([10, 11, 12], relevance, vectors, 2, lam=0.5) == [10, 12]  # diversified
+
+
+def test_bm25_finds_an_exact_identifier(tmp_path: Path):
+    lex = LexicalIndex.build(TEXTS)
+    lex.save(tmp_path)
+    scores = LexicalIndex.load(tmp_path).scores("what does crc32 return?", len(TEXTS))
+    assert int(np.argmax(scores)) == 0 and scores[1:].max() == 0
+    assert LexicalIndex.load(tmp_path).scores("nothing matches", len(TEXTS)).max() == 0
+
+
+@pytest.fixture
+def version(tmp_path: Path):
+    store = IndexStore(tmp_path / "idx")
+    _publish(store, TEXTS)
+    return store.open()
+
+
+def test_publish_writes_the_lexical_index_with_the_version(version):
+    assert (version.path / "lexical").is_dir()
+    assert version.lexical.scores("dirs_exist_ok", len(TEXTS)).argmax() == 2
+
+
+@pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
+def test_every_mode_applies_filters_and_reports_cosine_scores(version, mode):
+    query = "dirs_exist_ok"
+    vector = hash_vectors([query])[0]
+    rows = np.array([1, 2, 4])
+    hits = search_version(version, query, vector, 3, RetrievalSettings(), mode=mode, rows=rows)
+    texts = [h.text for h in hits]
+    assert all(t in (TEXTS[1], TEXTS[2], TEXTS[4]) for t in texts)
+    for h in hits:  # score is always the cosine similarity, whatever ranked the hit
+        row = TEXTS.index(h.text)
+        assert h.score == pytest.approx(float(version.vectors[row] @ vector), abs=1e-5)
+    if mode != "dense":
+        assert texts[0] == TEXTS[2]
+
+
+def test_lexical_mode_returns_only_rows_that_match_a_term(version):
+    hits = search_version(version, "crc32", hash_vectors(["crc32"])[0], 5,
+                          RetrievalSettings(), mode="lexical")
+    assert [h.text for h in hits] == [TEXTS[0]]
+
+
+def test_a_reranker_reorders_the_candidates(version):
+    class Longest:
+        def scores(self, query, texts):
+            return [len(t) for t in texts]
+
+    hits = search_version(version, "archives", hash_vectors(["archives"])[0], 2,
+                          RetrievalSettings(), mode="lexical", reranker=Longest())
+    assert [h.text for h in hits] == sorted([TEXTS[1], TEXTS[4]], key=len, reverse=True)
