@@ -25,12 +25,13 @@ def top_rows(scores: np.ndarray, n: int, rows: np.ndarray | None = None,
     return [int(candidates[i]) for i in best]
 
 
-def rrf(rankings: list[list[int]], k: int = 60) -> list[tuple[int, float]]:
-    """Reciprocal-rank fusion: each row scores sum(1 / (k + rank)) over the rankings."""
+def rrf(rankings: list[list[int]], k: int = 60,
+        weights: list[float] | None = None) -> list[tuple[int, float]]:
+    """Reciprocal-rank fusion: each row scores sum(weight / (k + rank)) over the rankings."""
     fused: dict[int, float] = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, weights or [1.0] * len(rankings)):
         for rank, row in enumerate(ranking, start=1):
-            fused[row] = fused.get(row, 0.0) + 1.0 / (k + rank)
+            fused[row] = fused.get(row, 0.0) + weight / (k + rank)
     return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
 
 

@@ -71,7 +71,8 @@ def search_version(version: IndexVersion, query: str, vector: np.ndarray, k: int
         rankings.append(dense_rows(version, vector, n, rows))
     if mode in ("lexical", "hybrid"):
         rankings.append(lexical_rows(version, query, n, rows))
-    ranked = rankings[0] if len(rankings) == 1 else [r for r, _ in rrf(rankings, settings.rrf_k)]
+    ranked = rankings[0] if len(rankings) == 1 else [
+        r for r, _ in rrf(rankings, settings.rrf_k, [1.0, settings.lexical_weight])]
     if reranker is not None and ranked:
         head = ranked[: settings.rerank_candidates]
         texts = version.chunks.take(head).column("text").to_pylist()

@@ -237,7 +237,11 @@ class RetrievalSettings(StrictModel):
     mode: RetrievalMode = Field(
         "hybrid", description="dense (MiniLM + FAISS), lexical (BM25) or hybrid (both, fused "
         "by reciprocal rank). hybrid won on eval/python-docs-qa.jsonl: see docs/retrieval.md.")
-    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank fusion constant: 1 / (rrf_k + rank).")
+    rrf_k: int = Field(30, ge=1, description="Reciprocal-rank fusion constant: 1 / (rrf_k + rank); "
+                       "10-30 tied on the dev set, the textbook 60 lost one question.")
+    lexical_weight: float = Field(
+        1.2, gt=0, description="Weight of the BM25 ranking in hybrid fusion (dense is 1): "
+        "a little over 1 lets an exact identifier's page win a tie with a paraphrase.")
     candidates: int = Field(
         50, ge=1, description="Rows each search hands to fusion, MMR or reranking (>= k).")
     mmr: bool = Field(False, description="Maximal marginal relevance: diversify the k hits "

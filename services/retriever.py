@@ -1,10 +1,10 @@
-"""The retrieval deployment: embeds queries and searches the published index.
+"""The retrieval deployment: embeds queries and searches the published indexes.
 
-It loads the version named by ``CURRENT`` and polls that file on a daemon thread;
-when a new version is published it loads it beside the old one and swaps one
-reference, so a query in flight finishes on the version it started with and none
-fails. Filters
-(source prefix, file type) search exactly over the rows they allow.
+It serves the default collection and every named one, each at the version its
+``CURRENT`` names, and polls those files on a daemon thread; when a new version is
+published it loads it beside the old one and swaps one reference, so a query in
+flight finishes on the version it started with and none fails. The search itself
+(dense, lexical or hybrid, filters, MMR, reranking) is ``indexing.retrieval``.
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ def test_rrf_rewards_rows_both_rankings_agree_on():
     assert [row for row, _ in fused][:2] == [2, 1]  # in both lists, high in both
     assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
     assert {row for row, _ in fused} == {1, 2, 3, 4}
+    tie = rrf([[7, 8], [8, 7]], k=30, weights=[1.0, 1.2])
+    assert tie[0][0] == 8  # the heavier ranking breaks the tie
 
 
 def test_top_rows_respects_allowed_rows_and_positive_only():
