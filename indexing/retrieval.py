@@ -14,7 +14,6 @@ from typing import Protocol
 
 import numpy as np
 
-from indexing import faiss_index
 from indexing.fusion import mmr, rrf, top_rows
 from indexing.store import Hit, IndexVersion
 from llama_rag.config import RetrievalMode as Mode
@@ -45,9 +44,7 @@ def dense_rows(version: IndexVersion, vector: np.ndarray, n: int,
         scores = np.zeros(version.chunks.num_rows, dtype=np.float32)
         scores[rows] = np.asarray(version.vectors[rows]) @ np.asarray(vector, dtype=np.float32)
         return top_rows(scores, n, rows)
-    _, ids = faiss_index.search(version.index, version.manifest.index, version.vectors,
-                                np.asarray(vector), min(n, version.chunks.num_rows))
-    return [int(i) for i in ids[0] if i >= 0]
+    return version.nearest(vector, n)[0]
 
 
 def lexical_rows(version: IndexVersion, query: str, n: int, rows: np.ndarray | None) -> list[int]:

@@ -145,12 +145,16 @@ class IndexVersion:
     def search(self, query: np.ndarray, k: int) -> list[Hit]:
         if k <= 0:
             raise ValueError(f"k must be greater than 0, got {k}")
+        return self.hits(*self.nearest(query, k))
+
+    def nearest(self, query: np.ndarray, n: int) -> tuple[list[int], list[float]]:
+        """Row ids and cosine scores of the ``n`` nearest rows (FAISS), best first."""
         if self.chunks.num_rows == 0:
-            return []
+            return [], []
         scores, ids = faiss_index.search(self.index, self.manifest.index, self.vectors,
-                                         np.asarray(query), min(k, self.chunks.num_rows))
+                                         np.asarray(query), min(n, self.chunks.num_rows))
         rows = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
-        return self.hits([i for i, _ in rows], [s for _, s in rows])
+        return [i for i, _ in rows], [s for _, s in rows]
 
     def hits(self, ids: list[int], scores: list[float]) -> list[Hit]:
         """Hits for row ``ids`` (best first) with their ``scores``."""
