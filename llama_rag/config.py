@@ -159,7 +159,7 @@ class LLMSettings(StrictModel):
     max_ongoing_requests: int = Field(64, ge=1, description="Requests a replica runs at once.")
     log_engine_metrics: bool = Field(
         False, description="vLLM's per-step engine metrics on Ray's Prometheus endpoint "
-        "(Ray Serve LLM's log_engine_metrics, on in infra/serve/gpu.yaml). Off on the CPU: "
+        "(Ray Serve LLM's log_engine_metrics, on in infra/serve/gpu-pool.yaml). Off on the CPU: "
         "recording them every step beside the engine cost 15% of the tokens/s at "
         "concurrency 16 on 2 cores (228 vs 194 tok/s). Serve's own request metrics stay on.")
     stream_batching_interval_ms: float | None = Field(

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 import pytest
 
 
-@pytest.mark.parametrize("name", ["local-cpu.yaml", "gpu.yaml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "infra/serve").glob("*.yaml")))
 def test_serve_configs_match_serves_schema_and_our_settings(name):
     from ray.serve.schema import ServeDeploySchema
 
@@ -25,7 +25,7 @@ def test_serve_configs_match_serves_schema_and_our_settings(name):
 def test_gpu_config_asks_one_gpu_per_replica_and_autoscales():
     from services.llm import build_llm_config
 
-    data = yaml.safe_load((ROOT / "infra/serve/gpu.yaml").read_text())
+    data = yaml.safe_load((ROOT / "infra/serve/gpu-pool.yaml").read_text())
     cfg = build_llm_config(load_settings(None, data["applications"][0]["args"]["overrides"]))
     assert cfg.placement_group_config == {"bundles": [{"CPU": 4, "GPU": 1}]}
     scaling = cfg.deployment_config["autoscaling_config"]
@@ -87,3 +87,29 @@ def test_an_empty_stream_yields_nothing():
         return [b async for b in first_then_batched(nothing(), interval_ms=50)]
 
     assert asyncio.run(collect()) == []
+
+
+def _llm_config(name: str):
+    from services.llm import build_llm_config
+
+    data = yaml.safe_load((ROOT / "infra/serve" / name).read_text())
+    return build_llm_config(load_settings(None, data["applications"][0]["args"]["overrides"]))
+
+
+def test_tensor_parallel_config_spans_four_gpus_per_replica():
+    cfg = _llm_config("gpu-70b-tp.yaml")
+    assert cfg.engine_kwargs["tensor_parallel_size"] == 4
+    assert cfg.placement_group_config == {"bundles": [{"CPU": 2, "GPU": 1}] * 4}
+    assert cfg.accelerator_type == "A100-80G"
+
+
+def test_quantized_config_asks_vllm_for_awq_on_one_gpu():
+    cfg = _llm_config("gpu-quantized.yaml")
+    assert cfg.engine_kwargs["quantization"] == "awq" and cfg.engine_kwargs["dtype"] == "float16"
+    assert cfg.placement_group_config == {"bundles": [{"CPU": 4, "GPU": 1}]}
+
+
+def test_single_gpu_config_does_not_autoscale():
+    cfg = _llm_config("gpu-single.yaml")
+    scaling = cfg.deployment_config["autoscaling_config"]
+    assert scaling["min_replicas"] == scaling["max_replicas"] == 1
