@@ -178,12 +178,14 @@ def run(args: ClassifyArgs, settings: Settings, echo=print) -> Summary:
     done = out.done_ids()
     started = time.perf_counter()
     pending: list[dict[str, Any]] = []
-    total = skipped = 0
+    total = skipped = input_failed = 0
     for batch in _rows(prep, args):
         total += len(batch)
         fresh = [r for r in batch if r["id"] not in done]
         skipped += len(batch) - len(fresh)
-        out.write_errors([{"id": r["id"], "reason": r["error"]} for r in fresh if r["error"]])
+        failed = [{"id": r["id"], "reason": r["error"]} for r in fresh if r["error"]]
+        out.write_errors(failed)
+        input_failed += len(failed)
         pending += [{"id": r["id"], "text": r["text"], "gold": r["gold"]}
                     for r in fresh if not r["error"]]
     echo(f"{total} input rows: {skipped} already done, {len(pending)} to classify "
@@ -195,6 +197,12 @@ def run(args: ClassifyArgs, settings: Settings, echo=print) -> Summary:
 
         ensure_ray(settings.ingest.ray_num_cpus)
         import ray
+
+        from llama_rag.metrics import classify_rows
+
+        rows_done = classify_rows()
+        if input_failed:
+            rows_done.inc(input_failed, tags={"outcome": "failed"})
 
         ds = ray.data.from_items(pending, override_num_blocks=max(
             1, min(len(pending) // args.batch_size, 200)))
@@ -212,8 +220,11 @@ def run(args: ClassifyArgs, settings: Settings, echo=print) -> Summary:
                                    f"{raw[i][:100]!r}"} for i in unmapped])
                 keep = pa.array([label is not None for label in result.column("label").to_pylist()])
                 result = result.filter(keep)
+                rows_done.inc(len(unmapped), tags={"outcome": "failed"})
             out.write_results(result.select(io.RESULT_SCHEMA.names).cast(io.RESULT_SCHEMA),
                               args.output_format)
+            if result.num_rows:
+                rows_done.inc(result.num_rows, tags={"outcome": "labeled"})
             processed += result.num_rows + len(unmapped)
             if time.perf_counter() - last >= PROGRESS_EVERY_S:
                 last = time.perf_counter()

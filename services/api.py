@@ -45,10 +45,13 @@ class LlamaRagApi(LlamaRagIngress):
     """Grounded QA on top of the OpenAI-compatible routes."""
 
     def __init__(self, llm_deployments, model_cards, lora_paths, retriever, settings: Settings):
+        from llama_rag.metrics import refusals, tokens_generated
+
         super().__init__(llm_deployments=llm_deployments, model_cards=model_cards,
                          lora_paths=lora_paths)
         self.retriever = retriever
         self.settings = settings
+        self.refusals, self.tokens = refusals(), tokens_generated()
 
     async def search(self, body: SearchRequest, request: Request) -> SearchResponse:
         _check_collection(request, body.collection)
@@ -99,7 +102,10 @@ class LlamaRagApi(LlamaRagIngress):
                       generate_ms: float) -> qa.AskResponse:
         """The response: refusal detection, then the model's citations or attributed ones."""
         timings = qa.Timings(retrieve_ms=found.retrieve_ms, generate_ms=round(generate_ms, 2))
+        if usage.completion_tokens:
+            self.tokens.inc(usage.completion_tokens, tags={"route": "ask"})
         if qa.is_refusal(text):
+            self.refusals.inc(tags={"reason": "model_declined"})
             return qa.AskResponse(answer=qa.REFUSAL, answerable=False, citations=[], usage=usage,
                                   timings=timings, index_version=found.version)
         text, mode = text.strip(), "model"
@@ -115,6 +121,7 @@ class LlamaRagApi(LlamaRagIngress):
                               timings=timings, index_version=found.version)
 
     def _refusal(self, body: qa.AskRequest, found: SearchResponse):
+        self.refusals.inc(tags={"reason": "no_relevant_chunks"})
         done = qa.AskResponse(answer=qa.REFUSAL, answerable=False, citations=[],
                               usage=qa.Usage(), index_version=found.version,
                               timings=qa.Timings(retrieve_ms=found.retrieve_ms, generate_ms=0))

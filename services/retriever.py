@@ -238,11 +238,17 @@ if serve is not None:
         """Serve deployment around RetrieverCore; a daemon thread polls CURRENT."""
 
         def __init__(self, settings: Settings) -> None:
+            from llama_rag.metrics import retrieval_latency
+
             self.core = RetrieverCore(settings)
             self.poller = Poller(self.core, settings.qa.reload_interval_s)
+            self.latency = retrieval_latency()
 
         async def search(self, request: SearchRequest) -> SearchResponse:
-            return await asyncio.to_thread(self.core.search, request)
+            found = await asyncio.to_thread(self.core.search, request)
+            self.latency.observe(found.retrieve_ms, tags={"collection": found.collection,
+                                                          "mode": found.mode})
+            return found
 
         async def similarity(self, sentences: list[str], documents: list[str]
                              ) -> list[list[float]]:

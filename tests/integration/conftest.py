@@ -37,6 +37,7 @@ def free_port() -> int:
 class Cluster:
     address: str
     dashboard: str
+    metrics: str  # Ray's Prometheus endpoint (Serve's, Ray Data's and our metrics)
     token: str = secrets.token_hex(32)  # the session's own Ray auth token
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -51,10 +52,12 @@ class Cluster:
 def ray_cluster():
     if not PY_DOCS.exists():
         pytest.fail(f"{PY_DOCS} missing: run `make testdata` (Debian python3.11-doc)")
-    port, dash = free_port(), free_port()
-    cluster = Cluster(address=f"127.0.0.1:{port}", dashboard=f"http://127.0.0.1:{dash}")
+    port, dash, metrics = free_port(), free_port(), free_port()
+    cluster = Cluster(address=f"127.0.0.1:{port}", dashboard=f"http://127.0.0.1:{dash}",
+                      metrics=f"http://127.0.0.1:{metrics}/metrics")
     subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                     "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+                    f"--metrics-export-port={metrics}",
                     "--num-cpus=4", "--disable-usage-stats"],
                    check=True, capture_output=True, text=True, env=cluster.env(RAY_ADDRESS=""))
     deadline = time.time() + 60
@@ -68,6 +71,24 @@ def ray_cluster():
     yield cluster
     subprocess.run([RAY, "stop", "--force"], capture_output=True, env=cluster.env())
     _kill_orphaned_engines()
+
+
+def scrape_until(cluster: Cluster, names: list[str], timeout: float = 90) -> str:
+    """Ray's Prometheus text once every metric in ``names`` is in it (Ray exports every
+    few seconds); fails naming the missing ones."""
+    import httpx
+
+    deadline, text = time.time() + timeout, ""
+    while time.time() < deadline:
+        try:
+            text = httpx.get(cluster.metrics, timeout=10).text
+        except httpx.HTTPError:
+            text = ""
+        if all(name in text for name in names):
+            return text
+        time.sleep(3)
+    missing = [n for n in names if n not in text]
+    pytest.fail(f"not on {cluster.metrics} after {timeout} s: {', '.join(missing)}")
 
 
 def _kill_orphaned_engines() -> None:

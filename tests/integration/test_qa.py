@@ -194,3 +194,15 @@ def test_collections_are_isolated_and_keys_can_be_limited_to_one(llm_server):
     denied = search(DOCS_KEY, None)
     assert denied.status_code == 403 and denied.json()["error"]["param"] == "collection"
     assert search(API_KEY, "missing").status_code == 404
+
+
+def test_custom_metrics_reach_rays_prometheus_endpoint(llm_server, ray_cluster):
+    """After the QA traffic above: retrieval latency, refusals and generated tokens."""
+    from tests.integration.conftest import scrape_until
+
+    ask(llm_server, question="Who won the 1998 football world cup?")  # one refusal at least
+    text = scrape_until(ray_cluster, ["ray_llama_rag_retrieval_latency_ms_bucket",
+                                      "ray_llama_rag_refusals",
+                                      "ray_llama_rag_tokens_generated"])
+    assert 'reason="no_relevant_chunks"' in text and 'mode="hybrid"' in text
+    assert "ray_serve_num_http_requests" in text  # Serve's own, beside ours

@@ -15,12 +15,14 @@ RULES = ROOT / "infra/monitoring/alerts.yaml"
 
 
 def _serve_metric_names() -> set[str]:
-    """Metric names in Ray Serve's source (as Prometheus shows them: ray_ prefix)."""
+    """Metric names in Ray Serve's source and in llama_rag/metrics.py, as Prometheus
+    shows them (ray_ prefix)."""
     import ray.serve
 
     names = set()
-    for path in Path(ray.serve.__file__).parent.rglob("*.py"):
-        for name in re.findall(r'"(serve_[a-z_{}]+)"', path.read_text(errors="replace")):
+    sources = [*Path(ray.serve.__file__).parent.rglob("*.py"), ROOT / "llama_rag/metrics.py"]
+    for path in sources:
+        for name in re.findall(r'"((?:serve|llama_rag)_[a-z_{}]+)"', path.read_text(errors="replace")):
             names.add("ray_" + name.replace("{protocol_name}", "http"))
     return names
 
@@ -49,7 +51,8 @@ def test_the_grafana_dashboard_queries_real_serve_metrics():
     dash = json.loads((ROOT / "infra/monitoring/grafana-dashboard.json").read_text())
     known = _serve_metric_names()
     exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    assert any("ray_llama_rag_retrieval_latency_ms_bucket" in e for e in exprs)
     assert len(dash["panels"]) >= 6 and len({p["id"] for p in dash["panels"]}) == len(dash["panels"])
     for expr in exprs:
-        for metric in re.findall(r"\b(ray_serve_[a-z_]+?)(?:_total|_bucket)?\{", expr):
-            assert metric in known, f"{metric} is not a Ray Serve metric"
+        for metric in re.findall(r"\b(ray_(?:serve|llama_rag)_[a-z_]+?)(?:_total|_bucket)?[{\[]", expr):
+            assert metric in known, f"{metric} is not a Ray Serve or llama-rag metric"
