@@ -75,12 +75,14 @@ def search_version(version: IndexVersion, query: str, vector: np.ndarray, k: int
         texts = version.chunks.take(head).column("text").to_pylist()
         order = np.argsort(-np.asarray(reranker.scores(query, texts)), kind="stable")
         ranked = [head[i] for i in order] + ranked[len(head):]
-    vectors = np.asarray(version.vectors[ranked]) if ranked else np.zeros((0, 1), np.float32)
-    cosine = vectors @ np.asarray(vector, dtype=np.float32) if ranked else np.zeros(0)
     if (settings.mmr if use_mmr is None else use_mmr) and ranked:
         # relevance by rank in the mode's order, so MMR keeps the mode's preferences
-        relevance = 1.0 - np.arange(len(ranked)) / max(1, len(ranked))
-        picked = mmr(list(range(len(ranked))), relevance, vectors, k, settings.mmr_lambda)
+        relevance = 1.0 - np.arange(len(ranked)) / len(ranked)
+        picked = mmr(ranked, relevance, np.asarray(version.vectors[ranked]), k,
+                     settings.mmr_lambda)
     else:
-        picked = list(range(min(k, len(ranked))))
-    return version.hits([ranked[i] for i in picked], [float(cosine[i]) for i in picked])
+        picked = ranked[:k]
+    if not picked:
+        return []
+    cosine = np.asarray(version.vectors[picked]) @ np.asarray(vector, dtype=np.float32)
+    return version.hits(picked, [float(c) for c in cosine])

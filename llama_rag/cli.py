@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from llama_rag.client import DEFAULT_URL
+from llama_rag.config import COLLECTION_PATTERN, collection_dir
 from llama_rag.config import RETRIEVAL_MODES as MODES
 from llama_rag.errors import LlamaRagError
 from pipelines.classify import options as _classify_options
@@ -50,7 +51,7 @@ config_option = click.option(
 def _collection(name: str | None) -> str | None:
     import re
 
-    if name is not None and not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name):
+    if name is not None and not re.match(COLLECTION_PATTERN, name):
         raise click.BadParameter(f"{name!r}: use 1-64 lowercase letters, digits, '-' or '_'",
                                  param_hint="--collection")
     return name
@@ -112,7 +113,7 @@ def index(paths: tuple[Path, ...], index_dir: Path | None, collection: str | Non
     check_paths(list(paths))  # fail in a second, before Ray and torch load
     if collection:
         base = _settings(config_path, **{"index.dir": index_dir}).index.dir
-        index_dir = base / "collections" / collection
+        index_dir = collection_dir(base, collection)
     settings: Settings = _settings(
         config_path, **{"index.dir": index_dir, "ingest.embed_concurrency": concurrency,
                         "ingest.embed_batch_size": batch_size, "ingest.embed_num_gpus": num_gpus})

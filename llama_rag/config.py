@@ -229,6 +229,16 @@ class QASettings(StrictModel):
         2.0, gt=0, description="How often the retriever checks CURRENT for a new version.")
 
 
+DEFAULT_COLLECTION = "default"
+COLLECTION_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # also a safe folder name
+
+
+def collection_dir(index_dir: Path | str, name: str | None) -> Path:
+    """Where collection ``name`` lives: the index directory itself for the default."""
+    root = Path(index_dir)
+    return root if name in (None, DEFAULT_COLLECTION) else root / "collections" / name
+
+
 RetrievalMode = Literal["dense", "lexical", "hybrid"]
 RETRIEVAL_MODES: tuple[str, ...] = get_args(RetrievalMode)
 

@@ -21,18 +21,12 @@ from ray.llm._internal.serve.core.configs.openai_api_models import (
 )
 from ray.llm._internal.serve.core.ingress.utils import _apply_openai_json_format
 
-from llama_rag.config import Settings
+from llama_rag.config import DEFAULT_COLLECTION, Settings
 from llama_rag.errors import ForbiddenError, InvalidInputError, LlamaRagError, UpstreamError
 from services import qa
 from services.ingress import ENDPOINTS, LlamaRagIngress
 from services.auth import SCOPE_STATE
-from services.retriever import (
-    DEFAULT_COLLECTION,
-    Collection,
-    IndexSummary,
-    SearchRequest,
-    SearchResponse,
-)
+from services.retriever import Collection, IndexSummary, SearchRequest, SearchResponse
 
 WEB = Path(__file__).with_name("web")  # the question page: plain HTML, CSS and JS
 

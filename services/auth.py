@@ -70,10 +70,8 @@ class ApiKeyGuard:
     put in ``request.state.collections`` for the routes to enforce."""
 
     def __init__(self, app: Callable[..., Awaitable[None]],
-                 digests: dict[str, frozenset[str] | None] | list[str],
-                 per_minute: int, burst: int) -> None:
-        self.app = app
-        self.digests = dict(digests) if isinstance(digests, dict) else dict.fromkeys(digests)
+                 digests: dict[str, frozenset[str] | None], per_minute: int, burst: int) -> None:
+        self.app, self.digests = app, dict(digests)
         self.per_minute, self.burst = per_minute, burst
         self.buckets: dict[str, TokenBucket] = {}
 
@@ -110,7 +108,7 @@ class ApiKeyGuard:
             headers.append((b"www-authenticate", b"Bearer"))
         if client is not None:
             scope.setdefault("state", {})[SCOPE_STATE] = self.digests[client]
-            wait = self._limited(f"key:{client}")
+            wait = self._limited(client)
             if wait:
                 status = 429
                 message = f"rate limit of {self.per_minute} requests per minute exceeded"

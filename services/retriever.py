@@ -21,7 +21,7 @@ from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 from indexing.retrieval import CrossEncoderReranker, Mode, search_version
 from indexing.store import Hit, IndexStore, IndexVersion
-from llama_rag.config import Settings
+from llama_rag.config import DEFAULT_COLLECTION, COLLECTION_PATTERN, Settings, collection_dir
 from llama_rag.errors import IndexUnavailableError, NotFoundError
 
 log = logging.getLogger("llama_rag.retriever")
@@ -52,16 +52,8 @@ def _not_blank(value: str) -> str:
 NonBlank = Annotated[str, AfterValidator(_not_blank)]
 
 
-DEFAULT_COLLECTION = "default"
-COLLECTION_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 Collection = Annotated[str, Field(pattern=COLLECTION_PATTERN,
                                   description="A named index (default: the main one).")]
-
-
-def collection_dir(index_dir: Path | str, name: str | None) -> Path:
-    """Where collection ``name`` lives: the index directory itself for the default."""
-    root = Path(index_dir)
-    return root if name in (None, DEFAULT_COLLECTION) else root / "collections" / name
 
 
 class SearchRequest(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from services.auth import ApiKeyGuard, TokenBucket, digest
+from services.auth import ApiKeyGuard, TokenBucket, key_digests
 
 
 async def _inner(scope, receive, send):
@@ -27,7 +27,7 @@ def call(guard: ApiKeyGuard, path: str = "/v1/ask", key: str | None = None):
 
 
 def guard(per_minute: int = 0, burst: int = 5, keys=("good",)) -> ApiKeyGuard:
-    return ApiKeyGuard(_inner, [digest(k) for k in keys], per_minute, burst)
+    return ApiKeyGuard(_inner, key_digests(list(keys)), per_minute, burst)
 
 
 def test_missing_key_is_401_wrong_key_403_good_key_passes():
@@ -77,7 +77,7 @@ def test_the_page_and_its_assets_need_no_key_but_the_index_summary_does():
 
 
 def test_a_key_may_be_limited_to_collections():
-    from services.auth import SCOPE_STATE, key_digests, parse_key
+    from services.auth import SCOPE_STATE, parse_key
 
     assert parse_key("plain") == ("plain", None)
     assert parse_key("team@docs+faq") == ("team", frozenset({"docs", "faq"}))
