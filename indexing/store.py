@@ -13,6 +13,11 @@ Layout of an index directory::
 A version is written under ``versions/.tmp-<id>``, fsynced, renamed into place,
 and only then named in CURRENT: a reader never sees a half-written version, and
 an indexer killed midway leaves the previous version current and intact.
+
+The root may also be a URI (``s3://bucket/idx``, ``gs://...``, ``file:///...``; see
+``indexing.location``): the version is built in a local cache folder as above,
+uploaded whole, and only then named in the remote CURRENT; readers copy a version
+into their local cache before loading it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import os
 import secrets
@@ -36,6 +42,7 @@ from indexing import faiss_index, lexical
 from indexing.embedder import EmbedderInfo
 from indexing.faiss_index import IndexInfo
 from indexing.lexical import LexicalIndex
+from indexing.location import RemoteRoot, is_uri, join
 from llama_rag.errors import EmbedderMismatchError, IndexLockedError, NotFoundError
 
 CHUNK_SCHEMA = pa.schema([
@@ -167,14 +174,50 @@ class IndexVersion:
                 for r, (score, row) in enumerate(zip(scores, table))]
 
 
-class IndexStore:
-    """An index directory: who may write it, which version is current, publishing."""
+DEFAULT_CACHE = Path("~/.cache/llama-rag/index-cache")
+KEEP_CACHED = 3  # downloaded versions kept per remote root on a reader
 
-    def __init__(self, root: Path | str) -> None:
-        self.root = Path(root)
+
+class IndexStore:
+    """An index root: who may write it, which version is current, publishing.
+
+    ``location`` is a local folder or a filesystem URI; for a URI, ``root`` is this
+    machine's cache of it (the writer lock, staging and downloaded versions).
+    """
+
+    def __init__(self, location: Path | str, cache_dir: Path | str | None = None) -> None:
+        self.cache_dir = Path(cache_dir or DEFAULT_CACHE).expanduser()
+        self.remote: RemoteRoot | None = None
+        if is_uri(location):
+            self.location: Path | str = str(location).rstrip("/")
+            self.remote = RemoteRoot(self.location)
+            digest = hashlib.sha256(self.location.encode()).hexdigest()[:16]
+            self.root = self.cache_dir / digest
+        else:
+            self.location = self.root = Path(location)
         self.versions = self.root / "versions"
 
+    def __str__(self) -> str:
+        return str(self.location)
+
+    def collection(self, name: str) -> "IndexStore":
+        return IndexStore(join(self.location, "collections", name), self.cache_dir)
+
+    def collections(self) -> list[str]:
+        """Named collections under ``collections/`` that have a published version."""
+        if self.remote is not None:
+            return [n for n in self.remote.list_dirs("collections")
+                    if self.remote.is_file("collections", n, "CURRENT")]
+        named = self.root / "collections"
+        return sorted(p.name for p in named.iterdir()
+                      if (p / "CURRENT").is_file()) if named.is_dir() else []
+
+    def exists(self) -> bool:
+        return self.remote.is_dir() if self.remote is not None else self.root.is_dir()
+
     def current(self) -> str | None:
+        if self.remote is not None:
+            return (self.remote.read_text("CURRENT") or "").strip() or None
         try:
             return (self.root / "CURRENT").read_text().strip() or None
         except FileNotFoundError:
@@ -183,21 +226,47 @@ class IndexStore:
     def open(self, version: str | None = None) -> IndexVersion:
         vid = version or self.current()
         if vid is None:
-            raise NotFoundError(f"no published index in {self.root}: run `llama-rag index` first",
+            raise NotFoundError(f"no published index in {self}: run `llama-rag index` first",
                                 param="index.dir")
+        return IndexVersion(self._local(vid))
+
+    def _local(self, vid: str) -> Path:
+        """The local folder of version ``vid``, copied from the remote root on first use."""
         path = self.versions / vid
-        if not path.is_dir():
-            raise NotFoundError(f"index version {vid} not found in {self.root}", param="version")
-        return IndexVersion(path)
+        if self.remote is None or path.is_dir():
+            if not path.is_dir():
+                raise NotFoundError(f"index version {vid} not found in {self}", param="version")
+            return path
+        if not self.remote.is_file("versions", vid, "manifest.json"):
+            raise NotFoundError(f"index version {vid} not found in {self}", param="version")
+        tmp = self.versions / f".download-{vid}-{secrets.token_hex(3)}"
+        try:
+            self.remote.download(tmp, "versions", vid)
+            try:
+                os.rename(tmp, path)
+            except OSError:  # another process on this machine fetched it first
+                if not path.is_dir():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        cached = sorted(p.name for p in self.versions.iterdir() if not p.name.startswith("."))
+        for old in cached[:-KEEP_CACHED]:
+            if old != vid:  # a loaded version's files stay readable after unlinking
+                shutil.rmtree(self.versions / old, ignore_errors=True)
+        return path
 
     def previous_manifest(self) -> Manifest | None:
         vid = self.current()
         if vid is None:
             return None
-        return Manifest.model_validate_json((self.versions / vid / "manifest.json").read_text())
+        if self.remote is not None:
+            text = self.remote.read_text("versions", vid, "manifest.json")
+        else:
+            text = (self.versions / vid / "manifest.json").read_text()
+        return Manifest.model_validate_json(text)
 
     def read_version_rows(self, vid: str) -> tuple[pa.Table, np.ndarray]:
-        path = self.versions / vid
+        path = self._local(vid)
         return pq.read_table(path / "chunks.parquet"), np.load(path / "vectors.npy")
 
     @contextlib.contextmanager
@@ -212,7 +281,7 @@ class IndexStore:
             holder = fh.read().strip() or "another process"
             fh.close()
             raise IndexLockedError(
-                f"index directory {self.root} is locked by another indexer ({holder}); "
+                f"index directory {self} is locked by another indexer ({holder}); "
                 "wait for it to finish") from None
         try:
             fh.seek(0)
@@ -228,7 +297,7 @@ class IndexStore:
 
     def _remove_stale_tmp(self) -> None:
         if self.versions.is_dir():
-            for tmp in self.versions.glob(".tmp-*"):
+            for tmp in [*self.versions.glob(".tmp-*"), *self.versions.glob(".download-*")]:
                 shutil.rmtree(tmp, ignore_errors=True)
 
     def publish(self, chunks: pa.Table, vectors: np.ndarray, manifest: Manifest,
@@ -259,11 +328,16 @@ class IndexStore:
         _fsync_dir(tmp)
         os.rename(tmp, self.versions / vid)
         _fsync_dir(self.versions)
+        if self.remote is not None:
+            self.remote.upload(self.versions / vid, "versions", vid)
         self._point_current(vid)
         self._prune(settings.keep_versions)
         return vid
 
     def _point_current(self, vid: str) -> None:
+        if self.remote is not None:
+            self.remote.write_text(vid + "\n", "CURRENT")
+            return
         pointer = self.root / ".CURRENT.tmp"
         pointer.write_text(vid + "\n")
         _fsync_file(pointer)
@@ -271,9 +345,15 @@ class IndexStore:
         _fsync_dir(self.root)
 
     def _prune(self, keep: int) -> None:
+        """Keep the newest ``keep`` versions (and always the current one), here and remotely."""
         current = self.current()
-        done = sorted((p for p in self.versions.iterdir()
-                       if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+        done = sorted(p.name for p in self.versions.iterdir()
+                      if p.is_dir() and not p.name.startswith("."))
         for old in done[:-keep]:
-            if old.name != current:
-                shutil.rmtree(old, ignore_errors=True)
+            if old != current:
+                shutil.rmtree(self.versions / old, ignore_errors=True)
+        if self.remote is not None:
+            published = [v for v in self.remote.list_dirs("versions") if not v.startswith(".")]
+            for old in published[:-keep]:
+                if old != current:
+                    self.remote.delete_dir("versions", old)

@@ -92,7 +92,7 @@ def show_config(config_path: Path | None) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--index-dir", metavar="DIR|URI",
               envvar="LLAMA_RAG_INDEX__DIR", help="Index directory to create or update.")
 @click.option("--collection", callback=lambda c, p, v: _collection(v),
               help="A named collection, kept in INDEX_DIR/collections/NAME and served beside "
@@ -103,7 +103,7 @@ def show_config(config_path: Path | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on stderr.")
 @config_option
-def index(paths: tuple[Path, ...], index_dir: Path | None, collection: str | None,
+def index(paths: tuple[Path, ...], index_dir: str | None, collection: str | None,
           concurrency: int | None, batch_size: int | None, num_gpus: float | None,
           as_json: bool, progress: bool, config_path: Path | None) -> None:
     """Index files and folders (txt, md, html, pdf, jsonl, docx) incrementally."""
@@ -138,7 +138,7 @@ def index(paths: tuple[Path, ...], index_dir: Path | None, collection: str | Non
 
 @main.command()
 @click.argument("query")
-@click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--index-dir", metavar="DIR|URI",
               envvar="LLAMA_RAG_INDEX__DIR", help="Index directory to search.")
 @click.option("-k", "k", type=click.IntRange(min=1, max=100), default=5, show_default=True,
               help="Number of hits.")
@@ -146,7 +146,7 @@ def index(paths: tuple[Path, ...], index_dir: Path | None, collection: str | Non
 @click.option("--collection", callback=lambda c, p, v: _collection(v), help="A named collection.")
 @click.option("--json", "as_json", is_flag=True, help="Print hits as a JSON list.")
 @config_option
-def search(query: str, index_dir: Path | None, k: int, mode: str | None, collection: str | None,
+def search(query: str, index_dir: str | None, k: int, mode: str | None, collection: str | None,
            as_json: bool, config_path: Path | None) -> None:
     """Search a published index from the command line."""
     settings = _settings(config_path, **{"index.dir": index_dir})
@@ -170,10 +170,10 @@ def search(query: str, index_dir: Path | None, k: int, mode: str | None, collect
 @main.command()
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on (default 8000).")
-@click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--index-dir", metavar="DIR|URI",
               envvar="LLAMA_RAG_INDEX__DIR", help="Index the QA routes answer from.")
 @config_option
-def serve(host: str | None, port: int | None, index_dir: Path | None,
+def serve(host: str | None, port: int | None, index_dir: str | None,
           config_path: Path | None) -> None:
     """Deploy the Serve application and wait for Ctrl-C.
 
@@ -272,7 +272,7 @@ def _print_citations(answer: dict[str, Any]) -> None:
               help="JSONL of {question, sources: [...]}; empty sources: not answerable.")
 @click.option("--url", envvar="LLAMA_RAG_URL",
               help="Evaluate a running server (retrieval and answers).")
-@click.option("--index-dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--index-dir", metavar="DIR|URI",
               help="Evaluate retrieval only, on a local index (no server, no LLM).")
 @click.option("--modes", default=None,
               help="Compare retrieval modes side by side, e.g. dense,lexical,hybrid "
@@ -283,7 +283,7 @@ def _print_citations(answer: dict[str, Any]) -> None:
               help="With --modes: where the .json and .png go (no suffix).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @config_option
-def evaluate(qa_file: Path, url: str | None, index_dir: Path | None, modes: str | None,
+def evaluate(qa_file: Path, url: str | None, index_dir: str | None, modes: str | None,
              collection: str | None, out: Path, as_json: bool, config_path: Path | None) -> None:
     """Retrieval hit@1/hit@5/MRR, answerable rate, citation precision and latency."""
     from llama_rag.evaluate import compare_modes, dumps, evaluate as run_eval, load_qa, report_lines

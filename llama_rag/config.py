@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError,
+                      model_validator)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from indexing.location import join
 from llama_rag.errors import ConfigError
 
 ENV_PREFIX = "LLAMA_RAG_"
@@ -75,8 +77,23 @@ DEFAULT_EXCLUDES = [
 ]
 
 
+def _location(value: Any) -> Any:
+    """Paths become strings; a URI keeps its ``//`` (a Path would fold it to one slash)."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
 class IndexSettings(StrictModel):
-    dir: Path = Field(Path("indexes/default"), description="Index directory (CURRENT + versions/).")
+    dir: Annotated[str, BeforeValidator(_location)] = Field(
+        "indexes/default",
+        description="Index directory (CURRENT + versions/), or a filesystem URI shared by a "
+        "cluster's nodes: s3://bucket/path, gs://bucket/path, hdfs://..., file:///path.")
+    cache_dir: Path = Field(
+        Path("~/.cache/llama-rag/index-cache"),
+        description="Where versions of a URI index are staged and cached on this machine.")
     kind: Literal["auto", "flat", "hnsw", "ivfpq"] = Field(
         "auto", description="FAISS index type; auto is flat below `flat_max`, HNSW above."
     )
@@ -233,10 +250,9 @@ DEFAULT_COLLECTION = "default"
 COLLECTION_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # also a safe folder name
 
 
-def collection_dir(index_dir: Path | str, name: str | None) -> Path:
-    """Where collection ``name`` lives: the index directory itself for the default."""
-    root = Path(index_dir)
-    return root if name in (None, DEFAULT_COLLECTION) else root / "collections" / name
+def collection_dir(index_dir: Path | str, name: str | None) -> Path | str:
+    """Where collection ``name`` lives: the index directory (or URI) itself for the default."""
+    return index_dir if name in (None, DEFAULT_COLLECTION) else join(index_dir, "collections", name)
 
 
 RetrievalMode = Literal["dense", "lexical", "hybrid"]

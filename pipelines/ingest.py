@@ -230,7 +230,7 @@ def run(paths: list[Path], settings: Settings, embed_files: EmbedFiles = ray_emb
     started = time.perf_counter()
     apply_offline_policy(settings.models)
     roots = check_paths(paths)
-    store = IndexStore(settings.index.dir)
+    store = IndexStore(settings.index.dir, settings.index.cache_dir)
     with store.lock():
         files = list_corpus(roots, settings.index)
         if not files:
@@ -260,7 +260,7 @@ def run(paths: list[Path], settings: Settings, embed_files: EmbedFiles = ray_emb
             chunks_total = table.num_rows
     seconds = time.perf_counter() - started
     return IngestSummary(
-        index_dir=str(store.root), version=version, published=changed,
+        index_dir=str(store), version=version, published=changed,
         added=len(work.added), updated=len(work.updated), unchanged=len(work.unchanged),
         deleted=len(work.deleted), failed=len(failed), chunks_embedded=len(new.rows),
         chunks_total=chunks_total, seconds=round(seconds, 2),

@@ -13,7 +13,6 @@ import asyncio
 import logging
 import threading
 import time
-from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
@@ -21,7 +20,7 @@ from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 from indexing.retrieval import CrossEncoderReranker, Mode, search_version
 from indexing.store import Hit, IndexStore, IndexVersion
-from llama_rag.config import DEFAULT_COLLECTION, COLLECTION_PATTERN, Settings, collection_dir
+from llama_rag.config import DEFAULT_COLLECTION, COLLECTION_PATTERN, Settings
 from llama_rag.errors import IndexUnavailableError, NotFoundError
 
 log = logging.getLogger("llama_rag.retriever")
@@ -113,8 +112,7 @@ class RetrieverCore:
 
         apply_offline_policy(settings.models)
         ref = resolve_embedder(settings)
-        self.root = Path(settings.index.dir)
-        self.store = IndexStore(self.root)
+        self.store = IndexStore(settings.index.dir, settings.index.cache_dir)
         self.retrieval = settings.retrieval
         self.embedder = Embedder(ref.name, ref.path, settings.models.embed_device)
         self.reranker = (CrossEncoderReranker(settings.retrieval.reranker)
@@ -127,13 +125,8 @@ class RetrieverCore:
         return self.versions.get(DEFAULT_COLLECTION)
 
     def stores(self) -> dict[str, IndexStore]:
-        found = {DEFAULT_COLLECTION: self.store}
-        named = self.root / "collections"
-        if named.is_dir():
-            for path in sorted(named.iterdir()):
-                if (path / "CURRENT").is_file():
-                    found[path.name] = IndexStore(path)
-        return found
+        return {DEFAULT_COLLECTION: self.store,
+                **{name: self.store.collection(name) for name in self.store.collections()}}
 
     def refresh(self) -> bool:
         """Load each collection's ``CURRENT`` version if it is not the loaded one;
@@ -164,14 +157,14 @@ class RetrieverCore:
         version = self.versions.get(name)
         if version is not None:
             return name, version
-        if name != DEFAULT_COLLECTION and not collection_dir(self.root, name).is_dir():
+        store = self.store if name == DEFAULT_COLLECTION else self.store.collection(name)
+        if name != DEFAULT_COLLECTION and not store.exists():
             raise NotFoundError(f"unknown collection {name!r}; served: "
                                 f"{', '.join(sorted(self.versions)) or 'none'}", param="collection")
-        where = collection_dir(self.root, name)
         hint = "" if name == DEFAULT_COLLECTION else f" --collection {name}"
         raise IndexUnavailableError(
-            f"no index is published in {where}; run `llama-rag index PATH "
-            f"--index-dir {self.root}{hint}` first")
+            f"no index is published in {store}; run `llama-rag index PATH "
+            f"--index-dir {self.store}{hint}` first")
 
     def summary(self, collection: str | None = None) -> IndexSummary:
         _, version = self._loaded(collection)

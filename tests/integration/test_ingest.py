@@ -118,3 +118,23 @@ def test_ray_job_submit_runs_the_pipeline(ray_cluster, tmp_path):
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=ray_cluster.env())
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert IndexStore(index_dir).open().chunks.num_rows == 2
+
+
+def test_an_index_at_a_uri_is_shared_by_nodes_with_their_own_caches(ray_cluster, tmp_path):
+    """Shared storage: one node indexes into a URI root, another searches it from its cache."""
+    corpus = copy_pages(tmp_path / "docs", ["zipfile", "csv"])
+    uri = (tmp_path / "bucket" / "idx").as_uri()
+    configs = {}
+    for node in ("indexer", "replica"):
+        configs[node] = tmp_path / f"{node}.yaml"
+        configs[node].write_text(f"index:\n  cache_dir: {tmp_path / node}-cache\n")
+    out = llama_rag(ray_cluster, "index", str(corpus), "--index-dir", uri, "--json",
+                    "--no-progress", "--config", str(configs["indexer"]))
+    summary = json.loads(out.stdout)
+    assert summary["index_dir"] == uri and summary["published"]
+    assert (tmp_path / "bucket" / "idx" / "CURRENT").read_text().strip() == summary["version"]
+    hits = json.loads(llama_rag(ray_cluster, "search", "how do I read a zip archive",
+                                "--index-dir", uri, "-k", "3", "--json",
+                                "--config", str(configs["replica"])).stdout)
+    assert hits[0]["source"] == "library/zipfile.html"
+    assert list((tmp_path / "replica-cache").rglob(f"{summary['version']}/index.faiss"))

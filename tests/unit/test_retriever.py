@@ -26,12 +26,15 @@ class FakeEmbedder:
         return hash_vectors(texts)
 
 
-@pytest.fixture
-def core(tmp_path: Path, monkeypatch) -> RetrieverCore:
+@pytest.fixture(params=["path", "uri"])
+def core(request, tmp_path: Path, monkeypatch) -> RetrieverCore:
+    """Every retriever test runs on a local folder and on a URI root (shared storage)."""
     monkeypatch.setattr("indexing.embedder.Embedder", FakeEmbedder)
     monkeypatch.setattr("llama_rag.models.resolve_embedder",
                         lambda s: type("Ref", (), {"name": "fake", "path": "x"})())
-    settings = load_settings(None, {"index.dir": tmp_path / "index"})
+    where = tmp_path / "index"
+    location = where.as_uri() if request.param == "uri" else where
+    settings = load_settings(None, {"index.dir": location, "index.cache_dir": tmp_path / "cache"})
     return RetrieverCore(settings)
 
 
@@ -81,7 +84,7 @@ def test_collections_are_served_side_by_side_and_stay_isolated(core):
     from llama_rag.errors import NotFoundError
 
     _publish(core.store, ["alpha", "beta"])
-    _publish(IndexStore(core.root / "collections" / "other"), ["omega", "sigma"])
+    _publish(core.store.collection("other"), ["omega", "sigma"])
     core.refresh()
     main = core.search(SearchRequest(query="omega", k=5))
     other = core.search(SearchRequest(query="omega", k=5, collection="other"))

@@ -96,6 +96,64 @@ def test_open_without_index_and_embedder_mismatch(tmp_path: Path):
         version.check_embedder(EmbedderInfo(name="other-model", dim=768))
 
 
+def test_a_uri_root_is_written_whole_then_named_and_read_by_another_node(tmp_path: Path):
+    bucket = tmp_path / "bucket" / "idx"
+    writer = IndexStore(bucket.as_uri(), cache_dir=tmp_path / "writer-cache")
+    vid = _publish(writer, ["alpha", "beta", "gamma"])
+    assert (bucket / "CURRENT").read_text().strip() == vid
+    assert {p.name for p in (bucket / "versions" / vid).iterdir()} >= {
+        "index.faiss", "chunks.parquet", "vectors.npy", "manifest.json", "errors.jsonl", "lexical"}
+    assert str(writer) == bucket.as_uri() and writer.root.is_relative_to(tmp_path / "writer-cache")
+    reader = IndexStore(bucket.as_uri(), cache_dir=tmp_path / "reader-cache")  # another node
+    assert reader.current() == vid and reader.previous_manifest().version == vid
+    version = reader.open()
+    assert version.path.is_relative_to(tmp_path / "reader-cache")
+    assert [h.text for h in version.search(hash_vectors(["beta"])[0], 1)] == ["beta"]
+    assert version.lexical.scores("gamma", 3).argmax() == 2
+
+
+def test_a_failed_upload_leaves_the_uri_roots_current_version(tmp_path: Path, monkeypatch):
+    from indexing.location import RemoteRoot
+
+    store = IndexStore((tmp_path / "bucket").as_uri(), cache_dir=tmp_path / "cache")
+    first = _publish(store, ["alpha"])
+
+    def broken(*args, **kwargs):
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(RemoteRoot, "upload", broken)
+    with pytest.raises(OSError, match="connection reset"):
+        _publish(store, ["beta"])
+    monkeypatch.undo()
+    assert store.current() == first
+    fresh = IndexStore((tmp_path / "bucket").as_uri(), cache_dir=tmp_path / "other")
+    assert fresh.open().chunks.column("text").to_pylist() == ["alpha"]
+
+
+def test_uri_roots_prune_remote_versions_and_list_collections(tmp_path: Path):
+    bucket = tmp_path / "bucket"
+    store = IndexStore(bucket.as_uri(), cache_dir=tmp_path / "cache")
+    ids = [_publish(store, [f"v{i}"], IndexSettings(keep_versions=2)) for i in range(3)]
+    assert sorted(p.name for p in (bucket / "versions").iterdir()) == sorted(ids[-2:])
+    assert store.collections() == []
+    _publish(store.collection("faq"), ["question"])
+    assert store.collections() == ["faq"]
+    assert store.collection("faq").exists() and not store.collection("nope").exists()
+    with pytest.raises(NotFoundError, match="version nope not found"):
+        store.open("nope")
+
+
+def test_index_dir_keeps_a_uri_whole_and_paths_as_given():
+    from llama_rag.config import collection_dir
+
+    assert IndexSettings(dir="s3://bucket/idx").dir == "s3://bucket/idx"
+    assert IndexSettings(dir=Path("indexes/x")).dir == "indexes/x"
+    assert collection_dir("gs://b/idx/", "faq") == "gs://b/idx/collections/faq"
+    assert collection_dir(Path("idx"), "faq") == Path("idx/collections/faq")
+    with pytest.raises(ValueError, match="must not be empty"):
+        IndexSettings(dir=" ")
+
+
 @pytest.mark.parametrize("kind,factory", [("flat", "Flat"), ("hnsw", "HNSW32,Flat"),
                                           ("ivfpq", "IVF")])
 def test_factory_kinds_find_exact_neighbours(kind, factory):

@@ -1,0 +1,94 @@
+"""Index roots given as filesystem URIs (``s3://``, ``gs://``, ``hdfs://``, ``file://``).
+
+On a cluster every retriever replica must load the same published version, so the
+index lives in shared storage. pyarrow's filesystems speak to it (S3 and GCS are in
+the pyarrow wheel; credentials come from the usual environment and metadata
+services). FAISS and bm25s read local files, so versions are copied whole into a
+local cache before loading; versions never change once published, so a cached
+copy is never stale.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+URI_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_uri(location: str | Path) -> bool:
+    return isinstance(location, str) and bool(URI_PATTERN.match(location))
+
+
+def join(location: str | Path, *parts: str) -> str | Path:
+    """``location/parts`` for a local path or a URI (a URI keeps its ``//``)."""
+    if is_uri(location):
+        return "/".join([str(location).rstrip("/"), *parts])
+    return Path(location, *parts)
+
+
+class RemoteRoot:
+    """The few operations an index needs on a pyarrow filesystem, with paths relative to a root."""
+
+    def __init__(self, uri: str) -> None:
+        import pyarrow.fs as pafs
+
+        self.uri = uri.rstrip("/")
+        self.fs, self.base = pafs.FileSystem.from_uri(self.uri)
+        self.base = self.base.rstrip("/")
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.base, *parts])
+
+    def _info(self, *parts: str):
+        return self.fs.get_file_info(self.path(*parts))
+
+    def is_file(self, *parts: str) -> bool:
+        import pyarrow.fs as pafs
+
+        return self._info(*parts).type == pafs.FileType.File
+
+    def is_dir(self, *parts: str) -> bool:
+        import pyarrow.fs as pafs
+
+        return self._info(*parts).type == pafs.FileType.Directory
+
+    def read_text(self, *parts: str) -> str | None:
+        """The object's text, or None when it does not exist."""
+        if not self.is_file(*parts):
+            return None
+        with self.fs.open_input_stream(self.path(*parts)) as fh:
+            return fh.read().decode("utf-8")
+
+    def write_text(self, text: str, *parts: str) -> None:
+        """Write via a temporary name and a move: a rename on local and HDFS filesystems,
+        and on object stores a single PUT, so a reader never sees half the text."""
+        tmp = self.path(*parts[:-1], f".{parts[-1]}.tmp")
+        with self.fs.open_output_stream(tmp) as fh:
+            fh.write(text.encode("utf-8"))
+        self.fs.move(tmp, self.path(*parts))
+
+    def list_dirs(self, *parts: str) -> list[str]:
+        import pyarrow.fs as pafs
+
+        if not self.is_dir(*parts):
+            return []
+        infos = self.fs.get_file_info(pafs.FileSelector(self.path(*parts)))
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
+    def upload(self, local_dir: Path, *parts: str) -> None:
+        import pyarrow.fs as pafs
+
+        self.fs.create_dir(self.path(*parts), recursive=True)
+        pafs.copy_files(str(local_dir), self.path(*parts),
+                        source_filesystem=pafs.LocalFileSystem(), destination_filesystem=self.fs)
+
+    def download(self, local_dir: Path, *parts: str) -> None:
+        import pyarrow.fs as pafs
+
+        local_dir.mkdir(parents=True, exist_ok=True)
+        pafs.copy_files(self.path(*parts), str(local_dir), source_filesystem=self.fs,
+                        destination_filesystem=pafs.LocalFileSystem())
+
+    def delete_dir(self, *parts: str) -> None:
+        self.fs.delete_dir(self.path(*parts))
