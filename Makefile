@@ -10,7 +10,7 @@ DEMO_PAGES := zipfile tarfile gzip bz2 lzma zlib csv json glob tempfile
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install setup testdata demo test unit integration bench clean
+.PHONY: install setup testdata demo test unit integration reliability bench clean
 
 # The CPU stack, then the fixes the known-good install needs:
 # torchvision/torchaudio/torchcodec break transformers beside torch+cpu, and the
@@ -38,13 +38,16 @@ demo: setup testdata
 	$(VENV)/bin/llama-rag search "how do I read a zip archive" --index-dir $(DEMO_DIR)/index -k 3
 
 test: setup testdata
-	$(PY) -m pytest tests/unit tests/integration
+	$(PY) -m pytest tests/unit tests/integration tests/reliability
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
 integration: setup testdata
 	$(PY) -m pytest tests/integration
+
+reliability: setup testdata
+	$(PY) -m pytest tests/reliability
 
 bench: setup testdata
 	$(PY) bench/embed.py

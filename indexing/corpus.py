@@ -6,9 +6,11 @@ logic is unit-tested without Ray or a model.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -22,11 +24,13 @@ from llama_rag.errors import LoadError, NotFoundError
 
 
 class SourceFile(BaseModel):
-    """A file to index: where it is, the name it is cited by, its content hash."""
+    """A file to index: where it is, the name it is cited by, its content hash; ``error``
+    when listing already showed it cannot be indexed (a symlink leaving the corpus)."""
 
     path: str
     source: str
     hash: str
+    error: str = ""
 
 
 class Plan(BaseModel):
@@ -52,19 +56,57 @@ def _excluded(rel: str, patterns: list[str]) -> bool:
 
 
 def _walk(root: Path, settings: IndexSettings) -> list[tuple[Path, str]]:
-    """Supported files under ``root`` with their root-relative names; symlinked dirs not followed."""
-    if root.is_file():
+    """Supported files under ``root`` with their root-relative names, in sorted order.
+
+    Iterative (a hostile corpus may nest folders a thousand deep: ``os.walk`` recurses
+    and hits Python's recursion limit on 3.11); symlinked folders are not followed, so
+    symlink loops cannot make it run forever.
+    """
+    if not root.is_dir():
         return [(root, root.name)]
     found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        rel_dir = os.path.relpath(dirpath, root)
-        dirnames[:] = sorted(d for d in dirnames if not _excluded(
-            os.path.normpath(os.path.join(rel_dir, d)) + "/x", settings.exclude))
-        for name in sorted(filenames):
-            rel = os.path.normpath(os.path.join(rel_dir, name))
-            if Path(name).suffix.lower() in settings.extensions and not _excluded(rel, settings.exclude):
-                found.append((Path(dirpath) / name, rel))
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        rel_dir = os.path.relpath(folder, root)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue  # unreadable folder: nothing to list
+        subdirs = []
+        for entry in entries:
+            rel = os.path.normpath(os.path.join(rel_dir, entry.name))
+            if entry.is_dir(follow_symlinks=False):
+                if not _excluded(rel + "/x", settings.exclude):
+                    subdirs.append(Path(entry.path))
+            elif (Path(entry.name).suffix.lower() in settings.extensions
+                  and not _excluded(rel, settings.exclude)):
+                found.append((Path(entry.path), rel))
+        stack.extend(reversed(subdirs))
     return found
+
+
+def _refusal(path: Path, root: Path) -> str:
+    """Why a listed file is refused before it is opened, or "": a symlink that loops,
+    dangles or leads out of the corpus root (a hostile corpus could otherwise index
+    ~/.ssh or /etc and serve them as answers), or not a regular file (reading a FIFO
+    would block the run forever)."""
+    if path.is_symlink():
+        try:
+            target = path.resolve(strict=True)
+        except RuntimeError:  # Python 3.11 reports a loop this way, 3.13 as ELOOP
+            return "symlink loop"
+        except OSError as exc:
+            return "symlink loop" if exc.errno == errno.ELOOP else \
+                "broken symlink: its target does not exist"
+        if root.is_dir() and not target.is_relative_to(root.resolve()):
+            return "symlink points outside the indexed folder"
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return "not a regular file"
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or type(exc).__name__}"
+    return ""
 
 
 def file_hash(path: Path) -> str:
@@ -86,7 +128,10 @@ def list_corpus(roots: list[Path], settings: IndexSettings) -> list[SourceFile]:
     for root in roots:
         for path, rel in _walk(root, settings):
             source = f"{root.name}/{rel}" if prefix and root.is_dir() else rel
-            files.setdefault(source, SourceFile(path=str(path), source=source, hash=file_hash(path)))
+            error = _refusal(path, root)
+            digest = "refused:" + error if error else file_hash(path)
+            files.setdefault(source, SourceFile(path=str(path), source=source, hash=digest,
+                                                error=error))
     return list(files.values())
 
 
@@ -125,6 +170,8 @@ def plan(files: list[SourceFile], roots: list[Path], previous: Manifest | None) 
 
 def chunk_file(file: SourceFile, chunker: Chunker, settings: IndexSettings) -> list[Chunk]:
     """Load and chunk one file; raises LoadError with the reason when it yields nothing."""
+    if file.error:
+        raise LoadError(file.error)
     docs = load_path(Path(file.path), file.source, settings.jsonl_text_field,
                      int(settings.max_file_mb * 1e6))
     chunks = [c for doc in docs for c in chunker.split(doc)]

@@ -83,8 +83,9 @@ class LoadChunk:
         self.index = index
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        rows = [r for path, source, digest in zip(batch["path"], batch["source"], batch["hash"])
-                for r in file_rows(SourceFile(path=path, source=source, hash=digest),
+        rows = [r for path, source, digest, error in zip(batch["path"], batch["source"],
+                                                        batch["hash"], batch["error"])
+                for r in file_rows(SourceFile(path=path, source=source, hash=digest, error=error),
                                    self.chunker, self.index)]
         return {c: [r[c] for r in rows] for c in ROW_COLUMNS}
 

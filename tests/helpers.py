@@ -58,3 +58,75 @@ def write_corpus(root: Path, files: dict[str, Any]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content if isinstance(content, bytes) else content.encode())
     return root
+
+
+def _pdf(objects: list[bytes], root: int = 1) -> bytes:
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1, root, xref)
+    return bytes(out)
+
+
+def hostile_pdfs() -> dict[str, bytes]:
+    """PDFs that break parsers: truncated, a page tree that contains itself, random
+    bytes after the header, and a content stream that inflates to 128 MB."""
+    import zlib
+
+    bomb = zlib.compress(b" " * (128 << 20), 9)
+    return {
+        "pdf/truncated.pdf": make_pdf("cut short")[:180],
+        "pdf/page-loop.pdf": _pdf([b"<< /Type /Catalog /Pages 2 0 R >>",
+                                   b"<< /Type /Pages /Kids [2 0 R] /Count 1 >>"]),
+        "pdf/garbage.pdf": b"%PDF-1.7\n" + bytes(range(256)) * 64,
+        "pdf/inflate-bomb.pdf": _pdf([
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
+            b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(bomb) + bomb
+            + b"\nendstream"]),
+    }
+
+
+def write_hostile_corpus(root: Path, outside: Path) -> dict[str, str]:
+    """A corpus of everything that should not stop indexing: returns {source: a word of
+    the reason it must be listed with}. One good file sits 1,200 folders deep."""
+    import os
+
+    expected = {"bad/binary.txt": "binary", "bad/empty.md": "empty",
+                "bad/latin1.txt": "UTF-8", "bad/not-a-zip.docx": "docx",
+                "bad/bad-lines.jsonl": "JSON", "bad/huge.txt": "too large",
+                "links/loop-a.txt": "loop", "links/loop-b.txt": "loop",
+                "links/dangling.md": "broken symlink", "links/passwd.txt": "outside",
+                "bad/pipe.txt": "not a regular file"}
+    expected.update({name: "PDF" for name in hostile_pdfs()})
+    expected["pdf/inflate-bomb.pdf"] = "no text"  # pypdf caps inflation; no text is left
+    write_corpus(root, {"bad/binary.txt": b"\x7fELF\x00\x00\x01\x02",
+                        "bad/empty.md": b"",
+                        "bad/latin1.txt": "na\u00efve caf\u00e9".encode("latin-1"),
+                        "bad/not-a-zip.docx": b"PK\x03\x04 definitely not a zip",
+                        "bad/bad-lines.jsonl": b'{"text": "fine"\n{broken\n',
+                        "good/ok.md": "# Fine\n\nThis file is fine and gets indexed.",
+                        **hostile_pdfs()})
+    with open(root / "bad/huge.txt", "wb") as fh:  # sparse: 60 MB on paper, no disk
+        fh.truncate(60 * 1024 * 1024)
+    os.mkfifo(root / "bad/pipe.txt")
+    (root / "links").mkdir()
+    os.symlink(root / "links/loop-b.txt", root / "links/loop-a.txt")
+    os.symlink(root / "links/loop-a.txt", root / "links/loop-b.txt")
+    os.symlink(root / "links/missing.md", root / "links/dangling.md")
+    (outside / "secret.txt").write_text("a secret outside the corpus")
+    os.symlink(outside / "secret.txt", root / "links/passwd.txt")
+    os.symlink(root, root / "links/self")  # a folder loop: not followed
+    deep = root
+    for _ in range(1200):  # one at a time: mkdir(parents=True) itself recurses too deep
+        deep = deep / "d"
+        os.mkdir(deep)
+    (deep / "deep.md").write_text("# Deep\n\nA file twelve hundred folders down.")
+    return expected

@@ -67,7 +67,7 @@ def test_ray_job_submit_labels_every_row(ray_cluster, packages, tmp_path):
     assert set(summary["label_distribution"]) <= set(LABELS.split(","))
     labels = pq.read_table(next((out / "parts").glob("*.parquet"))).to_pylist()
     assert all(0 < r["confidence"] <= 1 for r in labels)
-    from tests.integration.conftest import scrape_until
+    from tests.cluster import scrape_until
 
     text = scrape_until(ray_cluster, ["ray_llama_rag_classify_rows"])
     assert 'outcome="labeled"' in text

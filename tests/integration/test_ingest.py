@@ -14,7 +14,7 @@ import pytest
 
 from indexing.store import IndexStore
 from tests.helpers import make_pdf, write_corpus
-from tests.integration.conftest import ROOT, copy_pages, llama_rag
+from tests.cluster import ROOT, copy_pages, llama_rag
 
 pytestmark = pytest.mark.integration
 

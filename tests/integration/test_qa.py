@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import API_KEY, AUTH, LIMITED_KEY
+from tests.cluster import API_KEY, AUTH, LIMITED_KEY
 
 pytestmark = pytest.mark.integration
 CLI = str(Path(sys.executable).parent / "llama-rag")
@@ -122,7 +122,7 @@ def test_rate_limit_answers_429_with_retry_after(llm_server):
 
 def qa_subset(tmp_path: Path) -> Path:
     """The dev set's questions about the indexed pages (and the unanswerable ones)."""
-    from tests.integration.conftest import QA_PAGES
+    from tests.cluster import QA_PAGES
 
     pages = {f"library/{p}.html" for p in QA_PAGES}
     lines = [line for line in (ROOT / "eval" / "python-docs-qa.jsonl").read_text().splitlines()
@@ -179,7 +179,7 @@ def test_an_exact_identifier_ranks_its_page_first_in_hybrid_mode(llm_server):
 
 
 def test_collections_are_isolated_and_keys_can_be_limited_to_one(llm_server):
-    from tests.integration.conftest import DOCS_KEY
+    from tests.cluster import DOCS_KEY
 
     def search(key: str, collection: str | None) -> httpx.Response:
         body = {"query": "zip archive", "k": 5, **({"collection": collection} if collection else {})}
@@ -198,7 +198,7 @@ def test_collections_are_isolated_and_keys_can_be_limited_to_one(llm_server):
 
 def test_custom_metrics_reach_rays_prometheus_endpoint(llm_server, ray_cluster):
     """After the QA traffic above: retrieval latency, refusals and generated tokens."""
-    from tests.integration.conftest import scrape_until
+    from tests.cluster import scrape_until
 
     ask(llm_server, question="Who won the 1998 football world cup?")  # one refusal at least
     text = scrape_until(ray_cluster, ["ray_llama_rag_retrieval_latency_ms_bucket",

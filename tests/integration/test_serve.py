@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from tests.integration.conftest import API_KEY, AUTH
+from tests.cluster import API_KEY, AUTH
 
 pytestmark = pytest.mark.integration
 

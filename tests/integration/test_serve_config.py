@@ -20,7 +20,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.integration.conftest import ROOT, free_port
+from tests.cluster import ROOT, free_port
 
 pytestmark = pytest.mark.integration
 SERVE = str(Path(sys.executable).parent / "serve")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import API_KEY
+from tests.cluster import API_KEY
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

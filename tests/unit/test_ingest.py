@@ -140,3 +140,27 @@ def test_concurrent_indexer_is_refused(tmp_path, settings):
     with IndexStore(settings.index.dir).lock():
         with pytest.raises(IndexLockedError):
             run([docs], settings, embed_files=FakeEmbedFiles())
+
+
+def test_a_hostile_corpus_lists_every_bad_file_with_a_reason(tmp_path):
+    """Loops, FIFOs, deep folders, links out of the corpus, broken PDFs: no hang, no crash."""
+    from indexing.chunking import Chunker
+    from indexing.corpus import list_corpus
+    from llama_rag.config import IndexSettings
+    from pipelines.ingest import file_rows
+    from tests.helpers import write_hostile_corpus
+
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "outside").mkdir()
+    expected = write_hostile_corpus(tmp_path / "corpus", tmp_path / "outside")
+    settings = IndexSettings()
+    files = list_corpus([tmp_path / "corpus"], settings)
+    chunker = Chunker(200, 20, lambda text: len(text.split()))
+    rows = {f.source: file_rows(f, chunker, settings) for f in files}
+    errors = {s: r[0]["error"] for s, r in rows.items() if r[0]["error"]}
+    assert set(errors) == set(expected)
+    for source, word in expected.items():
+        assert word in errors[source], (source, errors[source])
+    good = {s for s in rows if s not in errors}
+    assert good == {"good/ok.md", "/".join(["d"] * 1200 + ["deep.md"])}
+    assert not any("secret outside" in r["text"] for rs in rows.values() for r in rs)

@@ -1,4 +1,5 @@
-"""One local Ray head for the whole session (127.0.0.1 only), shared by every integration test."""
+"""One local Ray head for the whole session (127.0.0.1 only), and the Serve app on it, shared by
+the integration and reliability tests (registered in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 
 PY_DOCS = Path("/usr/share/doc/python3.11/html")
 RAY = str(Path(sys.executable).parent / "ray")
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "it-" + secrets.token_hex(8)  # the session server requires keys
 LIMITED_KEY = "it-limited-" + secrets.token_hex(8)  # burned by the rate-limit test only
 DOCS_KEY = "it-extra-" + secrets.token_hex(8)  # may use the "extra" collection only
