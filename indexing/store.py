@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import os
@@ -44,6 +43,7 @@ from indexing.faiss_index import IndexInfo
 from indexing.lexical import LexicalIndex
 from indexing.location import RemoteRoot, is_uri, join
 from llama_rag.errors import EmbedderMismatchError, IndexLockedError, NotFoundError
+from llama_rag.locks import exclusive
 
 CHUNK_SCHEMA = pa.schema([
     ("id", pa.string()), ("doc_id", pa.string()), ("source", pa.string()),
@@ -272,28 +272,13 @@ class IndexStore:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Exclusive writer lock; released by the OS even if the indexer is killed."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        fh = open(self.root / ".lock", "a+")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
-            raise IndexLockedError(
-                f"index directory {self} is locked by another indexer ({holder}); "
-                "wait for it to finish") from None
-        try:
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"pid {os.getpid()}")
-            fh.flush()
+        def busy(holder: str) -> IndexLockedError:
+            return IndexLockedError(f"index directory {self} is locked by another indexer "
+                                    f"({holder}); wait for it to finish")
+
+        with exclusive(self.root / ".lock", busy):
             self._remove_stale_tmp()
             yield
-        finally:
-            fh.truncate(0)
-            fcntl.flock(fh, fcntl.LOCK_UN)
-            fh.close()
 
     def _remove_stale_tmp(self) -> None:
         if self.versions.is_dir():

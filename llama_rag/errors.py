@@ -53,6 +53,14 @@ class EmbedderMismatchError(InvalidInputError):
     type = "embedder_mismatch"
 
 
+class OutputLockedError(LlamaRagError):
+    """Another classification job is writing the same output folder."""
+
+    exit_code = 3
+    http_status = 409
+    type = "output_locked"
+
+
 class IndexLockedError(LlamaRagError):
     """Another indexer holds the index directory's lock."""
 
@@ -110,6 +118,14 @@ class RateLimitedError(LlamaRagError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ModelUnavailableError(LlamaRagError):
+    """The LLM replica failed mid-request (killed, out of memory, restarting): retryable."""
+
+    http_status = 503
+    type = "model_unavailable"
+    retry_after = 10.0
 
 
 class UpstreamError(LlamaRagError):

@@ -174,6 +174,12 @@ def _stage(ds, prep: Prepared, args: ClassifyArgs, settings: Settings):
 def run(args: ClassifyArgs, settings: Settings, echo=print) -> Summary:
     prep = prepare(args, settings)
     out = io.Output(args.output)
+    with out.lock():  # one driver per output folder
+        return _classify(prep, out, args, settings, echo)
+
+
+def _classify(prep: Prepared, out: io.Output, args: ClassifyArgs, settings: Settings,
+              echo) -> Summary:
     out.start(prep.job)
     done = out.done_ids()
     started = time.perf_counter()

@@ -158,10 +158,24 @@ class Output:
                     f"--output {self.root} holds a different job (differs in: "
                     f"{', '.join(changed)}); use a new --output folder", param="output")
             return True
-        if self.root.exists() and any(self.root.iterdir()):
+        if self.root.exists() and any(p.name != ".lock" for p in self.root.iterdir()):
             raise InvalidInputError(f"--output {self.root} exists and is not a classify "
                                     "output folder; use a new or empty folder", param="output")
         return False
+
+    def lock(self):
+        """Held for the whole job: a second driver on the same folder (a resubmission
+        while the first still runs) would delete its unfinished parts and write ids twice."""
+        from llama_rag.errors import OutputLockedError
+        from llama_rag.locks import exclusive
+
+        def busy(holder: str) -> OutputLockedError:
+            return OutputLockedError(
+                f"--output {self.root} is being written by another classify job ({holder}); "
+                "wait for it or stop it (`ray job stop`), then run again to resume",
+                param="output")
+
+        return exclusive(self.root / ".lock", busy)
 
     def start(self, job: dict[str, Any]) -> None:
         self.parts.mkdir(parents=True, exist_ok=True)

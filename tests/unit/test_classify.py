@@ -120,3 +120,17 @@ def test_module_entry_exits_2_on_bad_arguments(tmp_path):
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 2 and "--text-column 'nope'" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_second_driver_on_the_same_output_fails_fast_and_the_lock_is_released(tmp_path):
+    from llama_rag.errors import OutputLockedError
+    from pipelines.classify_io import Output
+
+    out = Output(tmp_path / "o")
+    with out.lock():
+        with pytest.raises(OutputLockedError, match=r"another classify job \(pid \d+\)"):
+            with Output(tmp_path / "o").lock():
+                pass
+    with out.lock():  # released again
+        pass
+    assert out.check_job({"a": 1}) is False  # the lock file alone is not a foreign folder
