@@ -53,4 +53,6 @@ class LexicalIndex:
 
         terms = bm25s.tokenize([query], stopwords=STOPWORDS, return_ids=False,
                                show_progress=False)[0]
+        if not terms:  # only stopwords or punctuation ("the", "?!"): nothing to match
+            return np.zeros(num_rows, dtype=np.float32)
         return np.asarray(self.bm25.get_scores(terms), dtype=np.float32)

@@ -49,6 +49,26 @@ def openai_error(status: int, body: bytes) -> dict[str, Any]:
                       "message": message or f"HTTP {status}", "param": param, "code": status}}
 
 
+def validation_error(errors: list[dict]) -> dict[str, Any]:
+    """Our body for a request FastAPI could not validate, naming the field in ``param``.
+
+    Ray's handler put the rejected value in ``param`` and answered 500 when the body
+    was not JSON (the raw bytes it echoed do not serialise)."""
+    first = errors[0] if errors else {}
+    where = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+    if first.get("type") == "json_invalid":
+        message, param = "the request body is not valid JSON", None
+    elif not where:
+        message = ("the request body must be a JSON object (Content-Type: application/json): "
+                   + str(first.get("msg", "invalid request")))
+        param = None
+    else:
+        param = ".".join(where)
+        message = f"{param}: {first.get('msg', 'invalid value')}"
+    return {"error": {"type": "invalid_request_error", "message": message, "param": param,
+                      "code": 400}}
+
+
 ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]
 
 

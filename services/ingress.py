@@ -7,17 +7,35 @@ OpenAI routes, streaming and model routing.
 from __future__ import annotations
 
 import asyncio
+import re
 
+from fastapi import HTTPException
 from fastapi.responses import JSONResponse
-from ray.llm._internal.serve.core.ingress.ingress import (
-    DEFAULT_ENDPOINTS,
-    OpenAiIngress,
-)
+from pydantic import BaseModel
+from ray.llm._internal.serve.core.configs.openai_api_models import ModelCard, ModelList
+from ray.llm._internal.serve.core.ingress.ingress import OpenAiIngress
 
 READY_TIMEOUT_S = 10
+ADAPTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # a name, never a path
 
 
 class LlamaRagIngress(OpenAiIngress):
+    async def _get_model_id(self, model: str | None) -> str:
+        """Ray routes ``base:adapter`` to a LoRA adapter loaded from a path built from the
+        name; refuse it when no adapters are configured (Ray answered 500) and refuse
+        adapter names that are not plain names (``smollm2:../../etc``)."""
+        model_id = await super()._get_model_id(model)
+        base, _, adapter = model_id.partition(":")
+        if not adapter:
+            return model_id
+        if base not in self._lora_paths:
+            raise HTTPException(400, f"model {model_id!r} names a LoRA adapter, but {base!r} "
+                                     "serves no LoRA adapters; use the model id alone")
+        if not ADAPTER_NAME.fullmatch(adapter) or ".." in adapter:
+            raise HTTPException(400, f"LoRA adapter names are letters, digits, '.', '_' and "
+                                     f"'-', not paths: got {adapter!r}")
+        return model_id
+
     async def healthz(self) -> dict:
         """The API process is alive (it does not wait for any engine)."""
         return {"status": "ok"}
@@ -36,6 +54,52 @@ class LlamaRagIngress(OpenAiIngress):
         return {"status": "ready", "models": sorted(self._default_serve_handles)}
 
 
-ENDPOINTS = {**DEFAULT_ENDPOINTS,
-             "healthz": lambda app: app.get("/healthz"),
-             "readyz": lambda app: app.get("/readyz")}
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+    param: str | None
+    code: int
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx body (services.errors writes it), declared so clients and schema
+    checkers (schemathesis in tests/reliability) know the shape."""
+
+    error: ErrorDetail
+
+
+_WHY = {400: "Invalid request (the message and `param` name the problem).",
+        401: "Missing API key.", 403: "API key not valid (or not for that collection).",
+        404: "Unknown model or collection.", 413: "Input too long.",
+        429: "Rate limit exceeded; see Retry-After.",
+        503: "Overloaded, or nothing to serve yet; see Retry-After."}
+GUARDED = (401, 403, 429)  # the key check runs before every route but /healthz and the page
+
+
+def responses(*codes: int, stream: bool = False) -> dict:
+    """OpenAPI ``responses`` for a route: its error codes and, for streaming routes,
+    the server-sent-events content type beside JSON."""
+    out: dict = {code: {"model": ErrorBody, "description": _WHY[code]}
+                 for code in sorted({*codes, *GUARDED})}
+    if stream:
+        out[200] = {"content": {"text/event-stream": {}},
+                    "description": "JSON, or server-sent events with `stream: true`."}
+    return out
+
+
+# Ray's OpenAI routes that serve a generative LLaMA model; its embeddings, score and
+# transcription routes are left out (no such model is served, they could only fail).
+ENDPOINTS = {
+    "models": lambda app: app.get("/v1/models", response_model=ModelList,
+                                  responses=responses()),
+    "model_data": lambda app: app.get("/v1/models/{model:path}", response_model=ModelCard,
+                                      responses=responses(404)),
+    "completions": lambda app: app.post("/v1/completions",
+                                        responses=responses(400, 404, 503, stream=True)),
+    "chat": lambda app: app.post("/v1/chat/completions",
+                                 responses=responses(400, 404, 503, stream=True)),
+    "tokenize": lambda app: app.post("/tokenize", responses=responses(400, 404, 503)),
+    "detokenize": lambda app: app.post("/detokenize", responses=responses(400, 404, 503)),
+    "healthz": lambda app: app.get("/healthz"),
+    "readyz": lambda app: app.get("/readyz", responses=responses(503)),
+}

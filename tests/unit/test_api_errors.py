@@ -34,3 +34,23 @@ def test_internal_errors_hide_their_text_and_plain_text_bodies_survive():
     out = openai_error(500, b'{"detail": "Traceback (most recent call last): ..."}')
     assert "Traceback" not in out["error"]["message"] and out["error"]["code"] == 500
     assert openai_error(413, b"too big")["error"]["message"] == "too big"
+
+
+@pytest.mark.parametrize("errors,message,param", [
+    ([{"type": "string_pattern_mismatch", "loc": ("body", "collection"), "input": "../../etc",
+      "msg": "String should match pattern '^[a-z0-9][a-z0-9_-]{0,63}$'"}],
+     "collection: String should match pattern", "collection"),
+    ([{"type": "json_invalid", "loc": ("body", 1), "input": {}, "msg": "JSON decode error"}],
+     "the request body is not valid JSON", None),
+    ([{"type": "model_attributes_type", "loc": ("body",), "input": b"{not json",
+       "msg": "Input should be a valid dictionary"}], "must be a JSON object", None),
+    ([{"type": "greater_than_equal", "loc": ("body", "filters", "k"), "input": 0,
+       "msg": "Input should be greater than or equal to 1"}], "filters.k: Input", "filters.k"),
+])
+def test_validation_errors_name_the_field_and_never_echo_raw_input(errors, message, param):
+    from services.errors import validation_error
+
+    out = validation_error(errors)
+    assert out["error"]["param"] == param and message in out["error"]["message"]
+    json.dumps(out)  # serialisable even when the rejected input was bytes
+    assert "../../etc" not in json.dumps(out) and out["error"]["code"] == 400

@@ -96,3 +96,12 @@ def test_a_reranker_reorders_the_candidates(version):
     hits = search_version(version, "archives", hash_vectors(["archives"])[0], 2,
                           RetrievalSettings(), mode="lexical", reranker=Longest())
     assert [h.text for h in hits] == sorted([TEXTS[1], TEXTS[4]], key=len, reverse=True)
+
+
+@pytest.mark.parametrize("query", ["the", "?!", "and of the", "   .  "])
+def test_a_query_of_only_stopwords_or_punctuation_scores_zero_not_an_error(query):
+    """Found by schemathesis: bm25s raised IndexError on an empty token list (a 500)."""
+    from indexing.lexical import LexicalIndex
+
+    index = LexicalIndex.build(["zip archives", "csv files"])
+    assert index.scores(query, 2).tolist() == [0.0, 0.0]
