@@ -279,6 +279,12 @@ class RetrievalSettings(StrictModel):
     rerank_candidates: int = Field(20, ge=1, description="How many fused candidates are reranked.")
 
 
+class PrivacySettings(StrictModel):
+    mask_pii: bool = Field(
+        False, description="Replace emails, phone numbers, card numbers and IBANs with "
+        "[EMAIL], [PHONE], [CARD], [IBAN] in indexed text, logs and answers.")
+
+
 class Settings(BaseSettings):
     """Everything configurable, one object, passed down explicitly."""
 
@@ -297,6 +303,7 @@ class Settings(BaseSettings):
     serve: ServeSettings = Field(default_factory=ServeSettings)
     qa: QASettings = Field(default_factory=QASettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
 
     @model_validator(mode="after")
     def _expand_home(self) -> "Settings":

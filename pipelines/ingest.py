@@ -24,7 +24,8 @@ from indexing.corpus import Plan, SourceFile, check_paths, chunk_file, list_corp
 from indexing.embedder import Embedder, EmbedderInfo, token_counter
 from indexing.store import CHUNK_SCHEMA, FileEntry, IndexStore, Manifest, check_embedder
 from llama_rag.config import ChunkSettings, IndexSettings, ModelSettings, Settings
-from llama_rag.errors import EmptyCorpusError, LoadError
+from llama_rag.errors import EmptyCorpusError, InvalidInputError, LoadError
+from llama_rag.pii import mask
 from llama_rag.models import ModelRef, apply_offline_policy, resolve_embedder
 from llama_rag.ray_runtime import ensure_ray
 
@@ -51,10 +52,16 @@ class IngestSummary(BaseModel):
     errors: list[dict[str, str]]
 
 
-def file_rows(file: SourceFile, chunker: Chunker, settings: IndexSettings) -> list[dict[str, Any]]:
-    """The pipeline rows of one file: one per chunk, or one error row with the reason."""
+def file_rows(file: SourceFile, chunker: Chunker, settings: IndexSettings,
+              mask_pii: bool = False) -> list[dict[str, Any]]:
+    """The pipeline rows of one file: one per chunk, or one error row with the reason.
+    With ``mask_pii`` the stored and embedded text has PII replaced (llama_rag.pii)."""
     try:
         chunks = chunk_file(file, chunker, settings)
+        if mask_pii:
+            chunks = [c.model_copy(update={"text": mask(c.text), "title": mask(c.title),
+                                           "heading": [mask(h) for h in c.heading]})
+                      for c in chunks]
     except LoadError as exc:
         return [_row(source=file.source, error=exc.message)]
     except Exception as exc:  # a parser bug must not sink the whole run
@@ -76,8 +83,9 @@ class LoadChunk:
     """Ray Data stage: a batch of files in, their chunk rows out. Loads the tokenizer once."""
 
     def __init__(self, embedder: ModelRef, chunking: ChunkSettings, index: IndexSettings,
-                 models: ModelSettings) -> None:
+                 models: ModelSettings, mask_pii: bool = False) -> None:
         apply_offline_policy(models)  # workers do not inherit the driver's environment
+        self.mask_pii = mask_pii
         self.chunker = Chunker(chunking.max_tokens, chunking.overlap_tokens,
                                token_counter(embedder.path))
         self.index = index
@@ -86,7 +94,7 @@ class LoadChunk:
         rows = [r for path, source, digest, error in zip(batch["path"], batch["source"],
                                                         batch["hash"], batch["error"])
                 for r in file_rows(SourceFile(path=path, source=source, hash=digest, error=error),
-                                   self.chunker, self.index)]
+                                   self.chunker, self.index, self.mask_pii)]
         return {c: [r[c] for r in rows] for c in ROW_COLUMNS}
 
 
@@ -145,7 +153,8 @@ def ray_embed_files(files: list[SourceFile], embedder: ModelRef,
     ds = ds.map_batches(LoadChunk, batch_size=ing.files_per_batch,
                         compute=ActorPoolStrategy(size=ing.load_concurrency), num_cpus=0.5,
                         fn_constructor_kwargs=dict(embedder=embedder, chunking=settings.chunking,
-                                                   index=settings.index, models=settings.models))
+                                                   index=settings.index, models=settings.models,
+                                                   mask_pii=settings.privacy.mask_pii))
     ds = embed_stage(ds, embedder, settings)
     yield from ds.iter_batches(batch_size=None, batch_format="numpy")
 
@@ -221,8 +230,26 @@ def _manifest(previous: Manifest | None, work: Plan, new: _Collected, info: Embe
     for f in work.todo:
         entries[f.source] = FileEntry(path=f.path, hash=f.hash, chunks=counts.get(f.source, 0),
                                       error=reasons.get(f.source))
-    return Manifest(embedder=info, chunking=settings.chunking.model_dump(),
+    return Manifest(embedder=info, chunking=chunking_of(settings),
                     files=dict(sorted(entries.items())))
+
+
+def chunking_of(settings: Settings) -> dict[str, Any]:
+    """What decides a chunk's text: kept in the manifest, the same for every version."""
+    return {**settings.chunking.model_dump(), "mask_pii": settings.privacy.mask_pii}
+
+
+def check_chunking(previous: Manifest, settings: Settings) -> None:
+    """Refuse to mix chunks cut (or masked) two ways in one index: unchanged files would
+    keep their old chunks beside new ones."""
+    want, have = chunking_of(settings), {"mask_pii": False, **previous.chunking}
+    changed = sorted(k for k in want if have.get(k) != want[k])
+    if changed:
+        was = ", ".join(f"{k}={have.get(k)!r}" for k in changed)
+        now = ", ".join(f"{k}={want[k]!r}" for k in changed)
+        raise InvalidInputError(
+            f"index version {previous.version} was built with {was}, this run has {now}: "
+            "use the same settings, or index into a new directory", param=changed[0])
 
 
 def run(paths: list[Path], settings: Settings, embed_files: EmbedFiles = ray_embed_files,
@@ -244,6 +271,7 @@ def run(paths: list[Path], settings: Settings, embed_files: EmbedFiles = ray_emb
         embedder = resolve_embedder(settings)
         if previous:
             check_embedder(previous, embedder.name)
+            check_chunking(previous, settings)
         new = _collect(embed_files(work.todo, embedder, settings), len(work.todo), progress) \
             if work.todo else _Collected()
         info = _embedder_info(previous, embedder, new)

@@ -9,6 +9,7 @@ handler; API keys and the per-key rate limit are checked by services.auth.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -22,11 +23,15 @@ from ray.llm._internal.serve.core.configs.openai_api_models import (
 from ray.llm._internal.serve.core.ingress.utils import _apply_openai_json_format
 
 from llama_rag.config import DEFAULT_COLLECTION, Settings
-from llama_rag.errors import ForbiddenError, InvalidInputError, LlamaRagError, UpstreamError
+from llama_rag.pii import StreamMasker, mask, mask_logs
+from llama_rag.errors import (ForbiddenError, InvalidInputError, LlamaRagError,
+                              ModelUnavailableError, UpstreamError)
 from services import qa
-from services.ingress import ENDPOINTS, LlamaRagIngress
+from services.ingress import ENDPOINTS, LlamaRagIngress, responses
 from services.auth import SCOPE_STATE
 from services.retriever import Collection, IndexSummary, SearchRequest, SearchResponse
+
+log = logging.getLogger(__name__)
 
 WEB = Path(__file__).with_name("web")  # the question page: plain HTML, CSS and JS
 
@@ -46,6 +51,8 @@ class LlamaRagApi(LlamaRagIngress):
         self.retriever = retriever
         self.settings = settings
         self.refusals, self.tokens = refusals(), tokens_generated()
+        if settings.privacy.mask_pii:
+            mask_logs()
 
     async def search(self, body: SearchRequest, request: Request) -> SearchResponse:
         _check_collection(request, body.collection)
@@ -85,7 +92,12 @@ class LlamaRagApi(LlamaRagIngress):
             return StreamingResponse(self._ask_events(chat, hits, found),
                                      media_type="text/event-stream")
         started = time.perf_counter()
-        response = await anext(self._get_response(body=chat, call_method="chat"))
+        try:
+            response = await anext(self._get_response(body=chat, call_method="chat"))
+        except LlamaRagError:
+            raise
+        except Exception as exc:  # the replica died or restarts: say so, retryably
+            raise _model_unavailable(exc) from exc
         _raise_if_error(response)
         text = response.choices[0].message.content or ""
         return await self._finish(text, hits, found, qa.Usage(**response.usage.model_dump(
@@ -96,6 +108,8 @@ class LlamaRagApi(LlamaRagIngress):
                       generate_ms: float) -> qa.AskResponse:
         """The response: refusal detection, then the model's citations or attributed ones."""
         timings = qa.Timings(retrieve_ms=found.retrieve_ms, generate_ms=round(generate_ms, 2))
+        if self.settings.privacy.mask_pii:
+            text = mask(text)
         if usage.completion_tokens:
             self.tokens.inc(usage.completion_tokens, tags={"route": "ask"})
         if qa.is_refusal(text):
@@ -134,6 +148,7 @@ class LlamaRagApi(LlamaRagIngress):
         yield _sse("sources", {"citations": [qa.citation(n, h).model_dump()
                                              for n, h in enumerate(hits, start=1)]})
         started, parts, usage = time.perf_counter(), [], qa.Usage()
+        masker = StreamMasker() if self.settings.privacy.mask_pii else None
         try:
             async for packet in self._get_response(body=chat, call_method="chat"):
                 _raise_if_error(packet)
@@ -145,13 +160,24 @@ class LlamaRagApi(LlamaRagIngress):
                         text = (choice.get("delta") or {}).get("content")
                         if text:
                             parts.append(text)
-                            yield _sse("token", {"text": text})
-        except LlamaRagError as exc:  # the stream has started: report in-band
-            yield _sse("error", {"error": {"type": exc.type, "message": exc.message}})
+                            shown = masker.feed(text) if masker else text
+                            if shown:
+                                yield _sse("token", {"text": shown})
+        except Exception as exc:  # the stream has started: report in-band
+            error = exc if isinstance(exc, LlamaRagError) else _model_unavailable(exc)
+            yield _sse("error", {"error": {"type": error.type, "message": error.message}})
             return
+        if masker and (tail := masker.close()):
+            yield _sse("token", {"text": tail})
         done = await self._finish("".join(parts), hits, found, usage,
                                   (time.perf_counter() - started) * 1000)
         yield _sse("done", done.model_dump())
+
+
+def _model_unavailable(exc: Exception) -> ModelUnavailableError:
+    log.warning("the LLM deployment failed a request: %s: %s", type(exc).__name__, exc)
+    return ModelUnavailableError("the language model stopped while answering (its replica "
+                                 "may be restarting); retry in a few seconds")
 
 
 def _check_collection(request: Request, collection: str | None) -> None:
@@ -191,15 +217,26 @@ async def _error_response(request: Request, exc: LlamaRagError) -> JSONResponse:
                         status_code=exc.http_status, headers=headers)
 
 
+async def _validation_response(request: Request, exc: Exception) -> JSONResponse:
+    from services.errors import validation_error
+
+    return JSONResponse(validation_error(exc.errors()), status_code=400)
+
+
 API_ENDPOINTS = {**ENDPOINTS,
-                 "ask": lambda app: app.post("/v1/ask"),
-                 "search": lambda app: app.post("/v1/search", response_model=SearchResponse),
-                 "index_summary": lambda app: app.get("/v1/index", response_model=IndexSummary),
+                 "ask": lambda app: app.post("/v1/ask", response_model=qa.AskResponse,
+                                             responses=responses(400, 404, 413, 503,
+                                                                 stream=True)),
+                 "search": lambda app: app.post("/v1/search", response_model=SearchResponse,
+                                                responses=responses(400, 404, 413, 503)),
+                 "index_summary": lambda app: app.get("/v1/index", response_model=IndexSummary,
+                                                      responses=responses(400, 404, 503)),
                  "page": lambda app: app.get("/", include_in_schema=False)}
 
 
 def api_class(settings: Settings):
     """The Serve ingress class with our error handler and, when keys are set, auth."""
+    from fastapi.exceptions import RequestValidationError
     from fastapi.staticfiles import StaticFiles
     from ray.llm._internal.serve.core.ingress.ingress import init, make_fastapi_ingress
 
@@ -208,6 +245,7 @@ def api_class(settings: Settings):
 
     app = init()  # Ray's middleware stack (request ids, metrics, its exception handling)
     app.add_exception_handler(LlamaRagError, _error_response)
+    app.add_exception_handler(RequestValidationError, _validation_response)  # replaces Ray's
     app.mount("/ui", StaticFiles(directory=WEB), name="ui")
     app.add_middleware(ApiKeyGuard, digests=key_digests([k.get_secret_value()
                                                          for k in settings.serve.api_keys]),

@@ -21,6 +21,7 @@ from pydantic import AfterValidator, BaseModel, Field, field_validator
 from indexing.retrieval import CrossEncoderReranker, Mode, search_version
 from indexing.store import Hit, IndexStore, IndexVersion
 from llama_rag.config import DEFAULT_COLLECTION, COLLECTION_PATTERN, Settings
+from llama_rag.pii import mask, mask_logs
 from llama_rag.errors import IndexUnavailableError, NotFoundError
 
 log = logging.getLogger("llama_rag.retriever")
@@ -113,6 +114,9 @@ class RetrieverCore:
         apply_offline_policy(settings.models)
         ref = resolve_embedder(settings)
         self.store = IndexStore(settings.index.dir, settings.index.cache_dir)
+        self.mask_pii = settings.privacy.mask_pii
+        if self.mask_pii:
+            mask_logs()
         self.retrieval = settings.retrieval
         self.embedder = Embedder(ref.name, ref.path, settings.models.embed_device)
         self.reranker = (CrossEncoderReranker(settings.retrieval.reranker)
@@ -183,6 +187,9 @@ class RetrieverCore:
         mode = request.mode or self.retrieval.mode
         hits = search_version(version, request.query, query, request.k, self.retrieval,
                               mode=mode, rows=rows, use_mmr=request.mmr, reranker=self.reranker)
+        if self.mask_pii:  # also what the LLM is shown: it cannot repeat what it never saw
+            hits = [h.model_copy(update={"text": mask(h.text), "title": mask(h.title)})
+                    for h in hits]
         return SearchResponse(version=version.version, collection=name, mode=mode, hits=hits,
                               retrieve_ms=round((time.perf_counter() - started) * 1000, 2))
 

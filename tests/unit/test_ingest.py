@@ -148,15 +148,18 @@ def test_a_hostile_corpus_lists_every_bad_file_with_a_reason(tmp_path):
     from indexing.corpus import list_corpus
     from llama_rag.config import IndexSettings
     from pipelines.ingest import file_rows
-    from tests.helpers import write_hostile_corpus
+    from tests.helpers import remove_deep_folders, write_hostile_corpus
 
     (tmp_path / "corpus").mkdir()
     (tmp_path / "outside").mkdir()
-    expected = write_hostile_corpus(tmp_path / "corpus", tmp_path / "outside")
-    settings = IndexSettings()
-    files = list_corpus([tmp_path / "corpus"], settings)
-    chunker = Chunker(200, 20, lambda text: len(text.split()))
-    rows = {f.source: file_rows(f, chunker, settings) for f in files}
+    try:
+        expected = write_hostile_corpus(tmp_path / "corpus", tmp_path / "outside")
+        settings = IndexSettings()
+        files = list_corpus([tmp_path / "corpus"], settings)
+        chunker = Chunker(200, 20, lambda text: len(text.split()))
+        rows = {f.source: file_rows(f, chunker, settings) for f in files}
+    finally:
+        remove_deep_folders(tmp_path / "corpus")
     errors = {s: r[0]["error"] for s, r in rows.items() if r[0]["error"]}
     assert set(errors) == set(expected)
     for source, word in expected.items():

@@ -10,7 +10,6 @@ import pytest
 from indexing.embedder import EmbedderInfo
 from llama_rag.config import load_settings
 from llama_rag.errors import IndexUnavailableError
-from indexing.store import IndexStore
 from services.retriever import Filters, Poller, RetrieverCore, SearchRequest
 from tests.helpers import hash_vectors
 from tests.unit.test_store import _publish
