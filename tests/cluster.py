@@ -21,6 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "it-" + secrets.token_hex(8)  # the session server requires keys
 LIMITED_KEY = "it-limited-" + secrets.token_hex(8)  # burned by the rate-limit test only
 DOCS_KEY = "it-extra-" + secrets.token_hex(8)  # may use the "extra" collection only
+LOAD_KEY = "it-load-" + secrets.token_hex(8)  # the load test's own rate-limit bucket
+SWAP_KEY = "it-swap-" + secrets.token_hex(8)  # the publish-under-queries test's bucket
+FUZZ_KEY = "it-fuzz-" + secrets.token_hex(8)  # schemathesis' bucket
 AUTH = {"authorization": f"Bearer {API_KEY}"}
 # Python docs pages the QA index holds (the dev QA set's questions are about them)
 QA_PAGES = ["zipfile", "tarfile", "gzip", "csv", "json", "glob", "tempfile", "shutil",
@@ -138,16 +141,17 @@ def llm_server(ray_cluster, qa_index):
     bundled model, the retriever over ``qa_index``, API keys required.
 
     Small API limits (4 running, 2 queued) so the overload test can reach them, and
-    a rate limit of 120/min with bursts of 40 per key.
+    a rate limit of 600/min with bursts of 40 per key (schemathesis runs at 500/min).
     """
     import httpx
 
     port = free_port()
     env = ray_cluster.env(LLAMA_RAG_SERVE__MAX_ONGOING_REQUESTS="4",
                           LLAMA_RAG_SERVE__MAX_QUEUED_REQUESTS="2",
-                          LLAMA_RAG_SERVE__RATE_LIMIT_PER_MINUTE="120",
+                          LLAMA_RAG_SERVE__RATE_LIMIT_PER_MINUTE="600",
                           LLAMA_RAG_SERVE__RATE_LIMIT_BURST="40",
-                          LLAMA_RAG_API_KEYS=f"{API_KEY},{LIMITED_KEY},{DOCS_KEY}@extra",
+                          LLAMA_RAG_API_KEYS=",".join([API_KEY, LIMITED_KEY, f"{DOCS_KEY}@extra",
+                                                        LOAD_KEY, SWAP_KEY, FUZZ_KEY]),
                           LLAMA_RAG_LLM__MAX_MODEL_LEN="2048")
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-rag-serve-{port}.log", "w")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "llama-rag"), "serve",

@@ -20,16 +20,7 @@ def make_pdf(text: str) -> bytes:
         b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return _pdf(objects)
 
 
 def make_docx(path: Path, title: str, paragraphs: Iterable[str]) -> None:
@@ -130,3 +121,17 @@ def write_hostile_corpus(root: Path, outside: Path) -> dict[str, str]:
         os.mkdir(deep)
     (deep / "deep.md").write_text("# Deep\n\nA file twelve hundred folders down.")
     return expected
+
+
+def remove_deep_folders(root: Path) -> None:
+    """Delete the 1,200-deep chain iteratively: shutil.rmtree (and pytest's clean-up of old
+    temporary folders) recurses once per level and fails past ~1,000."""
+    import os
+    import shutil
+
+    bottom = root
+    while (bottom / "d").is_dir():
+        bottom = bottom / "d"
+    while bottom != root:
+        shutil.rmtree(bottom)  # shallow by now
+        bottom = bottom.parent

@@ -108,11 +108,12 @@ def test_bad_questions_get_4xx_in_one_shape(llm_server, body, status, param):
 
 
 def test_rate_limit_answers_429_with_retry_after(llm_server):
-    """60 quick requests, one after another (a burst in parallel would meet the 503
-    backpressure of the small test queue first): beyond the burst of 40 they get 429."""
+    """150 quick requests, one after another (a burst in parallel would meet the 503
+    backpressure of the small test queue first): beyond the burst of 40 and the refill
+    of 10/s they get 429."""
     headers = {"authorization": f"Bearer {LIMITED_KEY}"}
     with httpx.Client(base_url=llm_server, timeout=60, headers=headers) as http:
-        results = [http.get("/v1/models") for _ in range(60)]
+        results = [http.get("/v1/models") for _ in range(150)]
     limited = [r for r in results if r.status_code == 429]
     assert len(limited) >= 10 and all(r.headers.get("retry-after") for r in limited)
     assert {r.status_code for r in results} == {200, 429}

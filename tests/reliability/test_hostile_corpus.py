@@ -10,7 +10,7 @@ import pytest
 
 from indexing.store import IndexStore
 from tests.cluster import llama_rag
-from tests.helpers import write_hostile_corpus
+from tests.helpers import remove_deep_folders, write_hostile_corpus
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -19,11 +19,14 @@ def test_hostile_corpus_is_indexed_with_every_bad_file_listed(ray_cluster, tmp_p
     corpus, outside = tmp_path / "corpus", tmp_path / "outside"
     corpus.mkdir()
     outside.mkdir()
-    expected = write_hostile_corpus(corpus, outside)
-    started = time.perf_counter()
-    out = llama_rag(ray_cluster, "index", str(corpus), "--index-dir", str(tmp_path / "index"),
-                    "--json", "--no-progress", timeout=600)
-    seconds = time.perf_counter() - started
+    try:
+        expected = write_hostile_corpus(corpus, outside)
+        started = time.perf_counter()
+        out = llama_rag(ray_cluster, "index", str(corpus), "--index-dir", str(tmp_path / "index"),
+                        "--json", "--no-progress", timeout=600)
+        seconds = time.perf_counter() - started
+    finally:
+        remove_deep_folders(corpus)
     summary = json.loads(out.stdout)
     version = IndexStore(tmp_path / "index").open()
     errors = {e["source"]: e["error"] for e in map(

@@ -1,0 +1,48 @@
+"""schemathesis against the app's own OpenAPI schema, with auth on: no 5xx, and every
+status code, content type and body is one the schema declares."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.cluster import FUZZ_KEY
+
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
+
+CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
+          "response_schema_conformance")
+MAX_EXAMPLES = 6  # per operation and phase (generation routes run the model)
+MAX_TIME_S = 180  # and the whole run's time budget
+
+
+def test_schemathesis_finds_no_server_error_and_no_undeclared_response(llm_server, tmp_path,
+                                                                        record):
+    started = time.perf_counter()
+    run = subprocess.run(
+        [str(Path(sys.executable).parent / "schemathesis"), "run", f"{llm_server}/openapi.json",
+         "--header", f"Authorization: Bearer {FUZZ_KEY}", "--checks", CHECKS,
+         "--phases", "examples,coverage,fuzzing", "--max-examples", str(MAX_EXAMPLES),
+         "--workers", "1", "--request-timeout", "120", "--max-time", str(MAX_TIME_S), "--rate-limit", "500/m",
+         "--suppress-health-check", "all", "--generation-deterministic",
+         "--report", "junit", "--report-dir", str(tmp_path)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=MAX_TIME_S + 240, env={**os.environ, "NO_COLOR": "1"})
+    seconds = time.perf_counter() - started
+    output = run.stdout + run.stderr
+    (tmp_path / "schemathesis.log").write_text(output)
+    print(output[-4000:])
+    assert run.returncode == 0, output[-6000:]
+    [report] = tmp_path.glob("*.xml")
+    suites = ET.parse(report).getroot()
+    cases = suites.findall(".//testcase")
+    assert len(cases) >= 10, output[-3000:]  # every route was exercised
+    record("schemathesis", operations=len(cases), seconds=round(seconds, 1),
+           checks=CHECKS.split(","), max_examples=MAX_EXAMPLES,
+           summary=[line.strip() for line in output.splitlines()
+                    if "test cases" in line.lower() or "passed" in line.lower()][-3:])
