@@ -41,7 +41,8 @@ from indexing import faiss_index, lexical
 from indexing.embedder import EmbedderInfo
 from indexing.faiss_index import IndexInfo
 from indexing.lexical import LexicalIndex
-from indexing.location import RemoteRoot, is_uri, join
+from indexing.location import RemoteRoot, is_uri
+from llama_rag.config import collection_dir
 from llama_rag.errors import EmbedderMismatchError, IndexLockedError, NotFoundError
 from llama_rag.locks import exclusive
 
@@ -200,8 +201,9 @@ class IndexStore:
     def __str__(self) -> str:
         return str(self.location)
 
-    def collection(self, name: str) -> "IndexStore":
-        return IndexStore(join(self.location, "collections", name), self.cache_dir)
+    def collection(self, name: str | None) -> "IndexStore":
+        """The store of collection ``name`` (this one's root for the default collection)."""
+        return IndexStore(collection_dir(self.location, name), self.cache_dir)
 
     def collections(self) -> list[str]:
         """Named collections under ``collections/`` that have a published version."""

@@ -23,7 +23,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from llama_rag.errors import InvalidInputError
+from llama_rag.errors import InvalidInputError, OutputLockedError
+from llama_rag.locks import exclusive
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 RESULT_SCHEMA = pa.schema([("id", pa.string()), ("label", pa.string()),
@@ -166,9 +167,6 @@ class Output:
     def lock(self):
         """Held for the whole job: a second driver on the same folder (a resubmission
         while the first still runs) would delete its unfinished parts and write ids twice."""
-        from llama_rag.errors import OutputLockedError
-        from llama_rag.locks import exclusive
-
         def busy(holder: str) -> OutputLockedError:
             return OutputLockedError(
                 f"--output {self.root} is being written by another classify job ({holder}); "

@@ -91,10 +91,10 @@ class LoadChunk:
         self.index = index
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        rows = [r for path, source, digest, error in zip(batch["path"], batch["source"],
-                                                        batch["hash"], batch["error"])
-                for r in file_rows(SourceFile(path=path, source=source, hash=digest, error=error),
-                                   self.chunker, self.index, self.mask_pii)]
+        fields = list(SourceFile.model_fields)  # the columns from_items made of each file
+        files = [SourceFile(**dict(zip(fields, values)))
+                 for values in zip(*(batch[f] for f in fields))]
+        rows = [r for f in files for r in file_rows(f, self.chunker, self.index, self.mask_pii)]
         return {c: [r[c] for r in rows] for c in ROW_COLUMNS}
 
 

@@ -161,7 +161,7 @@ class RetrieverCore:
         version = self.versions.get(name)
         if version is not None:
             return name, version
-        store = self.store if name == DEFAULT_COLLECTION else self.store.collection(name)
+        store = self.store.collection(name)
         if name != DEFAULT_COLLECTION and not store.exists():
             raise NotFoundError(f"unknown collection {name!r}; served: "
                                 f"{', '.join(sorted(self.versions)) or 'none'}", param="collection")
