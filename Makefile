@@ -38,7 +38,7 @@ demo: setup testdata
 	$(VENV)/bin/llama-rag search "how do I read a zip archive" --index-dir $(DEMO_DIR)/index -k 3
 
 test: setup testdata
-	$(PY) -m pytest tests/unit tests/integration tests/reliability
+	$(PY) -m pytest --durations=25 tests/unit tests/integration tests/reliability
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit

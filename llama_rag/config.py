@@ -217,6 +217,14 @@ class ServeSettings(StrictModel):
     rate_limit_per_minute: int = Field(
         120, ge=0, description="Requests per API key per minute (with api_keys set); 0: off.")
     rate_limit_burst: int = Field(20, ge=1, description="Requests a key may send at once.")
+    llm_stall_timeout_s: float = Field(
+        30, gt=0, description="Longest wait for the LLM's next streamed chunk (the first "
+        "included): past it the request gets 503 + Retry-After (an SSE error event once "
+        "streaming) and new LLM requests are refused at once until the LLM answers again.")
+    llm_answer_timeout_s: float = Field(
+        300, gt=0, description="Longest wait for a whole non-streamed LLM answer, likewise.")
+    llm_probe_interval_s: float = Field(
+        2, gt=0, description="While the LLM is down, how often the API probes its health.")
 
 
 class QASettings(StrictModel):

@@ -121,11 +121,14 @@ class RateLimitedError(LlamaRagError):
 
 
 class ModelUnavailableError(LlamaRagError):
-    """The LLM replica failed mid-request (killed, out of memory, restarting): retryable."""
+    """No LLM replica answered (killed, out of memory, restarting): retry after ``retry_after``."""
 
     http_status = 503
     type = "model_unavailable"
-    retry_after = 10.0
+
+    def __init__(self, message: str, *, retry_after: float = 10.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class UpstreamError(LlamaRagError):

@@ -46,8 +46,7 @@ class LlamaRagApi(LlamaRagIngress):
     def __init__(self, llm_deployments, model_cards, lora_paths, retriever, settings: Settings):
         from llama_rag.metrics import refusals, tokens_generated
 
-        super().__init__(llm_deployments=llm_deployments, model_cards=model_cards,
-                         lora_paths=lora_paths)
+        super().__init__(llm_deployments, model_cards, lora_paths, settings.serve)
         self.retriever = retriever
         self.settings = settings
         self.refusals, self.tokens = refusals(), tokens_generated()
@@ -79,6 +78,7 @@ class LlamaRagApi(LlamaRagIngress):
         hits = qa.relevant(found.hits, cfg)
         if not hits:
             return self._refusal(body, found)
+        self.llm_gate.check()  # 503 now, rather than a stream that can only end in an error
         max_tokens = body.max_tokens or cfg.max_tokens
         budget = qa.context_budget(self.settings.llm.max_model_len, max_tokens, body.question)
         hits = hits[: len(qa.quoted(hits, cfg, budget))]  # cite only what the model saw
@@ -93,7 +93,7 @@ class LlamaRagApi(LlamaRagIngress):
                                      media_type="text/event-stream")
         started = time.perf_counter()
         try:
-            response = await anext(self._get_response(body=chat, call_method="chat"))
+            response, *_ = [r async for r in self._get_response(body=chat, call_method="chat")]
         except LlamaRagError:
             raise
         except Exception as exc:  # the replica died or restarts: say so, retryably

@@ -12,14 +12,41 @@ import re
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from ray.exceptions import RayActorError
 from ray.llm._internal.serve.core.configs.openai_api_models import ModelCard, ModelList
 from ray.llm._internal.serve.core.ingress.ingress import OpenAiIngress
+
+from llama_rag.config import ServeSettings
+from services.llm_gate import LLMGate
 
 READY_TIMEOUT_S = 10
 ADAPTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # a name, never a path
 
 
 class LlamaRagIngress(OpenAiIngress):
+    def __init__(self, llm_deployments, model_cards, lora_paths, serve: ServeSettings):
+        super().__init__(llm_deployments=llm_deployments, model_cards=model_cards,
+                         lora_paths=lora_paths)
+        self.llm_gate = LLMGate(
+            self._probe_llms, stall_timeout_s=serve.llm_stall_timeout_s,
+            answer_timeout_s=serve.llm_answer_timeout_s,
+            probe_interval_s=serve.llm_probe_interval_s,
+            retry_after_s=max(serve.retry_after_s, serve.llm_probe_interval_s),
+            is_replica_failure=_replica_gone)
+
+    async def _get_response(self, *, body, call_method: str, raw_request=None):
+        """Every LLM call (OpenAI routes and /v1/ask) through the gate: bounded waits, and
+        503 at once while the LLM deployment has no replica that answers."""
+        responses = super()._get_response(body=body, call_method=call_method,
+                                          raw_request=raw_request)
+        async for item in self.llm_gate.call(responses, stream=bool(getattr(body, "stream",
+                                                                             False))):
+            yield item
+
+    async def _probe_llms(self) -> None:
+        for handle in self._default_serve_handles.values():
+            await handle.check_health.remote()
+
     async def _get_model_id(self, model: str | None) -> str:
         """Ray routes ``base:adapter`` to a LoRA adapter loaded from a path built from the
         name; refuse it when no adapters are configured (Ray answered 500) and refuse
@@ -44,6 +71,9 @@ class LlamaRagIngress(OpenAiIngress):
         """Every LLM deployment's engine answers its health check."""
         not_ready = []
         for model_id, handle in self._default_serve_handles.items():
+            if not self.llm_gate.is_open:
+                not_ready.append(model_id)
+                continue
             try:
                 await asyncio.wait_for(handle.check_health.remote(), READY_TIMEOUT_S)
             except Exception:  # starting, dead or unreachable: all mean "not ready"
@@ -52,6 +82,14 @@ class LlamaRagIngress(OpenAiIngress):
             return JSONResponse({"detail": f"model(s) not ready: {', '.join(not_ready)}"},
                                 status_code=503, headers={"retry-after": "5"})
         return {"status": "ready", "models": sorted(self._default_serve_handles)}
+
+
+def _replica_gone(exc: BaseException) -> bool:
+    """The LLM replica's process died, or its vLLM engine did (Ray wraps the engine's
+    EngineDeadError raised inside the replica in a RayTaskError)."""
+    cause = getattr(exc, "cause", None)
+    return isinstance(exc, RayActorError) or any(
+        type(e).__name__ == "EngineDeadError" for e in (exc, cause) if e is not None)
 
 
 class ErrorDetail(BaseModel):

@@ -3,6 +3,7 @@ the integration and reliability tests (registered in tests/conftest.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -29,6 +30,34 @@ AUTH = {"authorization": f"Bearer {API_KEY}"}
 QA_PAGES = ["zipfile", "tarfile", "gzip", "csv", "json", "glob", "tempfile", "shutil",
             "sqlite3", "datetime", "re", "pathlib", "zlib"]
 EXTRA_PAGES = ["bz2", "lzma"]  # the "extra" collection beside the main index
+
+
+OUTPUT = Path(os.environ.get("LLAMA_RAG_TEST_OUTPUT", ROOT / "test-output"))
+SLACK = 4.0  # a bound is this many times what was measured (the machine drifts mid-run)
+
+
+class ServerURL(str):
+    """The session server's URL, with how long `llama-rag serve` took to be ready."""
+
+    startup_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How fast the session's LLM answers on this machine now, measured once at session
+    start: waits scale with the machine (a busy or slower host) instead of fixed seconds."""
+
+    first_token_s: float  # one request, prompt to first token, through the whole app
+    tokens_per_s: float  # decoding speed of one request
+    startup_s: float  # `llama-rag serve` until every deployment was healthy
+
+    def answer_s(self, tokens: int, one_after_another: int = 1) -> float:
+        """A bound for ``one_after_another`` answers of ``tokens`` tokens each."""
+        return 10 + SLACK * one_after_another * (self.first_token_s + tokens / self.tokens_per_s)
+
+    def restart_s(self) -> float:
+        """A bound for an LLM replica to be replaced (a model load and an engine start)."""
+        return 60 + SLACK * self.startup_s
 
 
 def free_port() -> int:
@@ -152,13 +181,16 @@ def llm_server(ray_cluster, qa_index):
                           LLAMA_RAG_SERVE__RATE_LIMIT_BURST="40",
                           LLAMA_RAG_API_KEYS=",".join([API_KEY, LIMITED_KEY, f"{DOCS_KEY}@extra",
                                                         LOAD_KEY, SWAP_KEY, FUZZ_KEY]),
-                          LLAMA_RAG_LLM__MAX_MODEL_LEN="2048")
+                          LLAMA_RAG_LLM__MAX_MODEL_LEN="2048",
+                          # short answers unless a test asks for more: no test reads a long one
+                          LLAMA_RAG_QA__MAX_TOKENS="64")
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-rag-serve-{port}.log", "w")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "llama-rag"), "serve",
                              "--port", str(port), "--index-dir", str(qa_index)],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 600
+    url = ServerURL(f"http://127.0.0.1:{port}")
+    started = time.time()
+    deadline = started + 600
     while time.time() < deadline:  # the CLI prints its URL once every deployment is healthy
         if proc.poll() is not None:
             pytest.fail(f"llama-rag serve exited {proc.returncode}; see {log.name}")
@@ -169,6 +201,7 @@ def llm_server(ray_cluster, qa_index):
     else:
         proc.kill()
         pytest.fail(f"llama-rag serve was not ready in 600 s; see {log.name}")
+    url.startup_s = time.time() - started
     yield url
     proc.send_signal(2)  # Ctrl-C: the command deletes the app and exits
     try:
@@ -176,3 +209,30 @@ def llm_server(ray_cluster, qa_index):
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
+
+
+@pytest.fixture(scope="session")
+def pace(llm_server: ServerURL) -> Pace:
+    """The session server's speed: the best of two runs of a 1-token and a 64-token answer
+    (``ignore_eos``, so the count is exact), after one warm-up request."""
+    import httpx
+
+    def seconds(tokens: int) -> float:
+        started = time.perf_counter()
+        resp = httpx.post(f"{llm_server}/v1/chat/completions", headers=AUTH, timeout=300, json={
+            "model": "smollm2", "max_tokens": tokens, "ignore_eos": True, "temperature": 0,
+            "messages": [{"role": "user", "content": "Describe the zipfile module."}]})
+        assert resp.status_code == 200, resp.text[:300]
+        assert resp.json()["usage"]["completion_tokens"] == tokens, resp.text[:300]
+        return time.perf_counter() - started
+
+    seconds(8)
+    first = min(seconds(1) for _ in range(2))
+    whole = min(seconds(64) for _ in range(2))
+    measured = Pace(first_token_s=round(first, 3),
+                    tokens_per_s=round(63 / max(whole - first, 1e-3), 1),
+                    startup_s=round(llm_server.startup_s, 1))
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    (OUTPUT / "pace.json").write_text(json.dumps(measured.__dict__) + "\n")
+    print(f"\nsession LLM pace: {measured}")
+    return measured

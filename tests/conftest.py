@@ -8,4 +8,29 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 # Session fixtures (one Ray head, one index, one Serve app) for the integration and
 # reliability tests; unit tests never ask for them, so they start nothing there.
-from tests.cluster import llm_server, qa_index, ray_cluster  # noqa: E402,F401
+from tests.cluster import llm_server, pace, qa_index, ray_cluster  # noqa: E402,F401
+
+
+# Where the suite's time goes: setup + call + teardown per test file, printed at the end
+# and written to test-output/timings.json (the table in docs/reliability.md).
+_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    path = report.nodeid.split("::", 1)[0]
+    _SECONDS[path] = _SECONDS.get(path, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _SECONDS:
+        return
+    import json
+
+    from tests.cluster import OUTPUT
+
+    rows = sorted(_SECONDS.items(), key=lambda kv: -kv[1])
+    terminalreporter.write_sep("=", "seconds per test file (setup + call + teardown)")
+    for path, seconds in rows:
+        terminalreporter.write_line(f"{seconds:8.1f}  {path}")
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    (OUTPUT / "timings.json").write_text(json.dumps(dict(rows), indent=2) + "\n")

@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def ask(url: str, **body) -> httpx.Response:
-    return httpx.post(f"{url}/v1/ask", json=body, headers=AUTH, timeout=300)
+    """One /v1/ask; the server answers in at most 64 tokens unless ``max_tokens`` says
+    otherwise (tests/cluster.py), and sends 503 rather than wait past its own bounds."""
+    return httpx.post(f"{url}/v1/ask", json=body, headers=AUTH, timeout=360)
 
 
 def test_zip_question_is_answered_citing_zipfile(llm_server):
@@ -133,15 +135,26 @@ def qa_subset(tmp_path: Path) -> Path:
     return path
 
 
-def test_cli_ask_and_eval_against_the_server(llm_server, ray_cluster, tmp_path):
+EVAL_TOKENS = 24  # enough for the refusal sentence and a first cited sentence
+
+
+def test_cli_ask_and_eval_against_the_server(llm_server, ray_cluster, pace, tmp_path):
     env = ray_cluster.env(LLAMA_RAG_API_KEY=API_KEY)
     out = subprocess.run([CLI, "ask", "How do I read a zip archive?", "--url", llm_server,
-                          "--json"], capture_output=True, text=True, env=env, timeout=300)
+                          "--json"], capture_output=True, text=True, env=env,
+                         timeout=pace.answer_s(64) + 30)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["answerable"] is True
     qa_file = qa_subset(tmp_path)
-    out = subprocess.run([CLI, "eval", "--qa", str(qa_file), "--url", llm_server, "--json"],
-                         capture_output=True, text=True, env=env, timeout=900)
+    questions = len(qa_file.read_text().splitlines())
+    bound = pace.answer_s(EVAL_TOKENS, one_after_another=questions) + 30
+    try:
+        out = subprocess.run([CLI, "eval", "--qa", str(qa_file), "--url", llm_server, "--json",
+                              "--max-tokens", str(EVAL_TOKENS)],
+                             capture_output=True, text=True, env=env, timeout=bound)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"llama-rag eval of {questions} questions at {EVAL_TOKENS} tokens did not "
+                    f"finish in {bound:.0f} s (derived from {pace})")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["hit_at_5"] >= 0.9 and report["mrr"] >= 0.8

@@ -5,14 +5,10 @@ hostile input. Each test is bounded in requests and seconds; servers listen on
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
-OUTPUT = Path(os.environ.get("LLAMA_RAG_TEST_OUTPUT",
-                             Path(__file__).resolve().parents[2] / "test-output"))
-
+from tests.cluster import OUTPUT
 
 
 def pytest_collection_modifyitems(config, items):
