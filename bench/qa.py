@@ -92,6 +92,7 @@ def main() -> None:
     from llama_rag.config import load_settings
     from llama_rag.evaluate import load_qa
     from llama_rag.models import apply_offline_policy
+    from llama_rag import prompts
     from services import qa
 
     settings = load_settings(None, {"index.dir": args.index_dir})
@@ -107,15 +108,15 @@ def main() -> None:
     async def run_all() -> dict:
         async with httpx.AsyncClient(base_url=url, timeout=600,
                                      limits=httpx.Limits(max_connections=64)) as http:
-            prompts = {}
+            messages = {}
             for q in set(questions):  # the exact messages /v1/ask sends for q
                 from indexing.store import Hit
 
                 found = (await http.post("/v1/search", json={"query": q, "k": cfg.k})).json()
                 hits = qa.relevant([Hit(**h) for h in found["hits"]], cfg)
-                budget = qa.context_budget(settings.llm.max_model_len, args.max_tokens, q)
-                hits = hits[: len(qa.quoted(hits, cfg, budget))]
-                prompts[q] = qa.build_messages(q, hits, cfg, budget)
+                budget = prompts.context_budget(settings.llm.max_model_len, args.max_tokens, q)
+                hits = hits[: len(prompts.quoted(hits, cfg, budget))]
+                messages[q] = prompts.build_messages(q, hits, cfg, budget)
 
             async def ask(q: str) -> dict:
                 resp = await http.post("/v1/ask", json={"question": q, "max_tokens": args.max_tokens})
@@ -124,7 +125,7 @@ def main() -> None:
 
             async def bare(q: str) -> dict:
                 resp = await http.post("/v1/chat/completions", json={
-                    "model": settings.llm.model_id, "messages": prompts[q],
+                    "model": settings.llm.model_id, "messages": messages[q],
                     "max_tokens": args.max_tokens, "temperature": cfg.temperature,
                     "frequency_penalty": cfg.frequency_penalty})
                 resp.raise_for_status()

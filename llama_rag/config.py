@@ -217,6 +217,11 @@ class ServeSettings(StrictModel):
     rate_limit_per_minute: int = Field(
         120, ge=0, description="Requests per API key per minute (with api_keys set); 0: off.")
     rate_limit_burst: int = Field(20, ge=1, description="Requests a key may send at once.")
+    default_max_tokens: int = Field(
+        512, ge=1, description="max_tokens of an OpenAI-route request that sets none (vLLM "
+        "would generate until the context ends: minutes on a CPU).")
+    max_tokens_limit: int = Field(
+        4096, ge=1, description="Largest max_tokens an OpenAI-route request may ask (400 above).")
     llm_stall_timeout_s: float = Field(
         30, gt=0, description="Longest wait for the LLM's next streamed chunk (the first "
         "included): past it the request gets 503 + Retry-After (an SSE error event once "

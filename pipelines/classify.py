@@ -24,13 +24,8 @@ from pydantic import BaseModel
 from llama_rag.config import Settings, load_settings
 from llama_rag.errors import InvalidInputError, LlamaRagError
 from pipelines import classify_io as io
-from pipelines.classify_llm import (
-    DEFAULT_INSTRUCTIONS,
-    Mode,
-    PromptSpec,
-    load_examples,
-    load_labels,
-)
+from llama_rag.prompts import DEFAULT_INSTRUCTIONS, PromptSpec
+from pipelines.classify_llm import Mode, load_examples, load_labels
 
 PROGRESS_EVERY_S = 10
 

@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from llama_rag.client import ApiError, Client
-from pipelines.classify_llm import Mode, PromptSpec, map_generated, messages_for
+from llama_rag.prompts import PromptSpec, messages_for
+from pipelines.classify_llm import Mode, map_generated
 
 THREADS = 8
 

@@ -26,6 +26,7 @@ from llama_rag.config import DEFAULT_COLLECTION, Settings
 from llama_rag.pii import StreamMasker, mask, mask_logs
 from llama_rag.errors import (ForbiddenError, InvalidInputError, LlamaRagError,
                               ModelUnavailableError, UpstreamError)
+from llama_rag import prompts
 from services import qa
 from services.ingress import ENDPOINTS, LlamaRagIngress, responses
 from services.auth import SCOPE_STATE
@@ -80,11 +81,14 @@ class LlamaRagApi(LlamaRagIngress):
             return self._refusal(body, found)
         self.llm_gate.check()  # 503 now, rather than a stream that can only end in an error
         max_tokens = body.max_tokens or cfg.max_tokens
-        budget = qa.context_budget(self.settings.llm.max_model_len, max_tokens, body.question)
-        hits = hits[: len(qa.quoted(hits, cfg, budget))]  # cite only what the model saw
+        if max_tokens > self.settings.serve.max_tokens_limit:
+            raise InvalidInputError(f"max_tokens is {max_tokens}; this server allows at most "
+                                    f"{self.settings.serve.max_tokens_limit}", param="max_tokens")
+        budget = prompts.context_budget(self.settings.llm.max_model_len, max_tokens, body.question)
+        hits = hits[: len(prompts.quoted(hits, cfg, budget))]  # cite only what the model saw
         chat = ChatCompletionRequest(
             model=self.settings.llm.model_id,
-            messages=qa.build_messages(body.question, hits, cfg, budget), max_tokens=max_tokens,
+            messages=prompts.build_messages(body.question, hits, cfg, budget), max_tokens=max_tokens,
             temperature=cfg.temperature if body.temperature is None else body.temperature,
             frequency_penalty=cfg.frequency_penalty,
             stream=body.stream, stream_options={"include_usage": True} if body.stream else None)

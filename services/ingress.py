@@ -17,6 +17,7 @@ from ray.llm._internal.serve.core.configs.openai_api_models import ModelCard, Mo
 from ray.llm._internal.serve.core.ingress.ingress import OpenAiIngress
 
 from llama_rag.config import ServeSettings
+from llama_rag.errors import InvalidInputError
 from services.llm_gate import LLMGate
 
 READY_TIMEOUT_S = 10
@@ -27,6 +28,7 @@ class LlamaRagIngress(OpenAiIngress):
     def __init__(self, llm_deployments, model_cards, lora_paths, serve: ServeSettings):
         super().__init__(llm_deployments=llm_deployments, model_cards=model_cards,
                          lora_paths=lora_paths)
+        self.serve_settings = serve
         self.llm_gate = LLMGate(
             self._probe_llms, stall_timeout_s=serve.llm_stall_timeout_s,
             answer_timeout_s=serve.llm_answer_timeout_s,
@@ -37,8 +39,8 @@ class LlamaRagIngress(OpenAiIngress):
     async def _get_response(self, *, body, call_method: str, raw_request=None):
         """Every LLM call (OpenAI routes and /v1/ask) through the gate: bounded waits, and
         503 at once while the LLM deployment has no replica that answers."""
-        responses = super()._get_response(body=body, call_method=call_method,
-                                          raw_request=raw_request)
+        responses = super()._get_response(body=with_token_bounds(body, self.serve_settings),
+                                          call_method=call_method, raw_request=raw_request)
         async for item in self.llm_gate.call(responses, stream=bool(getattr(body, "stream",
                                                                              False))):
             yield item
@@ -82,6 +84,20 @@ class LlamaRagIngress(OpenAiIngress):
             return JSONResponse({"detail": f"model(s) not ready: {', '.join(not_ready)}"},
                                 status_code=503, headers={"retry-after": "5"})
         return {"status": "ready", "models": sorted(self._default_serve_handles)}
+
+
+def with_token_bounds(body, serve: ServeSettings):
+    """``body`` with ``max_tokens`` set where an OpenAI request sets none (vLLM would generate
+    until the context ends), refused above ``serve.max_tokens_limit``."""
+    if not hasattr(body, "max_tokens"):
+        return body
+    asked = body.max_tokens or getattr(body, "max_completion_tokens", None)
+    if asked is None:
+        return body.model_copy(update={"max_tokens": serve.default_max_tokens})
+    if asked > serve.max_tokens_limit:
+        raise InvalidInputError(f"max_tokens is {asked}; this server allows at most "
+                                f"{serve.max_tokens_limit}", param="max_tokens")
+    return body
 
 
 def _replica_gone(exc: BaseException) -> bool:

@@ -33,6 +33,7 @@ EXTRA_PAGES = ["bz2", "lzma"]  # the "extra" collection beside the main index
 
 
 OUTPUT = Path(os.environ.get("LLAMA_RAG_TEST_OUTPUT", ROOT / "test-output"))
+MAX_TOKENS_LIMIT = 256  # the session server's ceiling: no request (fuzzed ones too) runs long
 SLACK = 4.0  # a bound is this many times what was measured (the machine drifts mid-run)
 
 
@@ -183,7 +184,9 @@ def llm_server(ray_cluster, qa_index):
                                                         LOAD_KEY, SWAP_KEY, FUZZ_KEY]),
                           LLAMA_RAG_LLM__MAX_MODEL_LEN="2048",
                           # short answers unless a test asks for more: no test reads a long one
-                          LLAMA_RAG_QA__MAX_TOKENS="64")
+                          LLAMA_RAG_QA__MAX_TOKENS="64",
+                          LLAMA_RAG_SERVE__DEFAULT_MAX_TOKENS="64",
+                          LLAMA_RAG_SERVE__MAX_TOKENS_LIMIT=str(MAX_TOKENS_LIMIT))
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-rag-serve-{port}.log", "w")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "llama-rag"), "serve",
                              "--port", str(port), "--index-dir", str(qa_index)],

@@ -100,3 +100,21 @@ def test_request_errors_pass_through_and_leave_the_gate_open():
             await collect(g, chunks(fail=KeyError("x")))
         assert g.is_open
     asyncio.run(run())
+
+
+def test_openai_requests_get_a_default_and_a_ceiling_for_max_tokens():
+    from ray.llm._internal.serve.core.configs.openai_api_models import ChatCompletionRequest
+
+    from llama_rag.config import ServeSettings
+    from services.ingress import with_token_bounds
+
+    serve = ServeSettings(default_max_tokens=64, max_tokens_limit=100)
+    messages = [{"role": "user", "content": "hi"}]
+    unset = ChatCompletionRequest(model="m", messages=messages)
+    assert with_token_bounds(unset, serve).max_tokens == 64
+    asked = ChatCompletionRequest(model="m", messages=messages, max_tokens=80)
+    assert with_token_bounds(asked, serve).max_tokens == 80
+    with pytest.raises(InvalidInputError, match="at most 100") as err:
+        with_token_bounds(ChatCompletionRequest(model="m", messages=messages,
+                                                max_completion_tokens=500), serve)
+    assert err.value.param == "max_tokens"
