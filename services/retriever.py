@@ -166,9 +166,10 @@ class RetrieverCore:
             raise NotFoundError(f"unknown collection {name!r}; served: "
                                 f"{', '.join(sorted(self.versions)) or 'none'}", param="collection")
         hint = "" if name == DEFAULT_COLLECTION else f" --collection {name}"
+        log.warning("collection %r: no index is published in %s", name, store)  # paths: log only
         raise IndexUnavailableError(
-            f"no index is published in {store}; run `llama-rag index PATH "
-            f"--index-dir {self.store}{hint}` first")
+            f"no index is published for collection {name!r}; run `llama-rag index PATH{hint}` "
+            "with this server's index directory first")
 
     def summary(self, collection: str | None = None) -> IndexSummary:
         _, version = self._loaded(collection)

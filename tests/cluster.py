@@ -206,12 +206,14 @@ def llm_server(ray_cluster, qa_index):
         pytest.fail(f"llama-rag serve was not ready in 600 s; see {log.name}")
     url.startup_s = time.time() - started
     yield url
-    proc.send_signal(2)  # Ctrl-C: the command deletes the app and exits
+    proc.send_signal(2)  # Ctrl-C: the command deletes the app and exits (SIGTERM alike)
     try:
-        proc.wait(timeout=60)
+        code = proc.wait(timeout=90)
     except subprocess.TimeoutExpired:
         proc.kill()
+        code = None
     log.close()
+    assert code == 0, f"llama-rag serve did not stop cleanly on SIGINT ({code}); see {log.name}"
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,11 @@
 import json
+import os
+import signal
+import threading
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from llama_rag.cli import main
@@ -57,3 +61,15 @@ def test_index_json_summary_shape(tmp_path, monkeypatch):
                                        "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["chunks_total"] == 3
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_serve_stops_alike_on_sigint_and_sigterm(sig):
+    """`llama-rag serve` waits in wait_for_stop: either signal returns it (and restores the
+    previous handlers), so `kill -INT` and `kill -TERM` both delete the app and exit."""
+    from llama_rag.cli import wait_for_stop
+
+    before = signal.getsignal(sig)
+    threading.Timer(0.2, os.kill, (os.getpid(), sig)).start()
+    assert wait_for_stop() == sig
+    assert signal.getsignal(sig) is before

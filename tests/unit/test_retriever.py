@@ -38,8 +38,10 @@ def core(request, tmp_path: Path, monkeypatch) -> RetrieverCore:
 
 
 def test_no_published_index_is_a_clear_503(core):
-    with pytest.raises(IndexUnavailableError, match="run `llama-rag index"):
+    with pytest.raises(IndexUnavailableError, match="run `llama-rag index") as err:
         core.search(SearchRequest(query="alpha"))
+    # clients see this message: the server's index location stays in its log
+    assert str(core.store).split("://")[-1] not in err.value.message
 
 
 def test_filters_search_exactly_over_the_allowed_rows(core):
