@@ -24,7 +24,7 @@ from llama_rag.client import DEFAULT_URL
 from llama_rag.config import COLLECTION_PATTERN, collection_dir
 from llama_rag.config import RETRIEVAL_MODES as MODES
 from llama_rag.errors import LlamaRagError
-from pipelines.classify import options as _classify_options
+from pipelines.classify_args import options as _classify_options
 
 
 class _UserError(click.ClickException):

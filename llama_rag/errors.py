@@ -28,6 +28,12 @@ class InvalidInputError(LlamaRagError):
     type = "invalid_request_error"
 
 
+class QuestionTooLongError(InvalidInputError):
+    """The question is longer than ``qa.max_question_chars``."""
+
+    http_status = 413
+
+
 class ConfigError(InvalidInputError):
     """A setting has an invalid value; the message names the field."""
 
@@ -74,7 +80,7 @@ class ModelSetupError(LlamaRagError):
 
     exit_code = 2
     http_status = 503
-    type = "model_unavailable"
+    type = "model_setup_error"
 
 
 class LoadError(LlamaRagError):
@@ -115,8 +121,8 @@ class RateLimitedError(LlamaRagError):
     http_status = 429
     type = "rate_limit_error"
 
-    def __init__(self, message: str, *, retry_after: float) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retry_after: float, param: str | None = None) -> None:
+        super().__init__(message, param=param)
         self.retry_after = retry_after
 
 
@@ -126,8 +132,9 @@ class ModelUnavailableError(LlamaRagError):
     http_status = 503
     type = "model_unavailable"
 
-    def __init__(self, message: str, *, retry_after: float = 10.0) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, retry_after: float = 10.0,
+                 param: str | None = None) -> None:
+        super().__init__(message, param=param)
         self.retry_after = retry_after
 
 
@@ -140,3 +147,13 @@ class UpstreamError(LlamaRagError):
         super().__init__(message)
         self.http_status = status if 400 <= status < 600 else 502
         self.type = "invalid_request_error" if 400 <= self.http_status < 500 else self.type
+
+
+def error_types() -> frozenset[str]:
+    """Every ``type`` our errors carry (an error body with one of these is already ours)."""
+    found, todo = set(), [LlamaRagError]
+    while todo:
+        cls = todo.pop()
+        found.add(cls.type)
+        todo += cls.__subclasses__()
+    return frozenset(found | {"upstream_error", "invalid_request_error"})

@@ -22,33 +22,13 @@ import pyarrow as pa
 from pydantic import BaseModel
 
 from llama_rag.config import Settings, load_settings
-from llama_rag.errors import InvalidInputError, LlamaRagError
+from llama_rag.errors import InvalidInputError
+from llama_rag.prompts import PromptSpec
 from pipelines import classify_io as io
-from llama_rag.prompts import DEFAULT_INSTRUCTIONS, PromptSpec
-from pipelines.classify_llm import Mode, load_examples, load_labels
+from pipelines.classify_args import ClassifyArgs
+from pipelines.classify_llm import load_examples, load_labels
 
 PROGRESS_EVERY_S = 10
-
-
-class ClassifyArgs(BaseModel):
-    input: str
-    text_column: str
-    output: Path
-    labels: str | None = None
-    labels_file: Path | None = None
-    id_column: str | None = None
-    instructions: str = DEFAULT_INSTRUCTIONS
-    examples: Path | None = None
-    mode: Mode = "choice"
-    batch_size: int = 64
-    concurrency: int = 1
-    max_rows: int | None = None
-    gold_column: str | None = None
-    context_index: Path | None = None
-    via_serve: str | None = None
-    output_format: str = "parquet"
-    max_text_tokens: int = 384
-    calibrate: bool = True
 
 
 class Metrics(BaseModel):
@@ -282,45 +262,6 @@ def metrics(predicted: list[str], gold: list[str | None]) -> Metrics | None:
                    per_label=per_label, confusion=confusion)
 
 
-def options(fn):
-    """The job's flags, shared by `python -m pipelines.classify` and `llama-rag classify`."""
-    flags = [
-        click.option("--input", "input_", required=True, help="csv/jsonl/parquet file, folder or glob."),
-        click.option("--text-column", required=True, help="Column holding the text."),
-        click.option("--id-column", help="Column with row ids (default: <file>:<row>)."),
-        click.option("--labels", help="Comma-separated labels, e.g. sports,politics,tech."),
-        click.option("--labels-file", type=click.Path(dir_okay=False, path_type=Path),
-                     help="YAML mapping label: description."),
-        click.option("--instructions", default=DEFAULT_INSTRUCTIONS, show_default=True,
-                     help="Task instructions placed before the labels."),
-        click.option("--examples", type=click.Path(dir_okay=False, path_type=Path),
-                     help="Few-shot JSONL of {text, label}."),
-        click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
-                     help="Output folder (re-use it to resume)."),
-        click.option("--mode", type=click.Choice(["choice", "generate"]), default="choice",
-                     show_default=True, help="choice: always a label, with confidence."),
-        click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True),
-        click.option("--concurrency", type=click.IntRange(1), default=1, show_default=True,
-                     help="LLM actors (vLLM engines, or HTTP workers with --via-serve)."),
-        click.option("--max-rows", type=click.IntRange(0), help="Only the first N input rows."),
-        click.option("--gold-column", help="Column with true labels: adds accuracy and more."),
-        click.option("--context-index", type=click.Path(file_okay=False, path_type=Path),
-                     help="Index to retrieve context from for each row (RAG classification)."),
-        click.option("--via-serve", help="URL of a running `llama-rag serve` to use instead."),
-        click.option("--format", "output_format", type=click.Choice(["parquet", "jsonl"]),
-                     default="parquet", show_default=True, help="Format of the result parts."),
-        click.option("--max-text-tokens", type=click.IntRange(16), default=384, show_default=True,
-                     help="Longer texts are truncated and flagged."),
-        click.option("--calibrate/--no-calibrate", default=True, show_default=True,
-                     help="choice mode: divide out the model's label prior (see classify_llm)."),
-        click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-                     envvar="LLAMA_RAG_CONFIG", help="YAML settings file."),
-    ]
-    for flag in reversed(flags):
-        fn = flag(fn)
-    return fn
-
-
 def run_from_cli(config_path: Path | None, input_: str, **kwargs: Any) -> None:
     settings = load_settings(config_path)
     from llama_rag.models import apply_offline_policy
@@ -335,14 +276,12 @@ def run_from_cli(config_path: Path | None, input_: str, **kwargs: Any) -> None:
             f"({summary.errors}); re-run the same command to finish")
 
 
-@click.command(help=__doc__)
-@options
-def main(**kwargs: Any) -> None:
-    try:
-        run_from_cli(**kwargs)
-    except LlamaRagError as exc:
-        click.echo(f"Error: {exc.message}", err=True)
-        sys.exit(exc.exit_code)
+def main(argv: list[str] | None = None) -> None:
+    """`python -m pipelines.classify` is `llama-rag classify`: one set of flags, one code
+    path, errors mapped once (llama_rag.cli)."""
+    from llama_rag.cli import main as cli_main
+
+    cli_main(["classify", *(argv if argv is not None else sys.argv[1:])])
 
 
 if __name__ == "__main__":

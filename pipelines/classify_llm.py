@@ -15,13 +15,13 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from llama_rag.errors import InvalidInputError
 from llama_rag.prompts import Example, LabelSet, PromptSpec, messages_for
+from pipelines.classify_args import Mode
 
-Mode = Literal["choice", "generate"]
 
 
 def load_labels(labels: str | None, labels_file: Path | None) -> LabelSet:

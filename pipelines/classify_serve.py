@@ -13,7 +13,8 @@ from typing import Any
 
 from llama_rag.client import ApiError, Client
 from llama_rag.prompts import PromptSpec, messages_for
-from pipelines.classify_llm import Mode, map_generated
+from pipelines.classify_args import Mode
+from pipelines.classify_llm import map_generated
 
 THREADS = 8
 

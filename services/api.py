@@ -25,7 +25,8 @@ from ray.llm._internal.serve.core.ingress.utils import _apply_openai_json_format
 from llama_rag.config import DEFAULT_COLLECTION, Settings
 from llama_rag.pii import StreamMasker, mask, mask_logs
 from llama_rag.errors import (ForbiddenError, InvalidInputError, LlamaRagError,
-                              ModelUnavailableError, UpstreamError)
+                              ModelUnavailableError, QuestionTooLongError, UpstreamError)
+from services.errors import validation_error
 from llama_rag import prompts
 from services import qa
 from services.ingress import ENDPOINTS, LlamaRagIngress, responses
@@ -35,10 +36,6 @@ from services.retriever import Collection, IndexSummary, SearchRequest, SearchRe
 log = logging.getLogger(__name__)
 
 WEB = Path(__file__).with_name("web")  # the question page: plain HTML, CSS and JS
-
-
-class QuestionTooLongError(InvalidInputError):
-    http_status = 413
 
 
 class LlamaRagApi(LlamaRagIngress):
@@ -212,18 +209,7 @@ def _sse(event: str, data: dict) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
-async def _error_response(request: Request, exc: LlamaRagError) -> JSONResponse:
-    headers = {}
-    if getattr(exc, "retry_after", None) is not None:
-        headers["retry-after"] = str(max(1, round(exc.retry_after)))
-    return JSONResponse({"error": {"type": exc.type, "message": exc.message, "param": exc.param,
-                                   "code": exc.http_status}},
-                        status_code=exc.http_status, headers=headers)
-
-
 async def _validation_response(request: Request, exc: Exception) -> JSONResponse:
-    from services.errors import validation_error
-
     return JSONResponse(validation_error(exc.errors()), status_code=400)
 
 
@@ -238,17 +224,18 @@ API_ENDPOINTS = {**ENDPOINTS,
                  "page": lambda app: app.get("/", include_in_schema=False)}
 
 
-def api_class(settings: Settings):
-    """The Serve ingress class with our error handler and, when keys are set, auth."""
+def fastapi_app(settings: Settings):
+    """The FastAPI app under our routes: Ray's middleware stack, our one error mapping,
+    the page's static files, the API-key check, and the outermost error-body rewrite."""
     from fastapi.exceptions import RequestValidationError
     from fastapi.staticfiles import StaticFiles
-    from ray.llm._internal.serve.core.ingress.ingress import init, make_fastapi_ingress
+    from ray.llm._internal.serve.core.ingress.ingress import init
 
     from services.auth import ApiKeyGuard, key_digests
-    from services.errors import OpenAIErrorBodies
+    from services.errors import OpenAIErrorBodies, error_response
 
     app = init()  # Ray's middleware stack (request ids, metrics, its exception handling)
-    app.add_exception_handler(LlamaRagError, _error_response)
+    app.add_exception_handler(LlamaRagError, error_response)  # the one mapping of our errors
     app.add_exception_handler(RequestValidationError, _validation_response)  # replaces Ray's
     app.mount("/ui", StaticFiles(directory=WEB), name="ui")
     app.add_middleware(ApiKeyGuard, digests=key_digests([k.get_secret_value()
@@ -256,4 +243,12 @@ def api_class(settings: Settings):
                        per_minute=settings.serve.rate_limit_per_minute,
                        burst=settings.serve.rate_limit_burst)
     app.add_middleware(OpenAIErrorBodies)  # added last, so outermost: sees every response
-    return make_fastapi_ingress(LlamaRagApi, endpoint_map=API_ENDPOINTS, app=app)
+    return app
+
+
+def api_class(settings: Settings):
+    """The Serve ingress class on ``fastapi_app``."""
+    from ray.llm._internal.serve.core.ingress.ingress import make_fastapi_ingress
+
+    return make_fastapi_ingress(LlamaRagApi, endpoint_map=API_ENDPOINTS,
+                                app=fastapi_app(settings))

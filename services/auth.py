@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 from typing import Awaitable, Callable
+
+from llama_rag.errors import AuthError, ForbiddenError, LlamaRagError, RateLimitedError
+from services.errors import send_error
 
 OPEN_PATHS = frozenset({"/healthz", "/"})  # probes and the page itself (it holds no data)
 OPEN_PREFIX = "/ui/"  # the page's CSS and JavaScript
@@ -75,49 +77,43 @@ class ApiKeyGuard:
         self.per_minute, self.burst = per_minute, burst
         self.buckets: dict[str, TokenBucket] = {}
 
-    def _identify(self, scope: dict) -> tuple[str | None, int, str]:
-        """(key digest, 0 or an error status, error message)."""
+    def _identify(self, scope: dict) -> str:
+        """The caller's key digest; ``AuthError``/``ForbiddenError`` when there is none."""
         headers = dict(scope.get("headers") or [])
         auth = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, key = auth.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
-            return None, 401, "missing API key: send 'Authorization: Bearer KEY'"
+            raise AuthError("missing API key: send 'Authorization: Bearer KEY'")
         given = digest(key.strip())
         for known in self.digests:
             if hmac.compare_digest(given, known):
-                return known, 0, ""
-        return None, 403, "the API key is not valid"
+                return known
+        raise ForbiddenError("the API key is not valid")
 
-    def _limited(self, client: str) -> float:
+    def _limit(self, client: str) -> None:
+        """``RateLimitedError`` once the key's bucket is empty."""
         if not self.per_minute:
-            return 0.0
+            return
         bucket = self.buckets.get(client)
         if bucket is None:
             if len(self.buckets) >= MAX_BUCKETS:
                 self.buckets.clear()
             bucket = self.buckets[client] = TokenBucket(self.per_minute, self.burst)
-        return bucket.take()
+        wait = bucket.take()
+        if wait:
+            raise RateLimitedError(f"rate limit of {self.per_minute} requests per minute "
+                                   "exceeded", retry_after=wait + 0.5)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http" or not self.digests or _open(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
-        client, status, message = self._identify(scope)
-        headers: list[tuple[bytes, bytes]] = []
-        if status == 401:
-            headers.append((b"www-authenticate", b"Bearer"))
-        if client is not None:
+        try:
+            client = self._identify(scope)
             scope.setdefault("state", {})[SCOPE_STATE] = self.digests[client]
-            wait = self._limited(client)
-            if wait:
-                status = 429
-                message = f"rate limit of {self.per_minute} requests per minute exceeded"
-                headers.append((b"retry-after", str(max(1, round(wait + 0.5))).encode()))
-        if not status:
-            await self.app(scope, receive, send)
+            self._limit(client)
+        except LlamaRagError as exc:  # middleware runs outside FastAPI's handlers
+            challenge = [(b"www-authenticate", b"Bearer")] if type(exc) is AuthError else []
+            await send_error(send, exc, challenge)
             return
-        body = json.dumps({"error": {"message": message, "param": None}}).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": headers + [(b"content-type", b"application/json"),
-                                          (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await self.app(scope, receive, send)

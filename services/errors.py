@@ -1,17 +1,24 @@
-"""One OpenAI-style error body for every 4xx/5xx the API sends.
+"""The one error path of the API: one body, one builder, our error types mapped once.
 
-Ray's LLM ingress answers with FastAPI's ``{"detail": ...}`` or with
-``{"error": {"message": "Message: ..., Internal exception: ray.llm._internal..."}}``.
-Clients should see ``{"error": {"type", "message", "param", "code"}}`` with a message
-that says what to change and nothing about our internals; this module rewrites the
-body once, at the outermost layer, for every route.
+Every 4xx/5xx the API sends is ``ErrorBody``: ``{"error": {"type", "message", "param",
+"code"}}``, built by ``error_body`` alone. Our own errors (``llama_rag.errors``) are raised
+wherever they happen and become responses in one place: ``error_response`` (the FastAPI
+handler) or ``send_error`` (ASGI middleware in front of the routes, such as the API-key
+check). Ray's LLM ingress answers in its own shapes (FastAPI's ``{"detail": ...}``,
+``"Message: ..., Internal exception: ray.llm._internal..."``), so ``OpenAIErrorBodies``
+rewrites every error body once, at the outermost layer, keeping a ``type`` that is
+already ours and deriving the others from the status code.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable
+
+from pydantic import BaseModel
+
+from llama_rag.errors import LlamaRagError, error_types
 
 _MESSAGE = re.compile(r"^Message: (?P<msg>.*?)(?:, Internal exception: .*)?$", re.S)
 _REQUEST_ID = re.compile(r"\s*\(Request ID: [^)]*\)")
@@ -19,6 +26,55 @@ _PARAM = re.compile(r"\s*\(parameter=(?P<param>[\w.]+), value=[^)]*\)")
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "not_found_error", 408: "timeout_error", 413: "invalid_request_error",
           422: "invalid_request_error", 429: "rate_limit_error", 503: "overloaded_error"}
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+    param: str | None
+    code: int
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx body, declared in the OpenAPI schema so clients and schema checkers
+    (schemathesis in tests/reliability) know the shape."""
+
+    error: ErrorDetail
+
+
+def error_body(status: int, message: str, *, type: str | None = None,
+               param: str | None = None) -> dict[str, Any]:
+    """The body of every error response (the only place one is built)."""
+    kind = type or _TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return ErrorBody(error=ErrorDetail(type=kind, message=message or f"HTTP {status}",
+                                       param=param, code=status)).model_dump()
+
+
+def error_headers(exc: LlamaRagError) -> dict[str, str]:
+    retry_after = getattr(exc, "retry_after", None)
+    return {} if retry_after is None else {"retry-after": str(max(1, round(retry_after)))}
+
+
+def body_of(exc: LlamaRagError) -> dict[str, Any]:
+    return error_body(exc.http_status, exc.message, type=exc.type, param=exc.param)
+
+
+async def error_response(request: Any, exc: LlamaRagError):
+    """FastAPI's handler for every ``LlamaRagError`` a route raises."""
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse(body_of(exc), status_code=exc.http_status, headers=error_headers(exc))
+
+
+async def send_error(send: Callable, exc: LlamaRagError,
+                     headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+    """The same response from ASGI middleware (which runs outside FastAPI's handlers)."""
+    body = json.dumps(body_of(exc)).encode()
+    extra = [(k.encode(), v.encode()) for k, v in error_headers(exc).items()]
+    await send({"type": "http.response.start", "status": exc.http_status,
+                "headers": [*headers, *extra, (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def openai_error(status: int, body: bytes) -> dict[str, Any]:
@@ -44,9 +100,9 @@ def openai_error(status: int, body: bytes) -> dict[str, Any]:
         message = "internal error; the server log has the details"
     if not isinstance(param, str):
         param = None
-    return {"error": {"type": _TYPES.get(status, "api_error" if status >= 500 else
-                                         "invalid_request_error"),
-                      "message": message or f"HTTP {status}", "param": param, "code": status}}
+    kind = error.get("type") if isinstance(error, dict) else None
+    return error_body(status, message, param=param,
+                      type=kind if kind in error_types() else None)
 
 
 def validation_error(errors: list[dict]) -> dict[str, Any]:
@@ -65,8 +121,7 @@ def validation_error(errors: list[dict]) -> dict[str, Any]:
     else:
         param = ".".join(where)
         message = f"{param}: {first.get('msg', 'invalid value')}"
-    return {"error": {"type": "invalid_request_error", "message": message, "param": param,
-                      "code": 400}}
+    return error_body(400, message, param=param)
 
 
 ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]

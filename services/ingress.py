@@ -10,14 +10,13 @@ import asyncio
 import re
 
 from fastapi import HTTPException
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 from ray.exceptions import RayActorError
 from ray.llm._internal.serve.core.configs.openai_api_models import ModelCard, ModelList
 from ray.llm._internal.serve.core.ingress.ingress import OpenAiIngress
 
 from llama_rag.config import ServeSettings
-from llama_rag.errors import InvalidInputError
+from llama_rag.errors import InvalidInputError, ModelUnavailableError
+from services.errors import ErrorBody
 from services.llm_gate import LLMGate
 
 READY_TIMEOUT_S = 10
@@ -81,8 +80,8 @@ class LlamaRagIngress(OpenAiIngress):
             except Exception:  # starting, dead or unreachable: all mean "not ready"
                 not_ready.append(model_id)
         if not_ready:
-            return JSONResponse({"detail": f"model(s) not ready: {', '.join(not_ready)}"},
-                                status_code=503, headers={"retry-after": "5"})
+            raise ModelUnavailableError(f"model(s) not ready: {', '.join(not_ready)}",
+                                        retry_after=5)
         return {"status": "ready", "models": sorted(self._default_serve_handles)}
 
 
@@ -106,20 +105,6 @@ def _replica_gone(exc: BaseException) -> bool:
     cause = getattr(exc, "cause", None)
     return isinstance(exc, RayActorError) or any(
         type(e).__name__ == "EngineDeadError" for e in (exc, cause) if e is not None)
-
-
-class ErrorDetail(BaseModel):
-    type: str
-    message: str
-    param: str | None
-    code: int
-
-
-class ErrorBody(BaseModel):
-    """Every 4xx/5xx body (services.errors writes it), declared so clients and schema
-    checkers (schemathesis in tests/reliability) know the shape."""
-
-    error: ErrorDetail
 
 
 _WHY = {400: "Invalid request (the message and `param` name the problem).",

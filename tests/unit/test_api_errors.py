@@ -54,3 +54,76 @@ def test_validation_errors_name_the_field_and_never_echo_raw_input(errors, messa
     assert out["error"]["param"] == param and message in out["error"]["message"]
     json.dumps(out)  # serialisable even when the rejected input was bytes
     assert "../../etc" not in json.dumps(out) and out["error"]["code"] == 400
+
+
+def _all_error_types():
+    from llama_rag import errors
+
+    found, todo = [], [errors.LlamaRagError]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo += cls.__subclasses__()
+    return found
+
+
+def _instance(cls):
+    from llama_rag import errors
+
+    if issubclass(cls, errors.RateLimitedError):
+        return cls("slow down", retry_after=7, param="field")
+    if issubclass(cls, errors.UpstreamError):
+        return cls("the engine refused it", status=400)
+    return cls(f"{cls.__name__} happened", param="field")
+
+
+def _client(burst: int):
+    """The API's real FastAPI stack (Ray's middleware, our handler, the key check and the
+    outermost rewrite), with one extra route that raises any of our error types."""
+    from fastapi.testclient import TestClient
+
+    from llama_rag.config import Settings
+    from services.api import fastapi_app
+
+    app = fastapi_app(Settings(serve={"api_keys": ["k1"], "rate_limit_per_minute": 60,
+                                      "rate_limit_burst": burst}))
+    by_name = {cls.__name__: cls for cls in _all_error_types()}
+
+    @app.get("/raise/{name}")
+    async def raise_(name: str):
+        raise _instance(by_name[name])
+
+    return TestClient(app)
+
+
+@pytest.fixture(scope="module")
+def error_client():
+    return _client(burst=1000)
+
+
+@pytest.mark.parametrize("cls", _all_error_types(), ids=lambda c: c.__name__)
+def test_every_error_type_reaches_clients_in_one_shape(error_client, cls):
+    exc = _instance(cls)
+    resp = error_client.get(f"/raise/{cls.__name__}", headers={"authorization": "Bearer k1"})
+    body = resp.json()
+    assert resp.status_code == exc.http_status and set(body) == {"error"}
+    assert set(body["error"]) == {"type", "message", "param", "code"}
+    assert body["error"]["type"] == exc.type and body["error"]["code"] == exc.http_status
+    if exc.http_status < 500 or exc.http_status == 503:
+        assert body["error"]["message"] == exc.message
+    if getattr(exc, "retry_after", None) is not None:
+        assert int(resp.headers["retry-after"]) >= 1
+
+
+def test_the_key_check_answers_with_our_error_types():
+    error_client = _client(burst=1)
+    missing = error_client.get("/raise/NotFoundError")
+    assert missing.status_code == 401 and missing.json()["error"]["type"] == "authentication_error"
+    assert missing.headers["www-authenticate"] == "Bearer"
+    wrong = error_client.get("/raise/NotFoundError", headers={"authorization": "Bearer nope"})
+    assert wrong.status_code == 403 and wrong.json()["error"]["type"] == "permission_error"
+    ok = {"authorization": "Bearer k1"}
+    statuses = [error_client.get("/raise/NotFoundError", headers=ok) for _ in range(3)]
+    limited = [r for r in statuses if r.status_code == 429]
+    assert limited and limited[0].json()["error"]["type"] == "rate_limit_error"
+    assert int(limited[0].headers["retry-after"]) >= 1

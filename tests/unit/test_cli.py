@@ -14,7 +14,7 @@ from llama_rag.cli import main
 def test_help_is_instant_and_loads_no_heavy_module():
     code = ("import sys; from llama_rag.cli import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('ray', 'torch', 'vllm', 'faiss', 'sentence_transformers') "
+            "heavy = [m for m in ('ray', 'torch', 'vllm', 'faiss', 'sentence_transformers', 'pyarrow') "
             "if m in sys.modules]\nprint('HEAVY', heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "HEAVY []" in out.stdout

@@ -214,7 +214,6 @@ def test_rayservice_serves_the_gpu_pool_config_with_autoscaling_gpu_workers():
 
 def test_job_commands_parse_with_our_clis():
     from llama_rag.cli import main as cli
-    from pipelines.classify import main as classify
 
     jobs = {o["metadata"]["name"]: o for _, o in RAY_OBJECTS if o["kind"] == "RayJob"}
     index = shlex.split(jobs["llama-rag-index"]["spec"]["entrypoint"])
@@ -223,7 +222,7 @@ def test_job_commands_parse_with_our_clis():
     assert ctx.params["num_gpus"] == 1 and ctx.params["index_dir"] is None  # from the ConfigMap
     command = shlex.split(jobs["llama-rag-classify"]["spec"]["entrypoint"])
     assert command[:3] == ["python", "-m", "pipelines.classify"]
-    ctx = classify.make_context("classify", command[3:])
+    ctx = cli.get_command(None, "classify").make_context("classify", command[3:])
     assert str(ctx.params["output"]).startswith("/data/")  # on the shared volume: resumable
     assert str(ctx.params["labels_file"]).startswith("/data/")
     for job in jobs.values():

@@ -1,0 +1,77 @@
+"""The classification job's arguments: one model and one set of flags, shared by
+`python -m pipelines.classify` (for `ray job submit`) and `llama-rag classify`.
+
+Light on purpose (click and pydantic only): `llama-rag --help` imports it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import click
+from pydantic import BaseModel
+
+from llama_rag.prompts import DEFAULT_INSTRUCTIONS
+
+Mode = Literal["choice", "generate"]
+
+
+class ClassifyArgs(BaseModel):
+    input: str
+    text_column: str
+    output: Path
+    labels: str | None = None
+    labels_file: Path | None = None
+    id_column: str | None = None
+    instructions: str = DEFAULT_INSTRUCTIONS
+    examples: Path | None = None
+    mode: Mode = "choice"
+    batch_size: int = 64
+    concurrency: int = 1
+    max_rows: int | None = None
+    gold_column: str | None = None
+    context_index: Path | None = None
+    via_serve: str | None = None
+    output_format: str = "parquet"
+    max_text_tokens: int = 384
+    calibrate: bool = True
+
+
+def options(fn):
+    """The job's flags, shared by `python -m pipelines.classify` and `llama-rag classify`."""
+    flags = [
+        click.option("--input", "input_", required=True, help="csv/jsonl/parquet file, folder or glob."),
+        click.option("--text-column", required=True, help="Column holding the text."),
+        click.option("--id-column", help="Column with row ids (default: <file>:<row>)."),
+        click.option("--labels", help="Comma-separated labels, e.g. sports,politics,tech."),
+        click.option("--labels-file", type=click.Path(dir_okay=False, path_type=Path),
+                     help="YAML mapping label: description."),
+        click.option("--instructions", default=DEFAULT_INSTRUCTIONS, show_default=True,
+                     help="Task instructions placed before the labels."),
+        click.option("--examples", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Few-shot JSONL of {text, label}."),
+        click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+                     help="Output folder (re-use it to resume)."),
+        click.option("--mode", type=click.Choice(["choice", "generate"]), default="choice",
+                     show_default=True, help="choice: always a label, with confidence."),
+        click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True),
+        click.option("--concurrency", type=click.IntRange(1), default=1, show_default=True,
+                     help="LLM actors (vLLM engines, or HTTP workers with --via-serve)."),
+        click.option("--max-rows", type=click.IntRange(0), help="Only the first N input rows."),
+        click.option("--gold-column", help="Column with true labels: adds accuracy and more."),
+        click.option("--context-index", type=click.Path(file_okay=False, path_type=Path),
+                     help="Index to retrieve context from for each row (RAG classification)."),
+        click.option("--via-serve", help="URL of a running `llama-rag serve` to use instead."),
+        click.option("--format", "output_format", type=click.Choice(["parquet", "jsonl"]),
+                     default="parquet", show_default=True, help="Format of the result parts."),
+        click.option("--max-text-tokens", type=click.IntRange(16), default=384, show_default=True,
+                     help="Longer texts are truncated and flagged."),
+        click.option("--calibrate/--no-calibrate", default=True, show_default=True,
+                     help="choice mode: divide out the model's label prior (see classify_llm)."),
+        click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                     envvar="LLAMA_RAG_CONFIG", help="YAML settings file."),
+    ]
+    for flag in reversed(flags):
+        fn = flag(fn)
+    return fn
