@@ -105,7 +105,7 @@ def ray_data_llm(rows: list[dict], settings) -> dict:
 
     from llama_rag.models import resolve_llm
     from pipelines.classify_llm import messages_for
-    from services.llm import engine_env, engine_kwargs
+    from llama_rag.engine import engine_env, engine_kwargs
 
     s = spec()
     config = vLLMEngineProcessorConfig(

@@ -110,7 +110,7 @@ def main() -> None:
                                      limits=httpx.Limits(max_connections=64)) as http:
             messages = {}
             for q in set(questions):  # the exact messages /v1/ask sends for q
-                from indexing.store import Hit
+                from llama_rag.protocol import Hit
 
                 found = (await http.post("/v1/search", json={"query": q, "k": cfg.k})).json()
                 hits = qa.relevant([Hit(**h) for h in found["hits"]], cfg)

@@ -105,7 +105,7 @@ def bare_engine(settings):
     from vllm.v1.engine.async_llm import AsyncLLM
 
     from llama_rag.models import resolve_llm
-    from services.llm import engine_env, engine_kwargs
+    from llama_rag.engine import engine_env, engine_kwargs
 
     os.environ.update(engine_env(settings))
     return AsyncLLM.from_engine_args(

@@ -13,11 +13,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from llama_rag.config import DEFAULT_COLLECTION
+
 URI_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def is_uri(location: str | Path) -> bool:
     return isinstance(location, str) and bool(URI_PATTERN.match(location))
+
+
+def collection_dir(index_dir: Path | str, name: str | None) -> Path | str:
+    """Where collection ``name`` lives: the index directory (or URI) itself for the default."""
+    return index_dir if name in (None, DEFAULT_COLLECTION) else join(index_dir, "collections", name)
 
 
 def join(location: str | Path, *parts: str) -> str | Path:

@@ -15,9 +15,10 @@ from typing import Protocol
 import numpy as np
 
 from indexing.fusion import mmr, rrf, top_rows
-from indexing.store import Hit, IndexVersion
+from indexing.store import IndexVersion
 from llama_rag.config import RetrievalMode as Mode
 from llama_rag.config import RetrievalSettings
+from llama_rag.protocol import Hit
 
 
 class Reranker(Protocol):

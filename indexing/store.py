@@ -42,7 +42,8 @@ from indexing.embedder import EmbedderInfo
 from indexing.faiss_index import IndexInfo
 from indexing.lexical import LexicalIndex
 from indexing.location import RemoteRoot, is_uri
-from llama_rag.config import collection_dir
+from indexing.location import collection_dir
+from llama_rag.protocol import Hit
 from llama_rag.errors import EmbedderMismatchError, IndexLockedError, NotFoundError
 from llama_rag.locks import exclusive
 
@@ -72,20 +73,6 @@ class Manifest(BaseModel):
 
     def failed(self) -> dict[str, FileEntry]:
         return {s: f for s, f in self.files.items() if f.error}
-
-
-class Hit(BaseModel):
-    """One search result, in the shape the CLI and the API return."""
-
-    rank: int
-    score: float
-    source: str
-    title: str
-    text: str
-    chunk_id: str
-    heading: list[str]
-    start: int
-    end: int
 
 
 def check_embedder(built: Manifest, name: str, dim: int | None = None) -> None:

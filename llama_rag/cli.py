@@ -21,10 +21,10 @@ from typing import Any
 import click
 
 from llama_rag.client import DEFAULT_URL
-from llama_rag.config import COLLECTION_PATTERN, collection_dir
+from llama_rag.config import COLLECTION_PATTERN
 from llama_rag.config import RETRIEVAL_MODES as MODES
 from llama_rag.errors import LlamaRagError
-from pipelines.classify_args import options as _classify_options
+from llama_rag.classify_args import options as _classify_options
 
 
 class _UserError(click.ClickException):
@@ -110,6 +110,7 @@ def index(paths: tuple[Path, ...], index_dir: str | None, collection: str | None
           as_json: bool, progress: bool, config_path: Path | None) -> None:
     """Index files and folders (txt, md, html, pdf, jsonl, docx) incrementally."""
     from indexing.corpus import check_paths
+    from indexing.location import collection_dir
     from llama_rag.config import Settings
 
     check_paths(list(paths))  # fail in a second, before Ray and torch load
@@ -155,7 +156,8 @@ def search(query: str, index_dir: str | None, k: int, mode: str | None, collecti
     if not query.strip():
         raise click.BadParameter("must not be empty", param_hint="QUERY")
     from llama_rag.models import apply_offline_policy
-    from services.retriever import RetrieverCore, SearchRequest
+    from indexing.search import RetrieverCore
+    from llama_rag.protocol import SearchRequest
 
     apply_offline_policy(settings.models)
     found = RetrieverCore(settings).search(
@@ -344,8 +346,9 @@ def evaluate(qa_file: Path, url: str | None, index_dir: str | None, modes: str |
 
         ask = None if modes else ask_server
     else:
+        from indexing.search import RetrieverCore
         from llama_rag.models import apply_offline_policy
-        from services.retriever import RetrieverCore, SearchRequest
+        from llama_rag.protocol import SearchRequest
 
         settings = _settings(config_path, **{"index.dir": index_dir})
         apply_offline_policy(settings.models)

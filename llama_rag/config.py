@@ -16,7 +16,6 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, 
                       model_validator)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from indexing.location import join
 from llama_rag.errors import ConfigError
 
 ENV_PREFIX = "LLAMA_RAG_"
@@ -261,11 +260,6 @@ class QASettings(StrictModel):
 
 DEFAULT_COLLECTION = "default"
 COLLECTION_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # also a safe folder name
-
-
-def collection_dir(index_dir: Path | str, name: str | None) -> Path | str:
-    """Where collection ``name`` lives: the index directory (or URI) itself for the default."""
-    return index_dir if name in (None, DEFAULT_COLLECTION) else join(index_dir, "collections", name)
 
 
 RetrievalMode = Literal["dense", "lexical", "hybrid"]

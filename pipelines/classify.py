@@ -25,7 +25,7 @@ from llama_rag.config import Settings, load_settings
 from llama_rag.errors import InvalidInputError
 from llama_rag.prompts import PromptSpec
 from pipelines import classify_io as io
-from pipelines.classify_args import ClassifyArgs
+from llama_rag.classify_args import ClassifyArgs
 from pipelines.classify_llm import load_examples, load_labels
 
 PROGRESS_EVERY_S = 10
@@ -120,7 +120,7 @@ def _rows(prep: Prepared, args: ClassifyArgs) -> Iterator[list[dict[str, Any]]]:
 def _stage(ds, prep: Prepared, args: ClassifyArgs, settings: Settings):
     """The Ray Data LLM stage: vLLM actors, or HTTP calls to a running deployment."""
     from llama_rag.models import resolve_llm
-    from services.llm import engine_env, engine_kwargs
+    from llama_rag.engine import engine_env, engine_kwargs
 
     if args.context_index:
         from pipelines.classify_context import Retrieve

@@ -14,12 +14,12 @@ class Retrieve:
     """Ray Data actor: adds a ``context`` column (quoted, best chunks first)."""
 
     def __init__(self, settings: Settings) -> None:
-        from services.retriever import RetrieverCore
+        from indexing.search import RetrieverCore
 
         self.core = RetrieverCore(settings)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        from services.retriever import SearchRequest
+        from llama_rag.protocol import SearchRequest
 
         contexts = []
         for text in batch["text"]:

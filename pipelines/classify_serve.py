@@ -13,7 +13,7 @@ from typing import Any
 
 from llama_rag.client import ApiError, Client
 from llama_rag.prompts import PromptSpec, messages_for
-from pipelines.classify_args import Mode
+from llama_rag.classify_args import Mode
 from pipelines.classify_llm import map_generated
 
 THREADS = 8

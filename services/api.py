@@ -31,7 +31,8 @@ from llama_rag import prompts
 from services import qa
 from services.ingress import ENDPOINTS, LlamaRagIngress, responses
 from services.auth import SCOPE_STATE
-from services.retriever import Collection, IndexSummary, SearchRequest, SearchResponse
+from llama_rag.protocol import (AskRequest, AskResponse, Collection, IndexSummary, SearchRequest,
+                                SearchResponse, Timings, Usage)
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class LlamaRagApi(LlamaRagIngress):
     async def page(self) -> HTMLResponse:
         return HTMLResponse((WEB / "index.html").read_text(encoding="utf-8"))
 
-    async def ask(self, body: qa.AskRequest, request: Request):
+    async def ask(self, body: AskRequest, request: Request):
         cfg = self.settings.qa
         if len(body.question) > cfg.max_question_chars:
             raise QuestionTooLongError(
@@ -101,21 +102,21 @@ class LlamaRagApi(LlamaRagIngress):
             raise _model_unavailable(exc) from exc
         _raise_if_error(response)
         text = response.choices[0].message.content or ""
-        return await self._finish(text, hits, found, qa.Usage(**response.usage.model_dump(
+        return await self._finish(text, hits, found, Usage(**response.usage.model_dump(
             include={"prompt_tokens", "completion_tokens", "total_tokens"})),
             (time.perf_counter() - started) * 1000)
 
-    async def _finish(self, text: str, hits, found: SearchResponse, usage: qa.Usage,
-                      generate_ms: float) -> qa.AskResponse:
+    async def _finish(self, text: str, hits, found: SearchResponse, usage: Usage,
+                      generate_ms: float) -> AskResponse:
         """The response: refusal detection, then the model's citations or attributed ones."""
-        timings = qa.Timings(retrieve_ms=found.retrieve_ms, generate_ms=round(generate_ms, 2))
+        timings = Timings(retrieve_ms=found.retrieve_ms, generate_ms=round(generate_ms, 2))
         if self.settings.privacy.mask_pii:
             text = mask(text)
         if usage.completion_tokens:
             self.tokens.inc(usage.completion_tokens, tags={"route": "ask"})
         if qa.is_refusal(text):
             self.refusals.inc(tags={"reason": "model_declined"})
-            return qa.AskResponse(answer=qa.REFUSAL, answerable=False, citations=[], usage=usage,
+            return AskResponse(answer=qa.REFUSAL, answerable=False, citations=[], usage=usage,
                                   timings=timings, index_version=found.version)
         text, mode = text.strip(), "model"
         if not qa.cited_numbers(text, len(hits)):
@@ -125,15 +126,15 @@ class LlamaRagApi(LlamaRagIngress):
             text = qa.attribute(text, sims, spans, self.settings.qa.attribution_min_similarity)
             mode = "attributed"
         citations = qa.citations_used(text, hits)
-        return qa.AskResponse(answer=text, answerable=True, citations=citations,
+        return AskResponse(answer=text, answerable=True, citations=citations,
                               citation_mode=mode if citations else "none", usage=usage,
                               timings=timings, index_version=found.version)
 
-    def _refusal(self, body: qa.AskRequest, found: SearchResponse):
+    def _refusal(self, body: AskRequest, found: SearchResponse):
         self.refusals.inc(tags={"reason": "no_relevant_chunks"})
-        done = qa.AskResponse(answer=qa.REFUSAL, answerable=False, citations=[],
-                              usage=qa.Usage(), index_version=found.version,
-                              timings=qa.Timings(retrieve_ms=found.retrieve_ms, generate_ms=0))
+        done = AskResponse(answer=qa.REFUSAL, answerable=False, citations=[],
+                              usage=Usage(), index_version=found.version,
+                              timings=Timings(retrieve_ms=found.retrieve_ms, generate_ms=0))
         if not body.stream:
             return done
 
@@ -148,15 +149,15 @@ class LlamaRagApi(LlamaRagIngress):
         """SSE: the sources first, then each token, then the answer with the citations used."""
         yield _sse("sources", {"citations": [qa.citation(n, h).model_dump()
                                              for n, h in enumerate(hits, start=1)]})
-        started, parts, usage = time.perf_counter(), [], qa.Usage()
+        started, parts, usage = time.perf_counter(), [], Usage()
         masker = StreamMasker() if self.settings.privacy.mask_pii else None
         try:
             async for packet in self._get_response(body=chat, call_method="chat"):
                 _raise_if_error(packet)
                 for chunk in _chunks(packet):
                     if chunk.get("usage"):
-                        usage = qa.Usage(**{k: chunk["usage"].get(k) or 0
-                                            for k in qa.Usage.model_fields})
+                        usage = Usage(**{k: chunk["usage"].get(k) or 0
+                                            for k in Usage.model_fields})
                     for choice in chunk.get("choices") or []:
                         text = (choice.get("delta") or {}).get("content")
                         if text:
@@ -214,7 +215,7 @@ async def _validation_response(request: Request, exc: Exception) -> JSONResponse
 
 
 API_ENDPOINTS = {**ENDPOINTS,
-                 "ask": lambda app: app.post("/v1/ask", response_model=qa.AskResponse,
+                 "ask": lambda app: app.post("/v1/ask", response_model=AskResponse,
                                              responses=responses(400, 404, 413, 503,
                                                                  stream=True)),
                  "search": lambda app: app.post("/v1/search", response_model=SearchResponse,

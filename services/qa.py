@@ -1,23 +1,16 @@
-"""Grounded answers: the prompt, the citation markers and the answerable decision.
+"""Grounded answers: the citation markers and the answerable decision.
 
-Pure functions and the request/response models of ``/v1/ask``, so the rules are
-unit-tested without Ray. Retrieved chunks reach the model as quoted data inside
-``<document>`` fences, after instructions that tell it to treat them as data;
-anything in a chunk that looks like a fence is neutralised first.
+Pure functions, so the rules are unit-tested without Ray; the prompt is
+llama_rag.prompts and the request/response models llama_rag.protocol.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Literal
 
-from pydantic import BaseModel, Field
-
-from indexing.store import Hit
 from llama_rag.config import QASettings
 from llama_rag.prompts import REFUSAL
-from llama_rag.config import RetrievalMode as Mode
-from services.retriever import Collection, Filters, NonBlank
+from llama_rag.protocol import Citation, Hit
 
 _CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _SENTENCE = re.compile(r".+?(?:[.!?](?=\s|$)|\n|$)", re.S)
@@ -25,52 +18,6 @@ _REFUSALS = re.compile(
     r"(do(es)? not contain|don't contain|doesn't contain|not (mentioned|found|provided) in "
     r"the (documents|context)|cannot (be )?answer|can't answer|no information (about|on)|"
     r"i (do not|don't) know)", re.I)
-
-
-class AskRequest(BaseModel):
-    model_config = {"extra": "forbid"}
-
-    question: NonBlank = Field(..., min_length=1)
-    k: int | None = Field(None, ge=1, le=20, description="Chunks to quote (default qa.k).")
-    filters: Filters | None = None
-    collection: Collection | None = None
-    mode: Mode | None = Field(None, description="Retrieval mode (default: retrieval.mode).")
-    stream: bool = False
-    max_tokens: int | None = Field(None, ge=1, le=4096)
-    temperature: float | None = Field(None, ge=0, le=2)
-
-
-class Citation(BaseModel):
-    n: int
-    source: str
-    title: str
-    snippet: str
-    score: float
-    chunk_id: str
-
-
-class Usage(BaseModel):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-
-
-class Timings(BaseModel):
-    retrieve_ms: float
-    generate_ms: float
-
-
-class AskResponse(BaseModel):
-    object: Literal["answer"] = "answer"
-    answer: str
-    answerable: bool
-    citations: list[Citation]
-    citation_mode: Literal["model", "attributed", "none"] = Field(
-        "none", description="model: the LLM wrote the [n] markers; attributed: it wrote none, "
-        "so each sentence was marked with its most similar quoted document.")
-    usage: Usage
-    timings: Timings
-    index_version: str | None = None
 
 
 def relevant(hits: list[Hit], settings: QASettings) -> list[Hit]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from indexing.store import Hit
+from llama_rag.protocol import AskRequest, Hit
 from llama_rag.config import QASettings
 from llama_rag import prompts
 from services import qa
@@ -57,13 +57,13 @@ def test_relevance_threshold_filters_hits():
 
 def test_ask_request_validates_fields():
     with pytest.raises(ValidationError):
-        qa.AskRequest(question="   ")
+        AskRequest(question="   ")
     with pytest.raises(ValidationError):
-        qa.AskRequest(question="q", k=0)
+        AskRequest(question="q", k=0)
     with pytest.raises(ValidationError):
-        qa.AskRequest(question="q", temperature=-1)
+        AskRequest(question="q", temperature=-1)
     with pytest.raises(ValidationError):
-        qa.AskRequest(question="q", unknown=1)
+        AskRequest(question="q", unknown=1)
 
 
 def test_attribution_marks_each_sentence_with_its_most_similar_document():

@@ -10,7 +10,8 @@ import pytest
 from indexing.embedder import EmbedderInfo
 from llama_rag.config import load_settings
 from llama_rag.errors import IndexUnavailableError
-from services.retriever import Filters, Poller, RetrieverCore, SearchRequest
+from indexing.search import Poller, RetrieverCore
+from llama_rag.protocol import Filters, SearchRequest
 from tests.helpers import hash_vectors
 from tests.unit.test_store import _publish
 
@@ -18,7 +19,7 @@ from tests.unit.test_store import _publish
 class FakeEmbedder:
     """hash_vectors as an embedder, named as the store helper's manifest says."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self) -> None:
         self.info = EmbedderInfo(name="fake", dim=16)
 
     def encode(self, texts):
@@ -26,15 +27,12 @@ class FakeEmbedder:
 
 
 @pytest.fixture(params=["path", "uri"])
-def core(request, tmp_path: Path, monkeypatch) -> RetrieverCore:
+def core(request, tmp_path: Path) -> RetrieverCore:
     """Every retriever test runs on a local folder and on a URI root (shared storage)."""
-    monkeypatch.setattr("indexing.embedder.Embedder", FakeEmbedder)
-    monkeypatch.setattr("llama_rag.models.resolve_embedder",
-                        lambda s: type("Ref", (), {"name": "fake", "path": "x"})())
     where = tmp_path / "index"
     location = where.as_uri() if request.param == "uri" else where
     settings = load_settings(None, {"index.dir": location, "index.cache_dir": tmp_path / "cache"})
-    return RetrieverCore(settings)
+    return RetrieverCore(settings, embedder=FakeEmbedder())
 
 
 def test_no_published_index_is_a_clear_503(core):

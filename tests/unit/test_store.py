@@ -144,7 +144,7 @@ def test_uri_roots_prune_remote_versions_and_list_collections(tmp_path: Path):
 
 
 def test_index_dir_keeps_a_uri_whole_and_paths_as_given():
-    from llama_rag.config import collection_dir
+    from indexing.location import collection_dir
 
     assert IndexSettings(dir="s3://bucket/idx").dir == "s3://bucket/idx"
     assert IndexSettings(dir=Path("indexes/x")).dir == "indexes/x"

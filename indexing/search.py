@@ -1,0 +1,171 @@
+"""The search core without Serve: the published versions of every collection, loaded,
+searched and switched; the retrieval deployment (services.retriever), the CLI and the
+classification job's ``--context-index`` all use it.
+
+It serves the default collection and every named one, each at the version its
+``CURRENT`` names; ``Poller`` re-reads those files on a daemon thread, and a newly
+published version is loaded beside the old one and swapped in one reference, so a
+query in flight finishes on the version it started with. The search itself (dense,
+lexical or hybrid, filters, MMR, reranking) is ``indexing.retrieval``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from indexing.retrieval import CrossEncoderReranker, search_version
+from indexing.store import IndexStore, IndexVersion
+from llama_rag.config import DEFAULT_COLLECTION, Settings
+from llama_rag.errors import IndexUnavailableError, NotFoundError
+from llama_rag.pii import mask, mask_logs
+from llama_rag.protocol import Filters, IndexSummary, SearchRequest, SearchResponse
+
+log = logging.getLogger("llama_rag.retriever")
+
+
+class QueryEmbedder(Protocol):
+    """What the core needs of an embedder (indexing.embedder.Embedder, or a fake in tests)."""
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def settings_embedder(settings: Settings) -> QueryEmbedder:
+    """The embedder ``settings`` name (the one the index was built with)."""
+    from indexing.embedder import Embedder
+    from llama_rag.models import apply_offline_policy, resolve_embedder
+
+    apply_offline_policy(settings.models)
+    ref = resolve_embedder(settings)
+    return Embedder(ref.name, ref.path, settings.models.embed_device)
+
+
+def allowed_rows(version: IndexVersion, filters: Filters) -> np.ndarray:
+    """Row ids of ``version`` that pass ``filters`` (sources are relative paths)."""
+    sources = version.chunks.column("source").to_pylist()
+    keep = np.ones(len(sources), dtype=bool)
+    if filters.source_prefix:
+        keep &= np.fromiter((s.startswith(filters.source_prefix) for s in sources), bool,
+                            len(sources))
+    if filters.file_type:
+        wanted = set(filters.file_type)
+        keep &= np.fromiter((s.rsplit(".", 1)[-1].lower() in wanted for s in sources), bool,
+                            len(sources))
+    return np.flatnonzero(keep)
+
+
+class RetrieverCore:
+    """The deployment's logic without Serve, so unit tests and the CLI can use it.
+
+    Serves the default collection (``index.dir``) and every named collection under
+    ``index.dir/collections/``; each switches to its newly published version alone.
+    """
+
+    def __init__(self, settings: Settings, embedder: QueryEmbedder | None = None) -> None:
+        self.store = IndexStore(settings.index.dir, settings.index.cache_dir)
+        self.mask_pii = settings.privacy.mask_pii
+        if self.mask_pii:
+            mask_logs()
+        self.retrieval = settings.retrieval
+        self.embedder = embedder if embedder is not None else settings_embedder(settings)
+        self.reranker = (CrossEncoderReranker(settings.retrieval.reranker)
+                         if settings.retrieval.reranker else None)
+        self.versions: dict[str, IndexVersion] = {}
+        self.refresh()
+
+    @property
+    def version(self) -> IndexVersion | None:
+        return self.versions.get(DEFAULT_COLLECTION)
+
+    def stores(self) -> dict[str, IndexStore]:
+        return {DEFAULT_COLLECTION: self.store,
+                **{name: self.store.collection(name) for name in self.store.collections()}}
+
+    def refresh(self) -> bool:
+        """Load each collection's ``CURRENT`` version if it is not the loaded one;
+        True if any swapped. A version that fails to load is logged and the old one
+        kept serving."""
+        swapped = dict(self.versions)
+        for name, store in self.stores().items():
+            current = store.current()
+            loaded = swapped.get(name)
+            if current is None or (loaded and loaded.version == current):
+                continue
+            try:
+                new = store.open(current)
+                new.check_embedder(self.embedder.info)
+                new.lexical  # load (or build) it now, not on the first query
+            except Exception as exc:  # a broken or foreign version must not stop serving
+                log.error("cannot load index version %s of %s: %s", current, name, exc)
+                continue
+            swapped[name] = new
+            log.info("serving %s version %s (%d chunks)", name, current, new.chunks.num_rows)
+        if swapped == self.versions:
+            return False
+        self.versions = swapped  # one reference swap: queries in flight keep theirs
+        return True
+
+    def _loaded(self, collection: str | None) -> tuple[str, IndexVersion]:
+        name = collection or DEFAULT_COLLECTION
+        version = self.versions.get(name)
+        if version is not None:
+            return name, version
+        store = self.store.collection(name)
+        if name != DEFAULT_COLLECTION and not store.exists():
+            raise NotFoundError(f"unknown collection {name!r}; served: "
+                                f"{', '.join(sorted(self.versions)) or 'none'}", param="collection")
+        hint = "" if name == DEFAULT_COLLECTION else f" --collection {name}"
+        log.warning("collection %r: no index is published in %s", name, store)  # paths: log only
+        raise IndexUnavailableError(
+            f"no index is published for collection {name!r}; run `llama-rag index PATH{hint}` "
+            "with this server's index directory first")
+
+    def summary(self, collection: str | None = None) -> IndexSummary:
+        _, version = self._loaded(collection)
+        return IndexSummary(version=version.version, created_at=version.manifest.created_at,
+                            documents=len(version.chunks.column("source").unique()),
+                            chunks=version.chunks.num_rows,
+                            failed_files=len(version.manifest.failed()))
+
+    def search(self, request: SearchRequest) -> SearchResponse:
+        name, version = self._loaded(request.collection)  # one version for the whole query
+        started = time.perf_counter()
+        query = self.embedder.encode([request.query])[0]
+        filters = request.filters
+        rows = (allowed_rows(version, filters)
+                if filters and (filters.source_prefix or filters.file_type) else None)
+        mode = request.mode or self.retrieval.mode
+        hits = search_version(version, request.query, query, request.k, self.retrieval,
+                              mode=mode, rows=rows, use_mmr=request.mmr, reranker=self.reranker)
+        if self.mask_pii:  # also what the LLM is shown: it cannot repeat what it never saw
+            hits = [h.model_copy(update={"text": mask(h.text), "title": mask(h.title)})
+                    for h in hits]
+        return SearchResponse(version=version.version, collection=name, mode=mode, hits=hits,
+                              retrieve_ms=round((time.perf_counter() - started) * 1000, 2))
+
+    def similarity(self, sentences: list[str], documents: list[str]) -> list[list[float]]:
+        """Cosine similarity of each sentence to each document (for citation attribution)."""
+        if not sentences or not documents:
+            return [[] for _ in sentences]
+        vectors = self.embedder.encode(sentences + documents)
+        return (vectors[: len(sentences)] @ vectors[len(sentences):].T).round(4).tolist()
+
+
+class Poller:
+    """Calls ``core.refresh`` every ``interval`` seconds on a daemon thread (no event loop needed)."""
+
+    def __init__(self, core: RetrieverCore, interval: float) -> None:
+        self.core, self.interval = core, interval
+        self.stopped = threading.Event()
+        threading.Thread(target=self._run, name="index-poller", daemon=True).start()
+
+    def _run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                self.core.refresh()
+            except Exception:  # keep polling whatever one attempt hit
+                log.exception("index refresh failed")

@@ -1,0 +1,39 @@
+"""vLLM engine arguments and replica environment from our settings.
+
+One mapping for every place that starts an engine: the Serve LLM deployment
+(services.llm) and the classification job's Ray Data stage (pipelines.classify).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llama_rag.config import Settings
+
+
+def engine_kwargs(settings: Settings) -> dict[str, Any]:
+    llm = settings.llm
+    kwargs: dict[str, Any] = dict(
+        dtype=llm.dtype, max_model_len=llm.max_model_len,
+        gpu_memory_utilization=llm.gpu_memory_utilization,
+        enable_prefix_caching=llm.enable_prefix_caching,
+        max_num_batched_tokens=llm.max_num_batched_tokens, max_num_seqs=llm.max_num_seqs,
+        enforce_eager=llm.enforce_eager, tensor_parallel_size=llm.tensor_parallel_size)
+    if llm.quantization:
+        kwargs["quantization"] = llm.quantization
+    return kwargs
+
+
+def engine_env(settings: Settings) -> dict[str, str]:
+    """Environment of a replica: offline hub access, and the vLLM CPU backend's knobs."""
+    llm = settings.llm
+    env = {"HF_HUB_OFFLINE": "0" if settings.models.allow_downloads else "1",
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+           # Ray Serve LLM logs every prompt by default: user text has no place in logs.
+           "RAYLLM_ENABLE_REQUEST_PROMPT_LOGS": "0"}
+    if not llm.num_gpus:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = llm.cpu_omp_threads_bind
+        env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = str(llm.cpu_reserved_cpus)
+        if llm.cpu_kvcache_space_gb:
+            env["VLLM_CPU_KVCACHE_SPACE"] = str(llm.cpu_kvcache_space_gb)
+    return env

@@ -1,0 +1,133 @@
+"""The request and response models of the HTTP API, the CLI and the Python client.
+
+One module, at the bottom of the layers, so the search core (indexing.search), the
+Serve deployments (services/) and the clients all speak the same typed shapes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, Field, field_validator
+
+from llama_rag.config import COLLECTION_PATTERN, DEFAULT_COLLECTION
+from llama_rag.config import RetrievalMode as Mode
+
+
+class Hit(BaseModel):
+    """One search result, in the shape the CLI and the API return."""
+
+    rank: int
+    score: float
+    source: str
+    title: str
+    text: str
+    chunk_id: str
+    heading: list[str]
+    start: int
+    end: int
+
+
+class Filters(BaseModel):
+    """Metadata filters; every given one must hold."""
+
+    model_config = {"extra": "forbid"}
+
+    source_prefix: str | None = Field(
+        None, max_length=1000, description="Only sources starting with this (e.g. library/).")
+    file_type: list[str] | None = Field(
+        None, max_length=20, description="Only these suffixes, e.g. ['html', 'pdf'].")
+
+    @field_validator("file_type")
+    @classmethod
+    def _normalise(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [v.lower().lstrip(".") for v in value]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+NonBlank = Annotated[str, AfterValidator(_not_blank)]
+
+
+Collection = Annotated[str, Field(pattern=COLLECTION_PATTERN,
+                                  description="A named index (default: the main one).")]
+
+
+class SearchRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    query: NonBlank = Field(..., min_length=1, max_length=4000)
+    k: int = Field(5, ge=1, le=100)
+    filters: Filters | None = None
+    collection: Collection | None = None
+    mode: Mode | None = Field(None, description="dense, lexical or hybrid (default: retrieval.mode).")
+    mmr: bool | None = Field(None, description="Diversify the hits (default: retrieval.mmr).")
+
+
+class SearchResponse(BaseModel):
+    object: Literal["search.result"] = "search.result"
+    version: str
+    collection: str = DEFAULT_COLLECTION
+    mode: Mode = "dense"
+    hits: list[Hit]
+    retrieve_ms: float
+
+
+class IndexSummary(BaseModel):
+    """What the served index holds (the web page's footer, `GET /v1/index`)."""
+
+    version: str
+    created_at: str
+    documents: int
+    chunks: int
+    failed_files: int
+
+
+class AskRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    question: NonBlank = Field(..., min_length=1)
+    k: int | None = Field(None, ge=1, le=20, description="Chunks to quote (default qa.k).")
+    filters: Filters | None = None
+    collection: Collection | None = None
+    mode: Mode | None = Field(None, description="Retrieval mode (default: retrieval.mode).")
+    stream: bool = False
+    max_tokens: int | None = Field(None, ge=1, le=4096)
+    temperature: float | None = Field(None, ge=0, le=2)
+
+
+class Citation(BaseModel):
+    n: int
+    source: str
+    title: str
+    snippet: str
+    score: float
+    chunk_id: str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class Timings(BaseModel):
+    retrieve_ms: float
+    generate_ms: float
+
+
+class AskResponse(BaseModel):
+    object: Literal["answer"] = "answer"
+    answer: str
+    answerable: bool
+    citations: list[Citation]
+    citation_mode: Literal["model", "attributed", "none"] = Field(
+        "none", description="model: the LLM wrote the [n] markers; attributed: it wrote none, "
+        "so each sentence was marked with its most similar quoted document.")
+    usage: Usage
+    timings: Timings
+    index_version: str | None = None
