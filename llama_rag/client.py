@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Iterator
 
+from llama_rag import sse
 from llama_rag.errors import LlamaRagError
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -61,11 +62,4 @@ class Client:
     def events(self, path: str, body: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
         """(event, data) pairs of a server-sent event stream."""
         with self._request(path, {**body, "stream": True}) as resp:
-            event = "message"
-            for raw in resp:
-                line = raw.decode("utf-8").rstrip("\n")
-                if line.startswith("event: "):
-                    event = line[7:]
-                elif line.startswith("data: ") and line != "data: [DONE]":
-                    yield event, json.loads(line[6:])
-                    event = "message"
+            yield from sse.events(raw.decode("utf-8") for raw in resp)

@@ -8,7 +8,6 @@ handler; API keys and the per-key rate limit are checked by services.auth.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -16,18 +15,14 @@ from typing import Any, AsyncIterator
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
-from ray.llm._internal.serve.core.configs.openai_api_models import (
-    ChatCompletionRequest,
-    ErrorResponse,
-)
-from ray.llm._internal.serve.core.ingress.utils import _apply_openai_json_format
 
 from llama_rag.config import DEFAULT_COLLECTION, Settings
 from llama_rag.pii import StreamMasker, mask, mask_logs
 from llama_rag.errors import (ForbiddenError, InvalidInputError, LlamaRagError,
                               ModelUnavailableError, QuestionTooLongError, UpstreamError)
 from services.errors import validation_error
-from llama_rag import prompts
+from services.ray_compat import ChatCompletionRequest, ChatCompletionStreamResponse, ErrorResponse
+from llama_rag import prompts, sse
 from services import qa
 from services.ingress import ENDPOINTS, LlamaRagIngress, responses
 from services.auth import SCOPE_STATE
@@ -139,15 +134,15 @@ class LlamaRagApi(LlamaRagIngress):
             return done
 
         async def events() -> AsyncIterator[str]:
-            yield _sse("sources", {"citations": []})
-            yield _sse("token", {"text": done.answer})
-            yield _sse("done", done.model_dump())
+            yield sse.format_event("sources", {"citations": []})
+            yield sse.format_event("token", {"text": done.answer})
+            yield sse.format_event("done", done.model_dump())
         return StreamingResponse(events(), media_type="text/event-stream")
 
     async def _ask_events(self, chat: ChatCompletionRequest, hits, found: SearchResponse
                           ) -> AsyncIterator[str]:
         """SSE: the sources first, then each token, then the answer with the citations used."""
-        yield _sse("sources", {"citations": [qa.citation(n, h).model_dump()
+        yield sse.format_event("sources", {"citations": [qa.citation(n, h).model_dump()
                                              for n, h in enumerate(hits, start=1)]})
         started, parts, usage = time.perf_counter(), [], Usage()
         masker = StreamMasker() if self.settings.privacy.mask_pii else None
@@ -155,25 +150,25 @@ class LlamaRagApi(LlamaRagIngress):
             async for packet in self._get_response(body=chat, call_method="chat"):
                 _raise_if_error(packet)
                 for chunk in _chunks(packet):
-                    if chunk.get("usage"):
-                        usage = Usage(**{k: chunk["usage"].get(k) or 0
-                                            for k in Usage.model_fields})
-                    for choice in chunk.get("choices") or []:
-                        text = (choice.get("delta") or {}).get("content")
+                    if chunk.usage:
+                        usage = Usage(**{k: getattr(chunk.usage, k) or 0
+                                         for k in Usage.model_fields})
+                    for choice in chunk.choices:
+                        text = choice.delta.content
                         if text:
                             parts.append(text)
                             shown = masker.feed(text) if masker else text
                             if shown:
-                                yield _sse("token", {"text": shown})
+                                yield sse.format_event("token", {"text": shown})
         except Exception as exc:  # the stream has started: report in-band
             error = exc if isinstance(exc, LlamaRagError) else _model_unavailable(exc)
-            yield _sse("error", {"error": {"type": error.type, "message": error.message}})
+            yield sse.format_event("error", {"error": {"type": error.type, "message": error.message}})
             return
         if masker and (tail := masker.close()):
-            yield _sse("token", {"text": tail})
+            yield sse.format_event("token", {"text": tail})
         done = await self._finish("".join(parts), hits, found, usage,
                                   (time.perf_counter() - started) * 1000)
-        yield _sse("done", done.model_dump())
+        yield sse.format_event("done", done.model_dump())
 
 
 def _model_unavailable(exc: Exception) -> ModelUnavailableError:
@@ -197,17 +192,9 @@ def _raise_if_error(response: Any) -> None:
         raise UpstreamError(first.error.message, status=first.error.code)
 
 
-def _chunks(packet: Any) -> list[dict]:
-    """Parsed JSON objects of one streamed packet (Ray may batch several per packet)."""
-    out = []
-    for line in _apply_openai_json_format(packet).splitlines():
-        if line.startswith("data: ") and line != "data: [DONE]":
-            out.append(json.loads(line[6:]))
-    return out
-
-
-def _sse(event: str, data: dict) -> str:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+def _chunks(packet: Any) -> list[ChatCompletionStreamResponse]:
+    """The typed chunks of one streamed packet (Ray may batch several per packet)."""
+    return [ChatCompletionStreamResponse.model_validate(obj) for obj in sse.data_objects(packet)]
 
 
 async def _validation_response(request: Request, exc: Exception) -> JSONResponse:
@@ -230,12 +217,12 @@ def fastapi_app(settings: Settings):
     the page's static files, the API-key check, and the outermost error-body rewrite."""
     from fastapi.exceptions import RequestValidationError
     from fastapi.staticfiles import StaticFiles
-    from ray.llm._internal.serve.core.ingress.ingress import init
+    from services.ray_compat import ingress_fastapi_app
 
     from services.auth import ApiKeyGuard, key_digests
     from services.errors import OpenAIErrorBodies, error_response
 
-    app = init()  # Ray's middleware stack (request ids, metrics, its exception handling)
+    app = ingress_fastapi_app()  # Ray's middleware stack (request ids, metrics, its exception handling)
     app.add_exception_handler(LlamaRagError, error_response)  # the one mapping of our errors
     app.add_exception_handler(RequestValidationError, _validation_response)  # replaces Ray's
     app.mount("/ui", StaticFiles(directory=WEB), name="ui")
@@ -249,7 +236,7 @@ def fastapi_app(settings: Settings):
 
 def api_class(settings: Settings):
     """The Serve ingress class on ``fastapi_app``."""
-    from ray.llm._internal.serve.core.ingress.ingress import make_fastapi_ingress
+    from services.ray_compat import make_fastapi_ingress
 
     return make_fastapi_ingress(LlamaRagApi, endpoint_map=API_ENDPOINTS,
                                 app=fastapi_app(settings))

@@ -16,9 +16,9 @@ from llama_rag.config import Settings, load_settings
 
 def build_app(settings: Settings):
     from ray import serve
-    from ray.llm._internal.common.dict_utils import maybe_apply_llm_deployment_config_defaults
-    from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
-    from ray.llm._internal.serve.core.server.builder import build_llm_deployment
+    from services.ray_compat import (build_llm_deployment,
+                                     maybe_apply_llm_deployment_config_defaults,
+                                     to_model_metadata)
 
     from services.api import LlamaRagApi, api_class
     from services.llm import build_llm_config

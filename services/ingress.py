@@ -1,7 +1,7 @@
 """Ray's OpenAI ingress plus the /healthz and /readyz probes (services.api builds on it).
 
-Built on Ray's internal ingress helpers (pinned with ray 2.60.*): they give the
-OpenAI routes, streaming and model routing.
+Ray Serve LLM's ingress gives the OpenAI routes, streaming and model routing; what we
+use of it that is not public is named in services.ray_compat.
 """
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ import re
 
 from fastapi import HTTPException
 from ray.exceptions import RayActorError
-from ray.llm._internal.serve.core.configs.openai_api_models import ModelCard, ModelList
-from ray.llm._internal.serve.core.ingress.ingress import OpenAiIngress
 
 from llama_rag.config import ServeSettings
 from llama_rag.errors import InvalidInputError, ModelUnavailableError
 from services.errors import ErrorBody
+from services.ray_compat import ModelCard, ModelList, OpenAiIngress
 from services.llm_gate import LLMGate
 
 READY_TIMEOUT_S = 10

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import AsyncGenerator, AsyncIterator, List, TypeVar
 
-from ray.llm._internal.serve.core.server.llm_server import LLMServer
-from ray.llm._internal.serve.utils.batcher import Batcher
+from services.ray_compat import Batcher, LLMServer
 
 T = TypeVar("T")
 

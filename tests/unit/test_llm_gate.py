@@ -103,7 +103,7 @@ def test_request_errors_pass_through_and_leave_the_gate_open():
 
 
 def test_openai_requests_get_a_default_and_a_ceiling_for_max_tokens():
-    from ray.llm._internal.serve.core.configs.openai_api_models import ChatCompletionRequest
+    from services.ray_compat import ChatCompletionRequest
 
     from llama_rag.config import ServeSettings
     from services.ingress import with_token_bounds

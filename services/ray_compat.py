@@ -1,0 +1,44 @@
+"""Every Ray Serve LLM name the services build on, in one place (ray 2.60.*).
+
+Public names come from ``ray.serve.llm`` where Ray 2.60 has them. The rest has no
+public name yet and is imported here alone, with the private members we override
+or call listed below; ``tests/unit/test_ray_compat.py`` checks each one, so a Ray
+upgrade that moves or changes one fails there, in one place, not in a replica.
+
+Private members relied on (checked by the test):
+- ``OpenAiIngress._get_response(body=, call_method=, raw_request=)``: the one call
+  into the LLM deployment (our LLM gate wraps it; /v1/ask uses it too);
+- ``OpenAiIngress._get_model_id(model)``: model routing (we refuse bad adapter names);
+- ``OpenAiIngress._default_serve_handles`` and ``._lora_paths``: handles per model id
+  (health probes) and the LoRA configuration;
+- ``LLMServer._batch_output_stream(generator)`` and ``._get_batch_interval_ms()``:
+  stream batching (our first chunk leaves at once).
+"""
+
+from __future__ import annotations
+
+# public in ray 2.60
+from ray.serve.llm import LLMServer, build_llm_deployment
+from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
+from ray.serve.llm.openai_api_models import (
+    ChatCompletionRequest,
+    ChatCompletionStreamResponse,
+)
+
+# internal: no public name in ray 2.60
+from ray.llm._internal.common.dict_utils import (
+    maybe_apply_llm_deployment_config_defaults,
+)
+from ray.llm._internal.serve.core.configs.openai_api_models import (
+    ErrorResponse,  # what the server returns (the public class is a subclass of it)
+    ModelCard,
+    ModelList,
+    to_model_metadata,
+)
+from ray.llm._internal.serve.core.ingress.ingress import init as ingress_fastapi_app
+from ray.llm._internal.serve.utils.batcher import Batcher
+
+__all__ = ["Batcher", "ChatCompletionRequest", "ChatCompletionStreamResponse", "ErrorResponse",
+           "LLMServer", "ModelCard", "ModelList", "OpenAiIngress", "build_llm_deployment",
+           "ingress_fastapi_app", "make_fastapi_ingress",
+           "maybe_apply_llm_deployment_config_defaults", "to_model_metadata"]

@@ -1,0 +1,65 @@
+"""Each Ray Serve LLM internal that services.ray_compat names, as we use it: a Ray upgrade
+that moves or changes one fails here, in one place."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from services import ray_compat as rc
+
+
+def _params(fn) -> list[str]:
+    return list(inspect.signature(fn).parameters)
+
+
+def test_every_name_imports():
+    for name in rc.__all__:
+        assert getattr(rc, name) is not None, name
+
+
+def test_ingress_private_members_we_override_or_read():
+    assert _params(rc.OpenAiIngress._get_response) == ["self", "body", "call_method",
+                                                       "raw_request"]
+    assert _params(rc.OpenAiIngress._get_model_id) == ["self", "model"]
+    init = inspect.getsource(rc.OpenAiIngress.__mro__[1].__init__)
+    assert "self._default_serve_handles" in init and "self._lora_paths" in init
+    assert _params(rc.make_fastapi_ingress)[:1] == ["cls"]
+    assert {"endpoint_map", "app"} <= set(_params(rc.make_fastapi_ingress))
+
+
+def test_llm_server_stream_batching_members():
+    assert _params(rc.LLMServer._batch_output_stream) == ["self", "generator"]
+    assert "stream" in _params(rc.LLMServer._get_batch_interval_ms)
+    assert {"generator", "interval_ms"} <= set(_params(rc.Batcher.__init__))
+    assert hasattr(rc.Batcher, "stream")
+
+
+def test_builders_and_models():
+    from fastapi import FastAPI
+
+    assert isinstance(rc.ingress_fastapi_app(), FastAPI)
+    assert _params(rc.maybe_apply_llm_deployment_config_defaults) == ["defaults",
+                                                                      "user_deployment_config"]
+    assert _params(rc.to_model_metadata)[:2] == ["model_id", "model_config"]
+    assert "name_prefix" in _params(rc.build_llm_deployment)
+    # the server returns the internal ErrorResponse; the public one subclasses it
+    from ray.serve.llm.openai_api_models import ErrorResponse as Public
+
+    assert issubclass(Public, rc.ErrorResponse)
+    assert {"data"} <= set(rc.ModelList.model_fields) and "id" in rc.ModelCard.model_fields
+
+
+@pytest.mark.parametrize("packet", [
+    'data: {"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m", '
+    '"choices": [{"index": 0, "delta": {"content": "Hi"}}]}\n\n',
+    ['data: {"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m", '
+     '"choices": [{"index": 0, "delta": {"content": "Hi"}}]}\n\n', "data: [DONE]\n\n"],
+])
+def test_streamed_packets_parse_into_typed_chunks(packet):
+    from services.api import _chunks
+
+    [chunk] = _chunks(packet)
+    assert isinstance(chunk, rc.ChatCompletionStreamResponse)
+    assert chunk.choices[0].delta.content == "Hi"
