@@ -43,6 +43,7 @@ from indexing.faiss_index import IndexInfo
 from indexing.lexical import LexicalIndex
 from indexing.location import RemoteRoot, is_uri
 from indexing.location import collection_dir
+from llama_rag.atomic import fsync_dir, fsync_file, write_atomic
 from llama_rag.protocol import Hit
 from llama_rag.errors import EmbedderMismatchError, IndexLockedError, NotFoundError
 from llama_rag.locks import exclusive
@@ -90,19 +91,6 @@ def new_version_id() -> str:
     """Sortable by creation time (microseconds), unique by a random suffix."""
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
     return f"{now}-{secrets.token_hex(3)}"
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class IndexVersion:
@@ -297,11 +285,11 @@ class IndexStore:
         (tmp / "errors.jsonl").write_text("".join(json.dumps(e) + "\n" for e in errors))
         for f in tmp.rglob("*"):
             if f.is_file():
-                _fsync_file(f)
-        _fsync_dir(tmp / lexical.DIRNAME)
-        _fsync_dir(tmp)
+                fsync_file(f)
+        fsync_dir(tmp / lexical.DIRNAME)
+        fsync_dir(tmp)
         os.rename(tmp, self.versions / vid)
-        _fsync_dir(self.versions)
+        fsync_dir(self.versions)
         if self.remote is not None:
             self.remote.upload(self.versions / vid, "versions", vid)
         self._point_current(vid)
@@ -312,11 +300,7 @@ class IndexStore:
         if self.remote is not None:
             self.remote.write_text(vid + "\n", "CURRENT")
             return
-        pointer = self.root / ".CURRENT.tmp"
-        pointer.write_text(vid + "\n")
-        _fsync_file(pointer)
-        os.replace(pointer, self.root / "CURRENT")
-        _fsync_dir(self.root)
+        write_atomic(self.root / "CURRENT", vid + "\n")
 
     def _prune(self, keep: int) -> None:
         """Keep the newest ``keep`` versions (and always the current one), here and remotely."""

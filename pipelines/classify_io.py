@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from llama_rag.atomic import replace_durably, write_atomic
 from llama_rag.errors import InvalidInputError, OutputLockedError
 from llama_rag.locks import exclusive
 
@@ -182,7 +183,7 @@ class Output:
             stale.unlink()  # a part a killed run did not finish
         marker = self.root / "job.json"
         if not marker.exists():
-            _atomic_write(marker, json.dumps(job, indent=2).encode())
+            write_atomic(marker, json.dumps(job, indent=2).encode())
 
     def _parts(self) -> list[Path]:
         return sorted(list(self.parts.glob("part-*.parquet")) + list(self.parts.glob("part-*.jsonl")))
@@ -200,15 +201,15 @@ class Output:
         """One atomic part: written under a temporary name, fsynced, renamed."""
         final = self.parts / f"part-{uuid.uuid4().hex[:16]}.{fmt}"
         if fmt == "jsonl":
-            _atomic_write(final, "".join(json.dumps(r) + "\n" for r in rows.to_pylist()).encode())
+            write_atomic(final, "".join(json.dumps(r) + "\n" for r in rows.to_pylist()).encode())
             return
         tmp = self.parts / f".tmp-{final.name}"
         pq.write_table(rows, tmp)
-        _fsync_rename(tmp, final)
+        replace_durably(tmp, final)
 
     def write_errors(self, records: list[dict[str, str]]) -> None:
         if records:
-            _atomic_write(self.errors / f"errors-{uuid.uuid4().hex[:16]}.jsonl",
+            write_atomic(self.errors / f"errors-{uuid.uuid4().hex[:16]}.jsonl",
                           "".join(json.dumps(r) + "\n" for r in records).encode())
 
     def results(self) -> pa.Table:
@@ -222,7 +223,7 @@ class Output:
         lines = []
         for part in sorted(self.errors.glob("errors-*.jsonl")):
             lines += [ln for ln in part.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        _atomic_write(self.root / "errors.jsonl", "".join(ln + "\n" for ln in lines).encode())
+        write_atomic(self.root / "errors.jsonl", "".join(ln + "\n" for ln in lines).encode())
         return [json.loads(ln) for ln in lines]
 
 
@@ -233,18 +234,6 @@ def _read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
         rows = [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln]
         table = pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
     return table.select(columns) if columns else table
-
-
-def _fsync_rename(tmp: Path, final: Path) -> None:
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_bytes(data)
-    _fsync_rename(tmp, path)
 
 
 def short_hash(value: Any) -> str:
