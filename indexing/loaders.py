@@ -7,13 +7,13 @@ not UTF-8, corrupt PDF ...); the pipeline records it per file and goes on.
 from __future__ import annotations
 
 import io
-import json
 import re
 from pathlib import Path
 from typing import Callable
 
 from indexing.documents import Document, DocumentBuilder
 from llama_rag.errors import LoadError
+from llama_rag.jsonl import records
 
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
@@ -194,15 +194,11 @@ def load_pdf(data: bytes, source: str) -> list[Document]:
 def load_jsonl(data: bytes, source: str, text_field: str = "text") -> list[Document]:
     text = _decode(data)
     docs, bad = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+    for number, record, error in records(text.splitlines()):
+        if error:
+            bad.append(f"line {number}: {error}")
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            bad.append(f"line {number}: invalid JSON ({exc.msg})")
-            continue
-        body = record.get(text_field) if isinstance(record, dict) else None
+        body = record.get(text_field)
         if not isinstance(body, str) or not body.strip():
             bad.append(f"line {number}: no non-empty string field {text_field!r}")
             continue

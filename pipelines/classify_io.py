@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from llama_rag.atomic import replace_durably, write_atomic
 from llama_rag.errors import InvalidInputError, OutputLockedError
+from llama_rag.jsonl import records
 from llama_rag.locks import exclusive
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
@@ -110,18 +111,13 @@ def read_rows(path: Path, root: Path, text_column: str, id_column: str | None,
     if kind == "jsonl":
         batch: list[dict[str, Any]] = []
         with open(path, "rb") as fh:
-            for raw in fh:
-                if not raw.strip():
-                    continue
-                try:
-                    values = json.loads(raw)
-                    if not isinstance(values, dict):
-                        raise ValueError("not an object")
-                    batch.append(record(values))
-                except (ValueError, UnicodeDecodeError) as exc:
+            for _, values, error in records(fh):
+                if error:  # the line still counts: an error row keeps its id
                     row_no += 1
                     batch.append({"id": f"{rel}:{row_no}", "text": None, "gold": None,
-                                  "error": f"undecodable: invalid JSON line ({exc})"})
+                                  "error": f"undecodable: {error}"})
+                else:
+                    batch.append(record(values))
                 if len(batch) >= batch_rows:
                     yield batch
                     batch = []
