@@ -8,16 +8,19 @@ Every model forbids unknown keys so a typo is an error, not a silent default.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError,
-                      model_validator)
+                      field_validator, model_validator)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from llama_rag.errors import ConfigError
 
+DEFAULT_COLLECTION = "default"
+COLLECTION_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # also a safe folder name
 ENV_PREFIX = "LLAMA_RAG_"
 API_KEYS_ENV = "LLAMA_RAG_API_KEYS"  # comma-separated, the usual way to pass secrets
 
@@ -197,6 +200,23 @@ class LLMSettings(StrictModel):
         "decoding speed; 0 measured 1.27x faster here.")
 
 
+def parse_api_key(entry: str) -> tuple[str, frozenset[str] | None]:
+    """``KEY`` (every collection) or ``KEY@docs+faq`` (only those collections)."""
+    key, sep, scope = entry.partition("@")
+    if not key.strip():
+        raise ValueError("an API key entry has no key before '@'")
+    if not sep:
+        return key, None
+    names = frozenset(n.strip() for n in scope.split("+") if n.strip())
+    if not names:
+        raise ValueError("an API key ends in '@' but names no collection")
+    bad = sorted(n for n in names if not re.match(COLLECTION_PATTERN, n))
+    if bad:
+        raise ValueError(f"an API key's scope names invalid collection(s) {', '.join(bad)}: "
+                         "use 1-64 lowercase letters, digits, '-' or '_'")
+    return key, names
+
+
 class ServeSettings(StrictModel):
     """The HTTP side: where it listens and how it sheds load."""
 
@@ -213,6 +233,15 @@ class ServeSettings(StrictModel):
     api_keys: list[SecretStr] = Field(
         [], description="Bearer keys every route but /healthz requires; empty: no auth. "
         "Also LLAMA_RAG_API_KEYS=key1,key2.")
+
+    @field_validator("api_keys")
+    @classmethod
+    def _scopes_are_collections(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        """Checked at load, not first when a replica starts (the key itself never shown)."""
+        for key in keys:
+            parse_api_key(key.get_secret_value())
+        return keys
+
     rate_limit_per_minute: int = Field(
         120, ge=0, description="Requests per API key per minute (with api_keys set); 0: off.")
     rate_limit_burst: int = Field(20, ge=1, description="Requests a key may send at once.")
@@ -256,10 +285,6 @@ class QASettings(StrictModel):
         0.25, ge=0, description="Logical CPUs Ray reserves for the retrieval replica.")
     reload_interval_s: float = Field(
         2.0, gt=0, description="How often the retriever checks CURRENT for a new version.")
-
-
-DEFAULT_COLLECTION = "default"
-COLLECTION_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # also a safe folder name
 
 
 RetrievalMode = Literal["dense", "lexical", "hybrid"]
@@ -339,7 +364,8 @@ def _describe(exc: ValidationError, origin: str) -> ConfigError:
     if first["type"] == "extra_forbidden":
         msg = "unknown setting"
     got = first.get("input")
-    shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+    secret = "api_keys" in field  # a rejected key is never echoed
+    shown = "" if isinstance(got, dict) or got is None or secret else f" (got {got!r})"
     more = len(exc.errors()) - 1
     extra = f"; and {more} more problem(s)" if more else ""
     return ConfigError(f"invalid setting {field}: {msg}{shown} [{origin}]{extra}", param=field)

@@ -14,6 +14,7 @@ import hmac
 import time
 from typing import Awaitable, Callable
 
+from llama_rag.config import parse_api_key
 from llama_rag.errors import AuthError, ForbiddenError, LlamaRagError, RateLimitedError
 from services.errors import send_error
 
@@ -29,20 +30,9 @@ def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def parse_key(entry: str) -> tuple[str, frozenset[str] | None]:
-    """``KEY`` (every collection) or ``KEY@docs+faq`` (only those collections)."""
-    key, sep, scope = entry.partition("@")
-    if not sep:
-        return key, None
-    names = frozenset(n.strip() for n in scope.split("+") if n.strip())
-    if not names:
-        raise ValueError("an API key ends in '@' but names no collection")
-    return key, names
-
-
 def key_digests(entries: list[str]) -> dict[str, frozenset[str] | None]:
     """Digest -> allowed collections, from configured key entries."""
-    return {digest(key): scope for key, scope in map(parse_key, entries)}
+    return {digest(key): scope for key, scope in map(parse_api_key, entries)}
 
 
 def _open(path: str) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from services.auth import ApiKeyGuard, TokenBucket, key_digests
 
 
@@ -77,7 +79,8 @@ def test_the_page_and_its_assets_need_no_key_but_the_index_summary_does():
 
 
 def test_a_key_may_be_limited_to_collections():
-    from services.auth import SCOPE_STATE, parse_key
+    from llama_rag.config import parse_api_key as parse_key
+    from services.auth import SCOPE_STATE
 
     assert parse_key("plain") == ("plain", None)
     assert parse_key("team@docs+faq") == ("team", frozenset({"docs", "faq"}))
@@ -91,3 +94,17 @@ def test_a_key_may_be_limited_to_collections():
     assert call(g, key="team")[0] == 200 and seen[SCOPE_STATE] == frozenset({"docs"})
     assert call(g, key="admin")[0] == 200 and seen[SCOPE_STATE] is None
     assert call(g, key="team@docs")[0] == 403  # the scope is not part of the key
+
+
+@pytest.mark.parametrize("entry,words", [("team@", "names no collection"),
+                                         ("team@Docs+../x", "invalid collection"),
+                                         ("@docs", "no key")])
+def test_bad_key_scopes_fail_when_settings_load(monkeypatch, entry, words):
+    """Before any replica starts, and without echoing the key."""
+    from llama_rag.config import load_settings
+    from llama_rag.errors import ConfigError
+
+    monkeypatch.setenv("LLAMA_RAG_API_KEYS", f"good,{entry}")
+    with pytest.raises(ConfigError, match=words) as err:
+        load_settings()
+    assert "team" not in str(err.value)
