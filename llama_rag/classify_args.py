@@ -31,7 +31,7 @@ class ClassifyArgs(BaseModel):
     concurrency: int = 1
     max_rows: int | None = None
     gold_column: str | None = None
-    context_index: Path | None = None
+    context_index: str | None = None  # a folder or a filesystem URI (s3://, file://, ...)
     via_serve: str | None = None
     output_format: str = "parquet"
     max_text_tokens: int = 384
@@ -60,8 +60,9 @@ def options(fn):
                      help="LLM actors (vLLM engines, or HTTP workers with --via-serve)."),
         click.option("--max-rows", type=click.IntRange(0), help="Only the first N input rows."),
         click.option("--gold-column", help="Column with true labels: adds accuracy and more."),
-        click.option("--context-index", type=click.Path(file_okay=False, path_type=Path),
-                     help="Index to retrieve context from for each row (RAG classification)."),
+        click.option("--context-index", metavar="DIR|URI",
+                     help="Index to retrieve context from for each row (RAG classification); "
+                     "a folder or a URI such as s3://bucket/index, like index.dir."),
         click.option("--via-serve", help="URL of a running `llama-rag serve` to use instead."),
         click.option("--format", "output_format", type=click.Choice(["parquet", "jsonl"]),
                      default="parquet", show_default=True, help="Format of the result parts."),

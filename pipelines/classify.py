@@ -76,9 +76,12 @@ def prepare(args: ClassifyArgs, settings: Settings) -> Prepared:
             if column and column not in columns:
                 raise InvalidInputError(f"{flag} {column!r} is not a column of {f} (columns: "
                                         f"{', '.join(columns) or 'none'})", param=flag[2:])
-    if args.context_index and not (Path(args.context_index) / "CURRENT").exists():
-        raise InvalidInputError(f"--context-index {args.context_index}: no published index "
-                                "there (run llama-rag index first)", param="context-index")
+    if args.context_index:
+        from indexing.store import IndexStore  # a folder or a URI, as index.dir accepts
+
+        if IndexStore(args.context_index, settings.index.cache_dir).current() is None:
+            raise InvalidInputError(f"--context-index {args.context_index}: no published index "
+                                    "there (run llama-rag index first)", param="context-index")
     if args.output_format not in ("parquet", "jsonl"):
         raise InvalidInputError("--format must be parquet or jsonl", param="format")
     spec = PromptSpec(labels=labels, instructions=args.instructions, examples=examples,
@@ -127,7 +130,7 @@ def _stage(ds, prep: Prepared, args: ClassifyArgs, settings: Settings):
 
         ds = ds.map_batches(Retrieve, fn_constructor_kwargs={
             "settings": settings.model_copy(update={"index": settings.index.model_copy(
-                update={"dir": Path(args.context_index)})})},
+                update={"dir": args.context_index})})},
             batch_size=args.batch_size, concurrency=1, num_cpus=0.5)
     if args.via_serve:
         from pipelines.classify_serve import ServeClassifier

@@ -143,3 +143,18 @@ def test_a_second_driver_on_the_same_output_fails_fast_and_the_lock_is_released(
     with out.lock():  # released again
         pass
     assert out.check_job({"a": 1}) is False  # the lock file alone is not a foreign folder
+
+
+def test_context_index_may_be_a_uri_and_must_hold_a_version(tmp_path):
+    """--context-index goes through IndexStore, so a file:// (or s3://) index works."""
+    from indexing.store import IndexStore
+    from tests.unit.test_store import _publish
+
+    write_inputs(tmp_path)
+    settings = load_settings(None, {"index.cache_dir": tmp_path / "cache"})
+    _publish(IndexStore(tmp_path / "ctx"), ["a reference text"])
+    uri = (tmp_path / "ctx").as_uri()
+    prep = prepare(args(tmp_path, context_index=uri), settings)
+    assert prep.job["context_index"] == uri
+    with pytest.raises(InvalidInputError, match="no published index"):
+        prepare(args(tmp_path, context_index=(tmp_path / "none").as_uri()), settings)
