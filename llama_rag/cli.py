@@ -309,14 +309,16 @@ def _print_citations(answer: dict[str, Any]) -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("bench/results/retrieval-modes"), show_default=True,
               help="With --modes: where the .json and .png go (no suffix).")
+@click.option("--retrieval-only", is_flag=True,
+              help="With --url: score retrieval alone (no /v1/ask, no LLM time).")
 @click.option("--max-tokens", type=click.IntRange(1, 4096), default=None,
               help="With --url: answer length per question (default: the server's qa.max_tokens); "
               "a short one scores refusals and citations in a fraction of the time.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @config_option
 def evaluate(qa_file: Path, url: str | None, index_dir: str | None, modes: str | None,
-             collection: str | None, out: Path, max_tokens: int | None, as_json: bool,
-             config_path: Path | None) -> None:
+             collection: str | None, out: Path, retrieval_only: bool, max_tokens: int | None,
+             as_json: bool, config_path: Path | None) -> None:
     """Retrieval hit@1/hit@5/MRR, answerable rate, citation precision and latency."""
     from llama_rag.evaluate import compare_modes, dumps, evaluate as run_eval, load_qa, report_lines
 
@@ -344,7 +346,7 @@ def evaluate(qa_file: Path, url: str | None, index_dir: str | None, modes: str |
             return client.post("/v1/ask", {"question": q,
                                            **{k: v for k, v in extra.items() if v}})
 
-        ask = None if modes else ask_server
+        ask = None if modes or retrieval_only else ask_server
     else:
         from indexing.search import RetrieverCore
         from llama_rag.models import apply_offline_policy
