@@ -138,6 +138,18 @@ class ModelUnavailableError(LlamaRagError):
         self.retry_after = retry_after
 
 
+class OverloadedError(LlamaRagError):
+    """More requests than the server runs and queues: retry after ``retry_after``."""
+
+    http_status = 503
+    type = "overloaded_error"
+
+    def __init__(self, message: str, *, retry_after: float = 2.0,
+                 param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.retry_after = retry_after
+
+
 class UpstreamError(LlamaRagError):
     """The LLM deployment refused or failed a request; carries its status (e.g. 400)."""
 

@@ -219,6 +219,7 @@ def fastapi_app(settings: Settings):
     from fastapi.staticfiles import StaticFiles
     from services.ray_compat import ingress_fastapi_app
 
+    from services.admission import AdmissionControl
     from services.auth import ApiKeyGuard, key_digests
     from services.errors import OpenAIErrorBodies, error_response
 
@@ -226,6 +227,9 @@ def fastapi_app(settings: Settings):
     app.add_exception_handler(LlamaRagError, error_response)  # the one mapping of our errors
     app.add_exception_handler(RequestValidationError, _validation_response)  # replaces Ray's
     app.mount("/ui", StaticFiles(directory=WEB), name="ui")
+    app.add_middleware(AdmissionControl, running=settings.serve.max_ongoing_requests,
+                       queued=settings.serve.max_queued_requests,
+                       retry_after_s=settings.serve.retry_after_s)  # inside the key check
     app.add_middleware(ApiKeyGuard, digests=key_digests([k.get_secret_value()
                                                          for k in settings.serve.api_keys]),
                        per_minute=settings.serve.rate_limit_per_minute,

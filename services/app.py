@@ -1,9 +1,10 @@
 """build_app(settings) -> the Serve application; `app_builder` is what Serve configs import.
 
 Our API ingress (services.api) in front of Ray's LLM deployment, wired the way
-`ray.serve.llm.build_openai_app` wires its own, and the retrieval deployment. The API replica sheds load itself:
-beyond `serve.max_queued_requests` waiting requests Serve answers 503 with
-Retry-After at once instead of queueing without bound.
+`ray.serve.llm.build_openai_app` wires its own, and the retrieval deployment. The API
+replica sheds load itself (services.admission: our JSON 503 with Retry-After beyond
+`serve.max_ongoing_requests` running and `serve.max_queued_requests` waiting); Serve's
+own limits, set above ours, are only a backstop.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from llama_rag.config import Settings, load_settings
+
+
+SERVE_HEADROOM = 16  # requests beyond our own bounds that Serve still hands to the API replica
 
 
 def build_app(settings: Settings):
@@ -27,7 +31,10 @@ def build_app(settings: Settings):
     config = build_llm_config(settings)
     options = maybe_apply_llm_deployment_config_defaults(
         LlamaRagApi.get_deployment_options([config]), {
-            "max_ongoing_requests": settings.serve.max_ongoing_requests,
+            # our admission control (services.admission) sheds first, in our error shape;
+            # Serve's limits, above ours, are the backstop
+            "max_ongoing_requests": settings.serve.max_ongoing_requests
+            + settings.serve.max_queued_requests + SERVE_HEADROOM,
             "max_queued_requests": settings.serve.max_queued_requests,
             "backpressure_config": {"status_code": 503,
                                     "retry_after_s": settings.serve.retry_after_s},

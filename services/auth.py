@@ -35,7 +35,8 @@ def key_digests(entries: list[str]) -> dict[str, frozenset[str] | None]:
     return {digest(key): scope for key, scope in map(parse_api_key, entries)}
 
 
-def _open(path: str) -> bool:
+def is_open_path(path: str) -> bool:
+    """Paths every client may use without a key (and that admission control never holds)."""
     return path in OPEN_PATHS or (path.startswith(OPEN_PREFIX) and ".." not in path)
 
 
@@ -95,7 +96,7 @@ class ApiKeyGuard:
                                    "exceeded", retry_after=wait + 0.5)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or not self.digests or _open(scope.get("path", "")):
+        if scope["type"] != "http" or not self.digests or is_open_path(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
         try:
