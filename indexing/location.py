@@ -34,6 +34,59 @@ def join(location: str | Path, *parts: str) -> str | Path:
     return Path(location, *parts)
 
 
+class LocalRoot:
+    """The same operations on a local folder: the store needs no branch for local roots,
+    and a local version is already where a download or an upload would put it."""
+
+    def __init__(self, path: Path) -> None:
+        self.base = Path(path)
+
+    def path(self, *parts: str) -> Path:
+        return self.base.joinpath(*parts)
+
+    def is_file(self, *parts: str) -> bool:
+        return self.path(*parts).is_file()
+
+    def is_dir(self, *parts: str) -> bool:
+        return self.path(*parts).is_dir()
+
+    def read_text(self, *parts: str) -> str | None:
+        try:
+            return self.path(*parts).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    def write_text(self, text: str, *parts: str) -> None:
+        from llama_rag.atomic import write_atomic
+
+        write_atomic(self.path(*parts), text)
+
+    def list_dirs(self, *parts: str) -> list[str]:
+        folder = self.path(*parts)
+        return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+    def upload(self, local_dir: Path, *parts: str) -> None:
+        import shutil
+
+        if Path(local_dir).resolve() != self.path(*parts).resolve():
+            shutil.copytree(local_dir, self.path(*parts), dirs_exist_ok=True)
+
+    def download(self, local_dir: Path, *parts: str) -> None:
+        import shutil
+
+        shutil.copytree(self.path(*parts), local_dir, dirs_exist_ok=True)
+
+    def delete_dir(self, *parts: str) -> None:
+        import shutil
+
+        shutil.rmtree(self.path(*parts), ignore_errors=True)
+
+
+def shared_root(location: str | Path) -> "LocalRoot | RemoteRoot":
+    """Where published versions and ``CURRENT`` live: a local folder or a filesystem URI."""
+    return RemoteRoot(str(location)) if is_uri(location) else LocalRoot(Path(location))
+
+
 class RemoteRoot:
     """The few operations an index needs on a pyarrow filesystem, with paths relative to a root."""
 

@@ -41,9 +41,9 @@ from indexing import faiss_index, lexical
 from indexing.embedder import EmbedderInfo
 from indexing.faiss_index import IndexInfo
 from indexing.lexical import LexicalIndex
-from indexing.location import RemoteRoot, is_uri
+from indexing.location import is_uri, shared_root
 from indexing.location import collection_dir
-from llama_rag.atomic import fsync_dir, fsync_file, write_atomic
+from llama_rag.atomic import fsync_dir, fsync_file
 from llama_rag.protocol import Hit
 from llama_rag.errors import EmbedderMismatchError, IndexLockedError, NotFoundError
 from llama_rag.locks import exclusive
@@ -163,12 +163,11 @@ class IndexStore:
 
     def __init__(self, location: Path | str, cache_dir: Path | str | None = None) -> None:
         self.cache_dir = Path(cache_dir or DEFAULT_CACHE).expanduser()
-        self.remote: RemoteRoot | None = None
+        self.shared = shared_root(location)  # published versions and CURRENT
         if is_uri(location):
             self.location: Path | str = str(location).rstrip("/")
-            self.remote = RemoteRoot(self.location)
             digest = hashlib.sha256(self.location.encode()).hexdigest()[:16]
-            self.root = self.cache_dir / digest
+            self.root = self.cache_dir / digest  # this machine's cache of the URI
         else:
             self.location = self.root = Path(location)
         self.versions = self.root / "versions"
@@ -182,23 +181,14 @@ class IndexStore:
 
     def collections(self) -> list[str]:
         """Named collections under ``collections/`` that have a published version."""
-        if self.remote is not None:
-            return [n for n in self.remote.list_dirs("collections")
-                    if self.remote.is_file("collections", n, "CURRENT")]
-        named = self.root / "collections"
-        return sorted(p.name for p in named.iterdir()
-                      if (p / "CURRENT").is_file()) if named.is_dir() else []
+        return [n for n in self.shared.list_dirs("collections")
+                if self.shared.is_file("collections", n, "CURRENT")]
 
     def exists(self) -> bool:
-        return self.remote.is_dir() if self.remote is not None else self.root.is_dir()
+        return self.shared.is_dir()
 
     def current(self) -> str | None:
-        if self.remote is not None:
-            return (self.remote.read_text("CURRENT") or "").strip() or None
-        try:
-            return (self.root / "CURRENT").read_text().strip() or None
-        except FileNotFoundError:
-            return None
+        return (self.shared.read_text("CURRENT") or "").strip() or None
 
     def open(self, version: str | None = None) -> IndexVersion:
         vid = version or self.current()
@@ -208,17 +198,16 @@ class IndexStore:
         return IndexVersion(self._local(vid))
 
     def _local(self, vid: str) -> Path:
-        """The local folder of version ``vid``, copied from the remote root on first use."""
+        """The local folder of version ``vid``, copied from a URI root on first use (a local
+        root's versions are already here)."""
         path = self.versions / vid
-        if self.remote is None or path.is_dir():
-            if not path.is_dir():
-                raise NotFoundError(f"index version {vid} not found in {self}", param="version")
+        if path.is_dir():
             return path
-        if not self.remote.is_file("versions", vid, "manifest.json"):
+        if not self.shared.is_file("versions", vid, "manifest.json"):
             raise NotFoundError(f"index version {vid} not found in {self}", param="version")
         tmp = self.versions / f".download-{vid}-{secrets.token_hex(3)}"
         try:
-            self.remote.download(tmp, "versions", vid)
+            self.shared.download(tmp, "versions", vid)
             try:
                 os.rename(tmp, path)
             except OSError:  # another process on this machine fetched it first
@@ -236,11 +225,8 @@ class IndexStore:
         vid = self.current()
         if vid is None:
             return None
-        if self.remote is not None:
-            text = self.remote.read_text("versions", vid, "manifest.json")
-        else:
-            text = (self.versions / vid / "manifest.json").read_text()
-        return Manifest.model_validate_json(text)
+        return Manifest.model_validate_json(self.shared.read_text("versions", vid,
+                                                                  "manifest.json") or "")
 
     def read_version_rows(self, vid: str) -> tuple[pa.Table, np.ndarray]:
         path = self._local(vid)
@@ -290,17 +276,10 @@ class IndexStore:
         fsync_dir(tmp)
         os.rename(tmp, self.versions / vid)
         fsync_dir(self.versions)
-        if self.remote is not None:
-            self.remote.upload(self.versions / vid, "versions", vid)
-        self._point_current(vid)
+        self.shared.upload(self.versions / vid, "versions", vid)  # a no-op for a local root
+        self.shared.write_text(vid + "\n", "CURRENT")
         self._prune(settings.keep_versions)
         return vid
-
-    def _point_current(self, vid: str) -> None:
-        if self.remote is not None:
-            self.remote.write_text(vid + "\n", "CURRENT")
-            return
-        write_atomic(self.root / "CURRENT", vid + "\n")
 
     def _prune(self, keep: int) -> None:
         """Keep the newest ``keep`` versions (and always the current one), here and remotely."""
@@ -310,8 +289,7 @@ class IndexStore:
         for old in done[:-keep]:
             if old != current:
                 shutil.rmtree(self.versions / old, ignore_errors=True)
-        if self.remote is not None:
-            published = [v for v in self.remote.list_dirs("versions") if not v.startswith(".")]
-            for old in published[:-keep]:
-                if old != current:
-                    self.remote.delete_dir("versions", old)
+        published = [v for v in self.shared.list_dirs("versions") if not v.startswith(".")]
+        for old in published[:-keep]:  # a URI root's own copies (a local root's are gone)
+            if old != current:
+                self.shared.delete_dir("versions", old)
