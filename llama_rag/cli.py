@@ -324,42 +324,15 @@ def evaluate(qa_file: Path, url: str | None, index_dir: str | None, modes: str |
 
     if bool(url) == bool(index_dir):
         raise click.UsageError("give exactly one of --url or --index-dir")
-    wanted = [m.strip() for m in modes.split(",")] if modes else [None]
-    bad = [m for m in wanted if m is not None and m not in MODES]
-    if bad:
-        raise click.BadParameter(f"unknown mode(s) {', '.join(bad)}; use {', '.join(MODES)}",
-                                 param_hint="--modes")
+    wanted = _eval_modes(modes)
     items = load_qa(qa_file)
-    ask = None
     if url:
-        from llama_rag.client import Client
+        from llama_rag.evaluate import http_target
 
-        client = Client(url)
-
-        def searcher(mode: str | None):
-            body = {"k": 5, "mode": mode, "collection": collection}
-            return lambda q: [h["source"] for h in client.post(
-                "/v1/search", {"query": q, **{k: v for k, v in body.items() if v}})["hits"]]
-
-        def ask_server(q: str) -> dict:
-            extra = {"collection": collection, "max_tokens": max_tokens}
-            return client.post("/v1/ask", {"question": q,
-                                           **{k: v for k, v in extra.items() if v}})
-
-        ask = None if modes or retrieval_only else ask_server
+        searcher, ask = http_target(url, collection, max_tokens,
+                                    answers=not (modes or retrieval_only))
     else:
-        from indexing.search import RetrieverCore
-        from llama_rag.models import apply_offline_policy
-        from llama_rag.protocol import SearchRequest
-
-        settings = _settings(config_path, **{"index.dir": index_dir})
-        apply_offline_policy(settings.models)
-        core = RetrieverCore(settings)
-
-        def searcher(mode: str | None):
-            return lambda q: [h.source for h in core.search(SearchRequest(
-                query=q, k=5, mode=mode, collection=collection)).hits]
-
+        searcher, ask = _local_searcher(config_path, index_dir, collection), None
     reports = {}
     for mode in wanted:
         with click.progressbar(length=len(items), label=f"questions ({mode or 'default mode'})",
@@ -373,6 +346,28 @@ def evaluate(qa_file: Path, url: str | None, index_dir: str | None, modes: str |
     click.echo(json.dumps({m: r.model_dump() for m, r in reports.items()}, indent=2)
                if as_json else table)
     click.echo(f"wrote {', '.join(str(f) for f in files)}", err=True)
+
+
+def _eval_modes(modes: str | None) -> list[str | None]:
+    wanted = [m.strip() for m in modes.split(",")] if modes else [None]
+    bad = [m for m in wanted if m is not None and m not in MODES]
+    if bad:
+        raise click.BadParameter(f"unknown mode(s) {', '.join(bad)}; use {', '.join(MODES)}",
+                                 param_hint="--modes")
+    return wanted
+
+
+def _local_searcher(config_path: Path | None, index_dir: str | None, collection: str | None):
+    """mode -> (question -> ranked sources) on a local index, without a server."""
+    from indexing.search import RetrieverCore
+    from llama_rag.models import apply_offline_policy
+    from llama_rag.protocol import SearchRequest
+
+    settings = _settings(config_path, **{"index.dir": index_dir})
+    apply_offline_policy(settings.models)
+    core = RetrieverCore(settings)
+    return lambda mode: lambda q: [h.source for h in core.search(SearchRequest(
+        query=q, k=5, mode=mode, collection=collection)).hits]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -115,6 +115,24 @@ def evaluate(items: list[QAItem], search: Callable[[str], list[str]],
         ask_p95_ms=_p(ask_ms, 0.95) if ask_ms else None)
 
 
+def http_target(url: str, collection: str | None, max_tokens: int | None, answers: bool):
+    """(mode -> search function, ask function or None) against a running server."""
+    from llama_rag.client import Client
+
+    client = Client(url)
+
+    def searcher(mode: str | None) -> Callable[[str], list[str]]:
+        body = {"k": 5, "mode": mode, "collection": collection}
+        return lambda q: [h["source"] for h in client.post(
+            "/v1/search", {"query": q, **{k: v for k, v in body.items() if v}})["hits"]]
+
+    def ask(q: str) -> dict:
+        extra = {"collection": collection, "max_tokens": max_tokens}
+        return client.post("/v1/ask", {"question": q, **{k: v for k, v in extra.items() if v}})
+
+    return searcher, (ask if answers else None)
+
+
 def report_lines(report: EvalReport) -> list[str]:
     def f(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.3f}"

@@ -156,68 +156,97 @@ def run(args: ClassifyArgs, settings: Settings, echo=print) -> Summary:
         return _classify(prep, out, args, settings, echo)
 
 
-def _classify(prep: Prepared, out: io.Output, args: ClassifyArgs, settings: Settings,
-              echo) -> Summary:
-    out.start(prep.job)
+class _Pending(BaseModel):
+    rows: list[dict[str, Any]]  # {id, text, gold} still to label
+    total: int  # input rows
+    skipped: int  # already labeled (or failed) in an earlier run
+    failed: int  # failed at input (empty, undecodable, missing column): in errors.jsonl
+
+
+def _pending(prep: Prepared, out: io.Output, args: ClassifyArgs) -> _Pending:
+    """Stage 1: every input row, minus those done before; input failures recorded now."""
     done = out.done_ids()
-    started = time.perf_counter()
-    pending: list[dict[str, Any]] = []
-    total = skipped = input_failed = 0
+    rows: list[dict[str, Any]] = []
+    total = skipped = failed_n = 0
     for batch in _rows(prep, args):
         total += len(batch)
         fresh = [r for r in batch if r["id"] not in done]
         skipped += len(batch) - len(fresh)
         failed = [{"id": r["id"], "reason": r["error"]} for r in fresh if r["error"]]
         out.write_errors(failed)
-        input_failed += len(failed)
-        pending += [{"id": r["id"], "text": r["text"], "gold": r["gold"]}
-                    for r in fresh if not r["error"]]
-    echo(f"{total} input rows: {skipped} already done, {len(pending)} to classify "
-         f"({args.mode} mode, {len(prep.spec.labels.labels)} labels)")
-    processed = first_rows = 0
-    first_at: float | None = None
-    if pending:
-        from llama_rag.ray_runtime import ensure_ray
+        failed_n += len(failed)
+        rows += [{"id": r["id"], "text": r["text"], "gold": r["gold"]}
+                 for r in fresh if not r["error"]]
+    return _Pending(rows=rows, total=total, skipped=skipped, failed=failed_n)
 
-        ensure_ray(settings.ingest.ray_num_cpus)
-        import ray
 
-        from llama_rag.metrics import classify_rows
+def _write_batch(result: pa.Table, out: io.Output, args: ClassifyArgs, rows_done) -> int:
+    """Stage 3, per labeled batch: unmapped outputs to errors, the rest as one atomic part;
+    returns the rows handled."""
+    labels = result.column("label").to_pylist()
+    unmapped = [i for i, label in enumerate(labels) if label is None]
+    if unmapped:
+        raw, ids = result.column("raw").to_pylist(), result.column("id").to_pylist()
+        out.write_errors([{"id": ids[i], "reason": f"unmapped model output: {raw[i][:100]!r}"}
+                          for i in unmapped])
+        result = result.filter(pa.array([label is not None for label in labels]))
+        rows_done.inc(len(unmapped), tags={"outcome": "failed"})
+    out.write_results(result.select(io.RESULT_SCHEMA.names).cast(io.RESULT_SCHEMA),
+                      args.output_format)
+    if result.num_rows:
+        rows_done.inc(result.num_rows, tags={"outcome": "labeled"})
+    return result.num_rows + len(unmapped)
 
-        rows_done = classify_rows()
-        if input_failed:
-            rows_done.inc(input_failed, tags={"outcome": "failed"})
 
-        ds = ray.data.from_items(pending, override_num_blocks=max(
-            1, min(len(pending) // args.batch_size, 200)))
-        last = time.perf_counter()
-        for result in _stage(ds, prep, args, settings).iter_batches(
-                batch_size=None, batch_format="pyarrow"):
-            if first_at is None:  # engines started and the first batch is through
-                first_at, first_rows = time.perf_counter(), result.num_rows
-            unmapped = [i for i, label in enumerate(result.column("label").to_pylist())
-                        if label is None]
-            if unmapped:
-                raw = result.column("raw").to_pylist()
-                ids = result.column("id").to_pylist()
-                out.write_errors([{"id": ids[i], "reason": "unmapped model output: "
-                                   f"{raw[i][:100]!r}"} for i in unmapped])
-                keep = pa.array([label is not None for label in result.column("label").to_pylist()])
-                result = result.filter(keep)
-                rows_done.inc(len(unmapped), tags={"outcome": "failed"})
-            out.write_results(result.select(io.RESULT_SCHEMA.names).cast(io.RESULT_SCHEMA),
-                              args.output_format)
-            if result.num_rows:
-                rows_done.inc(result.num_rows, tags={"outcome": "labeled"})
-            processed += result.num_rows + len(unmapped)
-            if time.perf_counter() - last >= PROGRESS_EVERY_S:
-                last = time.perf_counter()
-                rate = processed / (last - started)
-                echo(f"classified {processed}/{len(pending)} rows ({rate:.1f} rows/s)")
+class _Progress(BaseModel):
+    processed: int = 0
+    first_at: float | None = None  # engines started and the first batch through
+    first_rows: int = 0
+
+
+def _label(pending: _Pending, prep: Prepared, out: io.Output, args: ClassifyArgs,
+           settings: Settings, started: float, echo) -> _Progress:
+    """Stage 2: the rows through the Ray Data LLM stage, written batch by batch."""
+    from llama_rag.ray_runtime import ensure_ray
+
+    ensure_ray(settings.ingest.ray_num_cpus)
+    import ray
+
+    from llama_rag.metrics import classify_rows
+
+    rows_done = classify_rows()
+    if pending.failed:
+        rows_done.inc(pending.failed, tags={"outcome": "failed"})
+    ds = ray.data.from_items(pending.rows, override_num_blocks=max(
+        1, min(len(pending.rows) // args.batch_size, 200)))
+    progress, last = _Progress(), time.perf_counter()
+    for result in _stage(ds, prep, args, settings).iter_batches(batch_size=None,
+                                                                batch_format="pyarrow"):
+        if progress.first_at is None:
+            progress.first_at, progress.first_rows = time.perf_counter(), result.num_rows
+        progress.processed += _write_batch(result, out, args, rows_done)
+        if time.perf_counter() - last >= PROGRESS_EVERY_S:
+            last = time.perf_counter()
+            echo(f"classified {progress.processed}/{len(pending.rows)} rows "
+                 f"({progress.processed / (last - started):.1f} rows/s)")
+    return progress
+
+
+def _classify(prep: Prepared, out: io.Output, args: ClassifyArgs, settings: Settings,
+              echo) -> Summary:
+    out.start(prep.job)
+    started = time.perf_counter()
+    pending = _pending(prep, out, args)
+    echo(f"{pending.total} input rows: {pending.skipped} already done, {len(pending.rows)} to "
+         f"classify ({args.mode} mode, {len(prep.spec.labels.labels)} labels)")
+    progress = (_label(pending, prep, out, args, settings, started, echo) if pending.rows
+                else _Progress())
     ended = time.perf_counter()
-    steady = ((processed - first_rows) / (ended - first_at)
-              if first_at and processed > first_rows and ended > first_at else None)
-    summary = _summarise(out, args, total, skipped, processed, ended - started)
+    first_at, labeled_after = progress.first_at, progress.processed - progress.first_rows
+    steady = (labeled_after / (ended - first_at)
+              if first_at and labeled_after > 0 and ended > first_at else None)
+    summary = _summarise(out, args, pending.total, pending.skipped, progress.processed,
+                         ended - started)
     summary.startup_s = round(first_at - started, 2) if first_at else None
     summary.steady_rows_per_s = round(steady, 2) if steady else None
     (out.root / "summary.json").write_text(summary.model_dump_json(indent=2))

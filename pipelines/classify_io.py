@@ -82,47 +82,44 @@ def _decode(value: Any) -> str | None:
     return str(value)
 
 
-def read_rows(path: Path, root: Path, text_column: str, id_column: str | None,
-              gold_column: str | None, batch_rows: int = 4096) -> Iterator[list[dict[str, Any]]]:
-    """Batches of ``{id, text, gold, error}`` dicts for one file, in file order."""
-    kind = FORMATS[path.suffix.lower()]
-    rel = os.path.relpath(path, root) if path != root else path.name
-    wanted = [c for c in (text_column, id_column, gold_column) if c]
-    row_no = 0
+class _RowMaker:
+    """``{id, text, gold, error}`` rows of one file, numbered in file order (the id when
+    the file has no id column), decoding each cell on its own."""
 
-    def record(values: dict[str, Any]) -> dict[str, Any]:
-        nonlocal row_no
-        row_no += 1
-        rid, error, text, gold = f"{rel}:{row_no}", None, None, None
+    def __init__(self, rel: str, text_column: str, id_column: str | None,
+                 gold_column: str | None) -> None:
+        self.rel, self.text_column = rel, text_column
+        self.id_column, self.gold_column = id_column, gold_column
+        self.row_no = 0
+
+    def failed(self, error: str) -> dict[str, Any]:
+        self.row_no += 1
+        return {"id": f"{self.rel}:{self.row_no}", "text": None, "gold": None, "error": error}
+
+    def row(self, values: dict[str, Any]) -> dict[str, Any]:
+        self.row_no += 1
+        rid, error, text, gold = f"{self.rel}:{self.row_no}", None, None, None
         try:
-            if id_column and values.get(id_column) not in (None, ""):
-                rid = _decode(values[id_column])
-            gold = _decode(values.get(gold_column)) if gold_column else None
-            if text_column not in values:
-                error = f"missing column {text_column!r}"
+            if self.id_column and values.get(self.id_column) not in (None, ""):
+                rid = _decode(values[self.id_column])
+            gold = _decode(values.get(self.gold_column)) if self.gold_column else None
+            if self.text_column not in values:
+                error = f"missing column {self.text_column!r}"
             else:
-                text = _decode(values[text_column])
+                text = _decode(values[self.text_column])
                 if text is None or not text.strip():
                     error = "empty text"
         except UnicodeDecodeError:
             error, text = "undecodable: text is not valid UTF-8", None
         return {"id": rid, "text": text, "gold": gold, "error": error}
 
+
+def _values(path: Path, kind: str, wanted: list[str]) -> Iterator[dict[str, Any] | str]:
+    """Each row's values in file order, or for a JSONL line that is no object, why."""
     if kind == "jsonl":
-        batch: list[dict[str, Any]] = []
         with open(path, "rb") as fh:
             for _, values, error in records(fh):
-                if error:  # the line still counts: an error row keeps its id
-                    row_no += 1
-                    batch.append({"id": f"{rel}:{row_no}", "text": None, "gold": None,
-                                  "error": f"undecodable: {error}"})
-                else:
-                    batch.append(record(values))
-                if len(batch) >= batch_rows:
-                    yield batch
-                    batch = []
-        if batch:
-            yield batch
+                yield f"undecodable: {error}" if error else values
         return
     if kind == "csv":
         present = set(columns_of(path))
@@ -132,8 +129,25 @@ def read_rows(path: Path, root: Path, text_column: str, id_column: str | None,
     else:
         present = set(pq.read_schema(path).names)
         table = pq.read_table(path, columns=[c for c in wanted if c in present])
-    for chunk in table.to_batches(batch_rows):
-        yield [record(values) for values in chunk.to_pylist()]
+    for chunk in table.to_batches():
+        yield from chunk.to_pylist()
+
+
+def read_rows(path: Path, root: Path, text_column: str, id_column: str | None,
+              gold_column: str | None, batch_rows: int = 4096) -> Iterator[list[dict[str, Any]]]:
+    """Batches of ``{id, text, gold, error}`` dicts for one file, in file order; a row that
+    cannot be read is an error row with its id, never dropped."""
+    rel = os.path.relpath(path, root) if path != root else path.name
+    maker = _RowMaker(rel, text_column, id_column, gold_column)
+    wanted = [c for c in (text_column, id_column, gold_column) if c]
+    batch: list[dict[str, Any]] = []
+    for values in _values(path, FORMATS[path.suffix.lower()], wanted):
+        batch.append(maker.failed(values) if isinstance(values, str) else maker.row(values))
+        if len(batch) >= batch_rows:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 class Output:
