@@ -44,6 +44,7 @@ from indexing.lexical import LexicalIndex
 from indexing.location import is_uri, shared_root
 from indexing.location import collection_dir
 from llama_rag.atomic import fsync_dir, fsync_file
+from llama_rag.config import DEFAULT_INDEX_CACHE
 from llama_rag.protocol import Hit
 from llama_rag.errors import EmbedderMismatchError, IndexLockedError, NotFoundError
 from llama_rag.locks import exclusive
@@ -150,7 +151,6 @@ class IndexVersion:
                 for r, (score, row) in enumerate(zip(scores, table))]
 
 
-DEFAULT_CACHE = Path("~/.cache/llama-rag/index-cache")
 KEEP_CACHED = 3  # downloaded versions kept per remote root on a reader
 
 
@@ -162,7 +162,7 @@ class IndexStore:
     """
 
     def __init__(self, location: Path | str, cache_dir: Path | str | None = None) -> None:
-        self.cache_dir = Path(cache_dir or DEFAULT_CACHE).expanduser()
+        self.cache_dir = Path(cache_dir or DEFAULT_INDEX_CACHE).expanduser()
         self.shared = shared_root(location)  # published versions and CURRENT
         if is_uri(location):
             self.location: Path | str = str(location).rstrip("/")

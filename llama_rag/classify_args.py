@@ -12,7 +12,7 @@ from typing import Literal
 import click
 from pydantic import BaseModel
 
-from llama_rag.prompts import DEFAULT_INSTRUCTIONS
+from llama_rag.prompts import DEFAULT_INSTRUCTIONS, PromptSpec
 
 Mode = Literal["choice", "generate"]
 
@@ -34,8 +34,13 @@ class ClassifyArgs(BaseModel):
     context_index: str | None = None  # a folder or a filesystem URI (s3://, file://, ...)
     via_serve: str | None = None
     output_format: str = "parquet"
-    max_text_tokens: int = 384
-    calibrate: bool = True
+    max_text_tokens: int = PromptSpec.model_fields["max_text_tokens"].default
+    calibrate: bool = PromptSpec.model_fields["calibrate"].default
+
+
+def _default(field: str):
+    """A flag's default is the model's: one place for each."""
+    return ClassifyArgs.model_fields[field].default
 
 
 def options(fn):
@@ -47,16 +52,18 @@ def options(fn):
         click.option("--labels", help="Comma-separated labels, e.g. sports,politics,tech."),
         click.option("--labels-file", type=click.Path(dir_okay=False, path_type=Path),
                      help="YAML mapping label: description."),
-        click.option("--instructions", default=DEFAULT_INSTRUCTIONS, show_default=True,
+        click.option("--instructions", default=_default("instructions"), show_default=True,
                      help="Task instructions placed before the labels."),
         click.option("--examples", type=click.Path(dir_okay=False, path_type=Path),
                      help="Few-shot JSONL of {text, label}."),
         click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
                      help="Output folder (re-use it to resume)."),
-        click.option("--mode", type=click.Choice(["choice", "generate"]), default="choice",
+        click.option("--mode", type=click.Choice(["choice", "generate"]), default=_default("mode"),
                      show_default=True, help="choice: always a label, with confidence."),
-        click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True),
-        click.option("--concurrency", type=click.IntRange(1), default=1, show_default=True,
+        click.option("--batch-size", type=click.IntRange(1), default=_default("batch_size"),
+                     show_default=True),
+        click.option("--concurrency", type=click.IntRange(1), default=_default("concurrency"),
+                     show_default=True,
                      help="LLM actors (vLLM engines, or HTTP workers with --via-serve)."),
         click.option("--max-rows", type=click.IntRange(0), help="Only the first N input rows."),
         click.option("--gold-column", help="Column with true labels: adds accuracy and more."),
@@ -65,10 +72,12 @@ def options(fn):
                      "a folder or a URI such as s3://bucket/index, like index.dir."),
         click.option("--via-serve", help="URL of a running `llama-rag serve` to use instead."),
         click.option("--format", "output_format", type=click.Choice(["parquet", "jsonl"]),
-                     default="parquet", show_default=True, help="Format of the result parts."),
-        click.option("--max-text-tokens", type=click.IntRange(16), default=384, show_default=True,
+                     default=_default("output_format"), show_default=True,
+                     help="Format of the result parts."),
+        click.option("--max-text-tokens", type=click.IntRange(16), default=_default("max_text_tokens"),
+                     show_default=True,
                      help="Longer texts are truncated and flagged."),
-        click.option("--calibrate/--no-calibrate", default=True, show_default=True,
+        click.option("--calibrate/--no-calibrate", default=_default("calibrate"), show_default=True,
                      help="choice mode: divide out the model's label prior (see classify_llm)."),
         click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
                      envvar="LLAMA_RAG_CONFIG", help="YAML settings file."),

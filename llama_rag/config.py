@@ -21,6 +21,7 @@ from llama_rag.errors import ConfigError
 
 DEFAULT_COLLECTION = "default"
 COLLECTION_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # also a safe folder name
+DEFAULT_INDEX_CACHE = Path("~/.cache/llama-rag/index-cache")  # index.cache_dir
 ENV_PREFIX = "LLAMA_RAG_"
 API_KEYS_ENV = "LLAMA_RAG_API_KEYS"  # comma-separated, the usual way to pass secrets
 
@@ -94,7 +95,7 @@ class IndexSettings(StrictModel):
         description="Index directory (CURRENT + versions/), or a filesystem URI shared by a "
         "cluster's nodes: s3://bucket/path, gs://bucket/path, hdfs://..., file:///path.")
     cache_dir: Path = Field(
-        Path("~/.cache/llama-rag/index-cache"),
+        DEFAULT_INDEX_CACHE,
         description="Where versions of a URI index are staged and cached on this machine.")
     kind: Literal["auto", "flat", "hnsw", "ivfpq"] = Field(
         "auto", description="FAISS index type; auto is flat below `flat_max`, HNSW above."
