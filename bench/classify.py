@@ -170,7 +170,7 @@ def main() -> None:
     record("naive-b16", lambda: naive(rows[: args.naive_rows], 16, settings))
     # ray.data.llm runs 4 actor stages (chat template, tokenize, engine, detokenize) of one
     # logical CPU each; with fewer than ~6 logical CPUs its map tasks starve and it stalls.
-    ensure_ray(max(8, settings.ingest.ray_num_cpus or 0))
+    ensure_ray(max(8, settings.ray.num_cpus or 0))
     record("job-choice", lambda: job(data, "choice", settings, args.rows))
     record("job-generate", lambda: job(data, "generate", settings, args.rows))
     record("ray-data-llm", lambda: ray_data_llm(rows, settings))

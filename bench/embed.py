@@ -56,7 +56,7 @@ def ray_pipeline(texts: list[str], settings) -> float:
     from llama_rag.ray_runtime import ensure_ray
     from pipelines.ingest import embed_stage
 
-    ensure_ray(settings.ingest.ray_num_cpus)  # first: a local Ray is loopback-only
+    ensure_ray(settings.ray.num_cpus)  # first: a local Ray is loopback-only
     import ray
 
     started = time.perf_counter()

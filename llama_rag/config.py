@@ -23,6 +23,11 @@ DEFAULT_COLLECTION = "default"
 COLLECTION_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # also a safe folder name
 DEFAULT_INDEX_CACHE = Path("~/.cache/llama-rag/index-cache")  # index.cache_dir
 ENV_PREFIX = "LLAMA_RAG_"
+RENAMED = {  # old key -> new key: loading an old key fails with a message naming the new one
+    "qa.retriever_num_cpus": "retrieval.num_cpus",
+    "ingest.ray_num_cpus": "ray.num_cpus",
+    "serve.max_ongoing_requests": "serve.max_running_requests",  # llm.max_ongoing_requests is Serve's
+}
 API_KEYS_ENV = "LLAMA_RAG_API_KEYS"  # comma-separated, the usual way to pass secrets
 
 
@@ -145,7 +150,12 @@ class IngestSettings(StrictModel):
     )
     load_concurrency: int = Field(1, ge=1, description="Loader/chunker actors.")
     files_per_batch: int = Field(4, ge=1, description="Files per loader call.")
-    ray_num_cpus: int | None = Field(
+
+
+class RaySettings(StrictModel):
+    """The Ray a command starts when RAY_ADDRESS names none (indexing, classification, serve)."""
+
+    num_cpus: int | None = Field(
         None, ge=1,
         description="Logical CPUs of a Ray started locally; unset uses max(4, cores) "
         "so the loader and embedder actors fit on a 2-core laptop.",
@@ -223,8 +233,8 @@ class ServeSettings(StrictModel):
 
     host: str = Field("127.0.0.1", description="Address the Serve proxy listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port of the Serve proxy.")
-    max_ongoing_requests: int = Field(
-        64, ge=1, description="Requests the API replica handles at once.")
+    max_running_requests: int = Field(
+        64, ge=1, description="Requests the API replica runs at once (its admission control).")
     max_queued_requests: int = Field(
         64, ge=0, description="Requests waiting beyond that; more are answered 503 at once.")
     retry_after_s: float = Field(2, ge=0, description="Retry-After sent with a 503.")
@@ -282,8 +292,6 @@ class QASettings(StrictModel):
         0.3, ge=-1, le=1,
         description="When the model writes no [n] markers, a sentence is marked with its "
         "most similar quoted document if their cosine similarity reaches this.")
-    retriever_num_cpus: float = Field(
-        0.25, ge=0, description="Logical CPUs Ray reserves for the retrieval replica.")
     reload_interval_s: float = Field(
         2.0, gt=0, description="How often the retriever checks CURRENT for a new version.")
 
@@ -306,6 +314,8 @@ class RetrievalSettings(StrictModel):
     mmr: bool = Field(False, description="Maximal marginal relevance: diversify the k hits "
                       "so one long page does not fill every slot.")
     mmr_lambda: float = Field(0.7, ge=0, le=1, description="MMR: 1 = relevance only, 0 = diversity only.")
+    num_cpus: float = Field(
+        0.25, ge=0, description="Logical CPUs Ray reserves for the retrieval replica.")
     reranker: str | None = Field(
         None, description="A sentence-transformers cross-encoder (directory or hub name) that "
         "re-scores the candidates; off by default (slow on the CPU).")
@@ -332,11 +342,24 @@ class Settings(BaseSettings):
     chunking: ChunkSettings = Field(default_factory=ChunkSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    ray: RaySettings = Field(default_factory=RaySettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     qa: QASettings = Field(default_factory=QASettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        """An old key is an error that names its new one, not a silent default."""
+        if isinstance(data, dict):
+            for old, new in RENAMED.items():
+                section, key = old.split(".")
+                if isinstance(data.get(section), dict) and key in data[section]:
+                    raise ValueError(f"setting {old} was renamed {new} (environment: "
+                                     f"{ENV_PREFIX}{new.upper().replace('.', '__')})")
+        return data
 
     @model_validator(mode="after")
     def _expand_home(self) -> "Settings":

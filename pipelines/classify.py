@@ -209,7 +209,7 @@ def _label(pending: _Pending, prep: Prepared, out: io.Output, args: ClassifyArgs
     """Stage 2: the rows through the Ray Data LLM stage, written batch by batch."""
     from llama_rag.ray_runtime import ensure_ray
 
-    ensure_ray(settings.ingest.ray_num_cpus)
+    ensure_ray(settings.ray.num_cpus)
     import ray
 
     from llama_rag.metrics import classify_rows

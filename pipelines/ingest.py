@@ -137,7 +137,7 @@ def embed_stage(ds, embedder: ModelRef, settings: Settings):
 def ray_embed_files(files: list[SourceFile], embedder: ModelRef,
                     settings: Settings) -> Iterator[dict[str, Any]]:
     """Run the Ray Data pipeline over ``files``; yields batches (column -> array) with vectors."""
-    ensure_ray(settings.ingest.ray_num_cpus)  # before any `import ray`: loopback-only flag
+    ensure_ray(settings.ray.num_cpus)  # before any `import ray`: loopback-only flag
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 

@@ -2,7 +2,7 @@
 
 Serve's proxy can shed load too (``max_queued_requests``), but it answers with a
 plain-text body that never reaches our error path. So the API replica admits
-``serve.max_ongoing_requests`` requests at once, lets ``serve.max_queued_requests``
+``serve.max_running_requests`` requests at once, lets ``serve.max_queued_requests``
 more wait for a slot, and answers the rest at once with our JSON 503 and
 ``Retry-After``. Serve's own limits sit above these (services.app) as a backstop.
 """

@@ -227,7 +227,7 @@ def fastapi_app(settings: Settings):
     app.add_exception_handler(LlamaRagError, error_response)  # the one mapping of our errors
     app.add_exception_handler(RequestValidationError, _validation_response)  # replaces Ray's
     app.mount("/ui", StaticFiles(directory=WEB), name="ui")
-    app.add_middleware(AdmissionControl, running=settings.serve.max_ongoing_requests,
+    app.add_middleware(AdmissionControl, running=settings.serve.max_running_requests,
                        queued=settings.serve.max_queued_requests,
                        retry_after_s=settings.serve.retry_after_s)  # inside the key check
     app.add_middleware(ApiKeyGuard, digests=key_digests([k.get_secret_value()

@@ -3,7 +3,7 @@
 Our API ingress (services.api) in front of Ray's LLM deployment, wired the way
 `ray.serve.llm.build_openai_app` wires its own, and the retrieval deployment. The API
 replica sheds load itself (services.admission: our JSON 503 with Retry-After beyond
-`serve.max_ongoing_requests` running and `serve.max_queued_requests` waiting); Serve's
+`serve.max_running_requests` running and `serve.max_queued_requests` waiting); Serve's
 own limits, set above ours, are only a backstop.
 """
 
@@ -33,7 +33,7 @@ def build_app(settings: Settings):
         LlamaRagApi.get_deployment_options([config]), {
             # our admission control (services.admission) sheds first, in our error shape;
             # Serve's limits, above ours, are the backstop
-            "max_ongoing_requests": settings.serve.max_ongoing_requests
+            "max_ongoing_requests": settings.serve.max_running_requests
             + settings.serve.max_queued_requests + SERVE_HEADROOM,
             "max_queued_requests": settings.serve.max_queued_requests,
             "backpressure_config": {"status_code": 503,
@@ -45,7 +45,7 @@ def build_app(settings: Settings):
         model_cards={config.model_id: to_model_metadata(config.model_id, config)},
         lora_paths={},
         retriever=Retriever.options(
-            ray_actor_options={"num_cpus": settings.qa.retriever_num_cpus}).bind(settings),
+            ray_actor_options={"num_cpus": settings.retrieval.num_cpus}).bind(settings),
         settings=settings)
 
 

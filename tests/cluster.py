@@ -176,7 +176,7 @@ def llm_server(ray_cluster, qa_index):
     import httpx
 
     port = free_port()
-    env = ray_cluster.env(LLAMA_RAG_SERVE__MAX_ONGOING_REQUESTS="4",
+    env = ray_cluster.env(LLAMA_RAG_SERVE__MAX_RUNNING_REQUESTS="4",
                           LLAMA_RAG_SERVE__MAX_QUEUED_REQUESTS="2",
                           LLAMA_RAG_SERVE__RATE_LIMIT_PER_MINUTE="600",
                           LLAMA_RAG_SERVE__RATE_LIMIT_BURST="40",

@@ -12,7 +12,7 @@ from services.api import fastapi_app
 
 
 def test_beyond_running_and_waiting_requests_get_our_503_at_once():
-    app = fastapi_app(Settings(serve={"max_ongoing_requests": 2, "max_queued_requests": 1,
+    app = fastapi_app(Settings(serve={"max_running_requests": 2, "max_queued_requests": 1,
                                       "retry_after_s": 3}))
     release = asyncio.Event()
 

@@ -66,3 +66,21 @@ def test_dump_round_trips(tmp_path):
     cfg = tmp_path / "dumped.yaml"
     cfg.write_text(dump_settings(load_settings(None, {"index.kind": "hnsw"})))
     assert load_settings(cfg).index.kind == "hnsw"
+
+
+@pytest.mark.parametrize("env,new", [
+    ("LLAMA_RAG_QA__RETRIEVER_NUM_CPUS", "retrieval.num_cpus"),
+    ("LLAMA_RAG_INGEST__RAY_NUM_CPUS", "ray.num_cpus"),
+    ("LLAMA_RAG_SERVE__MAX_ONGOING_REQUESTS", "serve.max_running_requests"),
+])
+def test_renamed_settings_fail_naming_the_new_key(monkeypatch, env, new):
+    monkeypatch.setenv(env, "1")
+    with pytest.raises(ConfigError, match=f"renamed {new}"):
+        load_settings()
+
+
+def test_renamed_settings_in_a_file_fail_too(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text("qa:\n  retriever_num_cpus: 0.5\n")
+    with pytest.raises(ConfigError, match="qa.retriever_num_cpus was renamed retrieval.num_cpus"):
+        load_settings(path)
