@@ -24,7 +24,7 @@ class Hit(BaseModel):
     text: str
     chunk_id: str
     heading: list[str]
-    start: int
+    start: int  # offsets into the document's extracted text (before PII masking)
     end: int
 
 
