@@ -12,10 +12,12 @@ import time
 from pathlib import Path
 
 import psutil
+import pyarrow.parquet as pq
 import pytest
 
-from tests.integration.test_classify import (ROOT, input_ids, job_args, output_ids,  # noqa: F401
-                                             packages)
+from tests.cluster import scrape_until
+from tests.integration.test_classify import (LABELS, ROOT, input_ids, job_args,  # noqa: F401
+                                             output_ids, packages)
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 RAY = str(Path(sys.executable).parent / "ray")
@@ -68,6 +70,14 @@ def test_killed_driver_and_worker_then_resubmit_keeps_every_id_exactly_once(
     assert summary["skipped_already_done"] >= 2 * 16
     errors = [json.loads(ln) for ln in (out / "errors.jsonl").read_text().splitlines()]
     assert {"id": "zz-empty", "reason": "empty text"} in errors
+    # the job's happy path, on the completing run (tests/integration/test_classify.py)
+    assert "rows/s" in logs  # progress and the summary reach `ray job logs`
+    assert summary["metrics"]["evaluated"] == summary["labeled"]
+    assert set(summary["label_distribution"]) <= set(LABELS.split(","))
+    labels = pq.read_table(sorted((out / "parts").glob("*.parquet"))[-1]).to_pylist()
+    assert labels and all(0 < r["confidence"] <= 1 for r in labels)
+    text = scrape_until(ray_cluster, ["ray_llama_rag_classify_rows"])
+    assert 'outcome="labeled"' in text
     record("kill a classification job and resubmit", rows=summary["input"],
            parts_before_kill=parts_at_kill, killed=["worker", "driver"],
            resumed_skipped=summary["skipped_already_done"], ids_exactly_once=True)
