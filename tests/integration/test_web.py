@@ -4,17 +4,13 @@ documents state, auth errors, keyboard use. Saves a screenshot of an answer."""
 
 from __future__ import annotations
 
-import os
 import shutil
-from pathlib import Path
 
 import pytest
 
-from tests.cluster import API_KEY
+from tests.cluster import API_KEY, OUTPUT
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
-OUTPUT = Path(os.environ.get("LLAMA_RAG_TEST_OUTPUT", ROOT / "test-output"))
 CHROMIUM = ("chromium-headless-shell", "chromium")  # Debian packages; see scripts/install-testdata.sh
 ANSWER_TIMEOUT_MS = 300_000
 
