@@ -167,7 +167,9 @@ class LLMSettings(StrictModel):
 
     model_id: str = Field("smollm2", description="Name clients pass as `model` (/v1/models).")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
-        "bfloat16", description="Weights and activations dtype (bfloat16 on CPU).")
+        "auto", description="Weights and activations dtype. auto: the model's own on a GPU; "
+        "on a CPU bfloat16 where it has native bf16 (AVX512-BF16, AMX), else float32 "
+        "(bf16 prefill was 4.9x slower on an AVX2-only CPU; see llama_rag.engine).")
     max_model_len: int = Field(2048, ge=64, description="Prompt + completion tokens per request.")
     quantization: str | None = Field(
         None, description="vLLM quantization (awq, gptq, fp8) on GPU; none on CPU.")

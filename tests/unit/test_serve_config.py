@@ -113,3 +113,19 @@ def test_single_gpu_config_does_not_autoscale():
     cfg = _llm_config("gpu-single.yaml")
     scaling = cfg.deployment_config["autoscaling_config"]
     assert scaling["min_replicas"] == scaling["max_replicas"] == 1
+
+
+@pytest.mark.parametrize("flags,gpus,dtype,expected", [
+    ("fpu avx avx2 fma", 0, "auto", "float32"),  # AVX2 only: bf16 is emulated
+    ("fpu avx2 avx512f avx512_bf16", 0, "auto", "bfloat16"),
+    ("fpu avx2 amx_bf16 amx_tile", 0, "auto", "bfloat16"),
+    ("fpu avx avx2", 1, "auto", "auto"),  # a GPU: the model's own dtype
+    ("fpu avx avx2", 0, "bfloat16", "bfloat16"),  # an explicit choice stands
+])
+def test_auto_dtype_follows_the_cpu(tmp_path, flags, gpus, dtype, expected):
+    from llama_rag.config import LLMSettings
+    from llama_rag.engine import resolve_dtype
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    assert resolve_dtype(LLMSettings(dtype=dtype, num_gpus=gpus), cpuinfo) == expected
