@@ -114,40 +114,38 @@ class ForbiddenError(AuthError):
     type = "permission_error"
 
 
-class RateLimitedError(LlamaRagError):
+class RetryableError(LlamaRagError):
+    """A refusal to retry after ``retry_after`` seconds (the API sends it as Retry-After)."""
+
+    default_retry_after = 10.0
+
+    def __init__(self, message: str, *, retry_after: float | None = None,
+                 param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.retry_after = self.default_retry_after if retry_after is None else retry_after
+
+
+class RateLimitedError(RetryableError):
     """Too many requests for one key; retry after ``retry_after`` seconds."""
 
     exit_code = 4
     http_status = 429
     type = "rate_limit_error"
 
-    def __init__(self, message: str, *, retry_after: float, param: str | None = None) -> None:
-        super().__init__(message, param=param)
-        self.retry_after = retry_after
 
-
-class ModelUnavailableError(LlamaRagError):
-    """No LLM replica answered (killed, out of memory, restarting): retry after ``retry_after``."""
+class ModelUnavailableError(RetryableError):
+    """No LLM replica answered (killed, out of memory, restarting)."""
 
     http_status = 503
     type = "model_unavailable"
 
-    def __init__(self, message: str, *, retry_after: float = 10.0,
-                 param: str | None = None) -> None:
-        super().__init__(message, param=param)
-        self.retry_after = retry_after
 
-
-class OverloadedError(LlamaRagError):
-    """More requests than the server runs and queues: retry after ``retry_after``."""
+class OverloadedError(RetryableError):
+    """More requests than the server runs and queues."""
 
     http_status = 503
     type = "overloaded_error"
-
-    def __init__(self, message: str, *, retry_after: float = 2.0,
-                 param: str | None = None) -> None:
-        super().__init__(message, param=param)
-        self.retry_after = retry_after
+    default_retry_after = 2.0
 
 
 class UpstreamError(LlamaRagError):
