@@ -89,7 +89,9 @@ def with_token_bounds(body, serve: ServeSettings):
     until the context ends), refused above ``serve.max_tokens_limit``."""
     if not hasattr(body, "max_tokens"):
         return body
-    asked = body.max_tokens or getattr(body, "max_completion_tokens", None)
+    asked = body.max_tokens
+    if asked is None:  # 0 stays 0: vLLM refuses it with a 400 naming max_tokens
+        asked = getattr(body, "max_completion_tokens", None)
     if asked is None:
         return body.model_copy(update={"max_tokens": serve.default_max_tokens})
     if asked > serve.max_tokens_limit:

@@ -233,9 +233,11 @@ def pace(llm_server: ServerURL) -> Pace:
 
     chat = {"model": "smollm2", "ignore_eos": True, "temperature": 0,
             "messages": [{"role": "user", "content": "Describe the zipfile module."}]}
-    ask = {"question": "How do I read a zip archive?"}
-    seconds("/v1/ask", ask, 8)
-    first = min(seconds("/v1/ask", ask, 1) for _ in range(2))
+    # three questions quoting different pages: the prefix cache may not answer for them
+    questions = ["How do I read a zip archive?", "How do I parse a CSV file?",
+                 "How do I create a temporary directory?"]
+    seconds("/v1/ask", {"question": questions[0]}, 8)
+    first = min(seconds("/v1/ask", {"question": q}, 1) for q in questions[1:])
     one, whole = (min(seconds("/v1/chat/completions", chat, n) for _ in range(2))
                   for n in (1, 64))
     measured = Pace(first_token_s=round(first, 3),

@@ -114,6 +114,8 @@ def test_openai_requests_get_a_default_and_a_ceiling_for_max_tokens():
     assert with_token_bounds(unset, serve).max_tokens == 64
     asked = ChatCompletionRequest(model="m", messages=messages, max_tokens=80)
     assert with_token_bounds(asked, serve).max_tokens == 80
+    zero = ChatCompletionRequest(model="m", messages=messages, max_tokens=0)
+    assert with_token_bounds(zero, serve).max_tokens == 0  # vLLM's own 400 names it
     with pytest.raises(InvalidInputError, match="at most 100") as err:
         with_token_bounds(ChatCompletionRequest(model="m", messages=messages,
                                                 max_completion_tokens=500), serve)
