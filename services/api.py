@@ -66,13 +66,13 @@ class LlamaRagApi(LlamaRagIngress):
                 f"question is {len(body.question)} characters; the limit is "
                 f"{cfg.max_question_chars}", param="question")
         _check_collection(request, body.collection)
+        self.llm_gate.check()  # while the LLM is down: 503 now, before any retrieval work
         found: SearchResponse = await self.retriever.search.remote(
             SearchRequest(query=body.question, k=body.k or cfg.k, filters=body.filters,
                           collection=body.collection, mode=body.mode))
         hits = qa.relevant(found.hits, cfg)
         if not hits:
             return self._refusal(body, found)
-        self.llm_gate.check()  # 503 now, rather than a stream that can only end in an error
         max_tokens = body.max_tokens or cfg.max_tokens
         if max_tokens > self.settings.serve.max_tokens_limit:
             raise InvalidInputError(f"max_tokens is {max_tokens}; this server allows at most "

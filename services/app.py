@@ -15,7 +15,10 @@ from typing import Any
 from llama_rag.config import Settings, load_settings
 
 
-SERVE_HEADROOM = 16  # requests beyond our own bounds that Serve still hands to the API replica
+# Serve's own limits sit this far above ours: its router also counts requests that wait
+# only to be routed (seconds, when the API replica's loop is slow on a busy CPU), and
+# a tight Serve queue dropped those with its plain-text 503 under 4 clients.
+SERVE_HEADROOM = 16
 
 
 def build_app(settings: Settings):
@@ -35,7 +38,7 @@ def build_app(settings: Settings):
             # Serve's limits, above ours, are the backstop
             "max_ongoing_requests": settings.serve.max_running_requests
             + settings.serve.max_queued_requests + SERVE_HEADROOM,
-            "max_queued_requests": settings.serve.max_queued_requests,
+            "max_queued_requests": settings.serve.max_queued_requests + SERVE_HEADROOM,
             "backpressure_config": {"status_code": 503,
                                     "retry_after_s": settings.serve.retry_after_s},
             "ray_actor_options": {"num_cpus": settings.serve.api_num_cpus},
