@@ -188,6 +188,14 @@ def test_errors_and_listings_do_not_reveal_paths_or_keys(llm_server, qa_index):
         assert resp.status_code < 500, (str(resp.url), resp.status_code, resp.text[:300])
         assert not _leaks(resp.text, qa_index), (_leaks(resp.text, qa_index), resp.text[:300])
         assert "Traceback" not in resp.text
+    # a collection folder with nothing published yet: 503 index_unavailable, and the
+    # server's index location stays in its log
+    (Path(qa_index) / "collections" / "unpublished").mkdir(parents=True, exist_ok=True)
+    unpublished = httpx.post(f"{llm_server}/v1/search", headers=AUTH, timeout=60,
+                             json={"query": "zip", "collection": "unpublished"})
+    assert unpublished.status_code == 503, unpublished.text[:300]
+    assert unpublished.json()["error"]["type"] == "index_unavailable"
+    assert not _leaks(unpublished.text, qa_index), unpublished.text[:300]
 
 
 PII_DOC = """# Customer support
