@@ -77,7 +77,8 @@ class Cluster:
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ, RAY_ADDRESS=self.address, PYTHONUNBUFFERED="1",
                    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",  # loopback only: see tests/conftest.py
-                   RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self.token)
+                   RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self.token,
+                   RAY_worker_niceness="0")  # as llama_rag.ray_runtime starts Ray
         env.update(extra)
         return env
 

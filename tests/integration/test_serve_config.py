@@ -52,7 +52,8 @@ def test_serve_run_with_the_local_cpu_config(tmp_path):
     gcs = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT),
-               RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+               RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32),
+               RAY_worker_niceness="0")
     subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}",
                     f"--dashboard-port={free_port()}", "--dashboard-host=127.0.0.1",
                     "--num-cpus=4", "--disable-usage-stats"], check=True, capture_output=True,
