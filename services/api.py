@@ -18,13 +18,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
 from llama_rag.config import DEFAULT_COLLECTION, Settings
 from llama_rag.pii import StreamMasker, mask, mask_logs
-from llama_rag.errors import (ForbiddenError, InvalidInputError, LlamaRagError,
+from llama_rag.errors import (ForbiddenError, LlamaRagError,
                               ModelUnavailableError, QuestionTooLongError, UpstreamError)
 from services.errors import validation_error
 from services.ray_compat import ChatCompletionRequest, ChatCompletionStreamResponse, ErrorResponse
 from llama_rag import prompts, sse
 from services import qa
-from services.ingress import ENDPOINTS, LlamaRagIngress, responses
+from services.ingress import ENDPOINTS, LlamaRagIngress, check_max_tokens, responses
 from services.auth import SCOPE_STATE
 from llama_rag.protocol import (AskRequest, AskResponse, Collection, IndexSummary, SearchRequest,
                                 SearchResponse, Timings, Usage)
@@ -74,9 +74,7 @@ class LlamaRagApi(LlamaRagIngress):
         if not hits:
             return self._refusal(body, found)
         max_tokens = body.max_tokens or cfg.max_tokens
-        if max_tokens > self.settings.serve.max_tokens_limit:
-            raise InvalidInputError(f"max_tokens is {max_tokens}; this server allows at most "
-                                    f"{self.settings.serve.max_tokens_limit}", param="max_tokens")
+        check_max_tokens(max_tokens, self.settings.serve)  # before a stream starts: a 400
         budget = prompts.context_budget(self.settings.llm.max_model_len, max_tokens, body.question)
         hits = hits[: len(prompts.quoted(hits, cfg, budget))]  # cite only what the model saw
         chat = ChatCompletionRequest(

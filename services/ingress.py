@@ -94,10 +94,15 @@ def with_token_bounds(body, serve: ServeSettings):
         asked = getattr(body, "max_completion_tokens", None)
     if asked is None:
         return body.model_copy(update={"max_tokens": serve.default_max_tokens})
+    check_max_tokens(asked, serve)
+    return body
+
+
+def check_max_tokens(asked: int, serve: ServeSettings) -> None:
+    """400 naming ``max_tokens`` above ``serve.max_tokens_limit`` (every route's ceiling)."""
     if asked > serve.max_tokens_limit:
         raise InvalidInputError(f"max_tokens is {asked}; this server allows at most "
                                 f"{serve.max_tokens_limit}", param="max_tokens")
-    return body
 
 
 def _replica_gone(exc: BaseException) -> bool:
