@@ -13,16 +13,13 @@ already ours and deriving the others from the status code.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Awaitable, Callable, Iterable
 
 from pydantic import BaseModel
 
 from llama_rag.errors import LlamaRagError, error_types
+from services.ray_compat import unwrap_llm_error
 
-_MESSAGE = re.compile(r"^Message: (?P<msg>.*?)(?:, Internal exception: .*)?$", re.S)
-_REQUEST_ID = re.compile(r"\s*\(Request ID: [^)]*\)")
-_PARAM = re.compile(r"\s*\(parameter=(?P<param>[\w.]+), value=[^)]*\)")
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "not_found_error", 408: "timeout_error", 413: "invalid_request_error",
           422: "invalid_request_error", 429: "rate_limit_error", 503: "overloaded_error"}
@@ -89,13 +86,8 @@ def openai_error(status: int, body: bytes) -> dict[str, Any]:
     else:
         detail = data.get("detail") if isinstance(data, dict) else data
         raw, param = (detail if isinstance(detail, str) else json.dumps(detail)), None
-    match = _MESSAGE.match(raw)
-    message = match.group("msg") if match else raw
-    found = _PARAM.search(message)
-    if found:
-        param = found.group("param")
-        message = _PARAM.sub("", message)
-    message = _REQUEST_ID.sub("", message).strip()
+    message, named = unwrap_llm_error(raw)
+    param = named or param
     if status >= 500 and status != 503:
         message = "internal error; the server log has the details"
     if not isinstance(param, str):

@@ -13,9 +13,17 @@ Private members relied on (checked by the test):
   (health probes) and the LoRA configuration;
 - ``LLMServer._batch_output_stream(generator)`` and ``._get_batch_interval_ms()``:
   stream batching (our first chunk leaves at once).
+
+Text formats relied on (``unwrap_llm_error``, checked against Ray's and vLLM's own
+error builders): Ray's ingress wraps every error message as ``"Message: M, Internal
+exception: ..."`` with ``" (Request ID: ...)"`` appended (M starts with the
+exception's qualified class name when it is not an HTTP exception), and vLLM's validation errors
+append ``" (parameter=P, value=V)"`` to M.
 """
 
 from __future__ import annotations
+
+import re
 
 # public in ray 2.60
 from ray.serve.llm import LLMServer, build_llm_deployment
@@ -38,7 +46,26 @@ from ray.llm._internal.serve.core.configs.openai_api_models import (
 from ray.llm._internal.serve.core.ingress.ingress import init as ingress_fastapi_app
 from ray.llm._internal.serve.utils.batcher import Batcher
 
+_MESSAGE = re.compile(r"^Message: (?P<msg>.*?)(?:, Internal exception: .*)?$", re.S)
+_EXC_NAME = re.compile(r"^(?:[A-Za-z_]\w*\.)+[A-Za-z_]\w*: ")  # "vllm.exceptions.X: "
+_REQUEST_ID = re.compile(r"\s*\(Request ID: [^)]*\)")
+_PARAM = re.compile(r"\s*\(parameter=(?P<param>[\w.]+)(?:, value=[^)]*)?\)")
+
+
+def unwrap_llm_error(raw: str) -> tuple[str, str | None]:
+    """The client-facing message and the parameter it names, from the text Ray's LLM
+    ingress (and vLLM inside it) put in an error body; other text passes through."""
+    match = _MESSAGE.match(raw)
+    message = match.group("msg") if match else raw
+    message = _EXC_NAME.sub("", message)
+    found = _PARAM.search(message)
+    param = found.group("param") if found else None
+    message = _PARAM.sub("", message)
+    return _REQUEST_ID.sub("", message).strip(), param
+
+
 __all__ = ["Batcher", "ChatCompletionRequest", "ChatCompletionStreamResponse", "ErrorResponse",
            "LLMServer", "ModelCard", "ModelList", "OpenAiIngress", "build_llm_deployment",
            "ingress_fastapi_app", "make_fastapi_ingress",
-           "maybe_apply_llm_deployment_config_defaults", "to_model_metadata"]
+           "maybe_apply_llm_deployment_config_defaults", "to_model_metadata",
+           "unwrap_llm_error"]

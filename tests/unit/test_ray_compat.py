@@ -63,3 +63,22 @@ def test_streamed_packets_parse_into_typed_chunks(packet):
     [chunk] = _chunks(packet)
     assert isinstance(chunk, rc.ChatCompletionStreamResponse)
     assert chunk.choices[0].delta.content == "Hi"
+
+
+def test_error_text_from_rays_ingress_and_vllm_unwraps_to_message_and_param():
+    """Built by Ray's own error builder around vLLM's own validation error, so a change
+    in either text format fails here."""
+    from ray.llm._internal.serve.utils.server_utils import get_response_for_error
+    from vllm.exceptions import VLLMValidationError
+
+    exc = VLLMValidationError("max_tokens is too large", parameter="max_tokens", value=99999)
+    body = get_response_for_error(exc, "req-42")
+    assert body.error.code == 400
+    message, param = rc.unwrap_llm_error(body.error.message)
+    assert (message, param) == ("max_tokens is too large", "max_tokens")
+    assert "req-42" not in message and "Internal exception" not in message
+
+
+def test_other_error_text_passes_through():
+    assert rc.unwrap_llm_error("index 'docs' is not loaded") == ("index 'docs' is not loaded",
+                                                                None)
