@@ -45,6 +45,37 @@ def test_search_without_index_is_a_clear_error(tmp_path):
     assert result.exit_code == 2 and "no index is published" in result.output
 
 
+def _hybrid_hits(monkeypatch):
+    """A hybrid search whose fused order differs from the cosines (what `make demo` shows)."""
+    from indexing import search as search_mod
+    from llama_rag.protocol import Hit, SearchResponse
+
+    hits = [Hit(rank=i + 1, score=cos, source=f"doc{i}.html", title=f"Doc {i}", text="some text",
+                chunk_id=f"c{i}", heading=[], start=0, end=9)
+            for i, cos in enumerate([0.660, 0.610, 0.644])]
+
+    class Core:
+        def __init__(self, settings):
+            pass
+
+        def search(self, request):
+            return SearchResponse(version="v1", mode="hybrid", hits=hits, retrieve_ms=1.0)
+
+    monkeypatch.setattr(search_mod, "RetrieverCore", Core)
+
+
+def test_search_output_says_what_ranks_the_hits_and_labels_the_cosine(monkeypatch):
+    _hybrid_hits(monkeypatch)
+    result = CliRunner().invoke(main, ["search", "zip"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "ranked by hybrid retrieval; cos = cosine similarity to the query"
+    assert lines[1] == "1. [cos 0.660] doc0.html - Doc 0"
+    assert lines[3].startswith("2. [cos 0.610]") and lines[5].startswith("3. [cos 0.644]")
+    assert [h["rank"] for h in json.loads(CliRunner().invoke(
+        main, ["search", "zip", "--json"]).output)] == [1, 2, 3]
+
+
 def test_index_json_summary_shape(tmp_path, monkeypatch):
     """--json prints the summary model; the run itself is faked at the library boundary."""
     from pipelines import ingest
