@@ -243,6 +243,9 @@ class ServeSettings(StrictModel):
     api_num_cpus: float = Field(
         0.25, ge=0, description="Logical CPUs Ray reserves for the API replica (with the "
         "retriever's and the LLM's, this fits a 2-core Ray started by `serve run`).")
+    api_replicas: int = Field(
+        1, ge=1, description="API replicas; each runs its own admission control "
+        "(max_running_requests), the per-key rate limit is shared by all.")
     api_keys: list[SecretStr] = Field(
         [], description="Bearer keys every route but /healthz requires; empty: no auth. "
         "Also LLAMA_RAG_API_KEYS=key1,key2.")

@@ -37,11 +37,13 @@ WEB = Path(__file__).with_name("web")  # the question page: plain HTML, CSS and 
 class LlamaRagApi(LlamaRagIngress):
     """Grounded QA on top of the OpenAI-compatible routes."""
 
-    def __init__(self, llm_deployments, model_cards, lora_paths, retriever, settings: Settings):
+    def __init__(self, llm_deployments, model_cards, lora_paths, retriever, settings: Settings,
+                 rate_limiter=None):
         from llama_rag.metrics import refusals, tokens_generated
 
         super().__init__(llm_deployments, model_cards, lora_paths, settings.serve)
-        self.retriever = retriever
+        # bound so Serve deploys it; the key check (services.auth) finds it by name
+        self.retriever, self.rate_limiter = retriever, rate_limiter
         self.settings = settings
         self.refusals, self.tokens = refusals(), tokens_generated()
         if settings.privacy.mask_pii:

@@ -29,11 +29,14 @@ def build_app(settings: Settings):
 
     from services.api import LlamaRagApi, api_class
     from services.llm import build_llm_config
+    from services.rate_limit import rate_limiter_deployment
     from services.retriever import Retriever
 
     config = build_llm_config(settings)
-    options = maybe_apply_llm_deployment_config_defaults(
-        LlamaRagApi.get_deployment_options([config]), {
+    defaults = LlamaRagApi.get_deployment_options([config])
+    defaults.pop("autoscaling_config", None)  # a fixed count: serve.api_replicas
+    options = maybe_apply_llm_deployment_config_defaults(defaults, {
+            "num_replicas": settings.serve.api_replicas,
             # our admission control (services.admission) sheds first, in our error shape;
             # Serve's limits, above ours, are the backstop
             "max_ongoing_requests": settings.serve.max_running_requests
@@ -49,6 +52,11 @@ def build_app(settings: Settings):
         lora_paths={},
         retriever=Retriever.options(
             ray_actor_options={"num_cpus": settings.retrieval.num_cpus}).bind(settings),
+        # the per-key rate limit, shared by every API replica (services.rate_limit)
+        rate_limiter=(rate_limiter_deployment(settings.serve.rate_limit_per_minute,
+                                              settings.serve.rate_limit_burst)
+                      if settings.serve.api_keys and settings.serve.rate_limit_per_minute
+                      else None),
         settings=settings)
 
 

@@ -1,8 +1,8 @@
 """API keys and a per-key rate limit, as ASGI middleware in front of every route.
 
 Keys are compared as SHA-256 digests, so the replica never holds (or logs) a key
-itself. The limit is a token bucket per key, kept in the replica: with N API
-replicas a key gets up to N times the limit. Without configured keys there is
+itself. The limit is a token bucket per key shared by every API replica
+(services.rate_limit). Without configured keys there is
 neither auth nor a limit (a local, loopback-only set-up); ``/healthz`` is always
 open, so probes need no key.
 """
@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 from typing import Awaitable, Callable
 
 from llama_rag.config import parse_api_key
 from llama_rag.errors import AuthError, ForbiddenError, LlamaRagError, RateLimitedError
 from services.errors import send_error
+from services.rate_limit import SharedLimit, serve_shared_take
 
 OPEN_PATHS = frozenset({"/healthz", "/"})  # probes and the page itself (it holds no data)
 OPEN_PREFIX = "/ui/"  # the page's CSS and JavaScript
-MAX_BUCKETS = 100_000  # forget idle clients beyond this many
 
 
 SCOPE_STATE = "collections"  # request.state.collections: the key's allowed collections or None
@@ -40,33 +39,16 @@ def is_open_path(path: str) -> bool:
     return path in OPEN_PATHS or (path.startswith(OPEN_PREFIX) and ".." not in path)
 
 
-class TokenBucket:
-    """``burst`` requests at once, refilled at ``per_minute`` / 60 per second."""
-
-    def __init__(self, per_minute: int, burst: int) -> None:
-        self.rate, self.burst = per_minute / 60.0, float(burst)
-        self.tokens, self.stamp = float(burst), time.monotonic()
-
-    def take(self) -> float:
-        """0 when a request may go now, else the seconds until one may."""
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
-
-
 class ApiKeyGuard:
     """401/403/429 before any route runs; a key limited to some collections has them
     put in ``request.state.collections`` for the routes to enforce."""
 
     def __init__(self, app: Callable[..., Awaitable[None]],
-                 digests: dict[str, frozenset[str] | None], per_minute: int, burst: int) -> None:
+                 digests: dict[str, frozenset[str] | None], per_minute: int, burst: int,
+                 shared=serve_shared_take) -> None:
         self.app, self.digests = app, dict(digests)
-        self.per_minute, self.burst = per_minute, burst
-        self.buckets: dict[str, TokenBucket] = {}
+        self.per_minute = per_minute
+        self.limit = SharedLimit(per_minute, burst, shared) if per_minute else None
 
     def _identify(self, scope: dict) -> str:
         """The caller's key digest; ``AuthError``/``ForbiddenError`` when there is none."""
@@ -81,16 +63,11 @@ class ApiKeyGuard:
                 return known
         raise ForbiddenError("the API key is not valid")
 
-    def _limit(self, client: str) -> None:
+    async def _limit(self, client: str) -> None:
         """``RateLimitedError`` once the key's bucket is empty."""
-        if not self.per_minute:
+        if self.limit is None:
             return
-        bucket = self.buckets.get(client)
-        if bucket is None:
-            if len(self.buckets) >= MAX_BUCKETS:
-                self.buckets.clear()
-            bucket = self.buckets[client] = TokenBucket(self.per_minute, self.burst)
-        wait = bucket.take()
+        wait = await self.limit.take(client)
         if wait:
             raise RateLimitedError(f"rate limit of {self.per_minute} requests per minute "
                                    "exceeded", retry_after=wait + 0.5)
@@ -102,7 +79,7 @@ class ApiKeyGuard:
         try:
             client = self._identify(scope)
             scope.setdefault("state", {})[SCOPE_STATE] = self.digests[client]
-            self._limit(client)
+            await self._limit(client)
         except LlamaRagError as exc:  # middleware runs outside FastAPI's handlers
             challenge = [(b"www-authenticate", b"Bearer")] if type(exc) is AuthError else []
             await send_error(send, exc, challenge)

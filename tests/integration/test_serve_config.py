@@ -2,8 +2,9 @@
 
 The head is started the way the README says for a 2-core machine (`ray start --head
 --num-cpus 4`: logical CPUs, so the API, retriever and LLM replicas all fit). The
-config is copied with a free port and a smaller memory share, so it can run beside
-the session's server.
+config is copied with a free port and a small fixed KV cache, so it can run beside
+the session's server, and with two API replicas and an API key: the per-key rate
+limit must hold across both replicas (services.rate_limit), not once per replica.
 """
 
 from __future__ import annotations
@@ -42,11 +43,39 @@ def _stop_head(gcs_port: int) -> None:
                     pass
 
 
+RATE_PER_MINUTE, BURST = 60, 5  # 5 at once, then one a second (the probe polls every 3 s)
+
+
+def _api_replicas(dashboard: int, env: dict) -> int:
+    """Running replicas of the API deployment, from `serve status`."""
+    out = subprocess.run([SERVE, "status", "-a", f"http://127.0.0.1:{dashboard}"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    apps = (yaml.safe_load(out.stdout) or {}).get("applications") or {}
+    deployments = (apps.get("llama-rag") or {}).get("deployments") or {}
+    return (deployments.get("LlamaRagApi") or {}).get("replica_states", {}).get("RUNNING", 0)
+
+
+def _rate_limit_holds_across_replicas(url: str, auth: dict) -> None:
+    """20 quick requests on one key through the proxy, which spreads them over both
+    replicas: buckets per replica would let about twice the burst through."""
+    started = time.monotonic()
+    with httpx.Client(base_url=url, headers=auth, timeout=30) as http:
+        codes = [http.get("/v1/models").status_code for _ in range(20)]
+    refilled = (time.monotonic() - started) * RATE_PER_MINUTE / 60
+    assert set(codes) <= {200, 429}, codes
+    assert BURST <= codes.count(200) <= BURST + int(refilled) + 1, (codes, refilled)
+
+
 def test_serve_run_with_the_local_cpu_config(tmp_path):
     config = yaml.safe_load((ROOT / "infra" / "serve" / "local-cpu.yaml").read_text())
     port = free_port()
     config["http_options"]["port"] = port
-    config["applications"][0]["args"]["overrides"]["llm.gpu_memory_utilization"] = 0.1
+    key, probe_key = "sc-" + secrets.token_hex(8), "sc-probe-" + secrets.token_hex(8)
+    config["applications"][0]["args"]["overrides"].update({
+        # a fixed 1 GiB KV cache: a share of "node memory" is under the engine's own
+        # footprint where /sys reports a small NUMA node (10 GiB here, 0.1 -> -0.2 GiB)
+        "llm.cpu_kvcache_space_gb": 1, "serve.api_replicas": 2, "serve.api_keys": [key, probe_key],
+        "serve.rate_limit_per_minute": RATE_PER_MINUTE, "serve.rate_limit_burst": BURST})
     path = tmp_path / "local-cpu.yaml"
     path.write_text(yaml.safe_dump(config))
     gcs = free_port()
@@ -54,8 +83,9 @@ def test_serve_run_with_the_local_cpu_config(tmp_path):
     env.update(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT),
                RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32),
                RAY_worker_niceness="0")
+    dashboard = free_port()
     subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}",
-                    f"--dashboard-port={free_port()}", "--dashboard-host=127.0.0.1",
+                    f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
                     "--num-cpus=4", "--disable-usage-stats"], check=True, capture_output=True,
                    env=env, cwd=ROOT)
     env["RAY_ADDRESS"] = f"127.0.0.1:{gcs}"
@@ -63,21 +93,25 @@ def test_serve_run_with_the_local_cpu_config(tmp_path):
     proc = subprocess.Popen([SERVE, "run", str(path)], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
+    auth = {"authorization": f"Bearer {key}"}
     try:
         deadline = time.time() + 600
         while True:
             assert proc.poll() is None, (tmp_path / "serve-run.log").read_text()[-3000:]
             assert time.time() < deadline, "serve run was not ready in 600 s"
             try:
-                if httpx.get(f"{url}/readyz", timeout=10).status_code == 200:
+                probe = {"authorization": f"Bearer {probe_key}"}  # its own bucket
+                if httpx.get(f"{url}/readyz", headers=probe, timeout=10).status_code == 200 and \
+                        _api_replicas(dashboard, env) == 2:
                     break
             except httpx.HTTPError:
                 pass
             time.sleep(3)
-        reply = httpx.post(f"{url}/v1/chat/completions", timeout=120, json={
+        reply = httpx.post(f"{url}/v1/chat/completions", timeout=120, headers=probe, json={
             "model": "smollm2", "max_tokens": 8,
             "messages": [{"role": "user", "content": "Say hi."}]})
         assert reply.status_code == 200 and reply.json()["choices"][0]["message"]["content"]
+        _rate_limit_holds_across_replicas(url, auth)
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: serve run shuts the app and its Ray down
         try:

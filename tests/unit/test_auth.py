@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from services.auth import ApiKeyGuard, TokenBucket, key_digests
+from services.auth import ApiKeyGuard, key_digests
+from services.rate_limit import KeyBuckets, TokenBucket
 
 
 async def _inner(scope, receive, send):
@@ -28,8 +29,9 @@ def call(guard: ApiKeyGuard, path: str = "/v1/ask", key: str | None = None):
     return status, dict(sent[0]["headers"]), sent[1]["body"]
 
 
-def guard(per_minute: int = 0, burst: int = 5, keys=("good",)) -> ApiKeyGuard:
-    return ApiKeyGuard(_inner, key_digests(list(keys)), per_minute, burst)
+def guard(per_minute: int = 0, burst: int = 5, keys=("good",), shared=lambda: None
+          ) -> ApiKeyGuard:
+    return ApiKeyGuard(_inner, key_digests(list(keys)), per_minute, burst, shared=shared)
 
 
 def test_missing_key_is_401_wrong_key_403_good_key_passes():
@@ -108,3 +110,25 @@ def test_bad_key_scopes_fail_when_settings_load(monkeypatch, entry, words):
     with pytest.raises(ConfigError, match=words) as err:
         load_settings()
     assert "team" not in str(err.value)
+
+
+def test_two_replicas_share_one_limit():
+    """Two guards (two API replicas) asking one set of buckets (the RateLimiter
+    deployment's): a key gets its burst once in all, not once per replica."""
+    buckets = KeyBuckets(per_minute=1, burst=4)
+
+    async def take(client):
+        return buckets.take(client)
+
+    replicas = [guard(per_minute=1, burst=4, keys=("k",), shared=lambda: take)
+                for _ in range(2)]
+    statuses = [call(replicas[i % 2], key="k")[0] for i in range(8)]
+    assert statuses == [200] * 4 + [429] * 4
+
+
+def test_without_the_shared_limiter_a_replica_limits_alone():
+    async def dead(client):
+        raise RuntimeError("replica is restarting")
+
+    g = guard(per_minute=1, burst=2, keys=("k",), shared=lambda: dead)
+    assert [call(g, key="k")[0] for _ in range(3)] == [200, 200, 429]
