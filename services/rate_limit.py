@@ -57,15 +57,12 @@ class KeyBuckets:
         return bucket.take()
 
 
-class RateLimiter(KeyBuckets):
-    """The Serve deployment every API replica asks (see ``rate_limiter_deployment``)."""
-
-
 def rate_limiter_deployment(per_minute: int, burst: int):
-    """The bound deployment: one replica, no CPU reserved (a dict lookup a request)."""
+    """``KeyBuckets`` as the bound ``RateLimiter`` deployment every API replica asks: one
+    replica, no CPU reserved (a dict lookup a request)."""
     from ray import serve
 
-    return serve.deployment(RateLimiter, name=DEPLOYMENT, num_replicas=1,
+    return serve.deployment(KeyBuckets, name=DEPLOYMENT, num_replicas=1,
                             max_ongoing_requests=10_000,
                             ray_actor_options={"num_cpus": 0}).bind(per_minute, burst)
 

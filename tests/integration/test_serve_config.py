@@ -94,13 +94,13 @@ def test_serve_run_with_the_local_cpu_config(tmp_path):
                             stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     auth = {"authorization": f"Bearer {key}"}
+    probe = {"authorization": f"Bearer {probe_key}"}  # polling and the chat: its own bucket
     try:
         deadline = time.time() + 600
         while True:
             assert proc.poll() is None, (tmp_path / "serve-run.log").read_text()[-3000:]
             assert time.time() < deadline, "serve run was not ready in 600 s"
             try:
-                probe = {"authorization": f"Bearer {probe_key}"}  # its own bucket
                 if httpx.get(f"{url}/readyz", headers=probe, timeout=10).status_code == 200 and \
                         _api_replicas(dashboard, env) == 2:
                     break
