@@ -15,7 +15,7 @@ and only then named in CURRENT: a reader never sees a half-written version, and
 an indexer killed midway leaves the previous version current and intact.
 
 The root may also be a URI (``s3://bucket/idx``, ``gs://...``, ``file:///...``; see
-``indexing.location``): the version is built in a local cache folder as above,
+``llama_rag.location``): the version is built in a local cache folder as above,
 uploaded whole, and only then named in the remote CURRENT; readers copy a version
 into their local cache before loading it.
 """
@@ -41,8 +41,8 @@ from indexing import faiss_index, lexical
 from indexing.embedder import EmbedderInfo
 from indexing.faiss_index import IndexInfo
 from indexing.lexical import LexicalIndex
-from indexing.location import is_uri, shared_root
-from indexing.location import collection_dir
+from llama_rag.location import is_uri, shared_root
+from llama_rag.location import collection_dir
 from llama_rag.atomic import fsync_dir, fsync_file
 from llama_rag.config import DEFAULT_INDEX_CACHE
 from llama_rag.protocol import Hit

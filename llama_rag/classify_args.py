@@ -26,6 +26,8 @@ class ClassifyArgs(BaseModel):
     id_column: str | None = None
     instructions: str = DEFAULT_INSTRUCTIONS
     examples: Path | None = None
+    examples_k: int | None = None  # per row, the k nearest --examples (kNN over the embedder)
+    adapter: str | None = None  # a published adapter: LoRA on the LLM, or an embedding head
     mode: Mode = "choice"
     batch_size: int = 64
     concurrency: int = 1
@@ -56,6 +58,12 @@ def options(fn):
                      help="Task instructions placed before the labels."),
         click.option("--examples", type=click.Path(dir_okay=False, path_type=Path),
                      help="Few-shot JSONL of {text, label}."),
+        click.option("--examples-k", type=click.IntRange(1),
+                     help="Per row, the K --examples nearest to it by embedding (kNN) instead "
+                     "of all of them."),
+        click.option("--adapter", metavar="NAME",
+                     help="A published adapter (llama-rag adapters list): a LoRA adapter runs "
+                     "the LLM with it, an embedding head labels without the LLM."),
         click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
                      help="Output folder (re-use it to resume)."),
         click.option("--mode", type=click.Choice(["choice", "generate"]), default=_default("mode"),

@@ -25,6 +25,7 @@ from llama_rag.config import COLLECTION_PATTERN
 from llama_rag.config import RETRIEVAL_MODES as MODES
 from llama_rag.errors import LlamaRagError
 from llama_rag.classify_args import options as _classify_options
+from llama_rag.finetune_args import options as _finetune_options
 
 
 class _UserError(click.ClickException):
@@ -110,7 +111,7 @@ def index(paths: tuple[Path, ...], index_dir: str | None, collection: str | None
           as_json: bool, progress: bool, config_path: Path | None) -> None:
     """Index files and folders (txt, md, html, pdf, jsonl, docx) incrementally."""
     from indexing.corpus import check_paths
-    from indexing.location import collection_dir
+    from llama_rag.location import collection_dir
     from llama_rag.config import Settings
 
     check_paths(list(paths))  # fail in a second, before Ray and torch load
@@ -244,6 +245,62 @@ def classify(**kwargs: Any) -> None:
     from pipelines.classify import run_from_cli
 
     run_from_cli(**kwargs)
+
+
+@main.command(context_settings={"max_content_width": 100})
+@_finetune_options
+def finetune(**kwargs: Any) -> None:
+    """Fine-tune for a task: a LoRA adapter (Ray Train) or an embedding head, published
+    to the adapter registry (adapters.dir; see pipelines.finetune).
+
+    Runs the same job as `ray job submit -- python -m pipelines.finetune`; re-run the
+    same command to resume from the last checkpoint.
+    """
+    from pipelines.finetune import run_from_cli
+
+    run_from_cli(**kwargs)
+
+
+@main.group()
+def adapters() -> None:
+    """Fine-tuned adapters in the registry (adapters.dir)."""
+
+
+@adapters.command("list")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def adapters_list(config_path: Path | None, as_json: bool) -> None:
+    """Each adapter's current version, method, base model and eval accuracy."""
+    from llama_rag.adapters import AdapterStore
+
+    settings = _settings(config_path)
+    store = AdapterStore(settings.adapters.dir, settings.adapters.cache_dir)
+    manifests = [store.manifest(n) for n in store.names()]
+    if as_json:
+        click.echo(json.dumps([m.model_dump(exclude={"prompt", "data", "hyperparameters"})
+                               for m in manifests], indent=2))
+        return
+    if not manifests:
+        click.echo(f"no adapters in {store}")
+    for m in manifests:
+        acc = m.metrics.get("eval_accuracy")
+        click.echo(f"{m.name}\t{m.version}\t{m.method}\t{m.task}\tbase={m.base_model.name}"
+                   + (f"\teval_accuracy={acc}" if acc is not None else ""))
+
+
+@adapters.command("show")
+@click.argument("name")
+@click.option("--version", help="A version id (default: the current one).")
+@config_option
+def adapters_show(name: str, version: str | None, config_path: Path | None) -> None:
+    """One adapter version's manifest, and the versions published."""
+    from llama_rag.adapters import AdapterStore
+
+    settings = _settings(config_path)
+    store = AdapterStore(settings.adapters.dir, settings.adapters.cache_dir)
+    manifest = store.manifest(name, version)
+    click.echo(json.dumps({**manifest.model_dump(), "versions": store.versions(name),
+                           "current": store.current(name)}, indent=2))
 
 
 url_option = click.option("--url", default=DEFAULT_URL, show_default=True, envvar="LLAMA_RAG_URL",

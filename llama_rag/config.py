@@ -333,6 +333,27 @@ class PrivacySettings(StrictModel):
         "[EMAIL], [PHONE], [CARD], [IBAN] in indexed text, logs and answers.")
 
 
+class AdapterSettings(StrictModel):
+    """Fine-tuned adapters (LoRA and embedding heads) and where their training runs keep state."""
+
+    dir: Annotated[str, BeforeValidator(_location)] = Field(
+        "adapters",
+        description="Adapter registry (NAME/CURRENT + NAME/versions/), or a filesystem URI "
+        "shared by a cluster's nodes, as index.dir.")
+    cache_dir: Path = Field(
+        Path("~/.cache/llama-rag/adapter-cache"),
+        description="Where versions of a URI registry are copied on this machine.")
+    checkpoints: Annotated[str, BeforeValidator(_location)] = Field(
+        "~/.cache/llama-rag/finetune-runs",
+        description="Ray Train storage path for fine-tuning checkpoints (a folder or a URI); "
+        "a run re-started with the same name resumes from here.")
+    max_lora_rank: int = Field(16, ge=1, description="Largest LoRA rank vLLM is started for.")
+    max_loras: int = Field(4, ge=1, description="Adapters one vLLM replica holds at once.")
+    serve: bool | None = Field(
+        None, description="Serve LoRA adapters as <model_id>:<NAME> (vLLM with LoRA on). "
+        "Unset: on when the registry holds a LoRA adapter when the app starts.")
+
+
 class Settings(BaseSettings):
     """Everything configurable, one object, passed down explicitly."""
 
@@ -353,6 +374,7 @@ class Settings(BaseSettings):
     qa: QASettings = Field(default_factory=QASettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    adapters: AdapterSettings = Field(default_factory=AdapterSettings)
 
     @model_validator(mode="before")
     @classmethod

@@ -96,14 +96,16 @@ class PromptSpec(BaseModel):
     calibrate: bool = True
 
 
-def messages_for(spec: PromptSpec, text: str, context: str | None = None) -> list[dict[str, str]]:
-    """Chat turns; everything before the row's text is identical for every row."""
+def messages_for(spec: PromptSpec, text: str, context: str | None = None,
+                 examples: list[Example] | None = None) -> list[dict[str, str]]:
+    """Chat turns; everything before the row's text is identical for every row, unless
+    the row brings its own ``examples`` (kNN examples, pipelines.classify_examples)."""
     listing = "\n".join(f"- {label}" + (f": {spec.labels.descriptions[label]}"
                                         if label in spec.labels.descriptions else "")
                         for label in spec.labels.labels)
     system = f"{spec.instructions}\nLabels:\n{listing}\nAnswer with the label only."
     turns = [{"role": "system", "content": system}]
-    for ex in spec.examples:
+    for ex in spec.examples if examples is None else examples:
         turns += [{"role": "user", "content": f"Text: {ex.text}"},
                   {"role": "assistant", "content": ex.label}]
     user = f"Text: {text}"

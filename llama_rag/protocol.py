@@ -98,6 +98,8 @@ class AskRequest(BaseModel):
     stream: bool = False
     max_tokens: int | None = Field(None, ge=1, le=4096)
     temperature: float | None = Field(None, ge=0, le=2)
+    model: str | None = Field(None, max_length=200, description="The model id, or "
+                              "<model_id>:<adapter> for a fine-tuned LoRA adapter (/v1/models).")
 
 
 class Citation(BaseModel):

@@ -23,7 +23,8 @@ from pydantic import BaseModel
 
 from llama_rag.config import Settings, load_settings
 from llama_rag.errors import InvalidInputError
-from llama_rag.prompts import PromptSpec
+from llama_rag.adapters import Adapter
+from llama_rag.prompts import LabelSet, PromptSpec
 from pipelines import classify_io as io
 from llama_rag.classify_args import ClassifyArgs
 from pipelines.classify_llm import load_examples, load_labels
@@ -38,8 +39,15 @@ class Metrics(BaseModel):
     confusion: dict[str, dict[str, int]]
 
 
+class AdapterUsed(BaseModel):
+    name: str
+    version: str
+    method: str
+
+
 class Summary(BaseModel):
     output: str
+    adapter: AdapterUsed | None = None
     input: int
     labeled: int
     errors: int
@@ -61,12 +69,55 @@ class Prepared(BaseModel):
     root: Path
     spec: PromptSpec
     job: dict[str, Any]
+    adapter: Adapter | None = None
+
+
+def _adapter(args: ClassifyArgs, settings: Settings) -> Adapter | None:
+    """The published adapter --adapter names, checked against the configured models."""
+    if not args.adapter:
+        return None
+    from llama_rag.adapters import AdapterStore, base_ref, check_base
+    from llama_rag.models import resolve_embedder, resolve_llm
+
+    adapter = AdapterStore(settings.adapters.dir, settings.adapters.cache_dir).open(args.adapter)
+    m = adapter.manifest
+    if m.task != "classify" or m.prompt is None:
+        raise InvalidInputError(f"--adapter {m.name} was trained for task {m.task}, not "
+                                "classify", param="adapter")
+    ref = resolve_embedder(settings) if m.method == "embedding-head" else resolve_llm(settings)
+    check_base(m, base_ref(ref.path, ref.name))
+    for flag, value in (("--examples", args.examples), ("--context-index", args.context_index)):
+        if value:
+            raise InvalidInputError(f"{flag} changes the prompt the adapter {m.name} was trained "
+                                    "on: leave it out with --adapter", param=flag[2:])
+    if m.method == "embedding-head" and args.via_serve:
+        raise InvalidInputError(f"--adapter {m.name} is an embedding head: it runs in the job, "
+                                "not via --via-serve", param="via-serve")
+    return adapter
+
+
+def _labels(args: ClassifyArgs, adapter: Adapter | None) -> LabelSet:
+    """The job's labels; with an adapter, the ones it was trained on (any given must match)."""
+    if adapter is None:
+        return load_labels(args.labels, args.labels_file)
+    trained = adapter.manifest.prompt.labels
+    if args.labels or args.labels_file:
+        given = load_labels(args.labels, args.labels_file)
+        if set(given.labels) != set(trained.labels):
+            raise InvalidInputError(
+                f"--adapter {adapter.manifest.name} was trained on labels "
+                f"{', '.join(trained.labels)}, not {', '.join(given.labels)}", param="labels")
+    return trained
 
 
 def prepare(args: ClassifyArgs, settings: Settings) -> Prepared:
     """Every check that can fail, before any work: raises InvalidInputError (exit 2)."""
-    labels = load_labels(args.labels, args.labels_file)
+    adapter = _adapter(args, settings)
+    labels = _labels(args, adapter)
     examples = load_examples(args.examples, labels)
+    if args.examples_k and not examples:
+        raise InvalidInputError("--examples-k picks from --examples: give the examples file",
+                                param="examples-k")
     files = io.list_inputs(args.input)
     root = Path(args.input) if Path(args.input).is_dir() else _common_root(files)
     for f in files:
@@ -86,13 +137,17 @@ def prepare(args: ClassifyArgs, settings: Settings) -> Prepared:
         raise InvalidInputError("--format must be parquet or jsonl", param="format")
     spec = PromptSpec(labels=labels, instructions=args.instructions, examples=examples,
                       max_text_tokens=args.max_text_tokens, calibrate=args.calibrate)
+    if adapter is not None:
+        spec = adapter.manifest.prompt  # the very prompt it was trained on, not calibrated
     job = {"inputs": io.fingerprint(files), "text_column": args.text_column,
            "id_column": args.id_column, "gold_column": args.gold_column,
            "prompt": io.short_hash(spec.model_dump()), "mode": args.mode,
            "labels": labels.labels, "model": settings.models.llm or "bundled:smollm2",
-           "context_index": str(args.context_index) if args.context_index else None}
+           "context_index": str(args.context_index) if args.context_index else None,
+           "examples_k": args.examples_k,
+           "adapter": f"{adapter.manifest.name}@{adapter.manifest.version}" if adapter else None}
     io.Output(args.output).check_job(job)
-    return Prepared(files=files, root=root, spec=spec, job=job)
+    return Prepared(files=files, root=root, spec=spec, job=job, adapter=adapter)
 
 
 def _common_root(files: list[Path]) -> Path:
@@ -132,19 +187,41 @@ def _stage(ds, prep: Prepared, args: ClassifyArgs, settings: Settings):
             "settings": settings.model_copy(update={"index": settings.index.model_copy(
                 update={"dir": args.context_index})})},
             batch_size=args.batch_size, concurrency=1, num_cpus=0.5)
+    adapter = prep.adapter
+    if adapter is not None and adapter.manifest.method == "embedding-head":
+        from llama_rag.models import resolve_embedder
+        from pipelines.embedding_head import HEAD_FILE, HeadClassifier
+
+        return ds.map_batches(HeadClassifier, fn_constructor_kwargs={
+            "ref": resolve_embedder(settings), "settings": settings,
+            "head_path": str(adapter.path / HEAD_FILE), "labels": prep.spec.labels.labels},
+            batch_size=args.batch_size, concurrency=args.concurrency,
+            num_cpus=settings.ingest.embed_num_cpus)
+    if args.examples_k:
+        from pipelines.classify_examples import NearestExamples
+
+        ds = ds.map_batches(NearestExamples, fn_constructor_kwargs={
+            "settings": settings, "examples": prep.spec.examples, "k": args.examples_k},
+            batch_size=args.batch_size, concurrency=1, num_cpus=0.5)
     if args.via_serve:
         from pipelines.classify_serve import ServeClassifier
 
+        model = settings.llm.model_id + (f":{adapter.manifest.name}" if adapter else "")
         return ds.map_batches(ServeClassifier, fn_constructor_kwargs={
-            "url": args.via_serve, "model": settings.llm.model_id, "spec": prep.spec,
+            "url": args.via_serve, "model": model, "spec": prep.spec,
             "mode": args.mode}, batch_size=args.batch_size, concurrency=args.concurrency,
             num_cpus=0.25)
     from pipelines.classify_llm import VLLMClassifier
 
     kwargs = engine_kwargs(settings)
+    lora = None
+    if adapter is not None:
+        lora = {"name": adapter.manifest.name, "path": str(adapter.path),
+                "rank": adapter.manifest.lora_rank}
+        kwargs.update(enable_lora=True, max_loras=1, max_lora_rank=adapter.manifest.lora_rank)
     return ds.map_batches(VLLMClassifier, fn_constructor_kwargs={
         "model_path": resolve_llm(settings).path, "engine_kwargs": kwargs,
-        "env": engine_env(settings), "spec": prep.spec, "mode": args.mode},
+        "env": engine_env(settings), "spec": prep.spec, "mode": args.mode, "lora": lora},
         batch_size=args.batch_size, concurrency=args.concurrency,
         num_cpus=settings.llm.num_cpus, num_gpus=settings.llm.num_gpus or None)
 
@@ -237,8 +314,10 @@ def _classify(prep: Prepared, out: io.Output, args: ClassifyArgs, settings: Sett
     out.start(prep.job)
     started = time.perf_counter()
     pending = _pending(prep, out, args)
+    how = (f"adapter {prep.adapter.manifest.name} ({prep.adapter.manifest.method})"
+           if prep.adapter else f"{args.mode} mode")
     echo(f"{pending.total} input rows: {pending.skipped} already done, {len(pending.rows)} to "
-         f"classify ({args.mode} mode, {len(prep.spec.labels.labels)} labels)")
+         f"classify ({how}, {len(prep.spec.labels.labels)} labels)")
     progress = (_label(pending, prep, out, args, settings, started, echo) if pending.rows
                 else _Progress())
     ended = time.perf_counter()
@@ -247,6 +326,9 @@ def _classify(prep: Prepared, out: io.Output, args: ClassifyArgs, settings: Sett
               if first_at and labeled_after > 0 and ended > first_at else None)
     summary = _summarise(out, args, pending.total, pending.skipped, progress.processed,
                          ended - started)
+    if prep.adapter is not None:
+        m = prep.adapter.manifest
+        summary.adapter = AdapterUsed(name=m.name, version=m.version, method=m.method)
     summary.startup_s = round(first_at - started, 2) if first_at else None
     summary.steady_rows_per_s = round(steady, 2) if steady else None
     (out.root / "summary.json").write_text(summary.model_dump_json(indent=2))

@@ -21,6 +21,7 @@ import yaml
 from llama_rag.errors import InvalidInputError
 from llama_rag.prompts import Example, LabelSet, PromptSpec, messages_for
 from llama_rag.classify_args import Mode
+from pipelines.classify_examples import chosen
 
 
 
@@ -126,7 +127,7 @@ class VLLMClassifier:
     """Ray Data actor: one in-process vLLM engine labelling batches of rows."""
 
     def __init__(self, model_path: str, engine_kwargs: dict[str, Any], env: dict[str, str],
-                 spec: PromptSpec, mode: Mode) -> None:
+                 spec: PromptSpec, mode: Mode, lora: dict[str, Any] | None = None) -> None:
         os.environ.update(env)
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # no orphan engine process
         from vllm import LLM, SamplingParams
@@ -136,6 +137,11 @@ class VLLMClassifier:
         self.spec, self.mode, self.labels = spec, mode, labels
         self.llm = LLM(model=model_path, logprobs_mode="processed_logprobs",
                        max_logprobs=max(20, len(labels)), **engine_kwargs)
+        self.lora = None
+        if lora:  # a published LoRA adapter (pipelines.finetune): every request uses it
+            from vllm.lora.request import LoRARequest
+
+            self.lora = LoRARequest(lora["name"], 1, lora["path"])
         self.tokenizer = self.llm.get_tokenizer()
         self.token_ids = first_tokens(self.tokenizer, labels) if mode == "choice" else None
         if mode == "generate":
@@ -149,17 +155,20 @@ class VLLMClassifier:
 
         self.prior = self._prior() if self.token_ids and spec.calibrate else None
 
-    def _prompt(self, text: str, context: str | None = None) -> str:
-        return self.tokenizer.apply_chat_template(messages_for(self.spec, text, context),
+    def _prompt(self, text: str, context: str | None = None,
+                examples: list[Example] | None = None) -> str:
+        return self.tokenizer.apply_chat_template(messages_for(self.spec, text, context, examples),
                                                   tokenize=False, add_generation_prompt=True)
+
+    def _generate(self, prompts: list[str]):
+        return self.llm.generate(prompts, self.params, use_tqdm=False, lora_request=self.lora)
 
     def _probs(self, completion) -> list[float]:
         step = completion.logprobs[0]
         return label_probs({t: lp.logprob for t, lp in step.items()}, self.token_ids)
 
     def _prior(self) -> list[float]:
-        outs = self.llm.generate([self._prompt(t) for t in CONTENT_FREE], self.params,
-                                 use_tqdm=False)
+        outs = self._generate([self._prompt(t) for t in CONTENT_FREE])
         probs = [self._probs(o.outputs[0]) for o in outs]
         return [sum(col) / len(col) for col in zip(*probs)]
 
@@ -172,9 +181,10 @@ class VLLMClassifier:
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         texts, truncated = zip(*(self._truncate(str(t)) for t in batch["text"]))
         contexts = batch.get("context")
-        prompts = [self._prompt(t, contexts[i] if contexts is not None else None)
+        prompts = [self._prompt(t, contexts[i] if contexts is not None else None,
+                                chosen(self.spec.examples, batch, i))
                    for i, t in enumerate(texts)]
-        outputs = self.llm.generate(prompts, self.params, use_tqdm=False)
+        outputs = self._generate(prompts)
         labels, confidences, raws = [], [], []
         for out in outputs:
             completion = out.outputs[0]

@@ -12,8 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from llama_rag.client import ApiError, Client
-from llama_rag.prompts import PromptSpec, messages_for
+from llama_rag.prompts import Example, PromptSpec, messages_for
 from llama_rag.classify_args import Mode
+from pipelines.classify_examples import chosen
 from pipelines.classify_llm import map_generated
 
 THREADS = 8
@@ -23,9 +24,10 @@ class ServeClassifier:
     def __init__(self, url: str, model: str, spec: PromptSpec, mode: Mode) -> None:
         self.client, self.model, self.spec, self.mode = Client(url), model, spec, mode
 
-    def _one(self, text: str, context: str | None) -> tuple[str | None, float | None, str]:
+    def _one(self, text: str, context: str | None,
+             examples: list[Example] | None) -> tuple[str | None, float | None, str]:
         body: dict[str, Any] = {"model": self.model, "temperature": 0,
-                                "messages": messages_for(self.spec, text[:4000], context)}
+                                "messages": messages_for(self.spec, text[:4000], context, examples)}
         if self.mode == "choice":
             body.update(max_tokens=32, logprobs=True, top_logprobs=1,
                         structured_outputs={"choice": self.spec.labels.labels})
@@ -46,9 +48,9 @@ class ServeClassifier:
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         contexts = batch.get("context")
         with ThreadPoolExecutor(THREADS) as pool:
-            results = list(pool.map(lambda i: self._one(str(batch["text"][i]),
-                                                        contexts[i] if contexts is not None else None),
-                                    range(len(batch["id"]))))
+            results = list(pool.map(lambda i: self._one(
+                str(batch["text"][i]), contexts[i] if contexts is not None else None,
+                chosen(self.spec.examples, batch, i)), range(len(batch["id"]))))
         return {"id": list(batch["id"]), "label": [r[0] for r in results],
                 "confidence": [r[1] for r in results], "truncated": [False] * len(results),
                 "raw": [r[2] for r in results], "gold": list(batch["gold"])}

@@ -41,7 +41,8 @@ class LlamaRagApi(LlamaRagIngress):
                  rate_limiter=None):
         from llama_rag.metrics import refusals, tokens_generated
 
-        super().__init__(llm_deployments, model_cards, lora_paths, settings.serve)
+        super().__init__(llm_deployments, model_cards, lora_paths, settings.serve,
+                         settings.adapters)
         # bound so Serve deploys it; the key check (services.auth) finds it by name
         self.retriever, self.rate_limiter = retriever, rate_limiter
         self.settings = settings
@@ -68,6 +69,7 @@ class LlamaRagApi(LlamaRagIngress):
                 f"question is {len(body.question)} characters; the limit is "
                 f"{cfg.max_question_chars}", param="question")
         _check_collection(request, body.collection)
+        model = await self._get_model_id(body.model or self.settings.llm.model_id)  # 404 now
         self.llm_gate.check()  # while the LLM is down: 503 now, before any retrieval work
         found: SearchResponse = await self.retriever.search.remote(
             SearchRequest(query=body.question, k=body.k or cfg.k, filters=body.filters,
@@ -80,7 +82,7 @@ class LlamaRagApi(LlamaRagIngress):
         budget = prompts.context_budget(self.settings.llm.max_model_len, max_tokens, body.question)
         hits = hits[: len(prompts.quoted(hits, cfg, budget))]  # cite only what the model saw
         chat = ChatCompletionRequest(
-            model=self.settings.llm.model_id,
+            model=model,
             messages=prompts.build_messages(body.question, hits, cfg, budget), max_tokens=max_tokens,
             temperature=cfg.temperature if body.temperature is None else body.temperature,
             frequency_penalty=cfg.frequency_penalty,

@@ -28,7 +28,7 @@ def build_app(settings: Settings):
                                      to_model_metadata)
 
     from services.api import LlamaRagApi, api_class
-    from services.llm import build_llm_config
+    from services.llm import build_llm_config, serves_lora
     from services.rate_limit import rate_limiter_deployment
     from services.retriever import Retriever
 
@@ -49,7 +49,8 @@ def build_app(settings: Settings):
     return serve.deployment(api_class(settings), **options).bind(
         llm_deployments={config.model_id: build_llm_deployment(config, name_prefix="LLMServer:")},
         model_cards={config.model_id: to_model_metadata(config.model_id, config)},
-        lora_paths={},
+        # adapters are served as <model_id>:<NAME> from the registry (services.adapter_loader)
+        lora_paths={config.model_id: str(settings.adapters.dir)} if serves_lora(settings) else {},
         retriever=Retriever.options(
             ray_actor_options={"num_cpus": settings.retrieval.num_cpus}).bind(settings),
         # the per-key rate limit, shared by every API replica (services.rate_limit)

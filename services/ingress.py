@@ -12,8 +12,9 @@ import re
 from fastapi import HTTPException
 from ray.exceptions import RayActorError
 
-from llama_rag.config import ServeSettings
-from llama_rag.errors import InvalidInputError, ModelUnavailableError
+from llama_rag.adapters import AdapterStore
+from llama_rag.config import AdapterSettings, ServeSettings
+from llama_rag.errors import InvalidInputError, LlamaRagError, ModelUnavailableError, NotFoundError
 from services.errors import ErrorBody
 from services.ray_compat import ModelCard, ModelList, OpenAiIngress
 from services.llm_gate import LLMGate
@@ -23,10 +24,13 @@ ADAPTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # a name, never 
 
 
 class LlamaRagIngress(OpenAiIngress):
-    def __init__(self, llm_deployments, model_cards, lora_paths, serve: ServeSettings):
+    def __init__(self, llm_deployments, model_cards, lora_paths, serve: ServeSettings,
+                 adapters: AdapterSettings | None = None):
         super().__init__(llm_deployments=llm_deployments, model_cards=model_cards,
                          lora_paths=lora_paths)
         self.serve_settings = serve
+        self.adapters = (AdapterStore(adapters.dir, adapters.cache_dir)
+                         if adapters is not None and lora_paths else None)
         self.llm_gate = LLMGate(
             self._probe_llms, stall_timeout_s=serve.llm_stall_timeout_s,
             answer_timeout_s=serve.llm_answer_timeout_s,
@@ -61,7 +65,40 @@ class LlamaRagIngress(OpenAiIngress):
         if not ADAPTER_NAME.fullmatch(adapter) or ".." in adapter:
             raise HTTPException(400, f"LoRA adapter names are letters, digits, '.', '_' and "
                                      f"'-', not paths: got {adapter!r}")
+        if await self.model(model_id) is None:
+            raise NotFoundError(f"no LoRA adapter {adapter!r} for model {base!r} in the "
+                                f"adapter registry (llama-rag adapters list)", param="model")
         return model_id
+
+    async def model(self, model_id: str) -> ModelCard | None:
+        """The base models' cards, and ``<base>:<NAME>`` for each LoRA adapter in the
+        registry (Ray's own lookup reads a cloud bucket)."""
+        if model_id in self._model_cards or self.adapters is None:
+            return self._model_cards.get(model_id)
+        base, _, name = model_id.partition(":")
+        if base not in self._model_cards or base not in self._lora_paths:
+            return None
+        try:
+            manifest = await asyncio.to_thread(self.adapters.manifest, name)
+        except (LlamaRagError, OSError):
+            return None
+        if manifest.method != "lora":
+            return None
+        card = self._model_cards[base]
+        return ModelCard(id=model_id, object="model", owned_by=card.owned_by,
+                         permission=list(card.permission),
+                         metadata={**card.metadata, "base_model_id": base,
+                                   "adapter_version": manifest.version,
+                                   "adapter_task": manifest.task,
+                                   "adapter_labels": manifest.labels})
+
+    async def models(self) -> ModelList:
+        cards = [await self.model(m) for m in self._model_cards]
+        if self.adapters is not None:
+            names = await asyncio.to_thread(self.adapters.names)
+            for base in self._lora_paths:
+                cards += [await self.model(f"{base}:{n}") for n in names]
+        return ModelList(data=[c for c in cards if c is not None])
 
     async def healthz(self) -> dict:
         """The API process is alive (it does not wait for any engine)."""

@@ -26,12 +26,24 @@ def build_llm_config(settings: Settings):
         experimental["stream_batching_interval_ms"] = llm.stream_batching_interval_ms
     from services.llm_server import LlamaRagLLMServer
 
+    kwargs = engine_kwargs(settings)
+    lora = None
+    if serves_lora(settings):
+        from services.adapter_loader import CONFIG_KEY
+
+        ref = resolve_llm(settings)
+        experimental[CONFIG_KEY] = {"settings": settings.adapters.model_dump(mode="json"),
+                                    "base_path": ref.path, "base_name": ref.name}
+        lora = {"max_num_adapters_per_replica": settings.adapters.max_loras}
+        kwargs.update(enable_lora=True, max_lora_rank=settings.adapters.max_lora_rank,
+                      max_loras=settings.adapters.max_loras)
     return LLMConfig(
+        lora_config=lora,
         server_cls=LlamaRagLLMServer,
         log_engine_metrics=llm.log_engine_metrics,
         experimental_configs=experimental,
         model_loading_config={"model_id": llm.model_id, "model_source": resolve_llm(settings).path},
-        engine_kwargs=engine_kwargs(settings),
+        engine_kwargs=kwargs,
         accelerator_type=llm.accelerator_type,
         placement_group_config={"bundles": [bundle] * llm.tensor_parallel_size},
         runtime_env={"env_vars": engine_env(settings)},
@@ -42,3 +54,16 @@ def build_llm_config(settings: Settings):
             "max_ongoing_requests": llm.max_ongoing_requests,
         },
     )
+
+
+def serves_lora(settings: Settings) -> bool:
+    """adapters.serve, or when unset: does the registry hold a LoRA adapter right now?"""
+    if settings.adapters.serve is not None:
+        return settings.adapters.serve
+    from llama_rag.adapters import AdapterStore
+
+    store = AdapterStore(settings.adapters.dir, settings.adapters.cache_dir)
+    try:
+        return any(store.manifest(n).method == "lora" for n in store.names())
+    except OSError:
+        return False

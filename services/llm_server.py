@@ -1,4 +1,5 @@
-"""Ray's LLMServer with one change: the first streamed chunk leaves at once.
+"""Ray's LLMServer with two changes: the first streamed chunk leaves at once, and LoRA
+adapters load from our adapter registry (services.adapter_loader).
 
 Ray Serve LLM batches a stream's chunks every ``stream_batching_interval_ms`` to
 cut per-chunk hops (engine -> ingress -> proxy), but it holds the first chunk for
@@ -36,5 +37,11 @@ async def first_then_batched(generator: AsyncGenerator[T, None],
 
 
 class LlamaRagLLMServer(LLMServer):
+    def _init_multiplex_loader(self, model_downloader_cls=None):
+        """LoRA adapters come from our registry (services.adapter_loader), not a cloud URI."""
+        from services.adapter_loader import AdapterStoreLoader
+
+        super()._init_multiplex_loader(model_downloader_cls or AdapterStoreLoader)
+
     def _batch_output_stream(self, generator: AsyncGenerator[T, None]) -> AsyncGenerator[List[T], None]:
         return first_then_batched(generator, self._get_batch_interval_ms())

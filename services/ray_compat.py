@@ -12,7 +12,12 @@ Private members relied on (checked by the test):
 - ``OpenAiIngress._default_serve_handles`` and ``._lora_paths``: handles per model id
   (health probes) and the LoRA configuration;
 - ``LLMServer._batch_output_stream(generator)`` and ``._get_batch_interval_ms()``:
-  stream batching (our first chunk leaves at once).
+  stream batching (our first chunk leaves at once);
+- ``LLMServer._init_multiplex_loader(model_downloader_cls)`` and
+  ``LoraModelLoader.load_model_from_config(lora_model_id, llm_config)``: where a
+  replica gets a LoRA adapter's local folder (ours reads the adapter registry, which
+  may be a local folder; Ray's wants an s3/gs/azure URI), returning a
+  ``DiskMultiplexConfig(model_id, max_total_tokens, local_path, lora_assigned_int_id)``.
 
 Text formats relied on (``unwrap_llm_error``, checked against Ray's and vLLM's own
 error builders): Ray's ingress wraps every error message as ``"Message: M, Internal
@@ -45,6 +50,10 @@ from ray.llm._internal.serve.core.configs.openai_api_models import (
 )
 from ray.llm._internal.serve.core.ingress.ingress import init as ingress_fastapi_app
 from ray.llm._internal.serve.utils.batcher import Batcher
+from ray.llm._internal.common.models import global_id_manager
+from ray.llm._internal.common.utils.lora_utils import get_lora_id
+from ray.llm._internal.serve.core.configs.llm_config import DiskMultiplexConfig
+from ray.llm._internal.serve.utils.lora_serve_utils import LoraModelLoader
 
 _MESSAGE = re.compile(r"^Message: (?P<msg>.*?)(?:, Internal exception: .*)?$", re.S)
 _EXC_NAME = re.compile(r"^(?:[A-Za-z_]\w*\.)+[A-Za-z_]\w*: ")  # "vllm.exceptions.X: "
@@ -64,8 +73,9 @@ def unwrap_llm_error(raw: str) -> tuple[str, str | None]:
     return _REQUEST_ID.sub("", message).strip(), param
 
 
-__all__ = ["Batcher", "ChatCompletionRequest", "ChatCompletionStreamResponse", "ErrorResponse",
-           "LLMServer", "ModelCard", "ModelList", "OpenAiIngress", "build_llm_deployment",
+__all__ = ["Batcher", "ChatCompletionRequest", "ChatCompletionStreamResponse",
+           "DiskMultiplexConfig", "ErrorResponse", "LLMServer", "LoraModelLoader",
+           "get_lora_id", "global_id_manager", "ModelCard", "ModelList", "OpenAiIngress", "build_llm_deployment",
            "ingress_fastapi_app", "make_fastapi_ingress",
            "maybe_apply_llm_deployment_config_defaults", "to_model_metadata",
            "unwrap_llm_error"]

@@ -135,10 +135,11 @@ def _container(group: dict[str, Any]) -> dict[str, Any]:
     return container
 
 
-def test_the_manifests_hold_a_service_two_jobs_and_their_shared_objects():
+def test_the_manifests_hold_a_service_three_jobs_and_their_shared_objects():
     kinds = sorted(n.split(":")[1] for n, _ in OBJECTS)
     assert kinds == ["ConfigMap/llama-rag-config", "PersistentVolumeClaim/llama-rag-data",
-                     "RayJob/llama-rag-classify", "RayJob/llama-rag-index",
+                     "RayJob/llama-rag-classify", "RayJob/llama-rag-finetune",
+                     "RayJob/llama-rag-index",
                      "RayService/llama-rag", "Secret/llama-rag-secrets"]
 
 
@@ -225,6 +226,14 @@ def test_job_commands_parse_with_our_clis():
     ctx = cli.get_command(None, "classify").make_context("classify", command[3:])
     assert str(ctx.params["output"]).startswith("/data/")  # on the shared volume: resumable
     assert str(ctx.params["labels_file"]).startswith("/data/")
+    command = shlex.split(jobs["llama-rag-finetune"]["spec"]["entrypoint"])
+    assert command[:3] == ["python", "-m", "pipelines.finetune"]
+    ctx = cli.get_command(None, "finetune").make_context("finetune", command[3:])
+    assert ctx.params["workers"] == 4 and ctx.params["gpus_per_worker"] == 1
+    assert all(str(p).startswith("/data/") for p in ctx.params["input_"])
+    env = jobs["llama-rag-finetune"]["spec"]["runtimeEnvYAML"]
+    assert "LLAMA_RAG_ADAPTERS__DIR: \"/data/" in env  # where serve and classify find it
+    assert "LLAMA_RAG_ADAPTERS__CHECKPOINTS: \"/data/" in env  # resumable after a retry
     for job in jobs.values():
         assert job["spec"]["shutdownAfterJobFinishes"] is True
         assert any("nvidia.com/gpu" in _container(g)["resources"]["limits"]

@@ -36,6 +36,17 @@ def test_llm_server_stream_batching_members():
     assert hasattr(rc.Batcher, "stream")
 
 
+def test_lora_loader_members():
+    assert _params(rc.LLMServer._init_multiplex_loader) == ["self", "model_downloader_cls"]
+    assert _params(rc.LoraModelLoader.load_model_from_config) == ["self", "lora_model_id",
+                                                                  "llm_config"]
+    assert {"download_timeout_s", "max_tries"} <= set(_params(rc.LoraModelLoader.__init__))
+    assert {"model_id", "max_total_tokens", "local_path", "lora_assigned_int_id"} <= set(
+        rc.DiskMultiplexConfig.model_fields)
+    assert rc.get_lora_id("smollm2:sections") == "sections"
+    assert isinstance(rc.global_id_manager.next(), int)
+
+
 def test_builders_and_models():
     from fastapi import FastAPI
 

@@ -113,7 +113,7 @@ def test_a_uri_root_is_written_whole_then_named_and_read_by_another_node(tmp_pat
 
 
 def test_a_failed_upload_leaves_the_uri_roots_current_version(tmp_path: Path, monkeypatch):
-    from indexing.location import RemoteRoot
+    from llama_rag.location import RemoteRoot
 
     store = IndexStore((tmp_path / "bucket").as_uri(), cache_dir=tmp_path / "cache")
     first = _publish(store, ["alpha"])
@@ -144,7 +144,7 @@ def test_uri_roots_prune_remote_versions_and_list_collections(tmp_path: Path):
 
 
 def test_index_dir_keeps_a_uri_whole_and_paths_as_given():
-    from indexing.location import collection_dir
+    from llama_rag.location import collection_dir
 
     assert IndexSettings(dir="s3://bucket/idx").dir == "s3://bucket/idx"
     assert IndexSettings(dir=Path("indexes/x")).dir == "indexes/x"

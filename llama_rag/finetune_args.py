@@ -1,0 +1,109 @@
+"""The fine-tuning job's arguments: one model and one set of flags, shared by
+`python -m pipelines.finetune` (for `ray job submit`) and `llama-rag finetune`.
+
+Light on purpose (click and pydantic only): `llama-rag --help` imports it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import click
+from pydantic import BaseModel
+
+from llama_rag.prompts import DEFAULT_INSTRUCTIONS
+
+LLAMA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+
+
+class FinetuneArgs(BaseModel):
+    input: list[str]
+    name: str
+    method: Literal["lora", "embedding-head"] = "lora"
+    task: Literal["classify", "instruct"] = "classify"
+    text_column: str | None = None
+    label_column: str | None = None
+    labels: str | None = None
+    labels_file: Path | None = None
+    instructions: str = DEFAULT_INSTRUCTIONS
+    prompt_column: str | None = None
+    response_column: str | None = None
+    eval_fraction: float = 0.1
+    eval_input: list[str] = []
+    epochs: float = 2.0
+    max_steps: int | None = None
+    learning_rate: float = 3e-4
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    target_modules: str = LLAMA_TARGETS
+    batch_size: int = 8
+    workers: int = 1
+    cpus_per_worker: int = 2
+    gpus_per_worker: float = 0
+    checkpoint_every: int = 20
+    max_text_tokens: int = 256
+    seed: int = 0
+    json_output: bool = False
+
+
+def _default(field: str):
+    """A flag's default is the model's: one place for each."""
+    return FinetuneArgs.model_fields[field].default
+
+
+def options(fn):
+    """The job's flags, shared by `python -m pipelines.finetune` and `llama-rag finetune`."""
+    flags = [
+        click.option("--input", "input_", multiple=True, required=True,
+                     help="csv/jsonl/parquet file, folder or glob (repeatable)."),
+        click.option("--name", required=True, help="Adapter name (a plain name; re-use to resume)."),
+        click.option("--method", type=click.Choice(["lora", "embedding-head"]),
+                     default=_default("method"), show_default=True,
+                     help="lora: adapt the LLM (Ray Train); embedding-head: a linear head on "
+                     "the embedder (no LLM at classification time)."),
+        click.option("--task", type=click.Choice(["classify", "instruct"]),
+                     default=_default("task"), show_default=True),
+        click.option("--text-column", help="classify: column holding the text."),
+        click.option("--label-column", help="classify: column holding the true label."),
+        click.option("--labels", help="classify: comma-separated labels."),
+        click.option("--labels-file", type=click.Path(dir_okay=False, path_type=Path),
+                     help="classify: YAML mapping label: description (as the classify job)."),
+        click.option("--instructions", default=_default("instructions"), show_default=True,
+                     help="classify: task instructions (as the classify job)."),
+        click.option("--prompt-column", help="instruct: column holding the prompt."),
+        click.option("--response-column", help="instruct: column holding the response."),
+        click.option("--eval-fraction", type=click.FloatRange(0, 0.5), default=_default("eval_fraction"),
+                     show_default=True, help="Rows held out for evaluation (stable split)."),
+        click.option("--eval-input", multiple=True, help="Evaluation rows instead of a split."),
+        click.option("--epochs", type=click.FloatRange(0, min_open=True), default=_default("epochs"),
+                     show_default=True),
+        click.option("--max-steps", type=click.IntRange(1), help="Stop after N optimizer steps."),
+        click.option("--learning-rate", type=click.FloatRange(0, min_open=True),
+                     default=_default("learning_rate"), show_default=True),
+        click.option("--lora-rank", type=click.IntRange(1), default=_default("lora_rank"),
+                     show_default=True, help="One of the ranks vLLM serves: 8, 16, 32, 64, ..."),
+        click.option("--lora-alpha", type=click.IntRange(1), default=_default("lora_alpha"),
+                     show_default=True),
+        click.option("--target-modules", default=_default("target_modules"), show_default=True,
+                     help="Comma-separated module names LoRA adapts."),
+        click.option("--batch-size", type=click.IntRange(1), default=_default("batch_size"),
+                     show_default=True, help="Rows per step on each worker."),
+        click.option("--workers", type=click.IntRange(1), default=_default("workers"),
+                     show_default=True, help="Data-parallel Ray Train workers."),
+        click.option("--cpus-per-worker", type=click.IntRange(1), default=_default("cpus_per_worker"),
+                     show_default=True, help="CPUs (and torch threads) per worker."),
+        click.option("--gpus-per-worker", type=click.FloatRange(0), default=_default("gpus_per_worker"),
+                     show_default=True, help="GPUs per worker (0: train on the CPU)."),
+        click.option("--checkpoint-every", type=click.IntRange(1), default=_default("checkpoint_every"),
+                     show_default=True, help="Steps between checkpoints."),
+        click.option("--max-text-tokens", type=click.IntRange(16), default=_default("max_text_tokens"),
+                     show_default=True, help="Longer texts are truncated (as in the classify job)."),
+        click.option("--seed", type=int, default=_default("seed"), show_default=True),
+        click.option("--json", "json_output", is_flag=True, help="Print the summary as JSON."),
+        click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                     envvar="LLAMA_RAG_CONFIG", help="YAML settings file."),
+    ]
+    for flag in reversed(flags):
+        fn = flag(fn)
+    return fn

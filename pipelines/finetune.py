@@ -1,0 +1,253 @@
+"""Fine-tune the configured model for a task: a LoRA adapter trained as a Ray Train job,
+or a linear head on the embedder, published to the adapter registry.
+
+    ray job submit --working-dir . -- python -m pipelines.finetune \\
+        --input data/train.csv --task classify --text-column text --label-column label \\
+        --labels-file labels.yaml --name sections --workers 2
+
+The driver checks every argument and row before Ray starts (exit 2 with the
+reason), then runs a ``TorchTrainer`` (pipelines.finetune_train) whose checkpoints
+live under ``adapters.checkpoints`` in a run named after the adapter and a hash of
+the data and hyper-parameters: the same command, re-run after a crash or a kill,
+resumes from the last checkpoint. At the end the adapter, its manifest, the rows
+that could not be used (``errors.jsonl``) and a loss curve are published as a new
+version of ``adapters.dir/NAME``. ``llama-rag finetune`` runs the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+from pydantic import BaseModel
+
+from llama_rag.adapters import (VLLM_LORA_RANKS, AdapterStore, BaseModelRef, Manifest,
+                                base_ref, check_name)
+from llama_rag.config import Settings, load_settings
+from llama_rag.errors import InvalidInputError, LlamaRagError
+from llama_rag.finetune_args import FinetuneArgs
+from pipelines import classify_io as io
+from pipelines.finetune_data import TrainingData, load
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+class FinetuneSummary(BaseModel):
+    name: str
+    version: str
+    method: str
+    task: str
+    path: str
+    train_rows: int
+    eval_rows: int
+    error_rows: int
+    steps: int | None = None
+    train_loss: float | None = None
+    eval_loss: float | None = None
+    eval_accuracy: float | None = None
+    per_label_f1: dict[str, float] = {}
+    seconds: float
+    train_rows_per_s: float | None = None
+    resumed_from_step: int | None = None
+
+
+def check_args(args: FinetuneArgs, settings: Settings) -> None:
+    check_name(args.name)
+    if args.method == "lora":
+        if args.lora_rank not in VLLM_LORA_RANKS:
+            raise InvalidInputError(f"--lora-rank {args.lora_rank}: vLLM serves ranks "
+                                    f"{', '.join(map(str, VLLM_LORA_RANKS))}", param="lora-rank")
+        if args.lora_rank > settings.adapters.max_lora_rank:
+            raise InvalidInputError(
+                f"--lora-rank {args.lora_rank} is above adapters.max_lora_rank "
+                f"({settings.adapters.max_lora_rank}), the largest rank the servers load",
+                param="lora-rank")
+        if not [m for m in args.target_modules.split(",") if m.strip()]:
+            raise InvalidInputError("--target-modules is empty", param="target-modules")
+    if args.gpus_per_worker == 0 and args.cpus_per_worker < 1:
+        raise InvalidInputError("--cpus-per-worker must be at least 1", param="cpus-per-worker")
+
+
+def run_name(args: FinetuneArgs, data: TrainingData, base: BaseModelRef) -> str:
+    """The Ray Train run: the adapter's name and what decides its weights, so the same
+    command resumes and a changed one starts afresh."""
+    decided = {"data": data.fingerprint, "base": base.hash, "spec": data.spec.model_dump(mode="json")
+               if data.spec else None, **args.model_dump(mode="json", exclude={
+                   "name", "input", "eval_input", "json_output", "workers", "cpus_per_worker",
+                   "gpus_per_worker", "checkpoint_every"})}
+    return f"{args.name}-{io.short_hash(decided)}"
+
+
+def _storage(settings: Settings) -> str:
+    from llama_rag.location import is_uri
+
+    location = settings.adapters.checkpoints
+    return location if is_uri(location) else str(Path(location).expanduser().resolve())
+
+
+def _train_lora(args: FinetuneArgs, data: TrainingData, model_path: str, name: str,
+                settings: Settings, echo) -> tuple[dict[str, Any], Path]:
+    """Run the TorchTrainer; returns the final metrics and a local copy of the adapter."""
+    from llama_rag.ray_runtime import ensure_ray
+
+    ensure_ray(settings.ray.num_cpus)
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from pipelines.finetune_train import train_loop
+
+    use_gpu = args.gpus_per_worker > 0
+    resources = {"CPU": args.cpus_per_worker, **({"GPU": args.gpus_per_worker} if use_gpu else {})}
+    config = {
+        "model_path": model_path, "spec": data.spec, "eval_rows": [r.model_dump() for r in data.eval],
+        "train_rows": len(data.train), "batch_size": args.batch_size, "epochs": args.epochs,
+        "max_steps": args.max_steps, "learning_rate": args.learning_rate,
+        "lora_rank": args.lora_rank, "lora_alpha": args.lora_alpha,
+        "target_modules": [m.strip() for m in args.target_modules.split(",") if m.strip()],
+        "threads": args.cpus_per_worker, "seed": args.seed, "world": args.workers,
+        "checkpoint_every": args.checkpoint_every, "log_every": 5,
+        "max_text_tokens": args.max_text_tokens}
+    trainer = TorchTrainer(
+        train_loop, train_loop_config=config,
+        scaling_config=ScalingConfig(num_workers=args.workers, use_gpu=use_gpu,
+                                     resources_per_worker=resources),
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        run_config=RunConfig(name=name, storage_path=_storage(settings),
+                             failure_config=FailureConfig(max_failures=2)),
+        datasets={"train": ray.data.from_items([r.model_dump() for r in data.train])})
+    echo(f"training {args.name} as Ray Train run {name} in {_storage(settings)}")
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise LlamaRagError(f"training run {name} ended without a checkpoint: {result.error}")
+    local = Path(tempfile.mkdtemp(prefix="llama-rag-adapter-"))
+    with result.checkpoint.as_directory() as folder:
+        for f in ADAPTER_FILES:
+            shutil.copy(Path(folder) / f, local / f)
+    return dict(result.metrics or {}), local
+
+
+def loss_curve(losses: list[list[float]], eval_loss: float | None, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if losses:
+        steps, values = zip(*losses)
+        ax.plot(steps, values, label="train loss (answer tokens)")
+    if eval_loss is not None and losses:
+        ax.axhline(eval_loss, color="tab:orange", linestyle="--", label=f"eval loss {eval_loss:.3f}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def _clean_adapter_config(folder: Path, base: BaseModelRef) -> None:
+    """Name the base model, not the worker's local path, in adapter_config.json."""
+    cfg_path = folder / "adapter_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["base_model_name_or_path"] = base.name
+    cfg_path.write_text(json.dumps(cfg, indent=2))
+
+
+def run(args: FinetuneArgs, settings: Settings, echo: Callable[[str], None] = print) -> FinetuneSummary:
+    """Check, train, publish; the summary is also the manifest's record of the run."""
+    from llama_rag.models import resolve_embedder, resolve_llm
+
+    check_args(args, settings)
+    data = load(args)
+    started = time.perf_counter()
+    echo(f"{len(data.train)} training rows, {len(data.eval)} eval rows, {len(data.errors)} "
+         f"rows unusable (listed in errors.jsonl)")
+    store = AdapterStore(settings.adapters.dir, settings.adapters.cache_dir)
+    if args.method == "embedding-head":
+        from pipelines.embedding_head import train_head
+
+        ref = resolve_embedder(settings)
+        base = base_ref(ref.path, ref.name)
+        metrics, files = train_head(data, ref, settings, args.seed, echo)
+        name = None
+    else:
+        ref = resolve_llm(settings)
+        base = base_ref(ref.path, ref.name)
+        name = run_name(args, data, base)
+        metrics, files = _train_lora(args, data, ref.path, name, settings, echo)
+        _clean_adapter_config(files, base)
+    (files / "errors.jsonl").write_text("".join(json.dumps(e) + "\n" for e in data.errors))
+    losses = metrics.pop("losses", [])
+    loss_curve(losses, metrics.get("eval_loss"), files / "loss_curve.png")
+    seconds = time.perf_counter() - started
+    hyper = args.model_dump(mode="json", exclude={"input", "eval_input", "json_output", "name"})
+    manifest = store.publish(files, Manifest(
+        name=args.name, method=args.method, task=args.task, base_model=base,
+        labels=data.labels.labels if data.labels else [], prompt=data.spec,
+        data=data.fingerprint, hyperparameters=hyper,
+        metrics={k: v for k, v in metrics.items() if k not in ("step",)},
+        lora_rank=args.lora_rank if args.method == "lora" else None))
+    shutil.rmtree(files, ignore_errors=True)
+    if name:
+        _forget_run(name, settings)
+    per_label = metrics.get("per_label") or {}
+    recent = [loss for _, loss in losses[-10:]]
+    seen = metrics.get("train_rows_seen")
+    return FinetuneSummary(
+        name=args.name, version=manifest.version, method=args.method, task=args.task,
+        path=str(store.location), train_rows=len(data.train), eval_rows=len(data.eval),
+        error_rows=len(data.errors), steps=metrics.get("step"),
+        train_loss=round(sum(recent) / len(recent), 4) if recent else metrics.get("train_loss"),
+        eval_loss=metrics.get("eval_loss"), eval_accuracy=metrics.get("eval_accuracy"),
+        per_label_f1={k: v["f1"] for k, v in per_label.items()}, seconds=round(seconds, 1),
+        train_rows_per_s=round(seen / metrics["train_seconds"], 2)
+        if seen and metrics.get("train_seconds") else None,
+        resumed_from_step=metrics.get("resumed_from_step"))
+
+
+def _forget_run(name: str, settings: Settings) -> None:
+    """The published adapter holds the result: drop the run's checkpoints, so the same
+    command later trains a new version instead of resuming a finished run."""
+    from llama_rag.location import shared_root
+
+    try:
+        shared_root(_storage(settings)).delete_dir(name)
+    except OSError:
+        pass
+
+
+def run_from_cli(config_path: Path | None, input_: tuple[str, ...], eval_input: tuple[str, ...],
+                 **kwargs: Any) -> None:
+    settings = load_settings(config_path)
+    from llama_rag.models import apply_offline_policy
+
+    apply_offline_policy(settings.models)
+    args = FinetuneArgs(input=list(input_), eval_input=list(eval_input), **kwargs)
+    summary = run(args, settings, echo=lambda m: click.echo(m, err=args.json_output))
+    if args.json_output:
+        click.echo(summary.model_dump_json(indent=2))
+        return
+    for key, value in summary.model_dump().items():
+        if value not in (None, {}, []):
+            click.echo(f"{key}: {value}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m pipelines.finetune` is `llama-rag finetune`: one set of flags, one code
+    path, errors mapped once (llama_rag.cli)."""
+    from llama_rag.cli import main as cli_main
+
+    cli_main(["finetune", *(argv if argv is not None else sys.argv[1:])])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""The Ray Train worker loop: LoRA on the configured model, data parallel, resumable.
+
+Each worker loads the model (float32 on a CPU: without AMX/AVX512-BF16, bf16 matrix
+products are far slower), wraps it in PEFT LoRA and in DDP (``prepare_model``: gloo
+on CPU, NCCL on GPU), and trains on its shard of the Ray Dataset. Every
+``checkpoint_every`` steps all workers report and rank 0 hands Ray Train a
+checkpoint (adapter, optimizer, scheduler, step, loss history); a run started again
+with the same name gets it back from ``ray.train.get_checkpoint()`` and continues at
+that step, skipping the batches of the epoch it had already seen.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pipelines.finetune_data import IGNORE, Row, collate, encode
+
+STATE = "trainer_state.json"
+
+
+def _log(message: str) -> None:
+    print(f"[finetune] {message}", flush=True)
+
+
+def _eta(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def _save(model, opt, sched, state: dict[str, Any], folder: Path) -> None:
+    import torch
+
+    model.save_pretrained(folder)
+    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()},
+               folder / "optimizer.pt")
+    (folder / STATE).write_text(json.dumps(state))
+
+
+def _restore(model, folder: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors"))
+    state = json.loads((folder / STATE).read_text())
+    return state, torch.load(folder / "optimizer.pt", weights_only=False)
+
+
+def _lora_model(config: dict[str, Any], device):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(config["model_path"], dtype=dtype)
+    lora = LoraConfig(r=config["lora_rank"], lora_alpha=config["lora_alpha"],
+                      target_modules=config["target_modules"], lora_dropout=0.05, bias="none",
+                      task_type="CAUSAL_LM")
+    return get_peft_model(model, lora)
+
+
+def _tensors(batch, device):
+    import torch
+
+    def t(values):
+        return torch.tensor(values, dtype=torch.long, device=device)
+
+    return (t(batch.input_ids), t(batch.attention_mask), t(batch.position_ids),
+            t(batch.labels), batch.keep)
+
+
+def answer_loss(model, batch, device):
+    """Mean cross-entropy over the answer tokens only (prompt positions are IGNORE)."""
+    import torch.nn.functional as F
+
+    ids, mask, pos, labels, keep = _tensors(batch, device)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos,
+                   logits_to_keep=keep).logits.float()
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                           ignore_index=IGNORE)
+
+
+def _evaluate(model, tokenizer, config: dict[str, Any], device) -> dict[str, Any]:
+    """Eval loss, and for classify the choice-mode answer (argmax over the labels' first
+    tokens, as the job picks) with accuracy and per-label F1."""
+    import torch
+
+    from pipelines.classify import metrics
+    from pipelines.classify_llm import first_tokens
+
+    rows = [Row(**r) for r in config["eval_rows"]]
+    if not rows:
+        return {}
+    spec = config["spec"]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    model.eval()
+    losses, predicted = [], []
+    labels = spec.labels.labels if spec else []
+    token_ids = first_tokens(tokenizer, labels) if spec else None
+    with torch.no_grad():
+        for i in range(0, len(rows), 16):
+            chunk = rows[i:i + 16]
+            pairs = [encode(tokenizer, r, spec, config["max_text_tokens"]) for r in chunk]
+            losses.append(answer_loss(model, collate(pairs, pad), device).item() * len(chunk))
+            if token_ids:
+                prompts = collate([(p, []) for p, _ in pairs], pad)
+                ids, mask, pos, _, _ = _tensors(prompts, device)
+                last = model(input_ids=ids, attention_mask=mask, position_ids=pos,
+                             logits_to_keep=1).logits[:, -1, :]
+                predicted += [labels[j] for j in last[:, token_ids].argmax(-1).tolist()]
+    model.train()
+    out: dict[str, Any] = {"eval_loss": round(sum(losses) / len(rows), 4), "eval_rows": len(rows)}
+    if token_ids:
+        m = metrics(predicted, [r.target for r in rows])
+        out.update(eval_accuracy=m.accuracy, per_label=m.per_label)
+    return out
+
+
+def train_loop(config: dict[str, Any]) -> None:
+    """``train_loop_per_worker`` of the TorchTrainer (pipelines.finetune)."""
+    import ray.train
+    import ray.train.torch
+    import torch
+    import torch.distributed as dist
+    from transformers import AutoTokenizer
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(config["threads"])  # Ray gives each worker one thread otherwise
+    torch.manual_seed(config["seed"])
+    device = ray.train.torch.get_device()
+    tokenizer = AutoTokenizer.from_pretrained(config["model_path"])
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    model = _lora_model(config, device)
+    state: dict[str, Any] = {"step": 0, "losses": [], "rows": 0, "seconds": 0.0,
+                             "resumed_from_step": None}
+    resumed = ray.train.get_checkpoint()
+    saved = None
+    if resumed:
+        with resumed.as_directory() as folder:
+            state, saved = _restore(model, Path(folder))
+        state["resumed_from_step"] = state["step"]
+        if rank == 0:
+            _log(f"resuming from the checkpoint at step {state['step']}")
+    model = ray.train.torch.prepare_model(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config["learning_rate"], weight_decay=0.0)
+    per_worker = config["train_rows"] // world
+    steps_per_epoch = max(1, math.ceil(per_worker / config["batch_size"]))
+    total = config["max_steps"] or max(1, math.ceil(config["epochs"] * steps_per_epoch))
+    warmup = max(1, total // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (total - s) / max(1, total - warmup)))
+    if saved:
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+    shard = ray.train.get_dataset_shard("train")
+    started, first_step = time.perf_counter(), state["step"]
+    if rank == 0:
+        _log(f"{config['train_rows']} training rows, {world} worker(s), batch {config['batch_size']} "
+             f"per worker, {steps_per_epoch} steps per epoch, {total} steps")
+    while state["step"] < total:
+        epoch, skip = divmod(state["step"], steps_per_epoch)
+        batches = shard.iter_batches(batch_size=config["batch_size"], batch_format="pandas",
+                                     local_shuffle_buffer_size=4 * config["batch_size"],
+                                     local_shuffle_seed=config["seed"] + epoch)
+        i = -1
+        for i, frame in enumerate(batches):
+            if i >= steps_per_epoch or state["step"] >= total:
+                break
+            if i < skip:
+                continue
+            rows = [Row(id=str(r.id), text=r.text, target=r.target) for r in frame.itertuples()]
+            batch = collate([encode(tokenizer, r, config["spec"], config["max_text_tokens"])
+                             for r in rows], pad)
+            step_started = time.perf_counter()
+            loss = answer_loss(model, batch, device)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            value = loss.detach()
+            if world > 1:
+                dist.all_reduce(value, op=dist.ReduceOp.AVG)
+            state["step"] += 1
+            state["rows"] += len(rows) * world
+            state["seconds"] += time.perf_counter() - step_started
+            state["losses"].append([state["step"], round(value.item(), 4)])
+            _progress(state, started, first_step, total, rank, config)
+            if state["step"] % config["checkpoint_every"] == 0 or state["step"] == total:
+                _report(model, opt, sched, state, rank, tokenizer, config, device,
+                        final=state["step"] == total)
+        else:
+            if state["step"] < total and i + 1 < steps_per_epoch:
+                state["step"] = (epoch + 1) * steps_per_epoch  # a short shard: next epoch
+
+
+def _progress(state, started, first_step, total, rank, config) -> None:
+    if rank != 0 or (state["step"] % config["log_every"] and state["step"] != total):
+        return
+    elapsed = time.perf_counter() - started
+    done = state["step"] - first_step
+    rate = done * config["batch_size"] * config["world"] / elapsed if elapsed else 0.0
+    eta = (total - state["step"]) * elapsed / done if done else 0.0
+    _log(f"step {state['step']}/{total} loss {state['losses'][-1][1]:.4f} "
+         f"{rate:.1f} rows/s ETA {_eta(eta)}")
+
+
+def _report(model, opt, sched, state, rank, tokenizer, config, device, final: bool) -> None:
+    """Every worker reports (a barrier); rank 0 attaches the checkpoint, and at the end
+    the evaluation."""
+    import ray.train
+    from ray.train import Checkpoint
+
+    metrics: dict[str, Any] = {"step": state["step"], "loss": state["losses"][-1][1]}
+    if rank != 0:
+        ray.train.report(metrics, checkpoint=None)
+        return
+    inner = model.module if hasattr(model, "module") else model
+    if final:
+        metrics.update(_evaluate(inner, tokenizer, config, device))
+        metrics["losses"] = state["losses"]
+        metrics.update(train_rows_seen=state["rows"], train_seconds=round(state["seconds"], 2),
+                       resumed_from_step=state["resumed_from_step"])
+    with tempfile.TemporaryDirectory() as folder:
+        _save(inner, opt, sched, state, Path(folder))
+        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(folder))
+    _log(f"checkpoint at step {state['step']}" + (" (final)" if final else ""))
