@@ -10,7 +10,9 @@ this one process run:
 
 - (a) choice: today's choice mode, calibrated, the 2 fixed examples (no labeled rows)
 - (b) knn-examples: choice mode with the 4 nearest of the N labeled rows as examples
-- (c) lora: a LoRA adapter trained on the N rows (Ray Train), classified with it
+- (c) lora: a LoRA adapter trained on the N rows (Ray Train), classified with it (on
+  the CPU the job merges it into a copy of the model; ``lora-vllm-unmerged`` is vLLM's
+  own LoRA on 120 rows, for the speed comparison)
 - (d) embedding-head: a linear head on MiniLM trained on the N rows, classified in the job
 - (e) sklearn-logreg: scikit-learn LogisticRegression on the same MiniLM embeddings
 
@@ -161,6 +163,12 @@ def main() -> None:
                                    batch_size=8, cpus_per_worker=2)
                 return {**classify(test_csv, settings, adapter=f"lora-{n}"), "train": trained}
             record("lora", n, lora)
+            if n == max(int(v) for v in args.lora_per_label.split(",")) and "lora" not in args.skip:
+                # vLLM's own LoRA on the CPU instead of the merged copy: 120 rows are enough
+                unmerged = settings.model_copy(update={"adapters": settings.adapters.model_copy(
+                    update={"merge_for_jobs": "never"})})
+                record("lora-vllm-unmerged", n, lambda: classify(
+                    test_csv, unmerged, adapter=f"lora-{n}", max_rows=120))
         if str(n) in args.knn_per_label.split(","):
             shots = work / f"shots-{n}.jsonl"
             shots.write_text("".join(json.dumps({"text": r["text"], "label": r["section"]}) + "\n"

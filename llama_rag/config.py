@@ -349,6 +349,10 @@ class AdapterSettings(StrictModel):
         "a run re-started with the same name resumes from here.")
     max_lora_rank: int = Field(16, ge=1, description="Largest LoRA rank vLLM is started for.")
     max_loras: int = Field(4, ge=1, description="Adapters one vLLM replica holds at once.")
+    merge_for_jobs: Literal["auto", "always", "never"] = Field(
+        "auto", description="classify --adapter with a LoRA adapter: run a copy of the model "
+        "with the adapter merged in (auto: on CPUs, where vLLM's LoRA kernels are ~20x "
+        "slower on prefill), or vLLM's LoRA.")
     serve: bool | None = Field(
         None, description="Serve LoRA adapters as <model_id>:<NAME> (vLLM with LoRA on). "
         "Unset: on when the registry holds a LoRA adapter when the app starts.")

@@ -9,12 +9,14 @@ from typing import Any
 WORKER_NICENESS = "RAY_worker_niceness"  # read by the raylet when it starts
 
 
-def ensure_ray(num_cpus: int | None = None) -> None:
+def ensure_ray(num_cpus: int | None = None, dashboard: bool = False) -> None:
     """Join RAY_ADDRESS (or the job's cluster) if set, else start a small local Ray.
 
     A local Ray is single-node and loopback-only: Ray would otherwise bind and
     advertise the machine's network address. The flag must be set before Ray's
-    constants are imported, so call this before any ``import ray``.
+    constants are imported, so call this before any ``import ray``. ``dashboard``
+    starts a local Ray with its dashboard, whose state API Ray Train's placement-group
+    cleaner polls (without it, it warns every few seconds and cleans up nothing).
     """
     if not os.environ.get("RAY_ADDRESS"):
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -31,5 +33,7 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     if not os.environ.get("RAY_ADDRESS"):
         # Logical CPUs are a scheduling quota, not cores: max(4, cores) lets the loader,
         # the embedder and a vLLM replica fit on a 2-core laptop.
-        kwargs.update(num_cpus=num_cpus or max(4, os.cpu_count() or 1), include_dashboard=False)
+        kwargs.update(num_cpus=num_cpus or max(4, os.cpu_count() or 1),
+                      include_dashboard=dashboard,
+                      **({"dashboard_host": "127.0.0.1"} if dashboard else {}))
     ray.init(**kwargs)

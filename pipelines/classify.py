@@ -214,13 +214,18 @@ def _stage(ds, prep: Prepared, args: ClassifyArgs, settings: Settings):
     from pipelines.classify_llm import VLLMClassifier
 
     kwargs = engine_kwargs(settings)
-    lora = None
+    model_path, lora = resolve_llm(settings).path, None
     if adapter is not None:
-        lora = {"name": adapter.manifest.name, "path": str(adapter.path),
-                "rank": adapter.manifest.lora_rank}
-        kwargs.update(enable_lora=True, max_loras=1, max_lora_rank=adapter.manifest.lora_rank)
+        from pipelines.adapter_merge import merged_model, should_merge
+
+        if should_merge(settings):  # one adapter for every row: fold it in once
+            model_path = str(merged_model(adapter, model_path, settings))
+        else:
+            lora = {"name": adapter.manifest.name, "path": str(adapter.path)}
+            kwargs.update(enable_lora=True, max_loras=1,
+                          max_lora_rank=adapter.manifest.lora_rank)
     return ds.map_batches(VLLMClassifier, fn_constructor_kwargs={
-        "model_path": resolve_llm(settings).path, "engine_kwargs": kwargs,
+        "model_path": model_path, "engine_kwargs": kwargs,
         "env": engine_env(settings), "spec": prep.spec, "mode": args.mode, "lora": lora},
         batch_size=args.batch_size, concurrency=args.concurrency,
         num_cpus=settings.llm.num_cpus, num_gpus=settings.llm.num_gpus or None)

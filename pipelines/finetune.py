@@ -96,7 +96,7 @@ def _train_lora(args: FinetuneArgs, data: TrainingData, model_path: str, name: s
     """Run the TorchTrainer; returns the final metrics and a local copy of the adapter."""
     from llama_rag.ray_runtime import ensure_ray
 
-    ensure_ray(settings.ray.num_cpus)
+    ensure_ray(settings.ray.num_cpus, dashboard=True)
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer

@@ -167,7 +167,14 @@ def qa_index(ray_cluster, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def llm_server(ray_cluster, qa_index):
+def adapter_registry(tmp_path_factory) -> Path:
+    """The session's adapter registry (adapters.dir): the fine-tuning test publishes to
+    it, the session server serves from it."""
+    return tmp_path_factory.mktemp("adapters")
+
+
+@pytest.fixture(scope="session")
+def llm_server(ray_cluster, qa_index, adapter_registry):
     """`llama-rag serve --index-dir` on the session cluster: one vLLM replica of the
     bundled model, the retriever over ``qa_index``, API keys required.
 
@@ -187,7 +194,10 @@ def llm_server(ray_cluster, qa_index):
                           # short answers unless a test asks for more: no test reads a long one
                           LLAMA_RAG_QA__MAX_TOKENS="64",
                           LLAMA_RAG_SERVE__DEFAULT_MAX_TOKENS="64",
-                          LLAMA_RAG_SERVE__MAX_TOKENS_LIMIT=str(MAX_TOKENS_LIMIT))
+                          LLAMA_RAG_SERVE__MAX_TOKENS_LIMIT=str(MAX_TOKENS_LIMIT),
+                          # LoRA on: adapters published during the session load on demand
+                          LLAMA_RAG_ADAPTERS__DIR=str(adapter_registry),
+                          LLAMA_RAG_ADAPTERS__SERVE="true")
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-rag-serve-{port}.log", "w")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "llama-rag"), "serve",
                              "--port", str(port), "--index-dir", str(qa_index)],
@@ -248,3 +258,90 @@ def pace(llm_server: ServerURL) -> Pace:
     (OUTPUT / "pace.json").write_text(json.dumps(measured.__dict__) + "\n")
     print(f"\nsession LLM pace: {measured}")
     return measured
+
+
+ADAPTER = "it-sections"
+DEBIAN_LABELS = Path(__file__).resolve().parents[1] / "examples" / "debian-sections.yaml"
+
+
+@dataclass
+class TrainedAdapter:
+    """The session's LoRA adapter, trained by `ray job submit` with 2 workers, its
+    driver killed with SIGKILL after the first checkpoint and the job submitted again."""
+
+    registry: Path
+    name: str
+    version: str
+    checkpoints: Path
+    killed_log: str  # the first run's job log, up to the kill
+    resumed_log: str  # the second run's `ray job submit` output
+    held_out: Path  # Debian rows it was not trained on (csv: id, text, section)
+
+
+def _job_logs(cluster: Cluster, job_id: str) -> str:
+    out = subprocess.run([RAY, "job", "logs", f"--address={cluster.dashboard}", job_id],
+                         capture_output=True, text=True, env=cluster.env(), timeout=60)
+    return out.stdout
+
+
+def finetune_command(train: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "pipelines.finetune", "--input", str(train), "--name", ADAPTER,
+            "--text-column", "text", "--label-column", "section",
+            "--labels-file", str(DEBIAN_LABELS), *extra]
+
+
+@pytest.fixture(scope="session")
+def lora_adapter(ray_cluster, adapter_registry, tmp_path_factory) -> TrainedAdapter:
+    import psutil
+
+    from llama_rag.adapters import AdapterStore
+
+    root = tmp_path_factory.mktemp("finetune")
+    data = root / "packages.csv"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "debian_packages.py"), str(data),
+                    "--rows", "120"], check=True, capture_output=True)
+    lines = data.read_text().splitlines()
+    train, held_out = root / "train.csv", root / "held_out.csv"
+    train.write_text("\n".join(lines[:61] + ["zz-empty,,games"]) + "\n")  # + one empty text
+    held_out.write_text("\n".join(lines[:1] + lines[61:]) + "\n")
+    checkpoints = root / "runs"
+    runtime_env = {"env_vars": {"HF_HUB_OFFLINE": "1", "LLAMA_RAG_HOME": os.environ.get(
+        "LLAMA_RAG_HOME", str(Path("~/.cache/llama-rag").expanduser())),
+        "LLAMA_RAG_ADAPTERS__DIR": str(adapter_registry),
+        "LLAMA_RAG_ADAPTERS__CHECKPOINTS": str(checkpoints)}}
+    command = finetune_command(train, "--workers", "2", "--cpus-per-worker", "1",
+                               "--batch-size", "2", "--max-steps", "10", "--checkpoint-every", "2",
+                               "--learning-rate", "1e-3", "--eval-fraction", "0.2", "--json")
+
+    def submit(*flags: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [RAY, "job", "submit", f"--address={ray_cluster.dashboard}", "--working-dir", ".",
+             "--runtime-env-json", json.dumps(runtime_env), *flags, "--", *command],
+            cwd=ROOT, env=ray_cluster.env(), capture_output=True, text=True, timeout=900)
+
+    first = submit("--no-wait")
+    assert first.returncode == 0, first.stderr[-2000:]
+    job_id = next(w.strip("'") for w in first.stdout.split() if w.strip("'").startswith("raysubmit_"))
+    deadline, log = time.time() + 600, ""
+    while "[finetune] checkpoint at step 2" not in log:
+        assert time.time() < deadline, f"no checkpoint in 600 s:\n{log[-3000:]}"
+        assert "Traceback" not in log, log[-3000:]
+        time.sleep(3)  # each `ray job logs` is a Python process start on a shared core
+        log = _job_logs(ray_cluster, job_id)
+    drivers = [p for p in psutil.process_iter(["cmdline"])
+               if "pipelines.finetune" in " ".join(p.info["cmdline"] or [])
+               and str(train) in " ".join(p.info["cmdline"] or [])]
+    assert drivers, "the driver ended before it could be killed"
+    for driver in drivers:
+        driver.kill()  # SIGKILL: no cleanup of any kind
+    psutil.wait_procs(drivers, timeout=30)
+    killed_log = _job_logs(ray_cluster, job_id)
+    time.sleep(5)  # the job's Train controller and workers go with their owner
+    second = submit()
+    resumed_log = second.stdout + second.stderr
+    assert second.returncode == 0 and "succeeded" in resumed_log.lower(), resumed_log[-4000:]
+    version = AdapterStore(adapter_registry, root / "cache").current(ADAPTER)
+    assert version, resumed_log[-3000:]
+    return TrainedAdapter(registry=adapter_registry, name=ADAPTER, version=version,
+                          checkpoints=checkpoints, killed_log=killed_log, resumed_log=resumed_log,
+                          held_out=held_out)

@@ -8,7 +8,8 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 # Session fixtures (one Ray head, one index, one Serve app) for the integration and
 # reliability tests; unit tests never ask for them, so they start nothing there.
-from tests.cluster import llm_server, pace, qa_index, ray_cluster  # noqa: E402,F401
+from tests.cluster import (adapter_registry, llm_server, lora_adapter, pace,  # noqa: E402,F401
+                           qa_index, ray_cluster)
 
 
 # Where the suite's time goes: setup + call + teardown per test file, printed at the end

@@ -220,3 +220,110 @@ def test_nearest_examples_are_ordered_nearest_last():
     exs = [Example(text=t, label="a") for t in "xyz"]
     assert [e.text for e in chosen(exs, {"examples": [[1, 0]]}, 0)] == ["y", "x"]
     assert chosen(exs, {}, 0) is None
+
+
+def test_merged_adapter_answers_as_the_adapter(tmp_path):
+    """The job's merged copy (CPU) computes what base + LoRA computes."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models
+
+    from llama_rag.adapters import Adapter
+    from pipelines.adapter_merge import merged_model, should_merge
+
+    torch.manual_seed(0)
+    base_dir, adapter_dir = tmp_path / "base", tmp_path / "adapter"
+    base = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32,
+                                        num_hidden_layers=1, num_attention_heads=2,
+                                        num_key_value_heads=2))
+    base.save_pretrained(base_dir)
+    vocab = {f"t{i}": i for i in range(32)}
+    PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="t0"))
+                            ).save_pretrained(base_dir)
+    peft = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
+                                           init_lora_weights=False))
+    peft.save_pretrained(adapter_dir)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    expected = peft(ids).logits
+    settings = load_settings().model_copy(update={"adapters": load_settings().adapters.model_copy(
+        update={"cache_dir": tmp_path / "cache"})})
+    adapter = Adapter(manifest=manifest(version="v1"), path=adapter_dir)
+    folder = merged_model(adapter, str(base_dir), settings)
+    assert merged_model(adapter, str(base_dir), settings) == folder  # made once
+    merged = LlamaForCausalLM.from_pretrained(folder)
+    assert torch.allclose(merged(ids).logits, expected, atol=1e-5)
+    assert not torch.allclose(LlamaForCausalLM.from_pretrained(base_dir)(ids).logits, expected)
+    cpu = settings.llm.model_copy(update={"num_gpus": 0})
+    assert should_merge(settings.model_copy(update={"llm": cpu}))
+    gpu = settings.model_copy(update={"llm": settings.llm.model_copy(update={"num_gpus": 1})})
+    assert not should_merge(gpu)
+
+
+def _published(tmp_path, monkeypatch, method="lora", base=None) -> None:
+    """An adapter in a registry the settings point at, trained on the bundled model."""
+    from llama_rag.adapters import base_ref
+    from llama_rag.models import resolve_embedder, resolve_llm
+    from llama_rag.prompts import LabelSet, PromptSpec
+
+    settings = load_settings()
+    ref = resolve_embedder(settings) if method == "embedding-head" else resolve_llm(settings)
+    files = tmp_path / "files"
+    files.mkdir(exist_ok=True)
+    (files / "weights").write_bytes(b"w")
+    spec = PromptSpec(labels=LabelSet(labels=["games", "science"]), calibrate=False)
+    AdapterStore(tmp_path / "reg", tmp_path / "cache").publish(files, manifest(
+        method=method, prompt=spec, labels=["games", "science"],
+        base_model=base or base_ref(ref.path, ref.name)))
+    monkeypatch.setenv("LLAMA_RAG_ADAPTERS__DIR", str(tmp_path / "reg"))
+
+
+def classify_args(tmp_path, **kw):
+    from pipelines.classify import ClassifyArgs
+
+    write_csv(tmp_path)
+    return ClassifyArgs(**{"input": str(tmp_path / "train.csv"), "text_column": "text",
+                           "output": tmp_path / "out", "adapter": "sections", **kw})
+
+
+def test_classify_with_an_adapter_uses_its_prompt_and_labels(tmp_path, monkeypatch):
+    from pipelines.classify import prepare
+
+    _published(tmp_path, monkeypatch)
+    prep = prepare(classify_args(tmp_path), load_settings())
+    assert prep.spec.labels.labels == ["games", "science"] and prep.spec.calibrate is False
+    assert prep.job["adapter"].startswith("sections@")
+    prepare(classify_args(tmp_path, labels="science,games", output=tmp_path / "o2"),
+            load_settings())  # the same labels, in any order
+
+
+@pytest.mark.parametrize("change,words", [
+    (dict(labels="games,net"), "was trained on labels games, science"),
+    (dict(examples=Path("x.jsonl")), "--examples changes the prompt"),
+    (dict(adapter="missing"), "no adapter 'missing'"),
+])
+def test_classify_adapter_misuse_is_refused(tmp_path, monkeypatch, change, words):
+    from pipelines.classify import prepare
+
+    _published(tmp_path, monkeypatch)
+    with pytest.raises((InvalidInputError, NotFoundError), match=words):
+        prepare(classify_args(tmp_path, **change), load_settings())
+
+
+def test_classify_refuses_an_adapter_for_another_model_and_heads_via_serve(tmp_path, monkeypatch):
+    from pipelines.classify import prepare
+
+    _published(tmp_path, monkeypatch, base=BaseModelRef(name="other", hash="0" * 16))
+    with pytest.raises(InvalidInputError, match="trained on other"):
+        prepare(classify_args(tmp_path), load_settings())
+    _published(tmp_path, monkeypatch, method="embedding-head")
+    with pytest.raises(InvalidInputError, match="embedding head: it runs in the job"):
+        prepare(classify_args(tmp_path, via_serve="http://127.0.0.1:1"), load_settings())
+
+
+def test_examples_k_needs_examples(tmp_path):
+    from pipelines.classify import prepare
+
+    with pytest.raises(InvalidInputError, match="--examples-k picks from --examples"):
+        prepare(classify_args(tmp_path, adapter=None, labels="games,science", examples_k=3),
+                load_settings())

@@ -1,0 +1,112 @@
+"""Fine-tuning as a real Ray job: Ray Train with 2 workers on the bundled model, the
+driver killed with SIGKILL after the first checkpoint and the job resubmitted (it must
+resume, not restart); the published adapter used by a classification job and served
+by the session's `llama-rag serve` (tests/cluster.py: lora_adapter, llm_server)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cluster import AUTH, DEBIAN_LABELS, finetune_command
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bad_input_exits_2_before_ray(ray_cluster, tmp_path):
+    bad = tmp_path / "train.csv"
+    bad.write_text("text,section\nsome package,games\nother,unknown-section\n")
+    started = time.perf_counter()
+    out = subprocess.run(finetune_command(bad), cwd=ROOT, env=ray_cluster.env(),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "labels in the data missing from --labels: 'unknown-section'" in out.stderr
+    assert "Traceback" not in out.stderr and time.perf_counter() - started < 60
+
+
+def test_killed_driver_resumes_from_its_checkpoint_and_publishes(lora_adapter):
+    from llama_rag.adapters import AdapterStore
+
+    steps = [int(s) for s in re.findall(r"checkpoint at step (\d+)", lora_adapter.killed_log)]
+    resumed = re.search(r"resuming from the checkpoint at step (\d+)", lora_adapter.resumed_log)
+    assert resumed, lora_adapter.resumed_log[-3000:]
+    # the last checkpoint the killed run wrote (a later one than its log showed at the
+    # kill is as good): never step 0
+    assert int(resumed.group(1)) >= max(steps) >= 2
+    log = lora_adapter.resumed_log
+    assert re.search(r"step \d+/10 loss [\d.]+ [\d.]+ rows/s ETA", log)  # progress in the job log
+    assert "2 worker(s)" in log
+    summary = json.loads(log[log.index('{\n  "name"'):log.index("\n}", log.index('{\n  "name"')) + 2])
+    assert summary["resumed_from_step"] == int(resumed.group(1)) and summary["steps"] == 10
+    assert summary["error_rows"] == 1 and summary["eval_rows"] >= 6
+    adapter = AdapterStore(lora_adapter.registry, lora_adapter.registry.parent / "c").open(
+        lora_adapter.name)
+    m = adapter.manifest
+    assert m.version == summary["version"] and m.method == "lora" and m.lora_rank == 16
+    assert m.hyperparameters["workers"] == 2 and m.base_model.name == "SmolLM2-135M-Instruct"
+    assert 0 <= m.metrics["eval_accuracy"] <= 1 and set(m.metrics["per_label"]) <= set(m.labels)
+    assert {"adapter_config.json", "adapter_model.safetensors", "loss_curve.png"} <= set(m.files)
+    config = json.loads((adapter.path / "adapter_config.json").read_text())
+    assert config["bias"] == "none" and not config.get("modules_to_save") and not config["use_dora"]
+    errors = [json.loads(ln) for ln in (adapter.path / "errors.jsonl").read_text().splitlines()]
+    assert [e["reason"] for e in errors] == ["empty text"]
+    assert not list(lora_adapter.checkpoints.glob(f"{lora_adapter.name}-*"))  # run cleaned up
+
+
+def test_classify_job_labels_with_the_adapter(ray_cluster, lora_adapter, tmp_path):
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "pipelines.classify", "--input", str(lora_adapter.held_out),
+         "--text-column", "text", "--id-column", "id", "--gold-column", "section",
+         "--adapter", lora_adapter.name, "--output", str(out), "--max-rows", "24"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        env=ray_cluster.env(LLAMA_RAG_ADAPTERS__DIR=str(lora_adapter.registry)))
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["adapter"] == {"name": lora_adapter.name, "version": lora_adapter.version,
+                                  "method": "lora"}
+    assert summary["complete"] and summary["labeled"] == 24
+    labels = [ln.split(":")[0].strip() for ln in DEBIAN_LABELS.read_text().splitlines()
+              if ln and not ln.startswith("#")]
+    assert set(summary["label_distribution"]) <= set(labels)
+
+
+def test_served_adapter_changes_the_answers(llm_server, lora_adapter):
+    """The `openai` client, model "<base>:<NAME>": listed, answers, and answers otherwise
+    than the base model on the prompt it was trained on (vLLM can load an adapter and
+    ignore it); an unknown adapter is a 404 in our error shape."""
+    import httpx
+    from openai import NotFoundError, OpenAI
+
+    from llama_rag.prompts import PromptSpec, messages_for
+    from pipelines.classify_llm import load_labels
+
+    client = OpenAI(base_url=f"{llm_server}/v1", api_key=AUTH["authorization"].split()[1])
+    model = f"smollm2:{lora_adapter.name}"
+    assert model in [m.id for m in client.models.list().data]
+    spec = PromptSpec(labels=load_labels(None, DEBIAN_LABELS), calibrate=False)
+    with open(lora_adapter.held_out, newline="") as fh:
+        texts = [row["text"] for row in csv.DictReader(fh)][:3]
+    answers = {}
+    for name in ("smollm2", model):
+        answers[name] = [client.chat.completions.create(
+            model=name, messages=messages_for(spec, text), max_tokens=4,
+            temperature=0).choices[0].message.content for text in texts]
+    assert answers[model] != answers["smollm2"], answers
+    with pytest.raises(NotFoundError):
+        client.chat.completions.create(model="smollm2:no-such-adapter", max_tokens=1,
+                                       messages=[{"role": "user", "content": "hi"}])
+    asked = httpx.post(f"{llm_server}/v1/ask", headers=AUTH, timeout=300, json={
+        "question": "How do I read a zip archive?", "model": model, "max_tokens": 8})
+    assert asked.status_code == 200, asked.text[:300]
+    missing = httpx.post(f"{llm_server}/v1/ask", headers=AUTH, timeout=60, json={
+        "question": "How do I read a zip archive?", "model": "smollm2:nope"})
+    assert missing.status_code == 404 and missing.json()["error"]["param"] == "model"
