@@ -169,12 +169,12 @@ def qa_index(ray_cluster, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def adapter_registry(tmp_path_factory) -> Path:
     """The session's adapter registry (adapters.dir): the fine-tuning test publishes to
-    it, the session server serves from it."""
+    it; test_serve_config's app serves from it."""
     return tmp_path_factory.mktemp("adapters")
 
 
 @pytest.fixture(scope="session")
-def llm_server(ray_cluster, qa_index, adapter_registry):
+def llm_server(ray_cluster, qa_index):
     """`llama-rag serve --index-dir` on the session cluster: one vLLM replica of the
     bundled model, the retriever over ``qa_index``, API keys required.
 
@@ -194,10 +194,7 @@ def llm_server(ray_cluster, qa_index, adapter_registry):
                           # short answers unless a test asks for more: no test reads a long one
                           LLAMA_RAG_QA__MAX_TOKENS="64",
                           LLAMA_RAG_SERVE__DEFAULT_MAX_TOKENS="64",
-                          LLAMA_RAG_SERVE__MAX_TOKENS_LIMIT=str(MAX_TOKENS_LIMIT),
-                          # LoRA on: adapters published during the session load on demand
-                          LLAMA_RAG_ADAPTERS__DIR=str(adapter_registry),
-                          LLAMA_RAG_ADAPTERS__SERVE="true")
+                          LLAMA_RAG_SERVE__MAX_TOKENS_LIMIT=str(MAX_TOKENS_LIMIT))
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-rag-serve-{port}.log", "w")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "llama-rag"), "serve",
                              "--port", str(port), "--index-dir", str(qa_index)],

@@ -1,11 +1,10 @@
 """Fine-tuning as a real Ray job: Ray Train with 2 workers on the bundled model, the
 driver killed with SIGKILL after the first checkpoint and the job resubmitted (it must
-resume, not restart); the published adapter used by a classification job and served
-by the session's `llama-rag serve` (tests/cluster.py: lora_adapter, llm_server)."""
+resume, not restart); the published adapter used by a classification job
+(tests/cluster.py: lora_adapter). test_serve_config.py serves it."""
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import AUTH, DEBIAN_LABELS, finetune_command
+from tests.cluster import DEBIAN_LABELS, finetune_command
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,36 +76,3 @@ def test_classify_job_labels_with_the_adapter(ray_cluster, lora_adapter, tmp_pat
     labels = [ln.split(":")[0].strip() for ln in DEBIAN_LABELS.read_text().splitlines()
               if ln and not ln.startswith("#")]
     assert set(summary["label_distribution"]) <= set(labels)
-
-
-def test_served_adapter_changes_the_answers(llm_server, lora_adapter):
-    """The `openai` client, model "<base>:<NAME>": listed, answers, and answers otherwise
-    than the base model on the prompt it was trained on (vLLM can load an adapter and
-    ignore it); an unknown adapter is a 404 in our error shape."""
-    import httpx
-    from openai import NotFoundError, OpenAI
-
-    from llama_rag.prompts import PromptSpec, messages_for
-    from pipelines.classify_llm import load_labels
-
-    client = OpenAI(base_url=f"{llm_server}/v1", api_key=AUTH["authorization"].split()[1])
-    model = f"smollm2:{lora_adapter.name}"
-    assert model in [m.id for m in client.models.list().data]
-    spec = PromptSpec(labels=load_labels(None, DEBIAN_LABELS), calibrate=False)
-    with open(lora_adapter.held_out, newline="") as fh:
-        texts = [row["text"] for row in csv.DictReader(fh)][:3]
-    answers = {}
-    for name in ("smollm2", model):
-        answers[name] = [client.chat.completions.create(
-            model=name, messages=messages_for(spec, text), max_tokens=4,
-            temperature=0).choices[0].message.content for text in texts]
-    assert answers[model] != answers["smollm2"], answers
-    with pytest.raises(NotFoundError):
-        client.chat.completions.create(model="smollm2:no-such-adapter", max_tokens=1,
-                                       messages=[{"role": "user", "content": "hi"}])
-    asked = httpx.post(f"{llm_server}/v1/ask", headers=AUTH, timeout=300, json={
-        "question": "How do I read a zip archive?", "model": model, "max_tokens": 8})
-    assert asked.status_code == 200, asked.text[:300]
-    missing = httpx.post(f"{llm_server}/v1/ask", headers=AUTH, timeout=60, json={
-        "question": "How do I read a zip archive?", "model": "smollm2:nope"})
-    assert missing.status_code == 404 and missing.json()["error"]["param"] == "model"

@@ -5,10 +5,13 @@ The head is started the way the README says for a 2-core machine (`ray start --h
 config is copied with a free port and a small fixed KV cache, so it can run beside
 the session's server, and with two API replicas and an API key: the per-key rate
 limit must hold across both replicas (services.rate_limit), not once per replica.
+It also serves the session's fine-tuned LoRA adapter (tests/cluster.py: lora_adapter)
+from its registry: LoRA is on because the registry holds one (adapters.serve unset).
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import secrets
 import signal
@@ -66,16 +69,53 @@ def _rate_limit_holds_across_replicas(url: str, auth: dict) -> None:
     assert BURST <= codes.count(200) <= BURST + int(refilled) + 1, (codes, refilled)
 
 
-def test_serve_run_with_the_local_cpu_config(tmp_path):
+def _adapter_is_served(url: str, key: str, adapter) -> None:
+    """The `openai` client, model "<base>:<NAME>": listed, answers, and answers otherwise
+    than the base model on the prompt it was trained on (vLLM can load an adapter and
+    ignore it); an unknown adapter is a 404 in our error shape, on /v1/ask too."""
+    from openai import NotFoundError, OpenAI
+
+    from llama_rag.prompts import PromptSpec, messages_for
+    from pipelines.classify_llm import load_labels
+    from tests.cluster import DEBIAN_LABELS
+
+    client = OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=8)  # 429: waits Retry-After
+    model = f"smollm2:{adapter.name}"
+    assert model in [m.id for m in client.models.list().data]
+    spec = PromptSpec(labels=load_labels(None, DEBIAN_LABELS), calibrate=False)
+    with open(adapter.held_out, newline="") as fh:
+        texts = [row["text"] for row in csv.DictReader(fh)][:3]
+    answers = {name: [client.chat.completions.create(
+        model=name, messages=messages_for(spec, text), max_tokens=4,
+        temperature=0).choices[0].message.content for text in texts]
+        for name in ("smollm2", model)}
+    assert answers[model] != answers["smollm2"], answers
+    with pytest.raises(NotFoundError):
+        client.chat.completions.create(model="smollm2:no-such-adapter", max_tokens=1,
+                                       messages=[{"role": "user", "content": "hi"}])
+    auth = {"authorization": f"Bearer {key}"}
+    asked = httpx.post(f"{url}/v1/ask", headers=auth, timeout=300, json={
+        "question": "How do I read a zip archive?", "model": model, "max_tokens": 8})
+    assert asked.status_code == 200, asked.text[:300]
+    missing = httpx.post(f"{url}/v1/ask", headers=auth, timeout=60, json={
+        "question": "How do I read a zip archive?", "model": "smollm2:nope"})
+    assert missing.status_code == 404 and missing.json()["error"]["param"] == "model"
+
+
+def test_serve_run_with_the_local_cpu_config(tmp_path, lora_adapter, qa_index):
     config = yaml.safe_load((ROOT / "infra" / "serve" / "local-cpu.yaml").read_text())
     port = free_port()
     config["http_options"]["port"] = port
     key, probe_key = "sc-" + secrets.token_hex(8), "sc-probe-" + secrets.token_hex(8)
+    lora_key = "sc-lora-" + secrets.token_hex(8)
     config["applications"][0]["args"]["overrides"].update({
         # a fixed 1 GiB KV cache: a share of "node memory" is under the engine's own
         # footprint where /sys reports a small NUMA node (10 GiB here, 0.1 -> -0.2 GiB)
-        "llm.cpu_kvcache_space_gb": 1, "serve.api_replicas": 2, "serve.api_keys": [key, probe_key],
-        "serve.rate_limit_per_minute": RATE_PER_MINUTE, "serve.rate_limit_burst": BURST})
+        "llm.cpu_kvcache_space_gb": 1, "serve.api_replicas": 2,
+        "serve.api_keys": [key, probe_key, lora_key],
+        "serve.rate_limit_per_minute": RATE_PER_MINUTE, "serve.rate_limit_burst": BURST,
+        # the session's fine-tuned adapter, served from its registry (LoRA on)
+        "adapters.dir": str(lora_adapter.registry), "index.dir": str(qa_index)})
     path = tmp_path / "local-cpu.yaml"
     path.write_text(yaml.safe_dump(config))
     gcs = free_port()
@@ -112,6 +152,7 @@ def test_serve_run_with_the_local_cpu_config(tmp_path):
             "messages": [{"role": "user", "content": "Say hi."}]})
         assert reply.status_code == 200 and reply.json()["choices"][0]["message"]["content"]
         _rate_limit_holds_across_replicas(url, auth)
+        _adapter_is_served(url, lora_key, lora_adapter)
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: serve run shuts the app and its Ray down
         try:

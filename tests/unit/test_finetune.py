@@ -134,6 +134,20 @@ def test_encode_uses_the_classify_prompt_and_ends_with_the_label(tmp_path):
                                        add_generation_prompt=True)
     assert tok.decode(prompt) == expected
     assert tok.decode(answer) == "games<|im_end|>"
+    # instruct: the user's prompt alone, the response as the answer
+    prompt, answer = encode(tok, Row(id="2", text="Name a zip tool.", target="unzip"), None, 256)
+    assert tok.decode(prompt).endswith("<|im_start|>user\nName a zip tool.<|im_end|>\n"
+                                       "<|im_start|>assistant\n")
+    assert tok.decode(answer) == "unzip<|im_end|>"
+
+
+def test_instruct_task_reads_prompt_and_response_columns(tmp_path):
+    path = write_csv(tmp_path, [("what is 0ad", "a game"), ("what is perl", "a language")] * 6,
+                     header="q,a")
+    data = load(FinetuneArgs(input=[str(path)], name="qa", task="instruct", prompt_column="q",
+                             response_column="a", eval_fraction=0.3))
+    assert data.spec is None and data.labels is None
+    assert {r.target for r in data.train + data.eval} == {"a game", "a language"}
 
 
 def manifest(name="sections", **kw) -> Manifest:
