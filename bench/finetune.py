@@ -145,6 +145,7 @@ def main() -> None:
         started = time.perf_counter()
         results[method][str(n)] = {**fn(), "wall_s": round(time.perf_counter() - started, 1)}
         print(f"{method:16s} {str(n):>4s} {results[method][str(n)]}", flush=True)
+        save("finetune", {"partial": True, "results": results})  # a crash keeps what ran
 
     record("choice", "fixed", lambda: classify(test_csv, settings, examples=SHOTS))
     for n in [int(v) for v in args.per_label.split(",")]:

@@ -226,7 +226,8 @@ def _stage(ds, prep: Prepared, args: ClassifyArgs, settings: Settings):
                           max_lora_rank=adapter.manifest.lora_rank)
     return ds.map_batches(VLLMClassifier, fn_constructor_kwargs={
         "model_path": model_path, "engine_kwargs": kwargs,
-        "env": engine_env(settings), "spec": prep.spec, "mode": args.mode, "lora": lora},
+        "env": engine_env(settings), "spec": prep.spec, "mode": args.mode, "lora": lora,
+        "examples_k": args.examples_k},
         batch_size=args.batch_size, concurrency=args.concurrency,
         num_cpus=settings.llm.num_cpus, num_gpus=settings.llm.num_gpus or None)
 

@@ -127,14 +127,15 @@ class VLLMClassifier:
     """Ray Data actor: one in-process vLLM engine labelling batches of rows."""
 
     def __init__(self, model_path: str, engine_kwargs: dict[str, Any], env: dict[str, str],
-                 spec: PromptSpec, mode: Mode, lora: dict[str, Any] | None = None) -> None:
+                 spec: PromptSpec, mode: Mode, lora: dict[str, Any] | None = None,
+                 examples_k: int | None = None) -> None:
         os.environ.update(env)
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # no orphan engine process
         from vllm import LLM, SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
         labels = spec.labels.labels
-        self.spec, self.mode, self.labels = spec, mode, labels
+        self.spec, self.mode, self.labels, self.examples_k = spec, mode, labels, examples_k
         self.llm = LLM(model=model_path, logprobs_mode="processed_logprobs",
                        max_logprobs=max(20, len(labels)), **engine_kwargs)
         self.lora = None
@@ -168,7 +169,10 @@ class VLLMClassifier:
         return label_probs({t: lp.logprob for t, lp in step.items()}, self.token_ids)
 
     def _prior(self) -> list[float]:
-        outs = self._generate([self._prompt(t) for t in CONTENT_FREE])
+        # with kNN examples a row sees k of them: the prior is measured with k, not all
+        k = self.examples_k or len(self.spec.examples)
+        outs = self._generate([self._prompt(t, examples=self.spec.examples[:k])
+                               for t in CONTENT_FREE])
         probs = [self._probs(o.outputs[0]) for o in outs]
         return [sum(col) / len(col) for col in zip(*probs)]
 
