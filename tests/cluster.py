@@ -311,10 +311,15 @@ def lora_adapter(ray_cluster, adapter_registry, tmp_path_factory) -> TrainedAdap
                                "--learning-rate", "1e-3", "--eval-fraction", "0.2", "--json")
 
     def submit(*flags: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [RAY, "job", "submit", f"--address={ray_cluster.dashboard}", "--working-dir", ".",
-             "--runtime-env-json", json.dumps(runtime_env), *flags, "--", *command],
-            cwd=ROOT, env=ray_cluster.env(), capture_output=True, text=True, timeout=900)
+        deadline = time.time() + 120
+        while True:  # a fresh head's job agent takes a few seconds to register
+            out = subprocess.run(
+                [RAY, "job", "submit", f"--address={ray_cluster.dashboard}", "--working-dir",
+                 ".", "--runtime-env-json", json.dumps(runtime_env), *flags, "--", *command],
+                cwd=ROOT, env=ray_cluster.env(), capture_output=True, text=True, timeout=900)
+            if "No available agent" not in out.stderr or time.time() > deadline:
+                return out
+            time.sleep(3)
 
     first = submit("--no-wait")
     assert first.returncode == 0, first.stderr[-2000:]
