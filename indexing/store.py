@@ -27,7 +27,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import secrets
 import shutil
 from pathlib import Path
 from typing import Any, Iterator
@@ -41,7 +40,7 @@ from indexing import faiss_index, lexical
 from indexing.embedder import EmbedderInfo
 from indexing.faiss_index import IndexInfo
 from indexing.lexical import LexicalIndex
-from llama_rag.location import is_uri, shared_root
+from llama_rag.location import fetch, is_uri, new_version_id, shared_root
 from llama_rag.location import collection_dir
 from llama_rag.atomic import fsync_dir, fsync_file
 from llama_rag.config import DEFAULT_INDEX_CACHE
@@ -86,12 +85,6 @@ def check_embedder(built: Manifest, name: str, dim: int | None = None) -> None:
             f"index version {built.version} was built with embedder {have.name!r} "
             f"(dim {have.dim}) but {shown} is configured: set models.embedder to "
             f"{have.name!r} or index into a new directory", param="models.embedder")
-
-
-def new_version_id() -> str:
-    """Sortable by creation time (microseconds), unique by a random suffix."""
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-    return f"{now}-{secrets.token_hex(3)}"
 
 
 class IndexVersion:
@@ -205,16 +198,7 @@ class IndexStore:
             return path
         if not self.shared.is_file("versions", vid, "manifest.json"):
             raise NotFoundError(f"index version {vid} not found in {self}", param="version")
-        tmp = self.versions / f".download-{vid}-{secrets.token_hex(3)}"
-        try:
-            self.shared.download(tmp, "versions", vid)
-            try:
-                os.rename(tmp, path)
-            except OSError:  # another process on this machine fetched it first
-                if not path.is_dir():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        fetch(self.shared, path, "versions", vid)
         cached = sorted(p.name for p in self.versions.iterdir() if not p.name.startswith("."))
         for old in cached[:-KEEP_CACHED]:
             if old != vid:  # a loaded version's files stay readable after unlinking

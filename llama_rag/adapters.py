@@ -19,7 +19,6 @@ import datetime as dt
 import hashlib
 import os
 import re
-import secrets
 import shutil
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +27,7 @@ from pydantic import BaseModel, Field
 
 from llama_rag.atomic import fsync_dir, fsync_file
 from llama_rag.errors import InvalidInputError, NotFoundError
-from llama_rag.location import is_uri, shared_root
+from llama_rag.location import fetch, is_uri, new_version_id, shared_root
 from llama_rag.prompts import PromptSpec
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -91,11 +90,6 @@ def base_ref(path: str, name: str) -> BaseModelRef:
                         else hashlib.sha256(name.encode()).hexdigest()[:16])
 
 
-def new_version_id() -> str:
-    now = dt.datetime.now(dt.timezone.utc)
-    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-
-
 class Adapter(BaseModel):
     """One published adapter version, as a local folder a job or a server can load."""
 
@@ -140,16 +134,8 @@ class AdapterStore:
         manifest = self.manifest(name, version)
         local = self.cache / name / "versions" / manifest.version
         if not (local / "manifest.json").is_file():
-            tmp = local.with_name(f".download-{manifest.version}-{secrets.token_hex(3)}")
-            try:
-                self.shared.download(tmp, name, "versions", manifest.version)
-                try:
-                    os.rename(tmp, local)
-                except OSError:  # another process on this machine fetched it first
-                    if not (local / "manifest.json").is_file():
-                        raise
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+            local.parent.mkdir(parents=True, exist_ok=True)
+            fetch(self.shared, local, name, "versions", manifest.version)
         return Adapter(manifest=manifest, path=local)
 
     def publish(self, files_dir: Path, manifest: Manifest) -> Manifest:

@@ -82,6 +82,37 @@ class LocalRoot:
         shutil.rmtree(self.path(*parts), ignore_errors=True)
 
 
+def new_version_id() -> str:
+    """A published version's id (index or adapter): sortable by creation time
+    (microseconds), unique by a random suffix."""
+    import datetime as dt
+    import secrets
+
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    return f"{now}-{secrets.token_hex(3)}"
+
+
+def fetch(shared: "LocalRoot | RemoteRoot", local: Path, *parts: str) -> Path:
+    """Copy the published folder ``parts`` of ``shared`` to ``local`` (downloaded under a
+    temporary name, then renamed: a reader never sees half of it; when another process
+    on this machine fetched it first, theirs is as good)."""
+    import os
+    import secrets
+    import shutil
+
+    tmp = local.with_name(f".download-{local.name}-{secrets.token_hex(3)}")
+    try:
+        shared.download(tmp, *parts)
+        try:
+            os.rename(tmp, local)
+        except OSError:
+            if not local.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return local
+
+
 def shared_root(location: str | Path) -> "LocalRoot | RemoteRoot":
     """Where published versions and ``CURRENT`` live: a local folder or a filesystem URI."""
     return RemoteRoot(str(location)) if is_uri(location) else LocalRoot(Path(location))

@@ -7,11 +7,11 @@ use of it that is not public is named in services.ray_compat.
 from __future__ import annotations
 
 import asyncio
-import re
 
 from fastapi import HTTPException
 from ray.exceptions import RayActorError
 
+from llama_rag.adapters import NAME as ADAPTER_NAME
 from llama_rag.adapters import AdapterStore
 from llama_rag.config import AdapterSettings, ServeSettings
 from llama_rag.errors import InvalidInputError, LlamaRagError, ModelUnavailableError, NotFoundError
@@ -20,7 +20,6 @@ from services.ray_compat import ModelCard, ModelList, OpenAiIngress
 from services.llm_gate import LLMGate
 
 READY_TIMEOUT_S = 10
-ADAPTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # a name, never a path
 
 
 class LlamaRagIngress(OpenAiIngress):
@@ -62,7 +61,7 @@ class LlamaRagIngress(OpenAiIngress):
         if base not in self._lora_paths:
             raise HTTPException(400, f"model {model_id!r} names a LoRA adapter, but {base!r} "
                                      "serves no LoRA adapters; use the model id alone")
-        if not ADAPTER_NAME.fullmatch(adapter) or ".." in adapter:
+        if not ADAPTER_NAME.fullmatch(adapter) or ".." in adapter:  # a name, never a path
             raise HTTPException(400, f"LoRA adapter names are letters, digits, '.', '_' and "
                                      f"'-', not paths: got {adapter!r}")
         if await self.model(model_id) is None:
