@@ -121,7 +121,7 @@ def _train_lora(args: FinetuneArgs, data: TrainingData, model_path: str, name: s
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         run_config=RunConfig(name=name, storage_path=_storage(settings),
                              failure_config=FailureConfig(max_failures=2)),
-        datasets={"train": ray.data.from_items([r.model_dump() for r in data.train])})
+        datasets={"train": ray.data.from_items(_shuffled(data.train, args.seed))})
     echo(f"training {args.name} as Ray Train run {name} in {_storage(settings)}")
     result = trainer.fit()
     if result.checkpoint is None:
@@ -131,6 +131,17 @@ def _train_lora(args: FinetuneArgs, data: TrainingData, model_path: str, name: s
         for f in ADAPTER_FILES:
             shutil.copy(Path(folder) / f, local / f)
     return dict(result.metrics or {}), local
+
+
+def _shuffled(rows, seed: int) -> list[dict[str, Any]]:
+    """The rows in a seeded random order: inputs are often sorted (by label, by date), and
+    a worker's shuffle buffer only mixes neighbours; trained label by label, the model
+    learns the last label (accuracy 0.74 instead of 0.9 on 128 sorted rows per label)."""
+    import random
+
+    out = [r.model_dump() for r in rows]
+    random.Random(seed).shuffle(out)
+    return out
 
 
 def loss_curve(losses: list[list[float]], eval_loss: float | None, out: Path) -> None:

@@ -166,8 +166,9 @@ def train_loop(config: dict[str, Any]) -> None:
              f"per worker, {steps_per_epoch} steps per epoch, {total} steps")
     while state["step"] < total:
         epoch, skip = divmod(state["step"], steps_per_epoch)
+        # a new order each epoch over the whole shard (fine-tuning sets are small)
         batches = shard.iter_batches(batch_size=config["batch_size"], batch_format="pandas",
-                                     local_shuffle_buffer_size=4 * config["batch_size"],
+                                     local_shuffle_buffer_size=max(per_worker, 1),
                                      local_shuffle_seed=config["seed"] + epoch)
         i = -1
         for i, frame in enumerate(batches):
