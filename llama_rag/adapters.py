@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from llama_rag.atomic import fsync_dir, fsync_file
+from llama_rag.config import AdapterSettings
 from llama_rag.errors import InvalidInputError, NotFoundError
 from llama_rag.location import fetch, is_uri, new_version_id, shared_root
 from llama_rag.prompts import PromptSpec
@@ -106,6 +107,11 @@ class AdapterStore:
         digest = hashlib.sha256(str(self.location).encode()).hexdigest()[:16]
         self.cache = (Path(cache_dir).expanduser() / digest if is_uri(location)
                       else Path(self.location))
+
+    @classmethod
+    def of(cls, settings: AdapterSettings) -> "AdapterStore":
+        """The registry the settings name (``adapters.dir``, cached under ``cache_dir``)."""
+        return cls(settings.dir, settings.cache_dir)
 
     def __str__(self) -> str:
         return str(self.location)

@@ -274,7 +274,7 @@ def adapters_list(config_path: Path | None, as_json: bool) -> None:
     from llama_rag.adapters import AdapterStore
 
     settings = _settings(config_path)
-    store = AdapterStore(settings.adapters.dir, settings.adapters.cache_dir)
+    store = AdapterStore.of(settings.adapters)
     manifests = [store.manifest(n) for n in store.names()]
     if as_json:
         click.echo(json.dumps([m.model_dump(exclude={"prompt", "data", "hyperparameters"})
@@ -297,7 +297,7 @@ def adapters_show(name: str, version: str | None, config_path: Path | None) -> N
     from llama_rag.adapters import AdapterStore
 
     settings = _settings(config_path)
-    store = AdapterStore(settings.adapters.dir, settings.adapters.cache_dir)
+    store = AdapterStore.of(settings.adapters)
     manifest = store.manifest(name, version)
     click.echo(json.dumps({**manifest.model_dump(), "versions": store.versions(name),
                            "current": store.current(name)}, indent=2))

@@ -79,7 +79,7 @@ def _adapter(args: ClassifyArgs, settings: Settings) -> Adapter | None:
     from llama_rag.adapters import AdapterStore, base_ref, check_base
     from llama_rag.models import resolve_embedder, resolve_llm
 
-    adapter = AdapterStore(settings.adapters.dir, settings.adapters.cache_dir).open(args.adapter)
+    adapter = AdapterStore.of(settings.adapters).open(args.adapter)
     m = adapter.manifest
     if m.task != "classify" or m.prompt is None:
         raise InvalidInputError(f"--adapter {m.name} was trained for task {m.task}, not "

@@ -111,7 +111,7 @@ def _train_lora(args: FinetuneArgs, data: TrainingData, model_path: str, name: s
         "max_steps": args.max_steps, "learning_rate": args.learning_rate,
         "lora_rank": args.lora_rank, "lora_alpha": args.lora_alpha,
         "target_modules": [m.strip() for m in args.target_modules.split(",") if m.strip()],
-        "threads": args.cpus_per_worker, "seed": args.seed, "world": args.workers,
+        "threads": args.cpus_per_worker, "seed": args.seed,
         "checkpoint_every": args.checkpoint_every, "log_every": 5,
         "max_text_tokens": args.max_text_tokens}
     trainer = TorchTrainer(
@@ -182,7 +182,7 @@ def run(args: FinetuneArgs, settings: Settings, echo: Callable[[str], None] = pr
     started = time.perf_counter()
     echo(f"{len(data.train)} training rows, {len(data.eval)} eval rows, {len(data.errors)} "
          f"rows unusable (listed in errors.jsonl)")
-    store = AdapterStore(settings.adapters.dir, settings.adapters.cache_dir)
+    store = AdapterStore.of(settings.adapters)
     if args.method == "embedding-head":
         from pipelines.embedding_head import train_head
 

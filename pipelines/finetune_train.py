@@ -193,7 +193,8 @@ def train_loop(config: dict[str, Any]) -> None:
             state["rows"] += len(rows) * world
             state["seconds"] += time.perf_counter() - step_started
             state["losses"].append([state["step"], round(value.item(), 4)])
-            _progress(state, started, first_step, total, rank, config)
+            if rank == 0:
+                _progress(state, started, first_step, total, world, config)
             if state["step"] % config["checkpoint_every"] == 0 or state["step"] == total:
                 _report(model, opt, sched, state, rank, tokenizer, config, device,
                         final=state["step"] == total)
@@ -202,12 +203,12 @@ def train_loop(config: dict[str, Any]) -> None:
                 state["step"] = (epoch + 1) * steps_per_epoch  # a short shard: next epoch
 
 
-def _progress(state, started, first_step, total, rank, config) -> None:
-    if rank != 0 or (state["step"] % config["log_every"] and state["step"] != total):
+def _progress(state, started, first_step, total, world, config) -> None:
+    if state["step"] % config["log_every"] and state["step"] != total:
         return
     elapsed = time.perf_counter() - started
     done = state["step"] - first_step
-    rate = done * config["batch_size"] * config["world"] / elapsed if elapsed else 0.0
+    rate = done * config["batch_size"] * world / elapsed if elapsed else 0.0
     eta = (total - state["step"]) * elapsed / done if done else 0.0
     _log(f"step {state['step']}/{total} loss {state['losses'][-1][1]:.4f} "
          f"{rate:.1f} rows/s ETA {_eta(eta)}")

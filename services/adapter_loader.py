@@ -36,7 +36,6 @@ class AdapterStoreLoader(LoraModelLoader):
 
 
 def _open(name: str, cfg: dict):
-    settings = AdapterSettings.model_validate(cfg["settings"])
-    adapter = AdapterStore(settings.dir, settings.cache_dir).open(name)
+    adapter = AdapterStore.of(AdapterSettings.model_validate(cfg["settings"])).open(name)
     check_base(adapter.manifest, base_ref(cfg["base_path"], cfg["base_name"]))
     return adapter

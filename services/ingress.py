@@ -28,8 +28,7 @@ class LlamaRagIngress(OpenAiIngress):
         super().__init__(llm_deployments=llm_deployments, model_cards=model_cards,
                          lora_paths=lora_paths)
         self.serve_settings = serve
-        self.adapters = (AdapterStore(adapters.dir, adapters.cache_dir)
-                         if adapters is not None and lora_paths else None)
+        self.adapters = AdapterStore.of(adapters) if adapters is not None and lora_paths else None
         self.llm_gate = LLMGate(
             self._probe_llms, stall_timeout_s=serve.llm_stall_timeout_s,
             answer_timeout_s=serve.llm_answer_timeout_s,

@@ -62,7 +62,7 @@ def serves_lora(settings: Settings) -> bool:
         return settings.adapters.serve
     from llama_rag.adapters import AdapterStore
 
-    store = AdapterStore(settings.adapters.dir, settings.adapters.cache_dir)
+    store = AdapterStore.of(settings.adapters)
     try:
         return any(store.manifest(n).method == "lora" for n in store.names())
     except OSError:
