@@ -23,7 +23,7 @@ from indexing.store import IndexStore, IndexVersion
 from llama_rag.config import DEFAULT_COLLECTION, Settings
 from llama_rag.errors import IndexUnavailableError, NotFoundError
 from llama_rag.pii import mask, mask_logs
-from llama_rag.protocol import Filters, IndexSummary, SearchRequest, SearchResponse
+from llama_rag.protocol import Filters, Hit, IndexSummary, SearchRequest, SearchResponse
 
 log = logging.getLogger("llama_rag.retriever")
 
@@ -65,7 +65,10 @@ class RetrieverCore:
     ``index.dir/collections/``; each switches to its newly published version alone.
     """
 
-    def __init__(self, settings: Settings, embedder: QueryEmbedder | None = None) -> None:
+    def __init__(self, settings: Settings, embedder: QueryEmbedder | None = None,
+                 pinned: IndexVersion | None = None) -> None:
+        """``pinned``: serve that version as the default collection and never switch (the
+        index gate evaluates a version before it is published)."""
         self.store = IndexStore(settings.index.dir, settings.index.cache_dir)
         self.mask_pii = settings.privacy.mask_pii
         if self.mask_pii:
@@ -75,7 +78,11 @@ class RetrieverCore:
         self.reranker = (CrossEncoderReranker(settings.retrieval.reranker)
                          if settings.retrieval.reranker else None)
         self.versions: dict[str, IndexVersion] = {}
-        self.refresh()
+        if pinned is not None:
+            pinned.check_embedder(self.embedder.info)
+            self.versions = {DEFAULT_COLLECTION: pinned}
+        else:
+            self.refresh()
 
     @property
     def version(self) -> IndexVersion | None:
@@ -146,6 +153,24 @@ class RetrieverCore:
                     for h in hits]
         return SearchResponse(version=version.version, collection=name, mode=mode, hits=hits,
                               retrieve_ms=round((time.perf_counter() - started) * 1000, 2))
+
+    def entries(self, name: str, collection: str | None = None,
+                filters: Filters | None = None) -> list[Hit]:
+        """The chunks holding the API entry for ``name`` (indexing.symbols), score 1."""
+        _, version = self._loaded(collection)
+        sources = version.chunks.column("source")
+        rows = []
+        for row in version.symbols.rows(name):  # and the chunk after, which may hold the answer
+            rows += [row] + ([row + 1] if row + 1 < len(sources)
+                             and sources[row + 1] == sources[row] else [])
+        if filters and (filters.source_prefix or filters.file_type):
+            allowed = set(allowed_rows(version, filters).tolist())
+            rows = [r for r in rows if r in allowed]
+        hits = version.hits(rows, [1.0] * len(rows))
+        if self.mask_pii:
+            hits = [h.model_copy(update={"text": mask(h.text), "title": mask(h.title)})
+                    for h in hits]
+        return hits
 
     def similarity(self, sentences: list[str], documents: list[str]) -> list[list[float]]:
         """Cosine similarity of each sentence to each document (for citation attribution)."""

@@ -39,6 +39,7 @@ from pydantic import BaseModel, Field
 from indexing import faiss_index, lexical
 from indexing.embedder import EmbedderInfo
 from indexing.faiss_index import IndexInfo
+from indexing.symbols import SymbolIndex
 from indexing.lexical import LexicalIndex
 from llama_rag.location import fetch, is_uri, new_version_id, shared_root
 from llama_rag.location import collection_dir
@@ -101,6 +102,14 @@ class IndexVersion:
         if self.manifest.index:
             faiss_index.apply_search_params(self.index, self.manifest.index)
         self._lexical: LexicalIndex | None = None
+        self._symbols: SymbolIndex | None = None
+
+    @property
+    def symbols(self) -> SymbolIndex:
+        """API entry names -> rows (indexing.symbols), built on first use."""
+        if self._symbols is None:
+            self._symbols = SymbolIndex.build(self.chunks.column("text").to_pylist())
+        return self._symbols
 
     @property
     def lexical(self) -> LexicalIndex:
@@ -235,6 +244,14 @@ class IndexStore:
     def publish(self, chunks: pa.Table, vectors: np.ndarray, manifest: Manifest,
                 errors: list[dict[str, Any]], settings) -> str:
         """Write a complete version, then point CURRENT at it. Call under ``lock()``."""
+        vid = self.stage(chunks, vectors, manifest, errors, settings)
+        self.promote(vid, settings)
+        return vid
+
+    def stage(self, chunks: pa.Table, vectors: np.ndarray, manifest: Manifest,
+              errors: list[dict[str, Any]], settings) -> str:
+        """Write a complete version in this machine's ``versions/`` without publishing it
+        (``staged`` opens it; ``promote`` publishes it, ``discard`` deletes it)."""
         import faiss
 
         if chunks.num_rows != len(vectors):
@@ -260,10 +277,21 @@ class IndexStore:
         fsync_dir(tmp)
         os.rename(tmp, self.versions / vid)
         fsync_dir(self.versions)
+        return vid
+
+    def staged(self, vid: str) -> IndexVersion:
+        return IndexVersion(self.versions / vid)
+
+    def promote(self, vid: str, settings) -> None:
+        """Publish a staged version: upload it (a URI root), then point CURRENT at it."""
         self.shared.upload(self.versions / vid, "versions", vid)  # a no-op for a local root
         self.shared.write_text(vid + "\n", "CURRENT")
         self._prune(settings.keep_versions)
-        return vid
+
+    def discard(self, vid: str) -> None:
+        """Delete a staged version that will not be published."""
+        if vid != self.current():
+            shutil.rmtree(self.versions / vid, ignore_errors=True)
 
     def _prune(self, keep: int) -> None:
         """Keep the newest ``keep`` versions (and always the current one), here and remotely."""

@@ -23,9 +23,13 @@ import click
 from llama_rag.client import DEFAULT_URL
 from llama_rag.config import COLLECTION_PATTERN
 from llama_rag.config import RETRIEVAL_MODES as MODES
+from llama_rag.config import AnswerMode
+from typing import get_args
 from llama_rag.errors import LlamaRagError
 from llama_rag.classify_args import options as _classify_options
 from llama_rag.finetune_args import options as _finetune_options
+
+ANSWER_MODES: tuple[str, ...] = get_args(AnswerMode)
 
 
 class _UserError(click.ClickException):
@@ -105,10 +109,20 @@ def show_config(config_path: Path | None) -> None:
 @click.option("--num-gpus", type=click.FloatRange(min=0), help="GPUs per embedder actor.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on stderr.")
+@click.option("--gate", "gate_qa", type=click.Path(dir_okay=False, path_type=Path),
+              help="Publish only if the new version passes this QA set (JSONL; see "
+              "`llama-rag eval make-set`); otherwise CURRENT stays and the exit code is 5.")
+@click.option("--min-hit5", type=click.FloatRange(0, 1), help="With --gate: least retrieval hit@5.")
+@click.option("--min-answer-f1", type=click.FloatRange(0, 1),
+              help="With --gate: least extractive answer token-F1 (needs reference answers).")
+@click.option("--gate-max-drop", type=click.FloatRange(0, 1), default=0.02, show_default=True,
+              help="With --gate: how far below the current version's hit@5, MRR and answer "
+              "F1 the new one may fall.")
 @config_option
 def index(paths: tuple[Path, ...], index_dir: str | None, collection: str | None,
           concurrency: int | None, batch_size: int | None, num_gpus: float | None,
-          as_json: bool, progress: bool, config_path: Path | None) -> None:
+          as_json: bool, progress: bool, gate_qa: Path | None, min_hit5: float | None,
+          min_answer_f1: float | None, gate_max_drop: float, config_path: Path | None) -> None:
     """Index files and folders (txt, md, html, pdf, jsonl, docx) incrementally."""
     from indexing.corpus import check_paths
     from llama_rag.location import collection_dir
@@ -122,13 +136,29 @@ def index(paths: tuple[Path, ...], index_dir: str | None, collection: str | None
         config_path, **{"index.dir": index_dir, "ingest.embed_concurrency": concurrency,
                         "ingest.embed_batch_size": batch_size, "ingest.embed_num_gpus": num_gpus})
     from pipelines.ingest import run
+    from indexing.gate import GateSpec
 
-    summary = run(list(paths), settings, progress=progress)
+    if gate_qa is None and (min_hit5 is not None or min_answer_f1 is not None):
+        raise click.UsageError("--min-hit5 and --min-answer-f1 need --gate QA.jsonl")
+    gate = GateSpec(qa=gate_qa, min_hit5=min_hit5, min_answer_f1=min_answer_f1,
+                    max_drop=gate_max_drop) if gate_qa else None
+    summary = run(list(paths), settings, progress=progress, gate=gate)
     if as_json:
         click.echo(summary.model_dump_json(indent=2))
-        return
-    what = f"published version {summary.version}" if summary.published \
-        else f"nothing changed; version {summary.version} stays current"
+    else:
+        _print_index_summary(summary)
+    if summary.gate and not summary.gate.passed:
+        from llama_rag.errors import GateRefusedError
+
+        raise GateRefusedError(f"gate refused the new version ({'; '.join(summary.gate.reasons)}); "
+                               f"CURRENT stays {summary.version or 'unset'}")
+
+
+def _print_index_summary(summary) -> None:
+    refused = summary.gate is not None and not summary.gate.passed
+    what = (f"published version {summary.version}" if summary.published
+            else f"the gate refused the new version; version {summary.version} stays current"
+            if refused else f"nothing changed; version {summary.version} stays current")
     click.echo(f"{summary.index_dir}: {what}")
     click.echo(f"files: {summary.added} added, {summary.updated} updated, "
                f"{summary.unchanged} unchanged, {summary.deleted} deleted, {summary.failed} failed")
@@ -138,6 +168,14 @@ def index(paths: tuple[Path, ...], index_dir: str | None, collection: str | None
         click.echo(f"  failed: {err['source']}: {err['error']}")
     if len(summary.errors) > 20:
         click.echo(f"  ... and {len(summary.errors) - 20} more in errors.jsonl")
+    if summary.gate:
+        g = summary.gate
+        def f(x): return "n/a" if x is None else f"{x:.3f}"
+        for label, fig in (("new", g.candidate), ("current", g.current)):
+            if fig:
+                click.echo(f"gate {label}: hit@5 {f(fig.hit_at_5)}  MRR {f(fig.mrr)}  "
+                           f"answer F1 {f(fig.answer_f1)}")
+        click.echo("gate: passed" if g.passed else "gate: refused")
 
 
 @main.command()
@@ -314,14 +352,19 @@ url_option = click.option("--url", default=DEFAULT_URL, show_default=True, envva
 @click.option("--source-prefix", help="Only sources starting with this, e.g. library/.")
 @click.option("--stream/--no-stream", default=False, help="Print tokens as they come.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full JSON answer.")
+@click.option("--answer-mode", type=click.Choice(ANSWER_MODES),
+              help="generate (the LLM writes it) or extractive (the answering sentence, "
+              "quoted); default: the server's qa.answer_mode.")
 def ask(question: str, url: str, k: int | None, source_prefix: str | None, stream: bool,
-        as_json: bool) -> None:
+        as_json: bool, answer_mode: str | None) -> None:
     """Ask a question; the answer cites the indexed documents. Key: LLAMA_RAG_API_KEY."""
     from llama_rag.client import Client
 
     body: dict[str, Any] = {"question": question}
     if k:
         body["k"] = k
+    if answer_mode:
+        body["answer_mode"] = answer_mode
     if source_prefix:
         body["filters"] = {"source_prefix": source_prefix}
     client = Client(url)
@@ -352,20 +395,24 @@ def _print_citations(answer: dict[str, Any]) -> None:
         click.echo(f"[{c['n']}] {c['source']} - {c['title']} (score {c['score']:.3f})")
 
 
-@main.command("eval")
-@click.option("--qa", "qa_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="JSONL of {question, sources: [...]}; empty sources: not answerable.")
+@main.group("eval", invoke_without_command=True)
+@click.option("--qa", "qa_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSONL of {question, sources: [...], reference?}; empty sources: not "
+              "answerable; a reference sentence also scores the answers.")
 @click.option("--url", envvar="LLAMA_RAG_URL",
               help="Evaluate a running server (retrieval and answers).")
 @click.option("--index-dir", metavar="DIR|URI",
-              help="Evaluate retrieval only, on a local index (no server, no LLM).")
+              help="Evaluate a local index (no server, no LLM: answers are extractive).")
 @click.option("--modes", default=None,
               help="Compare retrieval modes side by side, e.g. dense,lexical,hybrid "
               "(writes JSON and a PNG chart to --out).")
+@click.option("--answer-modes", default=None,
+              help="With --url: score these answer modes side by side, e.g. "
+              "generate,extractive (JSON and PNG to --out).")
 @click.option("--collection", callback=lambda c, p, v: _collection(v), help="A named collection.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("bench/results/retrieval-modes"), show_default=True,
-              help="With --modes: where the .json and .png go (no suffix).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where the .json and .png go (no suffix); default "
+              "bench/results/retrieval-modes or bench/results/answers.")
 @click.option("--retrieval-only", is_flag=True,
               help="With --url: score retrieval alone (no /v1/ask, no LLM time).")
 @click.option("--max-tokens", type=click.IntRange(1, 4096), default=None,
@@ -373,36 +420,106 @@ def _print_citations(answer: dict[str, Any]) -> None:
               "a short one scores refusals and citations in a fraction of the time.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @config_option
-def evaluate(qa_file: Path, url: str | None, index_dir: str | None, modes: str | None,
-             collection: str | None, out: Path, retrieval_only: bool, max_tokens: int | None,
-             as_json: bool, config_path: Path | None) -> None:
-    """Retrieval hit@1/hit@5/MRR, answerable rate, citation precision and latency."""
-    from llama_rag.evaluate import compare_modes, dumps, evaluate as run_eval, load_qa, report_lines
+@click.pass_context
+def evaluate(ctx: click.Context, qa_file: Path | None, url: str | None, index_dir: str | None,
+             modes: str | None, answer_modes: str | None, collection: str | None,
+             out: Path | None, retrieval_only: bool, max_tokens: int | None, as_json: bool,
+             config_path: Path | None) -> None:
+    """Retrieval hit@1/hit@5/MRR; answers: token-F1, ROUGE-L, citations, support, refusals
+    and latency, beside a no-LLM extractive baseline scored in the same run."""
+    from llama_rag.evaluate import (compare_answers, compare_modes, dumps,
+                                    evaluate as run_eval, load_qa, report_lines)
 
+    if ctx.invoked_subcommand:
+        return
+    if qa_file is None:
+        raise click.UsageError("give --qa QA.jsonl (or a subcommand: make-set)")
     if bool(url) == bool(index_dir):
         raise click.UsageError("give exactly one of --url or --index-dir")
+    if answer_modes and not url:
+        raise click.UsageError("--answer-modes needs --url (a local index answers extractively)")
     wanted = _eval_modes(modes)
+    answer_wanted = _answer_modes(answer_modes)
     items = load_qa(qa_file)
     if url:
         from llama_rag.evaluate import http_target
 
-        searcher, ask = http_target(url, collection, max_tokens,
-                                    answers=not (modes or retrieval_only))
+        searcher, asker = http_target(url, collection, max_tokens,
+                                      answers=not (modes or retrieval_only))
     else:
-        searcher, ask = _local_searcher(config_path, index_dir, collection), None
+        searcher, asker = _local_target(config_path, index_dir, collection)
+        if not any(i.reference for i in items):
+            asker = None  # retrieval only: extractive answers need reference sentences to score
     reports = {}
     for mode in wanted:
-        with click.progressbar(length=len(items), label=f"questions ({mode or 'default mode'})",
-                               file=sys.stderr) as bar:
-            reports[mode] = run_eval(items, searcher(mode), ask, progress=lambda n: bar.update(1))
-    if not modes:
-        report = reports[None]
-        click.echo(dumps(report) if as_json else "\n".join(report_lines(report)))
-        return
-    table, files = compare_modes(reports, out, title=f"{qa_file.name}: retrieval by mode")
-    click.echo(json.dumps({m: r.model_dump() for m, r in reports.items()}, indent=2)
-               if as_json else table)
-    click.echo(f"wrote {', '.join(str(f) for f in files)}", err=True)
+        for answer_mode in answer_wanted if not modes else [None]:
+            label = answer_mode or mode or ("server default" if url else "extractive")
+            with click.progressbar(length=len(items), file=sys.stderr,
+                                   label=f"questions ({label or 'default mode'})") as bar:
+                reports[label] = run_eval(items, searcher(mode),
+                                          asker(answer_mode) if asker else None,
+                                          progress=lambda n: bar.update(1))
+    if modes:
+        table, files = compare_modes(reports, out or Path("bench/results/retrieval-modes"),
+                                     title=f"{qa_file.name}: retrieval by mode")
+    elif any(r.answers for r in reports.values()) or answer_modes:
+        table, files = compare_answers(reports, out or Path("bench/results/answers"),
+                                       title=f"{qa_file.name}: answers by mode")
+    else:
+        files = []
+    if as_json:
+        click.echo(json.dumps({str(m): r.model_dump() for m, r in reports.items()}, indent=2)
+                   if len(reports) > 1 else dumps(next(iter(reports.values()))))
+    elif modes:
+        click.echo(table)
+    else:
+        for label, report in reports.items():
+            if len(reports) > 1:
+                click.echo(f"== answer mode {label}")
+            click.echo("\n".join(report_lines(report)))
+    if files:
+        click.echo(f"wrote {', '.join(str(f) for f in files)}", err=True)
+
+
+@evaluate.command("make-set")
+@click.option("--from", "docs", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="A folder of Sphinx HTML documentation, e.g. /usr/share/doc/python3.11/html.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The QA set to write (JSONL).")
+@click.option("--n", type=click.IntRange(min=1), default=None,
+              help="Answerable questions to keep (default: all).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Decides the page split and the sample.")
+@click.option("--split", type=click.Choice(["train", "test", "all"]), default="test",
+              show_default=True, help="Pages of this split only: a page is in one split for a "
+              "given seed, so tuning on train never sees a test page.")
+@click.option("--unanswerable", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Off-topic questions to add (empty sources, no reference).")
+@click.option("--per-page", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Most questions taken from one page.")
+def make_set(docs: Path, out: Path, n: int | None, seed: int, split: str, unanswerable: int,
+             per_page: int) -> None:
+    """Derive {question, reference, sources} items from Sphinx HTML: API entries (the first
+    sentence of each <dt id=NAME>'s description) and headings with an answering paragraph."""
+    from collections import Counter
+
+    from llama_rag.atomic import write_atomic
+    from llama_rag.evalset import make_set as derive
+
+    items = derive(docs, n, seed, split, unanswerable, per_page)
+    write_atomic(out, "".join(i.model_dump_json(exclude_none=True) + "\n" for i in items))
+    kinds = Counter(i.kind.split(":")[0] for i in items)
+    click.echo(f"{out}: {len(items)} questions ({', '.join(f'{v} {k}' for k, v in kinds.items())}) "
+               f"from {len({s for i in items for s in i.sources})} pages of the {split} split")
+
+
+def _answer_modes(modes: str | None) -> list[str | None]:
+    wanted = [m.strip() for m in modes.split(",")] if modes else [None]
+    bad = [m for m in wanted if m is not None and m not in ANSWER_MODES]
+    if bad:
+        raise click.BadParameter(f"unknown answer mode(s) {', '.join(bad)}; use "
+                                 f"{', '.join(ANSWER_MODES)}", param_hint="--answer-modes")
+    return wanted
 
 
 def _eval_modes(modes: str | None) -> list[str | None]:
@@ -414,17 +531,21 @@ def _eval_modes(modes: str | None) -> list[str | None]:
     return wanted
 
 
-def _local_searcher(config_path: Path | None, index_dir: str | None, collection: str | None):
-    """mode -> (question -> ranked sources) on a local index, without a server."""
+def _local_target(config_path: Path | None, index_dir: str | None, collection: str | None):
+    """(mode -> search, answer mode -> ask) on a local index, without a server."""
     from indexing.search import RetrieverCore
+    from llama_rag.evaluate import local_target
     from llama_rag.models import apply_offline_policy
-    from llama_rag.protocol import SearchRequest
 
     settings = _settings(config_path, **{"index.dir": index_dir})
     apply_offline_policy(settings.models)
-    core = RetrieverCore(settings)
-    return lambda mode: lambda q: [h.source for h in core.search(SearchRequest(
-        query=q, k=5, mode=mode, collection=collection)).hits]
+    if collection:
+        from llama_rag.location import collection_dir
+
+        settings = _settings(config_path, **{"index.dir": collection_dir(settings.index.dir,
+                                                                         collection)})
+    searcher, ask = local_target(RetrieverCore(settings), settings)
+    return searcher, lambda answer_mode: ask
 
 
 if __name__ == "__main__":  # pragma: no cover

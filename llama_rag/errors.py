@@ -167,3 +167,11 @@ def error_types() -> frozenset[str]:
         found.add(cls.type)
         todo += cls.__subclasses__()
     return frozenset(found | {"upstream_error", "invalid_request_error"})
+
+
+class GateRefusedError(LlamaRagError):
+    """An eval gate kept the new index version or adapter from being published."""
+
+    exit_code = 5
+    http_status = 409
+    type = "gate_refused"

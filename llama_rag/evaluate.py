@@ -14,15 +14,40 @@ from typing import Callable
 
 from pydantic import BaseModel, Field
 
+from llama_rag import answer_metrics as metrics, extractive
 from llama_rag.errors import InvalidInputError
 from llama_rag.jsonl import read_models
+from llama_rag.protocol import Hit
 
 
 class QAItem(BaseModel):
+    """One question; ``sources`` empty: not answerable from the corpus. ``reference``
+    (from `llama-rag eval make-set`) is the sentence a right answer says."""
+
     model_config = {"extra": "ignore"}
 
     question: str = Field(..., min_length=1)
     sources: list[str] = []
+    reference: str | None = None
+    kind: str | None = None
+    anchor: str | None = None
+
+
+class AnswerScores(BaseModel):
+    """Answer quality over the questions that have a reference sentence."""
+
+    questions: int
+    answered: int
+    token_f1: float
+    rouge_l: float
+    cites_reference_page: float = Field(
+        ..., description="Share of questions whose answer cites a chunk of the reference's page.")
+    citation_correct: float = Field(
+        ..., description="Share whose answer cites a chunk of that page holding the reference "
+        "sentence.")
+    support: float | None = Field(
+        None, description="Share of answer sentences whose content words a cited chunk holds "
+        "(>= 80%).")
 
 
 class EvalReport(BaseModel):
@@ -42,6 +67,11 @@ class EvalReport(BaseModel):
     search_p95_ms: float
     ask_p50_ms: float | None = None
     ask_p95_ms: float | None = None
+    answers: AnswerScores | None = Field(None, description="The system's answers, scored.")
+    baseline: AnswerScores | None = Field(
+        None, description="The no-LLM extractive baseline (llama_rag.extractive.overlap_sentence "
+        "on the top 3 hits), scored in the same run.")
+    f1_vs_baseline: float | None = None
 
 
 def load_qa(path: Path) -> list[QAItem]:
@@ -74,18 +104,78 @@ def _p(values: list[float], q: float) -> float:
     return round(values[min(len(values) - 1, int(q * len(values)))], 1)
 
 
-def evaluate(items: list[QAItem], search: Callable[[str], list[str]],
+class _AnswerTally:
+    """Accumulates AnswerScores over the referenced questions."""
+
+    def __init__(self) -> None:
+        self.n = self.answered = 0
+        self.f1 = self.rouge = self.page = self.correct = 0.0
+        self.sentences = self.supported = 0
+
+    def add(self, item: QAItem, body: dict, chunk_text: dict[str, str]) -> None:
+        """``body``: an /v1/ask response; ``chunk_text``: chunk id -> full text, where known."""
+        self.n += 1
+        if not body["answerable"]:
+            return
+        self.answered += 1
+        answer, ref = body["answer"], item.reference or ""
+        self.f1 += metrics.token_f1(answer, ref)
+        self.rouge += metrics.rouge_l(answer, ref)
+        cited = [(c["source"], chunk_text.get(c.get("chunk_id", ""), c.get("snippet", "")))
+                 for c in body["citations"]]
+        on_page = [text for source, text in cited if matches(source, item.sources)]
+        self.page += bool(on_page)
+        self.correct += any(metrics.contains(text, ref) for text in on_page)
+        for s in metrics.answer_sentences(answer):
+            self.sentences += 1
+            self.supported += metrics.supported(s, [text for _, text in cited])
+
+    def scores(self) -> AnswerScores | None:
+        if not self.n:
+            return None
+        n = self.n
+        return AnswerScores(
+            questions=n, answered=self.answered, token_f1=round(self.f1 / n, 3),
+            rouge_l=round(self.rouge / n, 3), cites_reference_page=round(self.page / n, 3),
+            citation_correct=round(self.correct / n, 3),
+            support=round(self.supported / self.sentences, 3) if self.sentences else None)
+
+
+def baseline_answer(question: str, hits: list[Hit]) -> dict:
+    """The extractive baseline as an /v1/ask-shaped body (no LLM, no embedder)."""
+    return quoted_body(extractive.overlap_sentence(question, hits), hits)
+
+
+def quoted_body(quote: extractive.Quote | None, hits: list[Hit]) -> dict:
+    """An extractive answer as an /v1/ask-shaped body (a refusal when nothing was quoted)."""
+    if quote is None:
+        return {"answer": "", "answerable": False, "citations": []}
+    hit = hits[quote.n - 1]
+    return {"answer": extractive.render(quote), "answerable": True,
+            "citations": [{"n": quote.n, "source": hit.source, "chunk_id": hit.chunk_id,
+                           "snippet": hit.text}]}
+
+
+def evaluate(items: list[QAItem], search: Callable[[str], list[Hit]],
              ask: Callable[[str], dict] | None = None,
              progress: Callable[[int], None] = lambda n: None) -> EvalReport:
-    """``search(q)`` gives ranked sources; ``ask(q)`` (optional) gives an /v1/ask body."""
+    """``search(q)`` gives ranked hits; ``ask(q)`` (optional) gives an /v1/ask body.
+
+    Questions with a ``reference`` also score the answers (token-F1, ROUGE-L, citations,
+    support) and, in the same run, the extractive baseline on the same hits.
+    """
     ranks, search_ms, ask_ms = [], [], []
     answered = refused_unanswerable = cited = cited_ok = 0
+    ours, baseline = _AnswerTally(), _AnswerTally()
     for n, item in enumerate(items, start=1):
         started = time.perf_counter()
-        sources = search(item.question)
+        hits = search(item.question)
         search_ms.append((time.perf_counter() - started) * 1000)
         if item.sources:
-            ranks.append(rank_of_first_match(sources, item.sources))
+            ranks.append(rank_of_first_match([h.source for h in hits], item.sources))
+        texts = {h.chunk_id: h.text for h in hits}
+        if item.reference:
+            baseline.add(item, baseline_answer(item.question, hits), texts)
         if ask is not None:
             started = time.perf_counter()
             body = ask(item.question)
@@ -97,9 +187,12 @@ def evaluate(items: list[QAItem], search: Callable[[str], list[str]],
                     cited_ok += matches(c["source"], item.sources)
             if not item.sources and not body["answerable"]:
                 refused_unanswerable += 1
+            if item.reference:
+                ours.add(item, body, texts)
         progress(n)
     with_answer = len(ranks)
     unanswerable = len(items) - with_answer
+    scores, base = ours.scores(), baseline.scores()
     return EvalReport(
         questions=len(items), answerable_questions=with_answer,
         hit_at_1=round(sum(r == 1 for r in ranks) / max(1, with_answer), 3),
@@ -112,25 +205,48 @@ def evaluate(items: list[QAItem], search: Callable[[str], list[str]],
         citation_precision=round(cited_ok / cited, 3) if ask and cited else None,
         search_p50_ms=_p(search_ms, 0.5), search_p95_ms=_p(search_ms, 0.95),
         ask_p50_ms=_p(ask_ms, 0.5) if ask_ms else None,
-        ask_p95_ms=_p(ask_ms, 0.95) if ask_ms else None)
+        ask_p95_ms=_p(ask_ms, 0.95) if ask_ms else None,
+        answers=scores, baseline=base,
+        f1_vs_baseline=(round(scores.token_f1 / base.token_f1, 2)
+                        if scores and base and base.token_f1 else None))
 
 
 def http_target(url: str, collection: str | None, max_tokens: int | None, answers: bool):
-    """(mode -> search function, ask function or None) against a running server."""
+    """(mode -> search function, answer mode -> ask function, or None) against a server."""
     from llama_rag.client import Client
 
     client = Client(url)
 
-    def searcher(mode: str | None) -> Callable[[str], list[str]]:
+    def searcher(mode: str | None) -> Callable[[str], list[Hit]]:
         body = {"k": 5, "mode": mode, "collection": collection}
-        return lambda q: [h["source"] for h in client.post(
+        return lambda q: [Hit.model_validate(h) for h in client.post(
             "/v1/search", {"query": q, **{k: v for k, v in body.items() if v}})["hits"]]
 
-    def ask(q: str) -> dict:
-        extra = {"collection": collection, "max_tokens": max_tokens}
-        return client.post("/v1/ask", {"question": q, **{k: v for k, v in extra.items() if v}})
+    def asker(answer_mode: str | None) -> Callable[[str], dict]:
+        extra = {"collection": collection, "max_tokens": max_tokens, "answer_mode": answer_mode}
+        return lambda q: client.post("/v1/ask", {"question": q,
+                                                 **{k: v for k, v in extra.items() if v}})
 
-    return searcher, (ask if answers else None)
+    return searcher, (asker if answers else None)
+
+
+def local_target(core, settings):
+    """The same against a local index (indexing.search.RetrieverCore): no server, no LLM,
+    so answers are the extractive answer mode's."""
+    from llama_rag.protocol import SearchRequest
+
+    def searcher(mode: str | None) -> Callable[[str], list[Hit]]:
+        return lambda q: core.search(SearchRequest(query=q, k=5, mode=mode)).hits
+
+    def ask(q: str) -> dict:
+        found = core.search(SearchRequest(query=q, k=settings.qa.k))
+        hits = [h for h in found.hits if h.score >= settings.qa.min_score]
+        if hits and not extractive.definition(q, hits) and (name := extractive.lookup_query(q)):
+            hits = extractive.merged(hits, core.entries(name))
+        return quoted_body(extractive.answer_sentence(q, hits, core.similarity) if hits
+                           else None, hits)
+
+    return searcher, ask
 
 
 def report_lines(report: EvalReport) -> list[str]:
@@ -145,6 +261,14 @@ def report_lines(report: EvalReport) -> list[str]:
                   f"unanswerable {f(report.refusal_rate_unanswerable)}  citation precision "
                   f"{f(report.citation_precision)}",
                   f"ask latency: p50 {report.ask_p50_ms} ms  p95 {report.ask_p95_ms} ms"]
+    for label, a in (("answer", report.answers), ("baseline", report.baseline)):
+        if a:
+            lines.append(f"{label}: token-F1 {f(a.token_f1)}  ROUGE-L {f(a.rouge_l)}  cites the "
+                         f"page {f(a.cites_reference_page)}  citation correct "
+                         f"{f(a.citation_correct)}  support {f(a.support)}  ({a.answered}/"
+                         f"{a.questions} answered)")
+    if report.f1_vs_baseline is not None:
+        lines.append(f"answer token-F1 / baseline: {report.f1_vs_baseline:.2f}x")
     return lines
 
 
@@ -152,17 +276,14 @@ def dumps(report: EvalReport) -> str:
     return json.dumps(report.model_dump(), indent=2)
 
 
-def compare_modes(reports: dict[str, EvalReport], out: Path, title: str) -> tuple[str, list[Path]]:
-    """A side-by-side table of retrieval modes, saved as ``out``.json and (with
-    matplotlib) ``out``.png; returns (table, files written)."""
-    rows = [f"{'mode':<8} {'hit@1':>6} {'hit@5':>6} {'MRR':>6} {'p50 ms':>8} {'p95 ms':>8}"]
-    for mode, r in reports.items():
-        rows.append(f"{mode:<8} {r.hit_at_1:6.3f} {r.hit_at_5:6.3f} {r.mrr:6.3f} "
-                    f"{r.search_p50_ms:8.1f} {r.search_p95_ms:8.1f}")
+def _save(out: Path, title: str, key: str, reports: dict[str, EvalReport],
+          bars: dict[str, list[float]], metric_names: list[str]) -> list[Path]:
+    """``out``.json always, ``out``.png when matplotlib is installed: one colour per bar
+    group, the same group keeping its colour in every figure."""
     out.parent.mkdir(parents=True, exist_ok=True)
     files = [out.with_suffix(".json")]
-    files[0].write_text(json.dumps({"title": title, "modes": {m: r.model_dump()
-                                                              for m, r in reports.items()}},
+    files[0].write_text(json.dumps({"title": title, key: {m: r.model_dump()
+                                                          for m, r in reports.items()}},
                                    indent=2) + "\n")
     try:
         import matplotlib
@@ -170,23 +291,59 @@ def compare_modes(reports: dict[str, EvalReport], out: Path, title: str) -> tupl
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return "\n".join(rows + ["(matplotlib is not installed: no chart)"]), files
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    metrics = ("hit_at_1", "hit_at_5", "mrr")
-    width = 0.8 / len(reports)
-    for i, (mode, r) in enumerate(reports.items()):
-        xs = [m + i * width for m in range(len(metrics))]
-        values = [getattr(r, m) for m in metrics]
-        ax.bar(xs, values, width, label=f"{mode} (p50 {r.search_p50_ms:.0f} ms)")
+        return files
+    fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(metric_names)), 3.8))
+    width = 0.8 / len(bars)
+    for i, (label, values) in enumerate(bars.items()):
+        xs = [m + i * width for m in range(len(metric_names))]
+        ax.bar(xs, values, width, label=label, color=f"C{i}")
         for x, v in zip(xs, values):
             ax.annotate(f"{v:.2f}", (x, v), ha="center", va="bottom", fontsize=7)
-    ax.set_xticks([m + width * (len(reports) - 1) / 2 for m in range(len(metrics))],
-                  ["hit@1", "hit@5", "MRR"])
-    ax.set_ylim(0, 1.1)
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_xticks([m + width * (len(bars) - 1) / 2 for m in range(len(metric_names))],
+                  metric_names)
+    ax.set_ylim(0, 1.15)
+    ax.set_title(title, fontsize=10, wrap=True)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2),
+              ncol=min(3, len(bars)), frameon=False)  # below the axes: never over a bar
     fig.tight_layout()
     files.append(out.with_suffix(".png"))
     fig.savefig(files[1], dpi=110)
     plt.close(fig)
-    return "\n".join(rows), files
+    return files
+
+
+def compare_modes(reports: dict[str, EvalReport], out: Path, title: str) -> tuple[str, list[Path]]:
+    """A side-by-side table of retrieval modes, saved as ``out``.json and .png;
+    returns (table, files written)."""
+    rows = [f"{'mode':<8} {'hit@1':>6} {'hit@5':>6} {'MRR':>6} {'p50 ms':>8} {'p95 ms':>8}"]
+    for mode, r in reports.items():
+        rows.append(f"{mode:<8} {r.hit_at_1:6.3f} {r.hit_at_5:6.3f} {r.mrr:6.3f} "
+                    f"{r.search_p50_ms:8.1f} {r.search_p95_ms:8.1f}")
+    bars = {f"{mode} (p50 {r.search_p50_ms:.0f} ms)": [r.hit_at_1, r.hit_at_5, r.mrr]
+            for mode, r in reports.items()}
+    return "\n".join(rows), _save(out, title, "modes", reports, bars, ["hit@1", "hit@5", "MRR"])
+
+
+ANSWER_METRICS = ("token_f1", "rouge_l", "cites_reference_page", "citation_correct", "support")
+
+
+def compare_answers(reports: dict[str, EvalReport], out: Path, title: str
+                    ) -> tuple[str, list[Path]]:
+    """Answer modes side by side, with the baseline of the first report (all saw the
+    same hits) as the last group; saved as ``out``.json and .png."""
+    groups = {mode: r.answers for mode, r in reports.items() if r.answers}
+    first = next(iter(reports.values()))
+    if first.baseline:
+        groups["extractive baseline (no LLM)"] = first.baseline
+    rows = [f"{'answers':<30} " + " ".join(f"{m[:12]:>12}" for m in ANSWER_METRICS)
+            + f" {'refused off':>11} {'ask p50 ms':>10}"]
+    for label, a in groups.items():
+        r = reports.get(label)
+        off = "" if not r or r.refusal_rate_unanswerable is None else \
+            f"{r.refusal_rate_unanswerable:.3f}"
+        p50 = "" if not r or r.ask_p50_ms is None else f"{r.ask_p50_ms:.0f}"
+        rows.append(f"{label:<30} " + " ".join(f"{getattr(a, m) or 0:12.3f}"
+                                               for m in ANSWER_METRICS) + f" {off:>11} {p50:>10}")
+    bars = {label: [getattr(a, m) or 0.0 for m in ANSWER_METRICS] for label, a in groups.items()}
+    names = ["token-F1", "ROUGE-L", "cites page", "citation\ncorrect", "support"]
+    return "\n".join(rows), _save(out, title, "answer_modes", reports, bars, names)

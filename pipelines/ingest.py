@@ -17,11 +17,12 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from indexing.chunking import Chunker
 from indexing.corpus import Plan, SourceFile, check_paths, chunk_file, list_corpus, plan
 from indexing.embedder import Embedder, EmbedderInfo, token_counter
+from indexing.gate import GateSpec, GateVerdict, decide, load_gate_items, score_version
 from indexing.store import CHUNK_SCHEMA, FileEntry, IndexStore, Manifest, check_embedder
 from llama_rag.config import ChunkSettings, IndexSettings, ModelSettings, Settings
 from llama_rag.errors import EmptyCorpusError, InvalidInputError, LoadError
@@ -50,6 +51,8 @@ class IngestSummary(BaseModel):
     seconds: float
     chunks_per_s: float
     errors: list[dict[str, str]]
+    gate: GateVerdict | None = Field(None, description="With --gate: the candidate's figures, "
+                                     "the current version's, and why it was refused.")
 
 
 def file_rows(file: SourceFile, chunker: Chunker, settings: IndexSettings,
@@ -253,11 +256,14 @@ def check_chunking(previous: Manifest, settings: Settings) -> None:
 
 
 def run(paths: list[Path], settings: Settings, embed_files: EmbedFiles = ray_embed_files,
-        progress: bool = False) -> IngestSummary:
-    """Index ``paths`` into ``settings.index.dir`` incrementally and publish a new version."""
+        progress: bool = False, gate: GateSpec | None = None) -> IngestSummary:
+    """Index ``paths`` into ``settings.index.dir`` incrementally and publish a new version
+    (with ``gate``, only if it passes indexing.gate; else CURRENT stays)."""
     started = time.perf_counter()
     apply_offline_policy(settings.models)
     roots = check_paths(paths)
+    gate_items = load_gate_items(gate) if gate else None  # a bad QA file fails before any work
+    verdict = None
     store = IndexStore(settings.index.dir, settings.index.cache_dir)
     with store.lock():
         files = list_corpus(roots, settings.index)
@@ -285,15 +291,34 @@ def run(paths: list[Path], settings: Settings, embed_files: EmbedFiles = ray_emb
             if table.num_rows == 0:
                 raise EmptyCorpusError(_nothing_indexed(failed), param="paths")
             manifest = _manifest(previous, work, new, info, settings)
-            version = store.publish(table, vectors, manifest, failed, settings.index)
-            chunks_total = table.num_rows
+            staged = store.stage(table, vectors, manifest, failed, settings.index)
+            if gate:
+                verdict = _judge(store, staged, version, settings, gate, gate_items)
+            if verdict is None or verdict.passed:
+                store.promote(staged, settings.index)
+                version, chunks_total = staged, table.num_rows
+            else:
+                store.discard(staged)
+                changed = False
     seconds = time.perf_counter() - started
     return IngestSummary(
         index_dir=str(store), version=version, published=changed,
         added=len(work.added), updated=len(work.updated), unchanged=len(work.unchanged),
         deleted=len(work.deleted), failed=len(failed), chunks_embedded=len(new.rows),
         chunks_total=chunks_total, seconds=round(seconds, 2),
-        chunks_per_s=round(len(new.rows) / seconds, 2) if seconds else 0.0, errors=failed)
+        chunks_per_s=round(len(new.rows) / seconds, 2) if seconds else 0.0, errors=failed,
+        gate=verdict)
+
+
+def _judge(store: IndexStore, staged: str, current: str | None, settings: Settings,
+           gate: GateSpec, items) -> GateVerdict:
+    """The gate's verdict on the staged version against the current one, same questions."""
+    from indexing.search import settings_embedder
+
+    embedder = settings_embedder(settings)
+    candidate = score_version(store.staged(staged), settings, items, embedder)
+    before = score_version(store.open(current), settings, items, embedder) if current else None
+    return decide(gate, candidate, before)
 
 
 def _embedder_info(previous: Manifest | None, embedder: ModelRef, new: _Collected) -> EmbedderInfo:

@@ -22,7 +22,7 @@ from llama_rag.errors import (ForbiddenError, LlamaRagError,
                               ModelUnavailableError, QuestionTooLongError, UpstreamError)
 from services.errors import validation_error
 from services.ray_compat import ChatCompletionRequest, ChatCompletionStreamResponse, ErrorResponse
-from llama_rag import prompts, sse
+from llama_rag import extractive, prompts, sse
 from services import qa
 from services.ingress import ENDPOINTS, LlamaRagIngress, check_max_tokens, responses
 from services.auth import SCOPE_STATE
@@ -77,6 +77,8 @@ class LlamaRagApi(LlamaRagIngress):
         hits = qa.relevant(found.hits, cfg)
         if not hits:
             return self._refusal(body, found)
+        if (body.answer_mode or cfg.answer_mode) == "extractive":
+            return await self._extractive(body, hits, found)
         max_tokens = body.max_tokens or cfg.max_tokens
         check_max_tokens(max_tokens, self.settings.serve)  # before a stream starts: a 400
         budget = prompts.context_budget(self.settings.llm.max_model_len, max_tokens, body.question)
@@ -127,16 +129,46 @@ class LlamaRagApi(LlamaRagIngress):
                               citation_mode=mode if citations else "none", usage=usage,
                               timings=timings, index_version=found.version)
 
+    async def _extractive(self, body: AskRequest, hits, found: SearchResponse):
+        """The answering sentence of the quoted hits, verbatim with its [n] (no LLM call)."""
+        started = time.perf_counter()
+        quote = extractive.definition(body.question, hits)
+        if quote is None and (name := extractive.lookup_query(body.question)):
+            hits = extractive.merged(hits, await self.retriever.entries.remote(
+                name, body.collection, body.filters))  # the entry's own chunk, by name
+            quote = extractive.definition(body.question, hits)
+        if quote is None:
+            pool = extractive.candidates(hits)
+            sims = await self.retriever.similarity.remote([body.question],
+                                                          [q.text for q in pool]) if pool else [[]]
+            quote = extractive.best(body.question, pool, sims[0])
+        if quote is None:
+            return self._refusal(body, found)
+        text = extractive.render(quote)
+        return self._respond(body, AskResponse(
+            answer=mask(text) if self.settings.privacy.mask_pii else text, answerable=True,
+            citations=[qa.citation(quote.n, hits[quote.n - 1], quote.text)],
+            citation_mode="quoted",
+            usage=Usage(), index_version=found.version,
+            timings=Timings(retrieve_ms=found.retrieve_ms,
+                            generate_ms=round((time.perf_counter() - started) * 1000, 2))))
+
     def _refusal(self, body: AskRequest, found: SearchResponse):
         self.refusals.inc(tags={"reason": "no_relevant_chunks"})
-        done = AskResponse(answer=qa.REFUSAL, answerable=False, citations=[],
-                              usage=Usage(), index_version=found.version,
-                              timings=Timings(retrieve_ms=found.retrieve_ms, generate_ms=0))
+        return self._respond(body, AskResponse(
+            answer=qa.REFUSAL, answerable=False, citations=[], usage=Usage(),
+            index_version=found.version, timings=Timings(retrieve_ms=found.retrieve_ms,
+                                                         generate_ms=0)))
+
+    @staticmethod
+    def _respond(body: AskRequest, done: AskResponse):
+        """``done`` as JSON, or as the SSE events a streamed answer sends."""
         if not body.stream:
             return done
 
         async def events() -> AsyncIterator[str]:
-            yield sse.format_event("sources", {"citations": []})
+            yield sse.format_event("sources", {"citations": [c.model_dump()
+                                                             for c in done.citations]})
             yield sse.format_event("token", {"text": done.answer})
             yield sse.format_event("done", done.model_dump())
         return StreamingResponse(events(), media_type="text/event-stream")

@@ -72,8 +72,12 @@ def is_refusal(answer: str) -> bool:
         _REFUSALS.search(answer[:300]))
 
 
-def citation(n: int, hit: Hit) -> Citation:
-    snippet = " ".join(hit.text.split())[:300]
+def citation(n: int, hit: Hit, quote: str | None = None) -> Citation:
+    """The citation of hit ``n``; its snippet starts at ``quote`` when the answer quotes
+    a sentence of it (extractive answers), else at the chunk's start."""
+    text = " ".join(hit.text.split())
+    at = text.find(quote) if quote else -1
+    snippet = text[max(at, 0):][:300]
     return Citation(n=n, source=hit.source, title=hit.title, snippet=snippet,
                     score=round(hit.score, 4), chunk_id=hit.chunk_id)
 

@@ -12,7 +12,7 @@ from ray import serve
 
 from indexing.search import Poller, RetrieverCore
 from llama_rag.config import Settings
-from llama_rag.protocol import IndexSummary, SearchRequest, SearchResponse
+from llama_rag.protocol import Filters, Hit, IndexSummary, SearchRequest, SearchResponse
 
 
 @serve.deployment(name="Retriever")
@@ -35,6 +35,10 @@ class Retriever:
     async def similarity(self, sentences: list[str], documents: list[str]
                          ) -> list[list[float]]:
         return await asyncio.to_thread(self.core.similarity, sentences, documents)
+
+    async def entries(self, name: str, collection: str | None = None,
+                      filters: Filters | None = None) -> list[Hit]:
+        return await asyncio.to_thread(self.core.entries, name, collection, filters)
 
     def summary(self, collection: str | None = None) -> IndexSummary:
         return self.core.summary(collection)

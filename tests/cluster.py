@@ -146,6 +146,25 @@ def llama_rag(cluster: Cluster, *args: str, timeout: float = 600,
     return out
 
 
+def ask_events(url: str, body: dict, timeout: float = 300) -> list[tuple[str, dict]]:
+    """A streamed /v1/ask as (event, data) pairs; asserts the SSE content type."""
+    import json
+
+    import httpx
+
+    events, event = [], None
+    with httpx.stream("POST", f"{url}/v1/ask", headers=AUTH, timeout=timeout,
+                      json={**body, "stream": True}) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        for line in resp.iter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                events.append((event, json.loads(line[6:])))
+    return events
+
+
 def copy_pages(dst: Path, pages: list[str]) -> Path:
     (dst / "library").mkdir(parents=True, exist_ok=True)
     for page in pages:
@@ -191,6 +210,10 @@ def llm_server(ray_cluster, qa_index):
                           LLAMA_RAG_API_KEYS=",".join([API_KEY, LIMITED_KEY, f"{DOCS_KEY}@extra",
                                                         LOAD_KEY, SWAP_KEY, FUZZ_KEY]),
                           LLAMA_RAG_LLM__MAX_MODEL_LEN="2048",
+                          # the LLM writes answers here (the bundled model's default is
+                          # extractive): streaming, load and replica-kill tests need the
+                          # generating path; extractive answers are asked for per request
+                          LLAMA_RAG_QA__ANSWER_MODE="generate",
                           # short answers unless a test asks for more: no test reads a long one
                           LLAMA_RAG_QA__MAX_TOKENS="64",
                           LLAMA_RAG_SERVE__DEFAULT_MAX_TOKENS="64",

@@ -76,3 +76,27 @@ def test_classify_job_labels_with_the_adapter(ray_cluster, lora_adapter, tmp_pat
     labels = [ln.split(":")[0].strip() for ln in DEBIAN_LABELS.read_text().splitlines()
               if ln and not ln.startswith("#")]
     assert set(summary["label_distribution"]) <= set(labels)
+
+
+def test_adapter_gate_keeps_current_when_a_new_version_scores_lower(lora_adapter, tmp_path):
+    """Embedding heads (seconds each) on the Debian rows: the first publishes through the
+    gate; one held to an accuracy it cannot reach exits 5 and CURRENT stays."""
+    from llama_rag.adapters import AdapterStore
+
+    env = {**__import__("os").environ, "LLAMA_RAG_ADAPTERS__DIR": str(tmp_path / "reg")}
+    base = finetune_command(lora_adapter.held_out, "--method", "embedding-head",
+                            "--eval-fraction", "0.3", "--json")
+    first = subprocess.run(base + ["--gate"], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    version = json.loads(first.stdout)["version"]
+    accuracy = json.loads(first.stdout)["eval_accuracy"]
+    assert accuracy < 1.0
+    refused = subprocess.run(base + ["--min-eval-accuracy", "1.0"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 5, refused.stdout + refused.stderr[-2000:]
+    assert f"eval accuracy {accuracy} is under --min-eval-accuracy 1.0" in refused.stderr
+    assert f"CURRENT stays {version}" in refused.stderr and "Traceback" not in refused.stderr
+    store = AdapterStore(tmp_path / "reg", tmp_path / "cache")
+    assert store.current(lora_adapter.name) == version and store.versions(lora_adapter.name) == [
+        version]

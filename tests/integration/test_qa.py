@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cluster import API_KEY, AUTH, LIMITED_KEY
+from tests.cluster import API_KEY, AUTH, LIMITED_KEY, ask_events
 
 pytestmark = pytest.mark.integration
 CLI = str(Path(sys.executable).parent / "llama-rag")
@@ -43,18 +43,8 @@ def test_question_outside_the_docs_is_not_answerable(llm_server):
 
 
 def test_ask_streams_sources_then_tokens_then_citations(llm_server):
-    events = []
-    with httpx.stream("POST", f"{llm_server}/v1/ask", headers=AUTH, timeout=300,
-                      json={"question": "How do I serialize an object to JSON?", "stream": True,
-                            "max_tokens": 48}) as resp:
-        assert resp.status_code == 200
-        assert resp.headers["content-type"].startswith("text/event-stream")
-        event = None
-        for line in resp.iter_lines():
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: "):
-                events.append((event, json.loads(line[6:])))
+    events = ask_events(llm_server, {"question": "How do I serialize an object to JSON?",
+                                     "max_tokens": 48})
     kinds = [e for e, _ in events]
     assert kinds[0] == "sources" and kinds[-1] == "done" and "token" in kinds
     assert set(kinds[1:-1]) == {"token"}

@@ -80,7 +80,8 @@ def test_index_json_summary_shape(tmp_path, monkeypatch):
     """--json prints the summary model; the run itself is faked at the library boundary."""
     from pipelines import ingest
 
-    def fake_run(paths, settings, progress):
+    def fake_run(paths, settings, progress, gate):
+        assert gate is None
         return ingest.IngestSummary(index_dir=str(settings.index.dir), version="v1", published=True,
                                     added=1, updated=0, unchanged=0, deleted=0, failed=0,
                                     chunks_embedded=3, chunks_total=3, seconds=1.0,
@@ -92,6 +93,33 @@ def test_index_json_summary_shape(tmp_path, monkeypatch):
                                        "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["chunks_total"] == 3
+
+
+def test_index_gate_refusal_prints_both_figures_and_exits_5(tmp_path, monkeypatch):
+    from indexing.gate import GateFigures, GateVerdict
+    from pipelines import ingest
+
+    def fake_run(paths, settings, progress, gate):
+        assert gate.min_hit5 == 0.9 and gate.max_drop == 0.02
+        verdict = GateVerdict(passed=False, candidate=GateFigures(hit_at_5=0.5, mrr=0.4),
+                              current=GateFigures(hit_at_5=1.0, mrr=0.9),
+                              reasons=["hit@5 0.500 is under --min-hit5 0.9"])
+        return ingest.IngestSummary(index_dir="i", version="v1", published=False, added=0,
+                                    updated=1, unchanged=0, deleted=0, failed=0,
+                                    chunks_embedded=3, chunks_total=3, seconds=1.0,
+                                    chunks_per_s=3.0, errors=[], gate=verdict)
+
+    monkeypatch.setattr(ingest, "run", fake_run)
+    (tmp_path / "a.txt").write_text("x")
+    (tmp_path / "qa.jsonl").write_text("{}")
+    args = ["index", str(tmp_path / "a.txt"), "--index-dir", str(tmp_path / "i")]
+    result = CliRunner().invoke(main, args + ["--gate", str(tmp_path / "qa.jsonl"),
+                                              "--min-hit5", "0.9"])
+    assert result.exit_code == 5
+    assert "the gate refused the new version; version v1 stays current" in result.output
+    assert "gate new: hit@5 0.500" in result.output and "gate current: hit@5 1.000" in result.output
+    assert "hit@5 0.500 is under --min-hit5 0.9); CURRENT stays v1" in result.output
+    assert CliRunner().invoke(main, args + ["--min-hit5", "0.9"]).exit_code == 2  # needs --gate
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

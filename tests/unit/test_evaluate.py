@@ -8,6 +8,7 @@ import pytest
 
 from llama_rag.errors import InvalidInputError
 from llama_rag.evaluate import QAItem, evaluate, load_qa, rank_of_first_match
+from llama_rag.protocol import Hit
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
@@ -25,11 +26,16 @@ def test_metrics_on_a_known_run():
     answers = {"a": {"answerable": True, "citations": [{"source": "a.html"}, {"source": "x.html"}]},
                "b": {"answerable": False, "citations": []},
                "football?": {"answerable": False, "citations": []}}
-    report = evaluate(items, ranked.__getitem__, answers.__getitem__)
+    def search(q: str) -> list[Hit]:
+        return [Hit(rank=r, score=0.5, source=s, title="", text="t", chunk_id=f"{q}{r}",
+                    heading=[], start=0, end=1) for r, s in enumerate(ranked[q], start=1)]
+
+    report = evaluate(items, search, answers.__getitem__)
     assert (report.hit_at_1, report.hit_at_5, report.mrr) == (0.5, 1.0, round((1 + 1 / 3) / 2, 3))
     assert report.answerable_rate == 0.5 and report.refusal_rate_unanswerable == 1.0
     assert report.citation_precision == 0.5
-    assert evaluate(items, ranked.__getitem__).answerable_rate is None  # retrieval only
+    assert evaluate(items, search).answerable_rate is None  # retrieval only
+    assert report.answers is None and report.baseline is None  # no reference sentences
 
 
 def test_bad_qa_file_names_the_line(tmp_path):

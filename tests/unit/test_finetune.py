@@ -341,3 +341,21 @@ def test_examples_k_needs_examples(tmp_path):
     with pytest.raises(InvalidInputError, match="--examples-k picks from --examples"):
         prepare(classify_args(tmp_path, adapter=None, labels="games,science", examples_k=3),
                 load_settings())
+
+
+def test_adapter_gate_judges_accuracy_or_loss_against_thresholds_and_current():
+    from pipelines.finetune import gate_reasons
+
+    args = lambda **kw: FinetuneArgs(input=["x"], name="a", **kw)  # noqa: E731
+    current = manifest(method="embedding-head").model_copy(
+        update={"version": "v1", "metrics": {"eval_accuracy": 0.9, "eval_loss": 1.0}})
+    assert gate_reasons(args(), {"eval_accuracy": 0.1}, current) == []  # no gate asked for
+    assert gate_reasons(args(gate=True), {"eval_accuracy": 0.89}, current) == []
+    assert gate_reasons(args(gate=True), {"eval_accuracy": 0.8}, current) == [
+        "eval accuracy 0.800 fell below version v1's 0.900 by more than 0.02"]
+    assert gate_reasons(args(min_eval_accuracy=0.95), {"eval_accuracy": 0.96}, None) == []
+    assert "under --min-eval-accuracy" in gate_reasons(args(min_eval_accuracy=0.95),
+                                                       {"eval_accuracy": 0.9}, None)[0]
+    instruct = args(gate=True, task="instruct")
+    assert gate_reasons(instruct, {"eval_loss": 1.01}, current) == []
+    assert "eval loss 1.5000 rose above" in gate_reasons(instruct, {"eval_loss": 1.5}, current)[0]

@@ -167,3 +167,43 @@ def test_a_hostile_corpus_lists_every_bad_file_with_a_reason(tmp_path):
     good = {s for s in rows if s not in errors}
     assert good == {"good/ok.md", "/".join(["d"] * 1200 + ["deep.md"])}
     assert not any("secret outside" in r["text"] for rs in rows.values() for r in rs)
+
+
+def test_gate_refuses_a_worse_version_and_keeps_current(tmp_path, settings, monkeypatch):
+    from indexing.embedder import EmbedderInfo
+    from indexing.gate import GateSpec
+    from llama_rag.errors import InvalidInputError
+
+    class FakeEmbedder:
+        info = EmbedderInfo(name="fake-embedder", dim=16)
+
+        def encode(self, texts):
+            return hash_vectors(texts)
+
+    monkeypatch.setattr("indexing.search.settings_embedder", lambda s: FakeEmbedder())
+    # hash vectors have no meaningful cosine: let every hit count as relevant
+    settings = settings.model_copy(update={"qa": settings.qa.model_copy(update={"min_score": -1})})
+    docs = _corpus(tmp_path / "docs")
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"question": "Beta text about zip archives", "sources": ["sub/b.txt"],
+                              "reference": "Beta text about zip archives."}) + "\n")
+    gate = GateSpec(qa=qa, min_hit5=0.9)
+    first = run([docs], settings, embed_files=FakeEmbedFiles(), gate=gate)
+    assert first.published and first.gate.passed and first.gate.current is None
+    assert first.gate.candidate.answer_f1 == 1.0  # the extractive answer quotes the sentence
+    store = IndexStore(settings.index.dir)
+
+    (docs / "sub" / "b.txt").unlink()  # a corpus missing the page the QA set needs
+    worse = run([docs], settings, embed_files=FakeEmbedFiles(), gate=gate)
+    assert not worse.published and not worse.gate.passed and worse.version == first.version
+    assert store.current() == first.version and "hit@5 0.000" in worse.gate.reasons[0]
+    assert sorted(p.name for p in store.versions.iterdir()) == [first.version]  # no half version
+
+    (docs / "sub" / "b.txt").write_text("Beta text about zip archives.\n\nMore beta, again.")
+    better = run([docs], settings, embed_files=FakeEmbedFiles(), gate=gate)
+    assert better.published and better.gate.passed and store.current() == better.version
+    assert better.gate.current.hit_at_5 == 1.0
+
+    qa.write_text("not json\n")
+    with pytest.raises(InvalidInputError, match="qa.jsonl:1"):
+        run([docs], settings, embed_files=FakeEmbedFiles(), gate=gate)

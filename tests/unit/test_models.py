@@ -43,3 +43,31 @@ def test_offline_policy_sets_hub_offline(monkeypatch):
     import os
 
     assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def _safetensors(path, shapes: dict[str, list[int]]) -> None:
+    import json
+
+    header = json.dumps({"__metadata__": {"format": "pt"},
+                         **{k: {"dtype": "F32", "shape": s, "data_offsets": [0, 0]}
+                            for k, s in shapes.items()}}).encode()
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+
+
+def test_parameter_count_reads_safetensors_headers_or_the_name(tmp_path):
+    _safetensors(tmp_path / "model-00001.safetensors", {"a": [10, 20], "b": [5]})
+    _safetensors(tmp_path / "model-00002.safetensors", {"c": [3, 3, 3]})
+    assert models.parameter_count(models.ModelRef(name="x", path=str(tmp_path))) == 232
+    for name, count in [("meta-llama/Meta-Llama-3.1-8B-Instruct", 8e9), ("Qwen2.5-0.5B", 5e8),
+                        ("SmolLM2-135M-Instruct", 1.35e8), ("llama", None)]:
+        assert models.parameter_count(models.ModelRef(name=name, path=name)) == count
+
+
+def test_auto_answer_mode_is_extractive_for_a_small_model_only(tmp_path):
+    _safetensors(tmp_path / "model.safetensors", {"w": [1000, 1000]})
+    small = load_settings(None, {"models.llm": str(tmp_path)})
+    assert models.resolve_answer_mode(small).qa.answer_mode == "extractive"
+    big = load_settings(None, {"models.llm": str(tmp_path), "qa.extractive_below_params": 1000})
+    assert models.resolve_answer_mode(big).qa.answer_mode == "generate"
+    chosen = load_settings(None, {"models.llm": str(tmp_path), "qa.answer_mode": "generate"})
+    assert models.resolve_answer_mode(chosen).qa.answer_mode == "generate"

@@ -1,0 +1,249 @@
+"""Extractive answers: quote the sentence of the retrieved text that answers the question.
+
+A small model paraphrases documentation into fluent errors; the sentence that
+documentation itself gives is right by construction. Two selectors, both pure
+(no Ray), used by /v1/ask's ``extractive`` answer mode, `llama-rag eval` and the
+index gate:
+
+- ``answer_sentence`` (ours): when the question names an API object or a section
+  (``What does zipfile.ZipFile.read() do?``), the first sentence after the quoted
+  text's own entry for it (the ``ZipFile.read(name, pwd=None)`` line, the heading);
+  otherwise the sentence most similar to the question by the retriever's embedder,
+  a small word-overlap bonus breaking ties.
+- ``overlap_sentence`` (the baseline every eval report scores beside it): the
+  sentence of the top hits that shares most words with the question.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+_PARA = re.compile(r"\n\s*\n")
+# a sentence ends at . ! ? before whitespace, unless the dot ends a common abbreviation
+_SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)(?<!\betc)(?<!\bvs)(?<!\bcf)(?<!\b[A-Z])"
+                           r"(?<!\bNo)[.!?](?=\s)")
+_WORD = re.compile(r"[A-Za-z0-9_]+")
+_STOP = frozenset(
+    "a an and are as at be by can do does for from how i in is it of on or the this to "
+    "what when where which who why will with you your my me use used using there their".split())
+# "What does X do?", "What is X?", "When is X raised?", "What is the X class?"
+_SUBJECT = re.compile(
+    r"^\s*(?:what|when)\s+(?:does|do|is|are|can)\s+(?:the\s+|an?\s+)?(?P<s>.+?)"
+    r"(?:\s+(?:class|exception|attribute|constant|function|method|module|do|raised|"
+    r"used for|for|mean))?\s*\??\s*$", re.I)
+_NOTES = ("new in version", "changed in version", "deprecated since", "note", "see also",
+          "warning", "availability", "raises an auditing event")
+_DOTTED = re.compile(r"[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*")
+_ENTRY = re.compile(  # how Sphinx renders an API entry's signature line as text
+    r"^(?:(?:class|exception|async|classmethod|staticmethod|abstractmethod|awaitable|"
+    r"coroutine|final|property)\s+)*(?P<name>[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)")
+
+
+@dataclass(frozen=True)
+class Quote:
+    """One sentence of the ``n``-th quoted hit (1-based, as the [n] marker says)."""
+
+    n: int
+    text: str
+    score: float = 0.0
+
+
+class Passage(Protocol):
+    """What a selector needs of a retrieved chunk (llama_rag.protocol.Hit has these)."""
+
+    source: str
+    text: str
+    heading: list[str]
+    start: int
+    end: int
+
+
+def sentences(paragraph: str) -> list[str]:
+    """The sentences of one paragraph, whitespace collapsed."""
+    flat = " ".join(paragraph.split())
+    out, start = [], 0
+    for m in _SENTENCE_END.finditer(flat):
+        out.append(flat[start:m.end()].strip())
+        start = m.end()
+    if flat[start:].strip():
+        out.append(flat[start:].strip())
+    return [s for s in out if s]
+
+
+def first_sentence(paragraph: str) -> str:
+    found = sentences(paragraph)
+    return found[0] if found else ""
+
+
+def paragraphs(text: str) -> list[str]:
+    return [p.strip() for p in _PARA.split(text) if p.strip()]
+
+
+def words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in words(text) if w not in _STOP}
+
+
+def subject(question: str) -> str | None:
+    """The dotted name or phrase a definition question asks about, or None."""
+    m = _SUBJECT.match(question)
+    if not m:
+        return None
+    s = m.group("s").strip().strip("`'\"").removesuffix("()").strip()
+    return s or None
+
+
+def _entry_matches(paragraph: str, name: str, hit: Passage) -> bool:
+    """``paragraph`` is the signature line of ``name`` or of a dotted suffix of it, as
+    Sphinx writes ``ZipFile.read(...)`` for ``zipfile.ZipFile.read``, or ``eof`` inside
+    the class's entry (then the chunk names the class or its page is the module's)."""
+    shown = entry_name(paragraph) if "\n" not in paragraph.strip() else None
+    if shown is None or not names_match(shown, name):
+        return False
+    parts = name.split(".")
+    return "." in shown or len(parts) == 1 or parts[-2] in hit.text or (
+        parts[0] in re.split(r"[/.]", hit.source))
+def _is_signature(paragraph: str) -> bool:
+    """An API entry's signature line: a dotted name or a call, no sentence in it."""
+    m = _ENTRY.match(paragraph)
+    if not m or len(paragraph) >= 300 or ". " in paragraph:
+        return False
+    rest = paragraph[m.end():].lstrip()
+    return "." in m.group("name") or rest[:1] in ("(", "=", "") or rest.startswith("->")
+
+
+def _is_answer(paragraph: str) -> bool:
+    """A paragraph that can hold the entry's answer (not a note, table cell or signature)."""
+    return (len(paragraph.split()) >= 3 and paragraph.rstrip()[-1:] in ".:!"
+            and not _is_signature(paragraph) and not paragraph.lower().startswith(_NOTES))
+
+
+def _entry_answer(following: list[str]) -> str | None:
+    """The entry's first answering paragraph: past stacked signature lines and version
+    notes, and not past the next entry's signature."""
+    started = False
+    for para in following:
+        if _is_signature(para):
+            if started:
+                return None
+            continue
+        started = True
+        if _is_answer(para):
+            return para
+    return None
+
+
+def entries(text: str) -> list[str]:
+    """The names of the API entries a chunk documents: signature lines followed by their
+    description (or ending the chunk), not a contents page's list of names."""
+    paras = paragraphs(text)
+    return [name for i, p in enumerate(paras) if (name := entry_name(p))
+            and (i == len(paras) - 1 or _entry_answer(paras[i + 1:]) is not None)]
+
+
+def entry_name(paragraph: str) -> str | None:
+    """The dotted name a signature line documents (``ZipFile.read(...)`` -> ``ZipFile.read``)."""
+    return _ENTRY.match(paragraph).group("name") if _is_signature(paragraph) else None
+
+
+def names_match(shown: str, wanted: str) -> bool:
+    """``shown`` (as an entry writes it) is ``wanted`` or a dotted suffix of it."""
+    a, b = shown.split("."), wanted.split(".")
+    return len(a) <= len(b) and b[-len(a):] == a
+
+
+def lookup_query(question: str) -> str | None:
+    """When the hits hold no entry for the question's dotted subject, the query that finds
+    it (the name alone, for the lexical index)."""
+    name = subject(question)
+    return name if name and "." in name and _DOTTED.fullmatch(name) else None
+
+
+def merged(hits: list, more: list) -> list:
+    """``hits`` then those of ``more`` not already in them (by chunk id)."""
+    seen = {h.chunk_id for h in hits}
+    return hits + [h for h in more if h.chunk_id not in seen]
+
+
+def definition(question: str, hits: Sequence[Passage]) -> Quote | None:
+    """The first sentence after the hits' own entry for the question's subject (read on
+    into the hit that continues the chunk when the entry's line ends it)."""
+    name = subject(question)
+    if not name:
+        return None
+    dotted = _DOTTED.fullmatch(name) is not None
+    for n, hit in enumerate(hits, start=1):
+        paras = paragraphs(hit.text)
+        for i, para in enumerate(paras):
+            if not (dotted and _entry_matches(para, name, hit)):
+                continue
+            if answer := _entry_answer(paras[i + 1:]):
+                return Quote(n, first_sentence(answer), 1.0)
+            for m, after in enumerate(hits, start=1):
+                if after.source == hit.source and hit.start < after.start <= hit.end + 2 and (
+                        answer := _entry_answer(paragraphs(after.text))):
+                    return Quote(m, first_sentence(answer), 1.0)
+        if not dotted and hit.heading and hit.heading[-1].lower().strip() == name.lower() \
+                and paras:
+            return Quote(n, first_sentence(paras[0]), 1.0)
+    return None
+
+
+def candidates(hits: Sequence[Passage]) -> list[Quote]:
+    """Every sentence of the hits worth quoting (not code-only or signature lines)."""
+    out = []
+    for n, hit in enumerate(hits, start=1):
+        for para in paragraphs(hit.text):
+            if _is_signature(para) or "\n" in para:  # a signature, or code (a <pre> block)
+                continue
+            for s in sentences(para):
+                if len(s.split()) >= 4 and s[-1:] in ".!":  # not a heading, list item or question
+                    out.append(Quote(n, s))
+    return out
+
+
+def overlap(question: str, sentence: str) -> float:
+    """Share of the question's content words that ``sentence`` contains."""
+    q = content_words(question)
+    return len(q & content_words(sentence)) / len(q) if q else 0.0
+
+
+def overlap_sentence(question: str, hits: Sequence[Passage], top: int = 3) -> Quote | None:
+    """The baseline: the sentence of the top ``top`` hits sharing most words with the question."""
+    found = candidates(hits[:top])
+    if not found:
+        return None
+    return max(found, key=lambda q: (overlap(question, q.text), -q.n))
+
+
+Similarity = Callable[[list[str], list[str]], list[list[float]]]
+
+
+def best(question: str, pool: list[Quote], sims: Sequence[float],
+         overlap_weight: float = 0.2) -> Quote | None:
+    """The candidate most similar to the question (``sims``: cosine, same order as ``pool``),
+    a small word-overlap bonus breaking near-ties."""
+    scored = [Quote(q.n, q.text, float(s) + overlap_weight * overlap(question, q.text))
+              for q, s in zip(pool, sims)]
+    return max(scored, key=lambda q: (q.score, -q.n)) if scored else None
+
+
+def answer_sentence(question: str, hits: Sequence[Passage], similarity: Similarity) -> Quote | None:
+    """Ours: the subject's definition, else the most similar sentence to the question."""
+    found = definition(question, hits)
+    if found:
+        return found
+    pool = candidates(hits)
+    return best(question, pool, similarity([question], [q.text for q in pool])[0]) if pool else None
+
+
+def render(quote: Quote) -> str:
+    """The answer text: the quoted sentence with its marker before the final stop."""
+    text = quote.text.rstrip()
+    stop = text[-1] if text[-1:] in ".!?" else ""
+    return f"{text[:-1] if stop else text} [{quote.n}]{stop}"

@@ -1,0 +1,210 @@
+"""Answer quality without a judge: extractive answers, reference sets, metrics, the gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from indexing.gate import GateFigures, GateSpec, decide, load_gate_items
+from indexing.symbols import SymbolIndex
+from llama_rag import answer_metrics as m
+from llama_rag import extractive as e
+from llama_rag.errors import InvalidInputError
+from llama_rag.evalset import OFF_TOPIC, make_set, page_items, page_split
+from llama_rag.evaluate import QAItem, baseline_answer, evaluate
+from llama_rag.protocol import Hit
+
+ZIP_ENTRY = ("ZipFile.printdir()\n\nPrint a table of contents for the archive to sys.stdout.\n\n"
+             "ZipFile.read(name, pwd=None)\n\nReturn the bytes of the file name in the archive. "
+             "name is the name of the file in the archive, or a ZipInfo object.\n\n"
+             "Changed in version 3.6: Calling read() on a closed ZipFile will raise a ValueError.")
+
+
+def hit(n: int, text: str, source: str = "library/zipfile.html", start: int = 0,
+        heading: list[str] | None = None) -> Hit:
+    return Hit(rank=n, score=0.5, source=source, title="zipfile", text=text,
+               chunk_id=f"c{n}", heading=heading or ["zipfile"], start=start,
+               end=start + len(text))
+
+
+def no_similarity(questions, texts):
+    raise AssertionError("the definition needs no embedding")
+
+
+# extractive answers
+
+def test_sentences_split_at_stops_but_not_after_abbreviations():
+    assert e.sentences("Use e.g. a ZipFile. It reads ZIP_LZMA. A. B. Smith wrote it!") == [
+        "Use e.g. a ZipFile.", "It reads ZIP_LZMA.", "A. B. Smith wrote it!"]
+
+
+@pytest.mark.parametrize("question, name", [
+    ("What does zipfile.ZipFile.read() do?", "zipfile.ZipFile.read"),
+    ("What is the zipfile.ZipFile class?", "zipfile.ZipFile"),
+    ("When is zipfile.BadZipFile raised?", "zipfile.BadZipFile"),
+    ("What is zipfile.ZIP_STORED?", "zipfile.ZIP_STORED"),
+    ("How do I read a zip archive?", None)])
+def test_the_subject_of_a_definition_question(question, name):
+    assert e.subject(question) == name
+
+
+def test_definition_is_the_first_sentence_after_the_entry_line():
+    hits = [hit(1, "The zipfile module reads archives."), hit(2, ZIP_ENTRY)]
+    quote = e.answer_sentence("What does zipfile.ZipFile.read() do?", hits, no_similarity)
+    assert quote == e.Quote(2, "Return the bytes of the file name in the archive.", 1.0)
+    assert e.render(quote) == "Return the bytes of the file name in the archive [2]."
+
+
+def test_definition_reads_on_into_the_next_chunk_and_skips_version_notes():
+    first = hit(1, "Other text.\n\ntempfile.mktemp(suffix='', prefix='tmp', dir=None)",
+                source="library/tempfile.html")
+    second = hit(2, "Deprecated since version 2.3: Use mkstemp() instead.\n\nReturn an absolute "
+                 "pathname of a file that did not exist at the time the call is made.",
+                 source="library/tempfile.html", start=first.end - 5)
+    quote = e.definition("What does tempfile.mktemp() do?", [first, second])
+    assert quote.n == 2 and quote.text.startswith("Return an absolute pathname")
+
+
+def test_a_contents_page_listing_names_is_not_an_entry():
+    toc = hit(1, "ZipFile.read()\n\nZipFile.write()\n\nWorking with archives", source="contents.html")
+    assert e.definition("What does zipfile.ZipFile.read() do?", [toc]) is None
+    assert e.entries(toc.text) == [] and e.entries(ZIP_ENTRY) == ["ZipFile.printdir",
+                                                                   "ZipFile.read"]
+
+
+def test_an_undotted_member_counts_only_on_its_module_page():
+    text = "eof\n\nTrue if the end-of-stream marker has been reached."
+    question = "What is lzma.LZMADecompressor.eof?"
+    assert e.definition(question, [hit(1, text, source="library/bz2.html")]) is None
+    assert e.definition(question, [hit(1, text, source="library/lzma.html")]).text.startswith("True")
+
+
+def test_without_a_definition_the_most_similar_sentence_is_quoted():
+    hits = [hit(1, "Archives hold files. Reading needs an open archive."),
+            hit(2, "ZipFile.read()\n\nZipFile.write()\n\nWorking with archives")]
+
+    def similarity(questions, texts):
+        assert "Working with archives" not in texts  # headings and lists are not answers
+        return [[0.9 if "Reading" in t else 0.1 for t in texts]]
+
+    quote = e.answer_sentence("How do I read an archive?", hits, similarity)
+    assert quote.n == 1 and quote.text == "Reading needs an open archive."
+
+
+def test_the_baseline_takes_the_sentence_sharing_most_words():
+    hits = [hit(1, ZIP_ENTRY)]
+    body = baseline_answer("What does ZipFile printdir print?", hits)
+    assert body["answer"].startswith("Print a table of contents") and body["citations"][0]["n"] == 1
+
+
+def test_symbol_index_finds_entries_by_any_dotted_suffix():
+    index = SymbolIndex.build(["intro text.", ZIP_ENTRY, "ZipFile.read()\n\nZipFile.write()\n\nx y"])
+    assert index.rows("zipfile.ZipFile.read") == [1]
+    assert index.rows("tarfile.TarFile.read") == [] and index.rows("nothing") == []
+
+
+# metrics
+
+def test_token_f1_and_rouge_l_ignore_markers_articles_and_case():
+    ref = "Return the bytes of the file name in the archive."
+    assert m.token_f1("Return the bytes of the file name in the archive [2].", ref) == 1.0
+    assert m.rouge_l("return bytes of file name in archive", ref) == 1.0
+    assert m.token_f1("A ZipInfo object.", ref) == 0.0
+    assert 0 < m.token_f1("Return the bytes.", ref) < m.rouge_l("Return the bytes of the file.", ref) < 1
+    assert m.rouge_l("archive the in name file", ref) < m.token_f1("archive the in name file", ref)
+
+
+def test_support_and_containment_are_lexical():
+    chunk = "ZipFile.read(name)\n\nReturn the bytes of the file name in the archive."
+    assert m.contains(chunk, "return  the bytes of the file name in the ARCHIVE.")
+    assert m.supported("It returns the bytes of the file in the archive.", [chunk])
+    assert not m.supported("It returns a ZipInfo object, not available in Python 3.", [chunk])
+
+
+def test_answer_scores_on_a_known_run():
+    ref = "Return the bytes of the file name in the archive."
+    items = [QAItem(question="What does zipfile.ZipFile.read() do?", reference=ref,
+                    sources=["library/zipfile.html"]),
+             QAItem(question="What is the capital of Australia?")]
+    hits = [hit(1, ZIP_ENTRY)]
+    answers = {
+        items[0].question: {"answerable": True, "answer": "Return the bytes of the file name in "
+                            "the archive [1]. It is fast [1].",
+                            "citations": [{"source": "library/zipfile.html", "chunk_id": "c1"}]},
+        items[1].question: {"answerable": False, "answer": "", "citations": []}}
+    report = evaluate(items, lambda q: hits, answers.__getitem__)
+    a = report.answers
+    assert (a.questions, a.answered, a.cites_reference_page, a.citation_correct) == (1, 1, 1.0, 1.0)
+    assert 0.7 < a.token_f1 < 1 and a.support == 0.5  # "It is fast" is in no chunk
+    assert report.refusal_rate_unanswerable == 1.0
+    assert report.baseline.questions == 1 and report.f1_vs_baseline is not None
+
+
+# reference sets from Sphinx HTML
+
+SPHINX = """<html><body><div class="body" role="main"><section id="zipfile">
+<h1>zipfile — Work with ZIP archives</h1>
+<p>This module provides tools to create, read, write, append, and list a ZIP file.</p>
+<dl class="py method"><dt class="sig sig-object py" id="zipfile.ZipFile.read">
+<span class="sig-prename descclassname">ZipFile.</span><span class="sig-name descname">read</span>
+(name)</dt><dd><p>Return the bytes of the file <em>name</em> in the archive.  More text.</p></dd></dl>
+<dl class="py attribute"><dt class="sig sig-object py" id="spec__">
+<span class="sig-name descname">__spec__</span></dt><dd><p>The module spec used to import it.</p></dd></dl>
+<dl class="py function"><dt class="sig sig-object py" id="zipfile.is_zipfile">
+<span class="sig-name descname">is_zipfile</span></dt><dd><ul><li>a list</li></ul></dd></dl>
+<section id="zipfile-objects"><h2>Archive Readers</h2>
+<p>Archive readers open a ZIP archive for reading.</p></section>
+</section></div></body></html>"""
+
+
+def test_page_items_take_api_entries_and_answering_headings():
+    items = list(page_items(SPHINX.encode(), "library/zipfile.html"))
+    assert [(i.question, i.reference) for i in items] == [
+        ("What does zipfile.ZipFile.read() do?", "Return the bytes of the file name in the archive."),
+        ("What is Archive Readers?", "Archive readers open a ZIP archive for reading.")]
+    # "__spec__" (its id lost the underscores) and an entry without a sentence are skipped
+
+
+def test_make_set_splits_by_page_and_adds_off_topic_questions(tmp_path):
+    for n in range(12):
+        (tmp_path / "library").mkdir(exist_ok=True)
+        (tmp_path / "library" / f"p{n}.html").write_text(SPHINX.replace("zipfile.", f"m{n}."))
+    test = make_set(tmp_path, None, 0, "test", 3)
+    train = make_set(tmp_path, None, 0, "train", 0)
+    pages = lambda items: {s for i in items for s in i.sources}  # noqa: E731
+    assert pages(test) and pages(train) and not pages(test) & pages(train)
+    assert len(pages(test) | pages(train)) == 12
+    assert [i.question for i in test[-3:]] == [q for q in test[-3:] and
+                                                [i.question for i in test[-3:]] if q in OFF_TOPIC]
+    assert all(not i.sources and i.reference is None for i in test[-3:])
+    assert make_set(tmp_path, 2, 0, "all", 0) == make_set(tmp_path, 2, 0, "all", 0)  # seeded
+    assert page_split("library/p1.html", 0) == page_split("library/p1.html", 0)
+    with pytest.raises(InvalidInputError, match="not a folder"):
+        make_set(tmp_path / "nope", None, 0, "test", 0)
+
+
+# the gate
+
+def test_gate_refuses_under_a_threshold_or_a_drop_from_the_current_version():
+    spec = GateSpec(qa=Path("qa.jsonl"), min_hit5=0.8, min_answer_f1=0.5, max_drop=0.02)
+    good = GateFigures(hit_at_5=0.95, mrr=0.9, answer_f1=0.7)
+    assert decide(spec, good, None).passed
+    assert decide(spec, good, GateFigures(hit_at_5=0.96, mrr=0.91, answer_f1=0.71)).passed
+    worse = decide(spec, GateFigures(hit_at_5=0.85, mrr=0.9, answer_f1=0.7), good)
+    assert not worse.passed and worse.reasons == [
+        "hit_at_5 0.850 fell below the current version's 0.950 by more than 0.02"]
+    low = decide(spec, GateFigures(hit_at_5=0.5, mrr=0.4, answer_f1=0.2), None)
+    assert len(low.reasons) == 2 and "--min-hit5 0.8" in low.reasons[0]
+
+
+def test_gate_qa_file_is_checked_before_any_work(tmp_path):
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"question": "off topic?", "sources": []}) + "\n")
+    with pytest.raises(InvalidInputError, match="no question has expected sources"):
+        load_gate_items(GateSpec(qa=qa))
+    qa.write_text(json.dumps({"question": "q?", "sources": ["a.html"]}) + "\n")
+    with pytest.raises(InvalidInputError, match="needs reference answers"):
+        load_gate_items(GateSpec(qa=qa, min_answer_f1=0.5))
+    assert len(load_gate_items(GateSpec(qa=qa))) == 1
