@@ -4,7 +4,7 @@ Serves the app in-process on loopback over an index of Python docs pages (indexe
 first if `--index-dir` has no published version), then for the answerable questions
 of eval/python-docs-qa.jsonl:
 
-- ask: `POST /v1/ask` (retrieve + fenced prompt + generate + citations)
+- ask: `POST /v1/ask` with `answer_mode: generate` (retrieve + fenced prompt + generate + citations)
 - bare: `POST /v1/chat/completions` with the very messages /v1/ask builds for that
   question (fetched once, beforehand, via /v1/search and services.qa)
 
@@ -119,7 +119,8 @@ def main() -> None:
                 messages[q] = prompts.build_messages(q, hits, cfg, budget)
 
             async def ask(q: str) -> dict:
-                resp = await http.post("/v1/ask", json={"question": q, "max_tokens": args.max_tokens})
+                resp = await http.post("/v1/ask", json={"question": q, "max_tokens": args.max_tokens,
+                                                              "answer_mode": "generate"})
                 resp.raise_for_status()
                 return resp.json()["timings"]
 
