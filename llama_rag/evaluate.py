@@ -215,7 +215,7 @@ def http_target(url: str, collection: str | None, max_tokens: int | None, answer
     """(mode -> search function, answer mode -> ask function, or None) against a server."""
     from llama_rag.client import Client
 
-    client = Client(url)
+    client = Client(url, retries=10)  # a bulk caller: waits out 429/503 Retry-After
 
     def searcher(mode: str | None) -> Callable[[str], list[Hit]]:
         body = {"k": 5, "mode": mode, "collection": collection}

@@ -93,7 +93,9 @@ def test_index_gate_refuses_a_worse_version_and_publishes_a_good_one(ray_cluster
     assert "gate refused the new version" in worse.stderr and f"stays {current}" in worse.stderr
     assert (index_dir / "CURRENT").read_text().strip() == current
     assert [p.name for p in (index_dir / "versions").iterdir()] == [current]
-    gzip_page.write_bytes(saved)
+    gzip_page.write_bytes(saved)  # the current version has it: no change, nothing to publish
+    assert "nothing changed" in index().stdout
+    copy_pages(corpus, ["zlib"])  # a page more, none less: better or equal, published
     again = index("--json")
     assert again.returncode == 0, again.stderr
     summary = json.loads(again.stdout)
