@@ -13,7 +13,13 @@ used for tuning), and scores in one run:
 Prints token-F1, ROUGE-L, citations, support, refusals and latency, and the ratio of
 our token-F1 to the baseline's; writes bench/results/answers.{json,png}.
 
-    python bench/answers.py [--index-dir DIR] [--n 120] [--generate-n 20]
+Then follow-ups (`make-set --followups`: a question about one API entry, then "And
+what does write() do?" about a sibling): retrieval hit@5 and MRR of the follow-up
+with the standalone query of llama_rag.conversation (ours), the previous question
+and the follow-up concatenated, the follow-up alone, and a rewrite by the served
+LLM; writes bench/results/follow-ups.{json,png}.
+
+    python bench/answers.py [--index-dir DIR] [--n 120] [--generate-n 20] [--followups 30]
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ def main() -> None:
     parser.add_argument("--unanswerable", type=int, default=20, help="off-topic questions")
     parser.add_argument("--generate-n", type=int, default=20,
                         help="questions also answered by the LLM (answer_mode generate)")
+    parser.add_argument("--followups", type=int, default=30, help="two-turn conversations")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -74,6 +81,54 @@ def main() -> None:
     print(f"ours / baseline token-F1: {ours.answers.token_f1:.3f} / "
           f"{ours.baseline.token_f1:.3f} = {ours.f1_vs_baseline:.2f}x")
     print("wrote", ", ".join(str(f) for f in files))
+    follow_ups(url, settings, make_set(DOCS, 0, args.seed, "test", 0, followups=args.followups))
+
+
+REWRITE = ("Rewrite the last question of this conversation as one standalone question that "
+           "names what it is about. Reply with the question only.")
+
+
+def follow_ups(url: str, settings, items) -> None:
+    """hit@5 / MRR of each way to turn a follow-up into a retrieval query, same server."""
+    import httpx
+
+    from llama_rag.conversation import Turn, standalone
+    from llama_rag.evaluate import rank_of_first_match
+    from bench.report import bar_chart, save
+
+    http = httpx.Client(base_url=url, timeout=300)
+
+    def rank(query: str, item) -> int | None:
+        hits = http.post("/v1/search", json={"query": query, "k": 5}).json()["hits"]
+        return rank_of_first_match([h["source"] for h in hits], item.sources)
+
+    def llm_rewrite(item) -> str:
+        messages = [{"role": "system", "content": REWRITE},
+                    {"role": "user", "content": f"Earlier question: {item.turns[0]}\n"
+                                                f"Last question: {item.question}"}]
+        body = http.post("/v1/chat/completions", json={
+            "model": settings.llm.model_id, "messages": messages, "max_tokens": 48,
+            "temperature": 0}).json()
+        return body["choices"][0]["message"]["content"].strip() or item.question
+
+    ways = {"ours (rule)":
+            lambda i: standalone(i.question, [Turn(role="user", content=i.turns[0])]),
+            "previous + follow-up": lambda i: f"{i.turns[0]} {i.question}",
+            "follow-up alone": lambda i: i.question,
+            "LLM rewrite": llm_rewrite}
+    ranks = {name: [rank(way(i), i) for i in items] for name, way in ways.items()}
+    figures = {name: {"hit_at_5": round(sum(r is not None and r <= 5 for r in rs) / len(rs), 3),
+                      "mrr": round(sum(1 / r for r in rs if r) / len(rs), 3)}
+               for name, rs in ranks.items()}
+    ours, alone = next(iter(figures.values())), figures["follow-up alone"]
+    print(f"== follow-ups ({len(items)} two-turn conversations, test split)")
+    for name, f in figures.items():
+        print(f"{name:<22} hit@5 {f['hit_at_5']:.3f}  MRR {f['mrr']:.3f}")
+    print(f"ours - alone hit@5: {ours['hit_at_5'] - alone['hit_at_5']:+.3f}")
+    save("follow-ups", {"questions": len(items), "figures": figures})
+    bar_chart("follow-ups", f"Follow-up retrieval, {len(items)} conversations",
+              list(figures), {m: [f[m] for f in figures.values()] for m in ("hit_at_5", "mrr")},
+              "share")
 
 
 if __name__ == "__main__":

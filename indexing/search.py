@@ -166,6 +166,22 @@ class RetrieverCore:
         if filters and (filters.source_prefix or filters.file_type):
             allowed = set(allowed_rows(version, filters).tolist())
             rows = [r for r in rows if r in allowed]
+        return self._hits(version, rows)
+
+    def task_entries(self, pages: list[str], words: list[str], collection: str | None = None,
+                     limit: int = 12) -> list[Hit]:
+        """Chunks of ``pages`` documenting entries named by ``words`` (and each one's
+        successor), for how-to questions (llama_rag.extractive.answer)."""
+        _, version = self._loaded(collection)
+        sources = version.chunks.column("source").to_pylist()
+        wanted = set(pages)
+        on_pages = {r for r, s in enumerate(sources) if s in wanted}
+        rows: list[int] = []
+        for row in version.symbols.named(on_pages, words)[:limit]:
+            rows += [r for r in (row, row + 1) if r in on_pages and r not in rows]
+        return self._hits(version, rows)
+
+    def _hits(self, version: IndexVersion, rows: list[int]) -> list[Hit]:
         hits = version.hits(rows, [1.0] * len(rows))
         if self.mask_pii:
             hits = [h.model_copy(update={"text": mask(h.text), "title": mask(h.title)})

@@ -25,6 +25,14 @@ class SymbolIndex:
                 by_last[name.rsplit(".", 1)[-1]].append((row, name))
         return cls(dict(by_last))
 
+    def named(self, rows: set[int], prefixes: list[str]) -> list[int]:
+        """Rows among ``rows`` documenting an entry whose last part starts with one of
+        ``prefixes`` (a how-to question's words: "extract" finds ``extractall``)."""
+        found = {row for last, listed in self.by_last.items()
+                 if any(last.lower().replace("_", "").startswith(p) for p in prefixes)
+                 for row, _ in listed if row in rows}
+        return sorted(found)
+
     def rows(self, name: str, limit: int = 4) -> list[int]:
         """Rows documenting ``name`` (or a dotted suffix of it), most qualified first;
         the caller adds each row's successor, where an entry's line ends a chunk."""

@@ -11,6 +11,7 @@ Each command imports its heavy modules inside its function, so `--help` is insta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
@@ -142,8 +143,9 @@ def index(paths: tuple[Path, ...], index_dir: str | None, collection: str | None
         raise click.UsageError("--min-hit5 and --min-answer-f1 need --gate QA.jsonl")
     gate = GateSpec(qa=gate_qa, min_hit5=min_hit5, min_answer_f1=min_answer_f1,
                     max_drop=gate_max_drop) if gate_qa else None
-    summary = run(list(paths), settings, progress=progress, gate=gate)
-    if as_json:
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        summary = run(list(paths), settings, progress=progress, gate=gate)  # Ray's log lines
+    if as_json:  # stdout holds the JSON alone
         click.echo(summary.model_dump_json(indent=2))
     else:
         _print_index_summary(summary)
@@ -369,16 +371,7 @@ def ask(question: str, url: str, k: int | None, source_prefix: str | None, strea
         body["filters"] = {"source_prefix": source_prefix}
     client = Client(url)
     if stream and not as_json:
-        answer: dict[str, Any] = {}
-        for event, data in client.events("/v1/ask", body):
-            if event == "token":
-                click.echo(data["text"], nl=False)
-            elif event == "done":
-                answer = data
-            elif event == "error":
-                raise click.ClickException(data["error"]["message"])
-        click.echo()
-        _print_citations(answer)
+        _print_citations(_streamed_answer(client, body))
         return
     answer = client.post("/v1/ask", body)
     if as_json:
@@ -386,6 +379,58 @@ def ask(question: str, url: str, k: int | None, source_prefix: str | None, strea
         return
     click.echo(answer["answer"])
     _print_citations(answer)
+
+
+def _streamed_answer(client, body: dict[str, Any]) -> dict[str, Any]:
+    """Print an answer's tokens as they come; the finished answer (the ``done`` event)."""
+    answer: dict[str, Any] = {}
+    for event, data in client.events("/v1/ask", body):
+        if event == "token":
+            click.echo(data["text"], nl=False)
+        elif event == "done":
+            answer = data
+        elif event == "error":
+            raise click.ClickException(data["error"]["message"])
+    click.echo()
+    return answer
+
+
+@main.command()
+@url_option
+@click.option("--collection", callback=lambda c, p, v: _collection(v), help="A named collection.")
+@click.option("--answer-mode", type=click.Choice(ANSWER_MODES),
+              help="generate or extractive (default: the server's qa.answer_mode).")
+def chat(url: str, collection: str | None, answer_mode: str | None) -> None:
+    """A conversation with your documents in the terminal: answers stream in with their
+    sources, follow-ups keep the context. /new starts over; an empty line, /quit or
+    Ctrl-D ends. Key: LLAMA_RAG_API_KEY."""
+    from llama_rag.client import ApiError, Client
+
+    client, history = Client(url), []
+    extra = {k: v for k, v in {"collection": collection, "answer_mode": answer_mode}.items() if v}
+    while True:
+        try:
+            question = click.prompt("you", prompt_suffix="> ", default="",
+                                    show_default=False).strip()
+        except (EOFError, click.Abort):
+            break
+        if question in ("", "/quit", "/exit"):
+            break
+        if question == "/new":
+            history = []
+            click.echo("(new conversation)")
+            continue
+        try:
+            answer = _streamed_answer(client, {"question": question, "stream": True,
+                                               "history": history, **extra})
+        except ApiError as exc:
+            if exc.http_status in (0, 401, 403):
+                raise
+            click.echo(f"error: {exc.message}", err=True)  # busy or rate limited: ask again
+            continue
+        _print_citations(answer)
+        history += [{"role": "user", "content": question},
+                    {"role": "assistant", "content": answer.get("answer", "")}]
 
 
 def _print_citations(answer: dict[str, Any]) -> None:
@@ -486,7 +531,7 @@ def evaluate(ctx: click.Context, qa_file: Path | None, url: str | None, index_di
               help="A folder of Sphinx HTML documentation, e.g. /usr/share/doc/python3.11/html.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The QA set to write (JSONL).")
-@click.option("--n", type=click.IntRange(min=1), default=None,
+@click.option("--n", type=click.IntRange(min=0), default=None,
               help="Answerable questions to keep (default: all).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Decides the page split and the sample.")
@@ -497,8 +542,11 @@ def evaluate(ctx: click.Context, qa_file: Path | None, url: str | None, index_di
               help="Off-topic questions to add (empty sources, no reference).")
 @click.option("--per-page", type=click.IntRange(min=1), default=3, show_default=True,
               help="Most questions taken from one page.")
+@click.option("--followups", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Two-turn conversations to add: an API entry, then a sibling by its bare "
+              "name (\"And what does write() do?\"), with the earlier question in `turns`.")
 def make_set(docs: Path, out: Path, n: int | None, seed: int, split: str, unanswerable: int,
-             per_page: int) -> None:
+             per_page: int, followups: int) -> None:
     """Derive {question, reference, sources} items from Sphinx HTML: API entries (the first
     sentence of each <dt id=NAME>'s description) and headings with an answering paragraph."""
     from collections import Counter
@@ -506,7 +554,7 @@ def make_set(docs: Path, out: Path, n: int | None, seed: int, split: str, unansw
     from llama_rag.atomic import write_atomic
     from llama_rag.evalset import make_set as derive
 
-    items = derive(docs, n, seed, split, unanswerable, per_page)
+    items = derive(docs, n, seed, split, unanswerable, per_page, followups=followups)
     write_atomic(out, "".join(i.model_dump_json(exclude_none=True) + "\n" for i in items))
     kinds = Counter(i.kind.split(":")[0] for i in items)
     click.echo(f"{out}: {len(items)} questions ({', '.join(f'{v} {k}' for k, v in kinds.items())}) "

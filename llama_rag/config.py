@@ -306,6 +306,10 @@ class QASettings(StrictModel):
     extractive_below_params: float = Field(
         3e9, ge=0, description="auto answer mode: models with fewer parameters answer "
         "extractively (a 135M-3B model paraphrases documentation into errors).")
+    chat_model_id: str = Field(
+        "rag", pattern=r"^[A-Za-z0-9._-]*$",
+        description="The model id under which /v1/chat/completions answers from the documents "
+        "(rag:<collection> for a named collection), listed in /v1/models; empty: off.")
     attribution_min_similarity: float = Field(
         0.3, ge=-1, le=1,
         description="When the model writes no [n] markers, a sentence is marked with its "

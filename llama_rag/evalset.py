@@ -63,13 +63,37 @@ OFF_TOPIC = (
 
 
 class EvalItem(BaseModel):
-    """One question of a QA set; ``sources`` empty and ``reference`` None: off-topic."""
+    """One question of a QA set; ``sources`` empty and ``reference`` None: off-topic;
+    ``turns``: the user's earlier questions when this one is a follow-up."""
 
     question: str
     reference: str | None = None
     sources: list[str] = []
     kind: str = "api"
     anchor: str | None = None
+    turns: list[str] = []
+
+
+FOLLOW_UPS = ("And what does {name}() do?", "What about {name}()?", "And {name}()?")
+
+
+def follow_ups(items: list[EvalItem], rng: random.Random, n: int) -> list[EvalItem]:
+    """Two-turn conversations: a question about one API entry, then a follow-up about a
+    sibling (same class or module) by its bare name, which alone names no page."""
+    by_owner: dict[str, list[EvalItem]] = defaultdict(list)
+    for item in items:
+        if item.kind in ("api:function", "api:method") and item.anchor and "." in item.anchor:
+            by_owner[item.anchor.rsplit(".", 1)[0]].append(item)
+    owners = sorted(o for o, group in by_owner.items() if len(group) >= 2)
+    rng.shuffle(owners)
+    out = []
+    for owner in owners[:n]:
+        first, second = rng.sample(by_owner[owner], 2)
+        template = FOLLOW_UPS[len(out) % len(FOLLOW_UPS)]
+        out.append(second.model_copy(update={
+            "question": template.format(name=second.anchor.rsplit(".", 1)[1]),
+            "turns": [first.question], "kind": "follow-up"}))
+    return out
 
 
 def page_split(page: str, seed: int, test_fraction: float = 0.5) -> Literal["train", "test"]:
@@ -140,9 +164,11 @@ def page_items(html: bytes, page: str) -> Iterator[EvalItem]:
 
 
 def make_set(docs: Path, n: int | None, seed: int, split: Split, unanswerable: int,
-             per_page: int = 3, test_fraction: float = 0.5) -> list[EvalItem]:
+             per_page: int = 3, test_fraction: float = 0.5, followups: int = 0
+             ) -> list[EvalItem]:
     """Up to ``n`` items from the pages of ``split`` (at most ``per_page`` a page, so one
-    long page does not dominate), then ``unanswerable`` off-topic questions."""
+    long page does not dominate), ``followups`` two-turn conversations, then
+    ``unanswerable`` off-topic questions."""
     if not docs.is_dir():
         raise InvalidInputError(f"--from {docs}: not a folder of HTML documentation",
                                 param="from")
@@ -170,7 +196,10 @@ def make_set(docs: Path, n: int | None, seed: int, split: Split, unanswerable: i
             picked.append(rng.choice(headings))
         chosen += picked
     rng.shuffle(chosen)
-    chosen = chosen[:n] if n else chosen
+    chosen = chosen[:n] if n is not None else chosen
+    if followups:
+        chosen += follow_ups([i for page in sorted(by_page) for i in by_page[page]], rng,
+                             followups)
     off = list(OFF_TOPIC)
     rng.shuffle(off)
     return chosen + [EvalItem(question=q, kind="off-topic") for q in off[:unanswerable]]

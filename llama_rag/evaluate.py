@@ -15,6 +15,7 @@ from typing import Callable
 from pydantic import BaseModel, Field
 
 from llama_rag import answer_metrics as metrics, extractive
+from llama_rag.conversation import Turn, answered, standalone
 from llama_rag.errors import InvalidInputError
 from llama_rag.jsonl import read_models
 from llama_rag.protocol import Hit
@@ -31,6 +32,21 @@ class QAItem(BaseModel):
     reference: str | None = None
     kind: str | None = None
     anchor: str | None = None
+    turns: list[str] = Field([], description="The user's earlier questions: this one is a "
+                             "follow-up, retrieved with llama_rag.conversation.standalone.")
+
+    def history(self) -> list[Turn]:
+        return [Turn(role="user", content=t) for t in self.turns]
+
+
+class FollowUpScores(BaseModel):
+    """Retrieval of follow-up questions with the conversation and on their own words."""
+
+    questions: int
+    hit_at_5_with_history: float
+    hit_at_5_alone: float
+    mrr_with_history: float
+    mrr_alone: float
 
 
 class AnswerScores(BaseModel):
@@ -72,6 +88,7 @@ class EvalReport(BaseModel):
         None, description="The no-LLM extractive baseline (llama_rag.extractive.overlap_sentence "
         "on the top 3 hits), scored in the same run.")
     f1_vs_baseline: float | None = None
+    follow_ups: FollowUpScores | None = None
 
 
 def load_qa(path: Path) -> list[QAItem]:
@@ -141,6 +158,20 @@ class _AnswerTally:
             support=round(self.supported / self.sentences, 3) if self.sentences else None)
 
 
+def _follow_up_scores(pairs: list[tuple[int | None, int | None]]) -> FollowUpScores | None:
+    """From (rank with history, rank alone) per follow-up."""
+    if not pairs:
+        return None
+
+    def hit5(i: int) -> float:
+        return round(sum(p[i] is not None and p[i] <= 5 for p in pairs) / len(pairs), 3)
+
+    def mrr(i: int) -> float:
+        return round(sum(1 / p[i] for p in pairs if p[i]) / len(pairs), 3)
+    return FollowUpScores(questions=len(pairs), hit_at_5_with_history=hit5(0),
+                          hit_at_5_alone=hit5(1), mrr_with_history=mrr(0), mrr_alone=mrr(1))
+
+
 def baseline_answer(question: str, hits: list[Hit]) -> dict:
     """The extractive baseline as an /v1/ask-shaped body (no LLM, no embedder)."""
     return quoted_body(extractive.overlap_sentence(question, hits), hits)
@@ -164,21 +195,24 @@ def evaluate(items: list[QAItem], search: Callable[[str], list[Hit]],
     Questions with a ``reference`` also score the answers (token-F1, ROUGE-L, citations,
     support) and, in the same run, the extractive baseline on the same hits.
     """
-    ranks, search_ms, ask_ms = [], [], []
+    ranks, search_ms, ask_ms, alone = [], [], [], []
     answered = refused_unanswerable = cited = cited_ok = 0
     ours, baseline = _AnswerTally(), _AnswerTally()
     for n, item in enumerate(items, start=1):
         started = time.perf_counter()
-        hits = search(item.question)
+        hits = search(standalone(item.question, item.history()))
         search_ms.append((time.perf_counter() - started) * 1000)
         if item.sources:
             ranks.append(rank_of_first_match([h.source for h in hits], item.sources))
+            if item.turns:
+                alone.append((ranks[-1], rank_of_first_match(
+                    [h.source for h in search(item.question)], item.sources)))
         texts = {h.chunk_id: h.text for h in hits}
         if item.reference:
             baseline.add(item, baseline_answer(item.question, hits), texts)
         if ask is not None:
             started = time.perf_counter()
-            body = ask(item.question)
+            body = ask(item.question, item.history()) if item.turns else ask(item.question)
             ask_ms.append((time.perf_counter() - started) * 1000)
             if item.sources and body["answerable"]:
                 answered += 1
@@ -206,7 +240,7 @@ def evaluate(items: list[QAItem], search: Callable[[str], list[Hit]],
         search_p50_ms=_p(search_ms, 0.5), search_p95_ms=_p(search_ms, 0.95),
         ask_p50_ms=_p(ask_ms, 0.5) if ask_ms else None,
         ask_p95_ms=_p(ask_ms, 0.95) if ask_ms else None,
-        answers=scores, baseline=base,
+        answers=scores, baseline=base, follow_ups=_follow_up_scores(alone),
         f1_vs_baseline=(round(scores.token_f1 / base.token_f1, 2)
                         if scores and base and base.token_f1 else None))
 
@@ -222,10 +256,11 @@ def http_target(url: str, collection: str | None, max_tokens: int | None, answer
         return lambda q: [Hit.model_validate(h) for h in client.post(
             "/v1/search", {"query": q, **{k: v for k, v in body.items() if v}})["hits"]]
 
-    def asker(answer_mode: str | None) -> Callable[[str], dict]:
+    def asker(answer_mode: str | None) -> Callable[..., dict]:
         extra = {"collection": collection, "max_tokens": max_tokens, "answer_mode": answer_mode}
-        return lambda q: client.post("/v1/ask", {"question": q,
-                                                 **{k: v for k, v in extra.items() if v}})
+        return lambda q, history=(): client.post("/v1/ask", {
+            "question": q, "history": [t.model_dump() for t in history],
+            **{k: v for k, v in extra.items() if v}})
 
     return searcher, (asker if answers else None)
 
@@ -238,13 +273,15 @@ def local_target(core, settings):
     def searcher(mode: str | None) -> Callable[[str], list[Hit]]:
         return lambda q: core.search(SearchRequest(query=q, k=5, mode=mode)).hits
 
-    def ask(q: str) -> dict:
-        found = core.search(SearchRequest(query=q, k=settings.qa.k))
+    def ask(question: str, history: list[Turn] = ()) -> dict:
+        """As /v1/ask's extractive mode: retrieve the standalone query, quote for the
+        (qualified) question."""
+        found = core.search(SearchRequest(query=standalone(question, history), k=settings.qa.k))
         hits = [h for h in found.hits if h.score >= settings.qa.min_score]
-        if hits and not extractive.definition(q, hits) and (name := extractive.lookup_query(q)):
-            hits = extractive.merged(hits, core.entries(name))
-        return quoted_body(extractive.answer_sentence(q, hits, core.similarity) if hits
-                           else None, hits)
+        if not hits:
+            return quoted_body(None, hits)
+        quote, hits = extractive.answer(answered(question, history), hits, core, question)
+        return quoted_body(quote, hits)
 
     return searcher, ask
 
@@ -267,6 +304,10 @@ def report_lines(report: EvalReport) -> list[str]:
                          f"page {f(a.cites_reference_page)}  citation correct "
                          f"{f(a.citation_correct)}  support {f(a.support)}  ({a.answered}/"
                          f"{a.questions} answered)")
+    if (fu := report.follow_ups) is not None:
+        lines.append(f"follow-ups ({fu.questions}): hit@5 {fu.hit_at_5_with_history:.3f} with the "
+                     f"conversation, {fu.hit_at_5_alone:.3f} alone; MRR {fu.mrr_with_history:.3f} "
+                     f"vs {fu.mrr_alone:.3f}")
     if report.f1_vs_baseline is not None:
         lines.append(f"answer token-F1 / baseline: {report.f1_vs_baseline:.2f}x")
     return lines

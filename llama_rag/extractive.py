@@ -234,12 +234,90 @@ def best(question: str, pool: list[Quote], sims: Sequence[float],
 
 
 def answer_sentence(question: str, hits: Sequence[Passage], similarity: Similarity) -> Quote | None:
-    """Ours: the subject's definition, else the most similar sentence to the question."""
+    """The subject's definition in ``hits``, else the most similar sentence (no lookups)."""
     found = definition(question, hits)
     if found:
         return found
     pool = candidates(hits)
     return best(question, pool, similarity([question], [q.text for q in pool])[0]) if pool else None
+
+
+class Lookups(Protocol):
+    """What the selector may ask the retriever (indexing.search.RetrieverCore has these)."""
+
+    def entries(self, name: str) -> list: ...
+
+    def task_entries(self, pages: list[str], words: list[str]) -> list: ...
+
+    def similarity(self, sentences: list[str], documents: list[str]) -> list[list[float]]: ...
+
+
+def answer(question: str, hits: list, lookups: Lookups, asked: str | None = None
+           ) -> tuple[Quote | None, list]:
+    """The extractive answer and the hits its ``n`` counts in (``hits`` plus looked-up
+    chunks): the subject's definition, looked up by name when the ranked hits lack it;
+    for a how-to question the entry on the two best pages whose name is the question's
+    action ("extract all" -> ``extractall``); else the most similar sentence.
+    ``question`` is what was retrieved (a follow-up's standalone query); ``asked``, the
+    follow-up itself, names the action ("And how do I write one?")."""
+    quote = definition(question, hits)
+    if quote is None and (name := lookup_query(question)):
+        hits = merged(hits, lookups.entries(name))
+        quote = definition(question, hits)
+    if quote is None and hits and (words := task_words(asked or question)
+                                   or task_words(question)):
+        pages = list(dict.fromkeys(h.source for h in hits[:2]))
+        with_entries = merged(hits, lookups.task_entries(pages, words))
+        if quote := task_entry(words, with_entries):
+            hits = with_entries
+    if quote is None:
+        pool = candidates(hits)
+        quote = best(question, pool, lookups.similarity([question], [q.text for q in pool])[0]) \
+            if pool else None
+    return quote, hits
+
+
+_TASK = re.compile(r"^\s*(?:and\s+)?how\s+(?:do|can|should|would)\s+(?:i|you|we|one)\b", re.I)
+
+
+def task_words(question: str) -> list[str]:
+    """The words of a how-to question an API name may be made of, in order."""
+    if not _TASK.match(question):
+        return []
+    return [w for w in words(question) if w not in _STOP and len(w) > 2]
+
+
+def coverage(name: str, wanted: Sequence[str]) -> float:
+    """Share of ``name`` (its last part, underscores dropped) spelled by ``wanted`` words
+    end to end from its start: ``copytree`` by copy + tree is 1.0, ``read_text`` by read 0.5."""
+    rest = name.rsplit(".", 1)[-1].lower().replace("_", "")
+    total, covered = len(rest), 0
+    while rest:
+        step = max((w for w in wanted if rest.startswith(w)), key=len, default=None)
+        if step is None:
+            break
+        covered, rest = covered + len(step), rest[len(step):]
+    return covered / total if total else 0.0
+
+
+def task_entry(wanted: Sequence[str], hits: Sequence[Passage]) -> Quote | None:
+    """The first sentence of the entry in ``hits`` whose name the question's words spell
+    whole (the longest such name first): by two or more words (``extractall``,
+    ``TemporaryDirectory``), or it is the question's first word (its action: ``read``),
+    as ``definition`` reads it."""
+    scored = []
+    for n, hit in enumerate(hits, start=1):
+        for name in entries(hit.text):
+            last = name.rsplit(".", 1)[-1].lower().replace("_", "")
+            # spelled whole by the question's words: by two or more, or it is the action
+            if coverage(name, wanted) == 1.0 and (last == wanted[0] or last not in wanted):
+                scored.append((len(last), -n, name))
+    for _, neg_n, name in sorted(scored, reverse=True):
+        page = [i for i, h in enumerate(hits) if h.source == hits[-neg_n - 1].source]
+        quote = definition(f"What does {name}() do?", [hits[i] for i in page])
+        if quote is not None:
+            return Quote(page[quote.n - 1] + 1, quote.text, quote.score)
+    return None
 
 
 def render(quote: Quote) -> str:

@@ -41,14 +41,18 @@ def quote(text: str) -> str:
     return _FENCE.sub(lambda m: m.group(0).replace("<", "&lt;"), text)
 
 
-def context_budget(max_model_len: int, max_tokens: int, question: str) -> int:
-    """Characters of quoted documents that fit beside the answer (about 3 chars per token)."""
-    return max(200, (max_model_len - max_tokens - 160) * 3 - len(question))
+def context_budget(max_model_len: int, max_tokens: int, question: str, history: Sequence = ()
+                   ) -> int:
+    """Characters of quoted documents that fit beside the answer and the conversation
+    (about 3 chars per token)."""
+    said = sum(min(len(t.content), HISTORY_CHARS) + 12 for t in history[-HISTORY_TURNS:])
+    return max(200, (max_model_len - max_tokens - 160) * 3 - len(question) - said)
 
 
 def build_messages(question: str, hits: Sequence[Quotable], settings: QASettings,
-                   budget_chars: int = 10**9) -> list[dict[str, str]]:
-    """Chat messages: instructions as the system turn, fenced documents + question as the user's.
+                   budget_chars: int = 10**9, history: Sequence = ()) -> list[dict[str, str]]:
+    """Chat messages: instructions as the system turn, the conversation so far (``history``:
+    turns with ``role`` and ``content``, the last few), then fenced documents + question.
 
     Documents are quoted in rank order until ``budget_chars`` is spent, so the prompt
     fits the model's context; the caller cites only the ones quoted (``len(hits)``
@@ -59,7 +63,14 @@ def build_messages(question: str, hits: Sequence[Quotable], settings: QASettings
         f"{quote(text)}\n</document>"
         for n, (h, text) in enumerate(zip(hits, quoted(hits, settings, budget_chars)), start=1))
     user = f"Documents:\n{docs}\n\nQuestion: {question.strip()}\nAnswer with citations:"
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    return [{"role": "system", "content": SYSTEM_PROMPT},
+            *({"role": t.role, "content": t.content[:HISTORY_CHARS]}
+              for t in history[-HISTORY_TURNS:]),
+            {"role": "user", "content": user}]
+
+
+HISTORY_TURNS = 6  # earlier messages the model sees (the retrieval query uses the last question)
+HISTORY_CHARS = 600  # of each
 
 
 def quoted(hits: Sequence[Quotable], settings: QASettings, budget_chars: int) -> list[str]:

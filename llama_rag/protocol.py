@@ -11,6 +11,9 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 from llama_rag.config import COLLECTION_PATTERN, DEFAULT_COLLECTION, AnswerMode
+from llama_rag.conversation import Turn
+
+MAX_TURNS = 40
 from llama_rag.config import RetrievalMode as Mode
 
 
@@ -103,6 +106,10 @@ class AskRequest(BaseModel):
     answer_mode: AnswerMode | None = Field(
         None, description="generate (the LLM writes the answer) or extractive (the answering "
         "sentence quoted verbatim); default: the server's qa.answer_mode.")
+    history: list[Turn] = Field(
+        [], max_length=MAX_TURNS, description="The conversation so far (the client keeps it: "
+        "the server is stateless); the question is retrieved with a standalone query built "
+        "from it (llama_rag.conversation).")
 
 
 class Citation(BaseModel):
@@ -128,6 +135,8 @@ class Timings(BaseModel):
 class AskResponse(BaseModel):
     object: Literal["answer"] = "answer"
     answer: str
+    query: str | None = Field(None, description="What was retrieved when it is not the question "
+                              "itself: the standalone query of a follow-up.")
     answerable: bool
     citations: list[Citation]
     citation_mode: Literal["model", "attributed", "quoted", "none"] = Field(

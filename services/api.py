@@ -8,8 +8,10 @@ handler; API keys and the per-key rate limit are checked by services.auth.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -21,9 +23,10 @@ from llama_rag.pii import StreamMasker, mask, mask_logs
 from llama_rag.errors import (ForbiddenError, LlamaRagError,
                               ModelUnavailableError, QuestionTooLongError, UpstreamError)
 from services.errors import validation_error
-from services.ray_compat import ChatCompletionRequest, ChatCompletionStreamResponse, ErrorResponse
-from llama_rag import extractive, prompts, sse
-from services import qa
+from services.ray_compat import (ChatCompletionRequest, ChatCompletionStreamResponse, ErrorResponse,
+                                 ModelCard, ModelList)
+from llama_rag import conversation, extractive, prompts, sse
+from services import chat, qa
 from services.ingress import ENDPOINTS, LlamaRagIngress, check_max_tokens, responses
 from services.auth import SCOPE_STATE
 from llama_rag.protocol import (AskRequest, AskResponse, Collection, IndexSummary, SearchRequest,
@@ -59,10 +62,51 @@ class LlamaRagApi(LlamaRagIngress):
         _check_collection(request, collection)
         return await self.retriever.summary.remote(collection)
 
+    async def model(self, model_id: str) -> ModelCard | None:
+        """The LLM's cards and adapters (services.ingress), and the rag ids."""
+        collection = chat.rag_collection(model_id, self.settings.qa.chat_model_id)
+        if collection is None:
+            return await super().model(model_id)
+        if collection and collection not in await self.retriever.collections.remote():
+            return None
+        return ModelCard(**chat.card(model_id, self.settings.llm.model_id, collection))
+
+    async def models(self) -> ModelList:
+        listed = await super().models()
+        ids = chat.model_ids(self.settings.qa.chat_model_id,
+                             await self.retriever.collections.remote())
+        return ModelList(data=[await self.model(i) for i in ids] + list(listed.data))
+
     async def page(self) -> HTMLResponse:
         return HTMLResponse((WEB / "index.html").read_text(encoding="utf-8"))
 
     async def ask(self, body: AskRequest, request: Request):
+        plan = await self._plan(body, request)
+        if isinstance(plan, AskResponse):
+            return _sse_response(_done_events(plan)) if body.stream else plan
+        if body.stream:
+            return _sse_response(self._generated_events(plan))
+        return await self._generated(plan)
+
+    async def chat(self, body: ChatCompletionRequest, request: Request):
+        """OpenAI chat completions; the ``rag`` model ids (qa.chat_model_id, and
+        ``rag:<collection>``) answer with retrieval, citations and refusals as /v1/ask
+        does (services.chat), any other model id reaches the LLM as before."""
+        collection = chat.rag_collection(body.model, self.settings.qa.chat_model_id)
+        if collection is None:
+            return await super().chat(body, request)
+        ask = chat.ask_request(body, collection)
+        plan = await self._plan(ask, request)
+        if not ask.stream:
+            done = plan if isinstance(plan, AskResponse) else await self._generated(plan)
+            return JSONResponse(chat.completion(done, body.model))
+        events = _done_events(plan) if isinstance(plan, AskResponse) \
+            else self._generated_events(plan)
+        return StreamingResponse(chat.chunks(events, body.model), media_type="text/event-stream")
+
+    async def _plan(self, body: AskRequest, request: Request) -> "AskResponse | _Plan":
+        """Checks, retrieval, then either the finished answer (a refusal, an extractive
+        answer) or what to ask the LLM."""
         cfg = self.settings.qa
         if len(body.question) > cfg.max_question_chars:
             raise QuestionTooLongError(
@@ -70,44 +114,52 @@ class LlamaRagApi(LlamaRagIngress):
                 f"{cfg.max_question_chars}", param="question")
         _check_collection(request, body.collection)
         model = await self._get_model_id(body.model or self.settings.llm.model_id)  # 404 now
-        self.llm_gate.check()  # while the LLM is down: 503 now, before any retrieval work
+        extractive_mode = (body.answer_mode or cfg.answer_mode) == "extractive"
+        if not extractive_mode:
+            self.llm_gate.check()  # while the LLM is down: 503 now, before any retrieval work
+        query = conversation.standalone(body.question, body.history)
         found: SearchResponse = await self.retriever.search.remote(
-            SearchRequest(query=body.question, k=body.k or cfg.k, filters=body.filters,
+            SearchRequest(query=query, k=body.k or cfg.k, filters=body.filters,
                           collection=body.collection, mode=body.mode))
         hits = qa.relevant(found.hits, cfg)
+        shown = query if query != body.question else None
         if not hits:
-            return self._refusal(body, found)
-        if (body.answer_mode or cfg.answer_mode) == "extractive":
-            return await self._extractive(body, hits, found)
+            return self._refusal(found, shown)
+        if extractive_mode:
+            return await self._extractive(body, query, hits, found)
         max_tokens = body.max_tokens or cfg.max_tokens
         check_max_tokens(max_tokens, self.settings.serve)  # before a stream starts: a 400
-        budget = prompts.context_budget(self.settings.llm.max_model_len, max_tokens, body.question)
+        budget = prompts.context_budget(self.settings.llm.max_model_len, max_tokens,
+                                        body.question, body.history)
         hits = hits[: len(prompts.quoted(hits, cfg, budget))]  # cite only what the model saw
-        chat = ChatCompletionRequest(
-            model=model,
-            messages=prompts.build_messages(body.question, hits, cfg, budget), max_tokens=max_tokens,
+        request_ = ChatCompletionRequest(
+            model=model, messages=prompts.build_messages(body.question, hits, cfg, budget,
+                                                         body.history),
+            max_tokens=max_tokens,
             temperature=cfg.temperature if body.temperature is None else body.temperature,
             frequency_penalty=cfg.frequency_penalty,
             stream=body.stream, stream_options={"include_usage": True} if body.stream else None)
-        if body.stream:
-            return StreamingResponse(self._ask_events(chat, hits, found),
-                                     media_type="text/event-stream")
+        return _Plan(request_, hits, found, shown)
+
+    async def _generated(self, plan: "_Plan") -> AskResponse:
         started = time.perf_counter()
         try:
-            response, *_ = [r async for r in self._get_response(body=chat, call_method="chat")]
+            response, *_ = [r async for r in self._get_response(body=plan.chat,
+                                                                call_method="chat")]
         except LlamaRagError:
             raise
         except Exception as exc:  # the replica died or restarts: say so, retryably
             raise _model_unavailable(exc) from exc
         _raise_if_error(response)
         text = response.choices[0].message.content or ""
-        return await self._finish(text, hits, found, Usage(**response.usage.model_dump(
+        return await self._finish(text, plan, Usage(**response.usage.model_dump(
             include={"prompt_tokens", "completion_tokens", "total_tokens"})),
             (time.perf_counter() - started) * 1000)
 
-    async def _finish(self, text: str, hits, found: SearchResponse, usage: Usage,
+    async def _finish(self, text: str, plan: "_Plan", usage: Usage,
                       generate_ms: float) -> AskResponse:
         """The response: refusal detection, then the model's citations or attributed ones."""
+        hits, found = plan.hits, plan.found
         timings = Timings(retrieve_ms=found.retrieve_ms, generate_ms=round(generate_ms, 2))
         if self.settings.privacy.mask_pii:
             text = mask(text)
@@ -116,7 +168,7 @@ class LlamaRagApi(LlamaRagIngress):
         if qa.is_refusal(text):
             self.refusals.inc(tags={"reason": "model_declined"})
             return AskResponse(answer=qa.REFUSAL, answerable=False, citations=[], usage=usage,
-                                  timings=timings, index_version=found.version)
+                               timings=timings, index_version=found.version, query=plan.query)
         text, mode = text.strip(), "model"
         if not qa.cited_numbers(text, len(hits)):
             spans = qa.sentence_spans(text)
@@ -126,62 +178,44 @@ class LlamaRagApi(LlamaRagIngress):
             mode = "attributed"
         citations = qa.citations_used(text, hits)
         return AskResponse(answer=text, answerable=True, citations=citations,
-                              citation_mode=mode if citations else "none", usage=usage,
-                              timings=timings, index_version=found.version)
+                           citation_mode=mode if citations else "none", usage=usage,
+                           timings=timings, index_version=found.version, query=plan.query)
 
-    async def _extractive(self, body: AskRequest, hits, found: SearchResponse):
-        """The answering sentence of the quoted hits, verbatim with its [n] (no LLM call)."""
+    async def _extractive(self, body: AskRequest, query: str, hits, found: SearchResponse):
+        """The answering sentence of the quoted hits, verbatim with its [n] (no LLM call);
+        a follow-up is answered as its standalone query (llama_rag.extractive.answer, its
+        lookups sent to the retriever from a worker thread)."""
         started = time.perf_counter()
-        quote = extractive.definition(body.question, hits)
-        if quote is None and (name := extractive.lookup_query(body.question)):
-            hits = extractive.merged(hits, await self.retriever.entries.remote(
-                name, body.collection, body.filters))  # the entry's own chunk, by name
-            quote = extractive.definition(body.question, hits)
+        lookups = _RetrieverLookups(self.retriever, body.collection, body.filters)
+        quote, hits = await asyncio.to_thread(
+            extractive.answer, conversation.answered(body.question, body.history), hits,
+            lookups, body.question)
+        shown = query if query != body.question else None
         if quote is None:
-            pool = extractive.candidates(hits)
-            sims = await self.retriever.similarity.remote([body.question],
-                                                          [q.text for q in pool]) if pool else [[]]
-            quote = extractive.best(body.question, pool, sims[0])
-        if quote is None:
-            return self._refusal(body, found)
+            return self._refusal(found, shown)
         text = extractive.render(quote)
-        return self._respond(body, AskResponse(
+        return AskResponse(
             answer=mask(text) if self.settings.privacy.mask_pii else text, answerable=True,
             citations=[qa.citation(quote.n, hits[quote.n - 1], quote.text)],
-            citation_mode="quoted",
-            usage=Usage(), index_version=found.version,
+            citation_mode="quoted", usage=Usage(), index_version=found.version, query=shown,
             timings=Timings(retrieve_ms=found.retrieve_ms,
-                            generate_ms=round((time.perf_counter() - started) * 1000, 2))))
+                            generate_ms=round((time.perf_counter() - started) * 1000, 2)))
 
-    def _refusal(self, body: AskRequest, found: SearchResponse):
+    def _refusal(self, found: SearchResponse, query: str | None) -> AskResponse:
         self.refusals.inc(tags={"reason": "no_relevant_chunks"})
-        return self._respond(body, AskResponse(
-            answer=qa.REFUSAL, answerable=False, citations=[], usage=Usage(),
-            index_version=found.version, timings=Timings(retrieve_ms=found.retrieve_ms,
-                                                         generate_ms=0)))
+        return AskResponse(answer=qa.REFUSAL, answerable=False, citations=[], usage=Usage(),
+                           index_version=found.version, query=query,
+                           timings=Timings(retrieve_ms=found.retrieve_ms, generate_ms=0))
 
-    @staticmethod
-    def _respond(body: AskRequest, done: AskResponse):
-        """``done`` as JSON, or as the SSE events a streamed answer sends."""
-        if not body.stream:
-            return done
-
-        async def events() -> AsyncIterator[str]:
-            yield sse.format_event("sources", {"citations": [c.model_dump()
-                                                             for c in done.citations]})
-            yield sse.format_event("token", {"text": done.answer})
-            yield sse.format_event("done", done.model_dump())
-        return StreamingResponse(events(), media_type="text/event-stream")
-
-    async def _ask_events(self, chat: ChatCompletionRequest, hits, found: SearchResponse
-                          ) -> AsyncIterator[str]:
-        """SSE: the sources first, then each token, then the answer with the citations used."""
-        yield sse.format_event("sources", {"citations": [qa.citation(n, h).model_dump()
-                                             for n, h in enumerate(hits, start=1)]})
+    async def _generated_events(self, plan: "_Plan") -> AsyncIterator[tuple[str, dict]]:
+        """(event, data): the sources first, then each token, then the answer with the
+        citations used (or an in-band error once the stream has started)."""
+        yield "sources", {"citations": [qa.citation(n, h).model_dump()
+                                        for n, h in enumerate(plan.hits, start=1)]}
         started, parts, usage = time.perf_counter(), [], Usage()
         masker = StreamMasker() if self.settings.privacy.mask_pii else None
         try:
-            async for packet in self._get_response(body=chat, call_method="chat"):
+            async for packet in self._get_response(body=plan.chat, call_method="chat"):
                 _raise_if_error(packet)
                 for chunk in _chunks(packet):
                     if chunk.usage:
@@ -193,16 +227,57 @@ class LlamaRagApi(LlamaRagIngress):
                             parts.append(text)
                             shown = masker.feed(text) if masker else text
                             if shown:
-                                yield sse.format_event("token", {"text": shown})
+                                yield "token", {"text": shown}
         except Exception as exc:  # the stream has started: report in-band
             error = exc if isinstance(exc, LlamaRagError) else _model_unavailable(exc)
-            yield sse.format_event("error", {"error": {"type": error.type, "message": error.message}})
+            yield "error", {"error": {"type": error.type, "message": error.message}}
             return
         if masker and (tail := masker.close()):
-            yield sse.format_event("token", {"text": tail})
-        done = await self._finish("".join(parts), hits, found, usage,
+            yield "token", {"text": tail}
+        done = await self._finish("".join(parts), plan, usage,
                                   (time.perf_counter() - started) * 1000)
-        yield sse.format_event("done", done.model_dump())
+        yield "done", done.model_dump()
+
+
+class _RetrieverLookups:
+    """extractive.Lookups on the retrieval deployment; blocking calls, so only from a
+    worker thread (never the replica's event loop)."""
+
+    def __init__(self, retriever, collection: str | None, filters) -> None:
+        self.retriever, self.collection, self.filters = retriever, collection, filters
+
+    def entries(self, name: str) -> list:
+        return self.retriever.entries.remote(name, self.collection, self.filters).result()
+
+    def task_entries(self, pages: list[str], words: list[str]) -> list:
+        return self.retriever.task_entries.remote(pages, words, self.collection).result()
+
+    def similarity(self, sentences: list[str], documents: list[str]) -> list[list[float]]:
+        return self.retriever.similarity.remote(sentences, documents).result()
+
+
+@dataclass
+class _Plan:
+    """What /v1/ask sends the LLM, and what it needs to finish the answer."""
+
+    chat: ChatCompletionRequest
+    hits: list
+    found: SearchResponse
+    query: str | None  # the standalone query, when it is not the question
+
+
+async def _done_events(done: AskResponse) -> AsyncIterator[tuple[str, dict]]:
+    """A finished answer (refusal, extractive) as the events a streamed one sends."""
+    yield "sources", {"citations": [c.model_dump() for c in done.citations]}
+    yield "token", {"text": done.answer}
+    yield "done", done.model_dump()
+
+
+def _sse_response(events: AsyncIterator[tuple[str, dict]]) -> StreamingResponse:
+    async def formatted() -> AsyncIterator[str]:
+        async for name, data in events:
+            yield sse.format_event(name, data)
+    return StreamingResponse(formatted(), media_type="text/event-stream")
 
 
 def _model_unavailable(exc: Exception) -> ModelUnavailableError:

@@ -40,6 +40,14 @@ class Retriever:
                       filters: Filters | None = None) -> list[Hit]:
         return await asyncio.to_thread(self.core.entries, name, collection, filters)
 
+    async def task_entries(self, pages: list[str], words: list[str],
+                           collection: str | None = None) -> list[Hit]:
+        return await asyncio.to_thread(self.core.task_entries, pages, words, collection)
+
+    def collections(self) -> list[str]:
+        """The collections served now (the default one included)."""
+        return sorted(self.core.versions)
+
     def summary(self, collection: str | None = None) -> IndexSummary:
         return self.core.summary(collection)
 

@@ -12,6 +12,19 @@ from tests.cluster import (adapter_registry, llm_server, lora_adapter, pace,  # 
                            qa_index, ray_cluster)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Integration tests that need the session's Serve app run after those that do not:
+    its vLLM replica holds CPUs that Ray Train's workers and the ingest actors need on a
+    2-core machine (a test file's name must not decide that)."""
+    where = [i for i, item in enumerate(items) if "/integration/" in str(item.path)]
+    if not where:
+        return
+    block = [items[i] for i in where]
+    block.sort(key=lambda item: "llm_server" in getattr(item, "fixturenames", ()))  # stable
+    for i, item in zip(where, block):
+        items[i] = item
+
+
 # Where the suite's time goes: setup + call + teardown per test file, printed at the end
 # and written to test-output/timings.json (the table in docs/reliability.md).
 _SECONDS: dict[str, float] = {}

@@ -1,13 +1,17 @@
-// The question page: POST /v1/ask with stream: true, render its SSE events
-// (sources, token..., done | error). Everything from the server goes in through
-// textContent, never as HTML, so an indexed page cannot inject markup.
+// The question page, a conversation: POST /v1/ask with stream: true and the turns so
+// far (history: the server keeps no state), render its SSE events (sources, token...,
+// done | error); each finished turn moves up into #conversation. Everything from the
+// server goes in through textContent, never as HTML, so an indexed page cannot inject
+// markup.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const form = $("ask-form"), question = $("question"), keyRow = $("key-row"), keyInput = $("api-key");
 const button = $("ask"), statusLine = $("status"), errorBox = $("error"), result = $("result");
 const answer = $("answer"), notFound = $("not-found"), sources = $("sources"), sourcesHeading = $("sources-heading");
-const indexInfo = $("index-info");
+const indexInfo = $("index-info"), conversation = $("conversation"), newButton = $("new-conversation");
+const currentQuestion = $("current-question");
+let history = [];  // [{role: "user" | "assistant", content}], answered turns only
 
 const MESSAGES = {
   401: "This server needs a valid API key: enter it in the API key field.",
@@ -98,6 +102,10 @@ function handleEvent(name, data) {
       ? "Answered from index version " + data.index_version + "."
       : "No passage in the index answers this question.";
     result.dataset.state = data.answerable ? "answered" : "not-found";
+    history.push({ role: "user", content: currentQuestion.textContent },
+                 { role: "assistant", content: data.answer });
+    newButton.disabled = false;
+    question.placeholder = "Ask a follow-up question";
   } else if (name === "error") {
     showError("The answer stopped: " + data.error.message);
     result.dataset.state = "error";
@@ -126,11 +134,50 @@ async function readEvents(resp) {
   }
 }
 
+// The finished turn shown in #result, copied into #conversation as plain text.
+function archiveTurn() {
+  const state = result.dataset.state;
+  if (result.hidden || (state !== "answered" && state !== "not-found")) return;
+  const turn = document.createElement("article");
+  turn.className = "turn";
+  const q = document.createElement("p");
+  q.className = "turn-question";
+  q.textContent = currentQuestion.textContent;
+  const a = document.createElement("div");
+  a.className = "turn-answer";
+  a.textContent = state === "answered" ? answer.textContent : "Not in the documents.";
+  const list = document.createElement("ol");
+  for (const li of sources.children) {
+    const item = document.createElement("li");
+    item.textContent = li.querySelector(".source-title").textContent + " · " +
+      li.querySelector(".source-path").textContent;
+    list.append(item);
+  }
+  turn.append(q, a, list);
+  conversation.append(turn);
+}
+
+function newConversation() {
+  history = [];
+  conversation.replaceChildren();
+  result.hidden = true;
+  result.dataset.state = "";
+  errorBox.hidden = true;
+  statusLine.textContent = "New conversation.";
+  newButton.disabled = true;
+  question.placeholder = "How do I read a zip archive?";
+  question.value = "";
+  question.focus();
+}
+
 async function ask(event) {
   event.preventDefault();
   const text = question.value.trim();
   if (!text) { question.focus(); return; }
   if (keyInput.value.trim()) sessionStorage.setItem("llama-rag-key", keyInput.value.trim());
+  archiveTurn();
+  currentQuestion.textContent = text;
+  question.value = "";
   errorBox.hidden = true;
   result.hidden = false;
   result.dataset.state = "streaming";
@@ -142,9 +189,11 @@ async function ask(event) {
   answer.setAttribute("aria-busy", "true");
   try {
     const resp = await fetch("/v1/ask", {
-      method: "POST", headers: headers(), body: JSON.stringify({ question: text, stream: true }),
+      method: "POST", headers: headers(),
+      body: JSON.stringify({ question: text, stream: true, history: history }),
     });
     if (!resp.ok) {
+      question.value = text;  // nothing was answered: keep the question to send again
       if (resp.status === 401 || resp.status === 403) { needKey(); keyInput.focus(); }
       result.hidden = true;
       result.dataset.state = "error";
@@ -164,6 +213,7 @@ async function ask(event) {
 }
 
 form.addEventListener("submit", ask);
+newButton.addEventListener("click", newConversation);
 keyInput.addEventListener("change", loadIndexInfo);
 loadIndexInfo();
 question.focus();

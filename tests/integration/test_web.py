@@ -110,3 +110,27 @@ def test_keyboard_only_use(page):
     page.wait_for_selector("#result[data-state=not-found]", timeout=60_000)
     page.keyboard.press("Shift+Tab")
     assert page.evaluate("document.activeElement.id") == "question"
+
+
+def test_a_two_turn_conversation_keeps_the_first_turn_and_answers_the_follow_up(page):
+    from playwright.sync_api import expect
+
+    ask(page, "How do I read a zip archive?")
+    expect(page.locator("#result[data-state=answered]")).to_be_attached(timeout=ANSWER_TIMEOUT_MS)
+    first_answer = page.locator("#answer").inner_text()
+    ask(page, "And how do I write one?", key=None)
+    expect(page.locator("#current-question")).to_have_text("And how do I write one?")
+    expect(page.locator("#result[data-state=answered]")).to_be_attached(timeout=ANSWER_TIMEOUT_MS)
+    turns = page.locator("#conversation .turn")
+    expect(turns).to_have_count(1)
+    expect(turns.first.locator(".turn-question")).to_have_text("How do I read a zip archive?")
+    assert turns.first.locator(".turn-answer").inner_text() == first_answer
+    assert page.locator("#answer").inner_text().strip() and page.locator("#sources li").count()
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    shot = OUTPUT / "web-chat.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    page.get_by_role("button", name="New conversation").click()
+    expect(turns).to_have_count(0)
+    expect(page.locator("#result")).to_be_hidden()
+    expect(page.get_by_label("Question")).to_be_focused()

@@ -93,6 +93,54 @@ def test_without_a_definition_the_most_similar_sentence_is_quoted():
     assert quote.n == 1 and quote.text == "Reading needs an open archive."
 
 
+class FakeLookups:
+    """extractive.Lookups over a fixed set of chunks, recording what was asked."""
+
+    def __init__(self, chunks: list[Hit]) -> None:
+        self.chunks, self.asked = chunks, []
+
+    def entries(self, name):
+        self.asked.append(("entries", name))
+        return [h for h in self.chunks if any(e.names_match(s, name) for s in e.entries(h.text))]
+
+    def task_entries(self, pages, words):
+        self.asked.append(("task", tuple(pages), tuple(words)))
+        return [h for h in self.chunks if h.source in pages]
+
+    def similarity(self, sentences, documents):
+        return [[0.5 for _ in documents] for _ in sentences]
+
+
+def test_answer_looks_the_entry_up_by_name_when_the_hits_hold_only_examples():
+    examples = hit(1, "Example: ZipFile.read is used like this.\n\nz.read('a')")
+    entry = hit(7, ZIP_ENTRY)
+    lookups = FakeLookups([entry])
+    quote, hits = e.answer("What does zipfile.ZipFile.read() do?", [examples], lookups)
+    assert lookups.asked == [("entries", "zipfile.ZipFile.read")]
+    assert hits[quote.n - 1] is entry and quote.text.startswith("Return the bytes")
+
+
+def test_a_how_to_question_quotes_the_entry_its_words_spell():
+    assert e.task_words("How do I extract all files from a tar archive?") == [
+        "extract", "all", "files", "tar", "archive"]
+    assert e.task_words("What is a tar archive?") == []
+    assert e.coverage("TarFile.extractall", ["extract", "all"]) == 1.0
+    assert e.coverage("read_text", ["read"]) == 0.5
+    tar = ("TarFile.extract(member)\n\nExtract a member from the archive.\n\n"
+           "TarFile.extractall(path='.')\n\nExtract all members from the archive to the "
+           "current working directory.")
+    top = hit(1, "The tarfile module reads and writes tar archives.", source="library/tarfile.html")
+    lookups = FakeLookups([hit(2, tar, source="library/tarfile.html")])
+    quote, hits = e.answer("How do I extract all files from a tar archive?", [top], lookups)
+    assert quote.text == "Extract all members from the archive to the current working directory."
+    assert lookups.asked == [("task", ("library/tarfile.html",),
+                              ("extract", "all", "files", "tar", "archive"))]
+    follow_up, _ = e.answer("How do I extract a tar archive? And how do I list one?", [top],
+                            FakeLookups([hit(2, tar, source="library/tarfile.html")]),
+                            asked="And how do I list one?")
+    assert follow_up.text == "The tarfile module reads and writes tar archives."  # no list entry
+
+
 def test_the_baseline_takes_the_sentence_sharing_most_words():
     hits = [hit(1, ZIP_ENTRY)]
     body = baseline_answer("What does ZipFile printdir print?", hits)
@@ -208,3 +256,24 @@ def test_gate_qa_file_is_checked_before_any_work(tmp_path):
     with pytest.raises(InvalidInputError, match="needs reference answers"):
         load_gate_items(GateSpec(qa=qa, min_answer_f1=0.5))
     assert len(load_gate_items(GateSpec(qa=qa))) == 1
+
+
+def test_follow_ups_pair_siblings_and_name_the_second_by_its_bare_name():
+    import random
+
+    from llama_rag.evalset import EvalItem, follow_ups
+
+    def entry(name: str) -> EvalItem:
+        return EvalItem(question=f"What does {name}() do?", reference=f"{name} does it.",
+                        sources=["library/zipfile.html"], kind="api:method", anchor=name)
+
+    items = [entry("zipfile.ZipFile.read"), entry("zipfile.ZipFile.write"),
+             entry("tarfile.TarFile.add"),  # no sibling: no conversation
+             EvalItem(question="What is zipfile.ZIP_STORED?", kind="api:data",
+                      anchor="zipfile.ZIP_STORED")]
+    [conv] = follow_ups(items, random.Random(0), 5)
+    first = conv.turns[0]
+    assert first in ("What does zipfile.ZipFile.read() do?", "What does zipfile.ZipFile.write() do?")
+    assert conv.kind == "follow-up" and conv.question in ("And what does read() do?",
+                                                          "And what does write() do?")
+    assert conv.anchor.rsplit(".", 1)[1] in conv.question and conv.anchor not in first
