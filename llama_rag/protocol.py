@@ -105,7 +105,8 @@ class AskRequest(BaseModel):
                               "<model_id>:<adapter> for a fine-tuned LoRA adapter (/v1/models).")
     answer_mode: AnswerMode | None = Field(
         None, description="generate (the LLM writes the answer) or extractive (the answering "
-        "sentence quoted verbatim); default: the server's qa.answer_mode.")
+        "sentence quoted verbatim); default: the server's qa.answer_mode, or generate when "
+        "`model` is given.")
     history: list[Turn] = Field(
         [], max_length=MAX_TURNS, description="The conversation so far (the client keeps it: "
         "the server is stateless); the question is retrieved with a standalone query built "

@@ -114,7 +114,9 @@ class LlamaRagApi(LlamaRagIngress):
                 f"{cfg.max_question_chars}", param="question")
         _check_collection(request, body.collection)
         model = await self._get_model_id(body.model or self.settings.llm.model_id)  # 404 now
-        extractive_mode = (body.answer_mode or cfg.answer_mode) == "extractive"
+        # a request that names a model (an adapter) wants that model's answer
+        extractive_mode = (body.answer_mode or ("generate" if body.model
+                                                else cfg.answer_mode)) == "extractive"
         if not extractive_mode:
             self.llm_gate.check()  # while the LLM is down: 503 now, before any retrieval work
         query = conversation.standalone(body.question, body.history)

@@ -22,7 +22,8 @@ def client(llm_server):
 
 
 def test_models_lists_the_served_model(client):
-    assert [m.id for m in client.models.list().data] == ["smollm2"]
+    # the grounded `rag` ids (one per collection: services/chat.py), then the LLM itself
+    assert [m.id for m in client.models.list().data] == ["rag", "rag:extra", "smollm2"]
 
 
 def test_chat_returns_text_with_usage(client):

@@ -95,11 +95,11 @@ def _adapter_is_served(url: str, key: str, adapter) -> None:
                                        messages=[{"role": "user", "content": "hi"}])
     auth = {"authorization": f"Bearer {key}"}
 
-    def ask(adapter_model: str) -> httpx.Response:
+    def ask(adapter_model: str | None) -> httpx.Response:
         for _ in range(10):  # this key's bucket: 5 at once, then one a second
             resp = httpx.post(f"{url}/v1/ask", headers=auth, timeout=300, json={
-                "question": "How do I read a zip archive?", "model": adapter_model,
-                "max_tokens": 8})
+                "question": "How do I read a zip archive?", "max_tokens": 8,
+                **({"model": adapter_model} if adapter_model else {})})
             if resp.status_code != 429:
                 return resp
             time.sleep(float(resp.headers.get("retry-after", 1)))
@@ -107,6 +107,9 @@ def _adapter_is_served(url: str, key: str, adapter) -> None:
 
     asked = ask(model)
     assert asked.status_code == 200, asked.text[:300]
+    assert asked.json()["citation_mode"] != "quoted"  # an adapter named: its model answers
+    plain = ask(None)  # this config's defaults on the 135M model: auto -> extractive
+    assert plain.status_code == 200 and plain.json()["citation_mode"] == "quoted", plain.text
     missing = ask("smollm2:nope")
     assert missing.status_code == 404 and missing.json()["error"]["param"] == "model"
 
