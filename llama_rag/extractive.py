@@ -5,11 +5,12 @@ documentation itself gives is right by construction. Two selectors, both pure
 (no Ray), used by /v1/ask's ``extractive`` answer mode, `llama-rag eval` and the
 index gate:
 
-- ``answer_sentence`` (ours): when the question names an API object or a section
+- ``answer`` (ours): when the question names an API object or a section
   (``What does zipfile.ZipFile.read() do?``), the first sentence after the quoted
-  text's own entry for it (the ``ZipFile.read(name, pwd=None)`` line, the heading);
-  otherwise the sentence most similar to the question by the retriever's embedder,
-  a small word-overlap bonus breaking ties.
+  text's own entry for it (the ``ZipFile.read(name, pwd=None)`` line, the heading),
+  looked up by name when the ranked hits lack it; for a how-to question, the entry
+  its words spell; otherwise the sentence most similar to the question by the
+  retriever's embedder, a small word-overlap bonus breaking ties.
 - ``overlap_sentence`` (the baseline every eval report scores beside it): the
   sentence of the top hits that shares most words with the question.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Protocol, Sequence
 
 _PARA = re.compile(r"\n\s*\n")
 # a sentence ends at . ! ? before whitespace, unless the dot ends a common abbreviation
@@ -221,9 +222,6 @@ def overlap_sentence(question: str, hits: Sequence[Passage], top: int = 3) -> Qu
     return max(found, key=lambda q: (overlap(question, q.text), -q.n))
 
 
-Similarity = Callable[[list[str], list[str]], list[list[float]]]
-
-
 def best(question: str, pool: list[Quote], sims: Sequence[float],
          overlap_weight: float = 0.2) -> Quote | None:
     """The candidate most similar to the question (``sims``: cosine, same order as ``pool``),
@@ -231,15 +229,6 @@ def best(question: str, pool: list[Quote], sims: Sequence[float],
     scored = [Quote(q.n, q.text, float(s) + overlap_weight * overlap(question, q.text))
               for q, s in zip(pool, sims)]
     return max(scored, key=lambda q: (q.score, -q.n)) if scored else None
-
-
-def answer_sentence(question: str, hits: Sequence[Passage], similarity: Similarity) -> Quote | None:
-    """The subject's definition in ``hits``, else the most similar sentence (no lookups)."""
-    found = definition(question, hits)
-    if found:
-        return found
-    pool = candidates(hits)
-    return best(question, pool, similarity([question], [q.text for q in pool])[0]) if pool else None
 
 
 class Lookups(Protocol):

@@ -73,9 +73,10 @@ class LlamaRagApi(LlamaRagIngress):
 
     async def models(self) -> ModelList:
         listed = await super().models()
-        ids = chat.model_ids(self.settings.qa.chat_model_id,
-                             await self.retriever.collections.remote())
-        return ModelList(data=[await self.model(i) for i in ids] + list(listed.data))
+        rag_id = self.settings.qa.chat_model_id
+        rag = [ModelCard(**chat.card(i, self.settings.llm.model_id, chat.rag_collection(i, rag_id)))
+               for i in chat.model_ids(rag_id, await self.retriever.collections.remote())]
+        return ModelList(data=rag + list(listed.data))
 
     async def page(self) -> HTMLResponse:
         return HTMLResponse((WEB / "index.html").read_text(encoding="utf-8"))

@@ -29,8 +29,24 @@ def hit(n: int, text: str, source: str = "library/zipfile.html", start: int = 0,
                end=start + len(text))
 
 
-def no_similarity(questions, texts):
-    raise AssertionError("the definition needs no embedding")
+class FakeLookups:
+    """extractive.Lookups over a fixed set of chunks, recording what was asked."""
+
+    def __init__(self, chunks: list[Hit], similarity=None) -> None:
+        self.chunks, self.asked, self._similarity = chunks, [], similarity
+
+    def entries(self, name):
+        self.asked.append(("entries", name))
+        return [h for h in self.chunks if any(e.names_match(s, name) for s in e.entries(h.text))]
+
+    def task_entries(self, pages, words):
+        self.asked.append(("task", tuple(pages), tuple(words)))
+        return [h for h in self.chunks if h.source in pages]
+
+    def similarity(self, sentences, documents):
+        if self._similarity:
+            return self._similarity(sentences, documents)
+        return [[0.5 for _ in documents] for _ in sentences]
 
 
 # extractive answers
@@ -52,8 +68,10 @@ def test_the_subject_of_a_definition_question(question, name):
 
 def test_definition_is_the_first_sentence_after_the_entry_line():
     hits = [hit(1, "The zipfile module reads archives."), hit(2, ZIP_ENTRY)]
-    quote = e.answer_sentence("What does zipfile.ZipFile.read() do?", hits, no_similarity)
+    lookups = FakeLookups([])
+    quote, _ = e.answer("What does zipfile.ZipFile.read() do?", hits, lookups)
     assert quote == e.Quote(2, "Return the bytes of the file name in the archive.", 1.0)
+    assert lookups.asked == []  # found in the hits: nothing looked up, nothing embedded
     assert e.render(quote) == "Return the bytes of the file name in the archive [2]."
 
 
@@ -89,26 +107,8 @@ def test_without_a_definition_the_most_similar_sentence_is_quoted():
         assert "Working with archives" not in texts  # headings and lists are not answers
         return [[0.9 if "Reading" in t else 0.1 for t in texts]]
 
-    quote = e.answer_sentence("How do I read an archive?", hits, similarity)
+    quote, _ = e.answer("How do I read an archive?", hits, FakeLookups([], similarity))
     assert quote.n == 1 and quote.text == "Reading needs an open archive."
-
-
-class FakeLookups:
-    """extractive.Lookups over a fixed set of chunks, recording what was asked."""
-
-    def __init__(self, chunks: list[Hit]) -> None:
-        self.chunks, self.asked = chunks, []
-
-    def entries(self, name):
-        self.asked.append(("entries", name))
-        return [h for h in self.chunks if any(e.names_match(s, name) for s in e.entries(h.text))]
-
-    def task_entries(self, pages, words):
-        self.asked.append(("task", tuple(pages), tuple(words)))
-        return [h for h in self.chunks if h.source in pages]
-
-    def similarity(self, sentences, documents):
-        return [[0.5 for _ in documents] for _ in sentences]
 
 
 def test_answer_looks_the_entry_up_by_name_when_the_hits_hold_only_examples():
