@@ -93,7 +93,7 @@ def follow_ups(url: str, settings, items) -> None:
     import httpx
 
     from llama_rag.conversation import Turn, standalone
-    from llama_rag.evaluate import rank_of_first_match
+    from llama_rag.evaluate import hit_at, mrr, rank_of_first_match
     from bench.report import bar_chart, save
 
     http = httpx.Client(base_url=url, timeout=300)
@@ -117,9 +117,7 @@ def follow_ups(url: str, settings, items) -> None:
             "follow-up alone": lambda i: i.question,
             "LLM rewrite": llm_rewrite}
     ranks = {name: [rank(way(i), i) for i in items] for name, way in ways.items()}
-    figures = {name: {"hit_at_5": round(sum(r is not None and r <= 5 for r in rs) / len(rs), 3),
-                      "mrr": round(sum(1 / r for r in rs if r) / len(rs), 3)}
-               for name, rs in ranks.items()}
+    figures = {name: {"hit_at_5": hit_at(rs, 5), "mrr": mrr(rs)} for name, rs in ranks.items()}
     ours, alone = next(iter(figures.values())), figures["follow-up alone"]
     print(f"== follow-ups ({len(items)} two-turn conversations, test split)")
     for name, f in figures.items():

@@ -163,13 +163,19 @@ def _follow_up_scores(pairs: list[tuple[int | None, int | None]]) -> FollowUpSco
     if not pairs:
         return None
 
-    def hit5(i: int) -> float:
-        return round(sum(p[i] is not None and p[i] <= 5 for p in pairs) / len(pairs), 3)
+    with_history, alone = [p[0] for p in pairs], [p[1] for p in pairs]
+    return FollowUpScores(questions=len(pairs), hit_at_5_with_history=hit_at(with_history, 5),
+                          hit_at_5_alone=hit_at(alone, 5), mrr_with_history=mrr(with_history),
+                          mrr_alone=mrr(alone))
 
-    def mrr(i: int) -> float:
-        return round(sum(1 / p[i] for p in pairs if p[i]) / len(pairs), 3)
-    return FollowUpScores(questions=len(pairs), hit_at_5_with_history=hit5(0),
-                          hit_at_5_alone=hit5(1), mrr_with_history=mrr(0), mrr_alone=mrr(1))
+
+def hit_at(ranks: list[int | None], k: int) -> float:
+    """Share of questions whose first matching source ranks k or better."""
+    return round(sum(r is not None and r <= k for r in ranks) / max(1, len(ranks)), 3)
+
+
+def mrr(ranks: list[int | None]) -> float:
+    return round(sum(1 / r for r in ranks if r) / max(1, len(ranks)), 3)
 
 
 def baseline_answer(question: str, hits: list[Hit]) -> dict:
@@ -229,9 +235,7 @@ def evaluate(items: list[QAItem], search: Callable[[str], list[Hit]],
     scores, base = ours.scores(), baseline.scores()
     return EvalReport(
         questions=len(items), answerable_questions=with_answer,
-        hit_at_1=round(sum(r == 1 for r in ranks) / max(1, with_answer), 3),
-        hit_at_5=round(sum(r is not None and r <= 5 for r in ranks) / max(1, with_answer), 3),
-        mrr=round(sum(1 / r for r in ranks if r) / max(1, with_answer), 3),
+        hit_at_1=hit_at(ranks, 1), hit_at_5=hit_at(ranks, 5), mrr=mrr(ranks),
         answered=answered,
         answerable_rate=round(answered / max(1, with_answer), 3) if ask else None,
         refusal_rate_unanswerable=(round(refused_unanswerable / unanswerable, 3)
