@@ -100,7 +100,7 @@ def finetune(train_csv: Path, name: str, settings, **kw) -> dict:
 def sklearn_reference(train: list[dict], test: list[dict], settings) -> dict:
     from sklearn.linear_model import LogisticRegression
 
-    from llama_rag.models import resolve_embedder
+    from indexing.embedder import resolve_embedder
     from pipelines.embedding_head import embedder_for
 
     embedder = embedder_for(resolve_embedder(settings), settings)

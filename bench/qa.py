@@ -8,8 +8,11 @@ of eval/python-docs-qa.jsonl:
 - bare: `POST /v1/chat/completions` with the very messages /v1/ask builds for that
   question (fetched once, beforehand, via /v1/search and services.qa)
 
-Both with the same `max_tokens` and sampling. Prints answers/s, p50/p95 latency,
-and for ask the retrieve / generate split, and the ratio ask / bare answers/s.
+Both with the same `max_tokens` and sampling, after a warm-up that puts every prompt
+in vLLM's prefix cache (so neither side gets it first); each level runs alternating
+rounds (ask first, then bare first, ...). Prints the median round's answers/s, p50/p95
+latency, for ask the retrieve / generate split, and the median of the per-round
+ratios ask / bare answers/s.
 
     python bench/qa.py [--index-dir DIR] [--requests 16] [--max-tokens 64]
 """
@@ -26,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.report import bar_chart, save, serve_app  # noqa: E402
+from bench.report import grouped_chart, save, serve_app  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["zipfile", "tarfile", "gzip", "csv", "json", "glob", "tempfile", "shutil", "sqlite3",
@@ -80,11 +83,32 @@ async def level(post, items: list, concurrency: int) -> dict:
     return out
 
 
+async def ask_messages(http, settings, question: str, max_tokens: int) -> list[dict]:
+    """The exact messages /v1/ask sends the LLM for ``question`` (via /v1/search)."""
+    from llama_rag import prompts
+    from llama_rag.protocol import Hit
+    from services import qa
+
+    cfg = settings.qa
+    found = (await http.post("/v1/search", json={"query": question, "k": cfg.k})).json()
+    hits = qa.relevant([Hit(**h) for h in found["hits"]], cfg)
+    budget = prompts.context_budget(settings.llm.max_model_len, max_tokens, question)
+    hits = hits[: len(prompts.quoted(hits, cfg, budget))]
+    return prompts.build_messages(question, hits, cfg, budget)
+
+
+def _median_round(rounds: list[dict], side: str) -> dict:
+    """The round whose answers/s is the median for that side (as bench/serve.py)."""
+    ranked = sorted((r[side] for r in rounds), key=lambda x: x["answers_per_s"])
+    return ranked[len(ranked) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index-dir", type=Path, default=ROOT / ".bench" / "qa-index")
     parser.add_argument("--requests", type=int, default=16, help="questions per level")
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per level")
     args = parser.parse_args()
 
     import httpx
@@ -92,8 +116,6 @@ def main() -> None:
     from llama_rag.config import load_settings
     from llama_rag.evaluate import load_qa
     from llama_rag.models import apply_offline_policy
-    from llama_rag import prompts
-    from services import qa
 
     settings = load_settings(None, {"index.dir": args.index_dir})
     apply_offline_policy(settings.models)
@@ -108,15 +130,8 @@ def main() -> None:
     async def run_all() -> dict:
         async with httpx.AsyncClient(base_url=url, timeout=600,
                                      limits=httpx.Limits(max_connections=64)) as http:
-            messages = {}
-            for q in set(questions):  # the exact messages /v1/ask sends for q
-                from llama_rag.protocol import Hit
-
-                found = (await http.post("/v1/search", json={"query": q, "k": cfg.k})).json()
-                hits = qa.relevant([Hit(**h) for h in found["hits"]], cfg)
-                budget = prompts.context_budget(settings.llm.max_model_len, args.max_tokens, q)
-                hits = hits[: len(prompts.quoted(hits, cfg, budget))]
-                messages[q] = prompts.build_messages(q, hits, cfg, budget)
+            messages = {q: await ask_messages(http, settings, q, args.max_tokens)
+                        for q in set(questions)}
 
             async def ask(q: str) -> dict:
                 resp = await http.post("/v1/ask", json={"question": q, "max_tokens": args.max_tokens,
@@ -132,9 +147,17 @@ def main() -> None:
                 resp.raise_for_status()
                 return {}
 
-            await ask(questions[0])  # warm-up, not counted
-            return {c: {"ask": await level(ask, questions, c), "bare": await level(bare, questions, c)}
-                    for c in CONCURRENCY}
+            for q in sorted(set(questions)):  # warm-up, not counted: both sides then find
+                await ask(q)                   # every prompt in vLLM's prefix cache
+            out = {}
+            for c in CONCURRENCY:
+                rounds = []
+                for r in range(args.rounds):  # alternate who goes first: the host drifts
+                    sides = {"ask": ask, "bare": bare}
+                    order = ("ask", "bare") if r % 2 == 0 else ("bare", "ask")
+                    rounds.append({s: await level(sides[s], questions, c) for s in order})
+                out[c] = rounds
+            return out
 
     try:
         levels = asyncio.run(run_all())
@@ -143,19 +166,24 @@ def main() -> None:
         ray.shutdown()
     result = {"requests_per_level": len(questions), "max_tokens": args.max_tokens,
               "index_pages": PAGES, "levels": {}}
-    for c, sides in levels.items():
-        ratio = sides["ask"]["answers_per_s"] / sides["bare"]["answers_per_s"]
-        result["levels"][str(c)] = {**sides, "ratio_ask_over_bare": ratio}
+    for c, rounds in levels.items():
+        ratios = [r["ask"]["answers_per_s"] / r["bare"]["answers_per_s"] for r in rounds]
+        ratio = statistics.median(ratios)
+        sides = {s: _median_round(rounds, s) for s in ("ask", "bare")}
+        result["levels"][str(c)] = {**sides, "ratio_ask_over_bare": ratio,
+                                    "ratio_per_round": ratios, "rounds": rounds}
         a, b = sides["ask"], sides["bare"]
         print(f"c={c}: ask {a['answers_per_s']:.2f}/s p50 {a['p50_latency_s']:.2f}s "
               f"p95 {a['p95_latency_s']:.2f}s (retrieve p50 {a['p50_retrieve_ms']:.0f} ms, "
               f"generate p50 {a['p50_generate_ms']:.0f} ms) | bare {b['answers_per_s']:.2f}/s "
-              f"p50 {b['p50_latency_s']:.2f}s | ratio {ratio:.3f}")
+              f"p50 {b['p50_latency_s']:.2f}s | ratio {ratio:.3f} (median of rounds "
+              f"{', '.join(f'{x:.3f}' for x in ratios)})")
     save("qa", result)
-    labels = [f"{side} c={c}" for c in CONCURRENCY for side in ("ask", "bare")]
-    bar_chart("qa", "/v1/ask vs bare chat completions, same prompts (CPU, SmolLM2-135M)", labels,
-              {"answers/s": [result["levels"][str(c)][s]["answers_per_s"]
-                             for c in CONCURRENCY for s in ("ask", "bare")]}, "")
+    grouped_chart("qa", "/v1/ask vs bare chat completions, same prompts (CPU, SmolLM2-135M)",
+                  [f"c={c}" for c in CONCURRENCY],
+                  {label: [result["levels"][str(c)][side]["answers_per_s"] for c in CONCURRENCY]
+                   for side, label in (("ask", "/v1/ask (ours)"), ("bare", "bare chat route"))},
+                  "answers/s")
     print(json.dumps({c: round(v["ratio_ask_over_bare"], 3) for c, v in result["levels"].items()}))
 
 

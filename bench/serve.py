@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.report import bar_chart, save, serve_app  # noqa: E402
+from bench.report import grouped_chart, save, serve_app  # noqa: E402
 
 TOPICS = ["zip archives", "CSV files", "JSON", "regular expressions", "threads", "sockets",
           "decorators", "generators", "dataclasses", "type hints", "virtual environments",
@@ -207,11 +207,13 @@ def main() -> None:
         print(f"c={c:<3} ratio Serve / bare (output tokens/s): median {ratio:.3f} "
               f"(rounds: {', '.join(f'{x:.3f}' for x in ratios)})")
     save("serve", result)
-    labels = [f"{side} c={c}" for c in CONCURRENCY for side in ("serve", "bare")]
-    bar_chart("serve", "Serve endpoint vs bare vLLM engine (CPU, SmolLM2-135M, median round)",
-              labels, {"output tokens/s": [result["levels"][str(c)][s]["output_tokens_per_s"]
-                                           for c in CONCURRENCY for s in ("serve", "bare")]}, "")
-
+    grouped_chart("serve", "Serve endpoint vs bare vLLM engine (CPU, SmolLM2-135M, median round)",
+                  [f"c={c}" for c in CONCURRENCY],
+                  {label: [result["levels"][str(c)][side]["output_tokens_per_s"]
+                           for c in CONCURRENCY]
+                   for side, label in (("serve", "Serve endpoint (ours)"),
+                                       ("bare", "bare vLLM engine"))},
+                  "output tokens/s")
 
 if __name__ == "__main__":
     main()

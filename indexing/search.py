@@ -21,7 +21,7 @@ import numpy as np
 from indexing.retrieval import CrossEncoderReranker, search_version
 from indexing.store import IndexStore, IndexVersion
 from llama_rag.config import DEFAULT_COLLECTION, Settings
-from llama_rag.errors import IndexUnavailableError, NotFoundError
+from llama_rag.errors import IndexUnavailableError, LlamaRagError, NotFoundError
 from llama_rag.pii import mask, mask_logs
 from llama_rag.protocol import Filters, Hit, IndexSummary, SearchRequest, SearchResponse
 
@@ -36,12 +36,12 @@ class QueryEmbedder(Protocol):
 
 def settings_embedder(settings: Settings) -> QueryEmbedder:
     """The embedder ``settings`` name (the one the index was built with)."""
-    from indexing.embedder import Embedder
-    from llama_rag.models import apply_offline_policy, resolve_embedder
+    from indexing.embedder import Embedder, resolve_embedder
+    from llama_rag.models import apply_offline_policy
 
     apply_offline_policy(settings.models)
-    ref = resolve_embedder(settings)
-    return Embedder(ref.name, ref.path, settings.models.embed_device)
+    return Embedder(resolve_embedder(settings), settings.models.embed_device,
+                    num_threads=settings.retrieval.embed_threads)
 
 
 def allowed_rows(version: IndexVersion, filters: Filters) -> np.ndarray:
@@ -78,6 +78,7 @@ class RetrieverCore:
         self.reranker = (CrossEncoderReranker(settings.retrieval.reranker)
                          if settings.retrieval.reranker else None)
         self.versions: dict[str, IndexVersion] = {}
+        self.unloadable: dict[str, LlamaRagError] = {}  # why a collection serves nothing
         if pinned is not None:
             pinned.check_embedder(self.embedder.info)
             self.versions = {DEFAULT_COLLECTION: pinned}
@@ -108,7 +109,10 @@ class RetrieverCore:
                 new.lexical  # load (or build) it now, not on the first query
             except Exception as exc:  # a broken or foreign version must not stop serving
                 log.error("cannot load index version %s of %s: %s", current, name, exc)
+                if isinstance(exc, LlamaRagError):
+                    self.unloadable[name] = exc
                 continue
+            self.unloadable.pop(name, None)
             swapped[name] = new
             log.info("serving %s version %s (%d chunks)", name, current, new.chunks.num_rows)
         if swapped == self.versions:
@@ -121,6 +125,8 @@ class RetrieverCore:
         version = self.versions.get(name)
         if version is not None:
             return name, version
+        if name in self.unloadable:  # e.g. built with another embedder: say so, not "none"
+            raise self.unloadable[name]
         store = self.store.collection(name)
         if name != DEFAULT_COLLECTION and not store.exists():
             raise NotFoundError(f"unknown collection {name!r}; served: "
@@ -189,11 +195,28 @@ class RetrieverCore:
         return hits
 
     def similarity(self, sentences: list[str], documents: list[str]) -> list[list[float]]:
-        """Cosine similarity of each sentence to each document (for citation attribution)."""
+        """Cosine similarity of each sentence to each document."""
         if not sentences or not documents:
             return [[] for _ in sentences]
         vectors = self.embedder.encode(sentences + documents)
         return (vectors[: len(sentences)] @ vectors[len(sentences):].T).round(4).tolist()
+
+    def hit_similarity(self, sentences: list[str], hits: list[Hit],
+                       collection: str | None = None) -> list[list[float]]:
+        """Cosine similarity of each sentence to each hit, for citation attribution: the
+        hits' vectors are the ones the index stored (only the sentences are embedded,
+        on the cores the LLM shares); a hit the served version no longer holds is
+        embedded from its text."""
+        if not sentences or not hits:
+            return [[] for _ in sentences]
+        version = self.versions.get(collection or DEFAULT_COLLECTION)
+        stored = version.stored_vectors([h.chunk_id for h in hits]) if version else \
+            [None] * len(hits)
+        missing = [i for i, v in enumerate(stored) if v is None]
+        vectors = self.embedder.encode(sentences + [hits[i].text for i in missing])
+        found = dict(zip(missing, vectors[len(sentences):]))
+        documents = np.stack([v if v is not None else found[i] for i, v in enumerate(stored)])
+        return (vectors[: len(sentences)] @ documents.T).round(4).tolist()
 
 
 class Poller:

@@ -77,15 +77,18 @@ class Manifest(BaseModel):
         return {s: f for s, f in self.files.items() if f.error}
 
 
-def check_embedder(built: Manifest, name: str, dim: int | None = None) -> None:
-    """Refuse to mix vectors of two embedders: the scores would be meaningless."""
+def check_embedder(built: Manifest, want: EmbedderInfo) -> None:
+    """Refuse to mix vectors of two embedders (or of two quantized runs of one): the
+    scores would be meaningless. float32 backends make the same vectors
+    (``EmbedderInfo.vectors``)."""
     have = built.embedder
-    if have.name != name or (dim is not None and have.dim != dim):
-        shown = f"{name!r}" + (f" (dim {dim})" if dim is not None else "")
+    if have.vectors != want.vectors or have.dim != want.dim:
         raise EmbedderMismatchError(
-            f"index version {built.version} was built with embedder {have.name!r} "
-            f"(dim {have.dim}) but {shown} is configured: set models.embedder to "
-            f"{have.name!r} or index into a new directory", param="models.embedder")
+            f"index version {built.version} was built with embedder {have.vectors} "
+            f"(dim {have.dim}) but {want.vectors} (dim {want.dim}) is configured: set "
+            f"models.embedder to {have.name!r}, models.embed_backend to {have.backend!r} "
+            f"and models.embed_quantization to {have.quantization!r}, or index into a "
+            "new directory", param="models.embedder")
 
 
 class IndexVersion:
@@ -103,6 +106,15 @@ class IndexVersion:
             faiss_index.apply_search_params(self.index, self.manifest.index)
         self._lexical: LexicalIndex | None = None
         self._symbols: SymbolIndex | None = None
+        self._rows: dict[str, int] | None = None
+
+    def stored_vectors(self, chunk_ids: list[str]) -> list[np.ndarray | None]:
+        """The vectors this version holds for ``chunk_ids`` (None: not in it)."""
+        if self._rows is None:
+            self._rows = {cid: i for i, cid in enumerate(self.chunks.column("id").to_pylist())}
+        rows = [self._rows.get(cid) for cid in chunk_ids]
+        return [None if r is None else np.asarray(self.vectors[r], dtype=np.float32)
+                for r in rows]
 
     @property
     def symbols(self) -> SymbolIndex:
@@ -126,7 +138,7 @@ class IndexVersion:
         return self.manifest.version
 
     def check_embedder(self, info: EmbedderInfo) -> None:
-        check_embedder(self.manifest, info.name, info.dim)
+        check_embedder(self.manifest, info)
 
     def search(self, query: np.ndarray, k: int) -> list[Hit]:
         if k <= 0:

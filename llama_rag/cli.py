@@ -81,11 +81,12 @@ def main() -> None:
 @config_option
 def setup(config_path: Path | None) -> None:
     """Prepare the bundled models offline into $LLAMA_RAG_HOME (idempotent)."""
-    from llama_rag.models import apply_offline_policy, prepare_embedder, prepare_llm
+    from indexing.embedder import resolve_embedder
+    from llama_rag.models import apply_offline_policy, prepare_llm
 
     settings = _settings(config_path)
     apply_offline_policy(settings.models)
-    click.echo(f"embedder: {prepare_embedder(settings)}")
+    click.echo(f"embedder: {resolve_embedder(settings).path}")
     click.echo(f"llm:      {prepare_llm(settings)}")
 
 
@@ -107,7 +108,8 @@ def show_config(config_path: Path | None) -> None:
               "the default one.")
 @click.option("--concurrency", type=click.IntRange(min=1), help="Embedder actors.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Chunks per embedder call.")
-@click.option("--num-gpus", type=click.FloatRange(min=0), help="GPUs per embedder actor.")
+@click.option("--num-gpus", type=click.FloatRange(min=0),
+              help="GPUs per embedder actor (embeds with the torch backend).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on stderr.")
 @click.option("--gate", "gate_qa", type=click.Path(dir_okay=False, path_type=Path),
@@ -135,7 +137,9 @@ def index(paths: tuple[Path, ...], index_dir: str | None, collection: str | None
         index_dir = collection_dir(base, collection)
     settings: Settings = _settings(
         config_path, **{"index.dir": index_dir, "ingest.embed_concurrency": concurrency,
-                        "ingest.embed_batch_size": batch_size, "ingest.embed_num_gpus": num_gpus})
+                        "ingest.embed_batch_size": batch_size, "ingest.embed_num_gpus": num_gpus,
+                        # GPUs embed with torch (the CPU backends would leave them idle)
+                        "models.embed_backend": "torch" if num_gpus else None})
     from pipelines.ingest import run
     from indexing.gate import GateSpec
 

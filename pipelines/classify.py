@@ -77,7 +77,8 @@ def _adapter(args: ClassifyArgs, settings: Settings) -> Adapter | None:
     if not args.adapter:
         return None
     from llama_rag.adapters import AdapterStore, base_ref, check_base
-    from llama_rag.models import resolve_embedder, resolve_llm
+    from indexing.embedder import resolve_embedder
+    from llama_rag.models import resolve_llm
 
     adapter = AdapterStore.of(settings.adapters).open(args.adapter)
     m = adapter.manifest
@@ -189,7 +190,7 @@ def _stage(ds, prep: Prepared, args: ClassifyArgs, settings: Settings):
             batch_size=args.batch_size, concurrency=1, num_cpus=0.5)
     adapter = prep.adapter
     if adapter is not None and adapter.manifest.method == "embedding-head":
-        from llama_rag.models import resolve_embedder
+        from indexing.embedder import resolve_embedder
         from pipelines.embedding_head import HEAD_FILE, HeadClassifier
 
         return ds.map_batches(HeadClassifier, fn_constructor_kwargs={

@@ -32,7 +32,7 @@ class NearestExamples:
     examples."""
 
     def __init__(self, settings: Settings, examples: list[Example], k: int) -> None:
-        from llama_rag.models import resolve_embedder
+        from indexing.embedder import resolve_embedder
         from pipelines.embedding_head import embedder_for
 
         self.embedder = embedder_for(resolve_embedder(settings), settings)

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from llama_rag.config import Settings
-from llama_rag.models import ModelRef
+from indexing.embedder import EmbedderRef
 from pipelines.finetune_data import TrainingData
 
 HEAD_FILE = "head.safetensors"
@@ -61,16 +61,16 @@ def predict(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return p / p.sum(axis=1, keepdims=True)
 
 
-def embedder_for(ref: ModelRef, settings: Settings):
+def embedder_for(ref: EmbedderRef, settings: Settings):
     """The embedder on this machine, with the threads Ray would otherwise pin to one."""
     from indexing.embedder import Embedder
 
-    return Embedder(ref.name, ref.path, device=settings.models.embed_device,
+    return Embedder(ref, device=settings.models.embed_device,
                     batch_size=settings.ingest.encode_batch_size,
                     num_threads=settings.ingest.embed_threads or os.cpu_count())
 
 
-def train_head(data: TrainingData, ref: ModelRef, settings: Settings, seed: int,
+def train_head(data: TrainingData, ref: EmbedderRef, settings: Settings, seed: int,
                echo: Callable[[str], None]) -> tuple[dict[str, Any], Path]:
     """Embed, fit, evaluate; returns the metrics and a folder holding ``head.safetensors``."""
     import time
@@ -109,7 +109,7 @@ def train_head(data: TrainingData, ref: ModelRef, settings: Settings, seed: int,
 class HeadClassifier:
     """Ray Data actor: embed a batch, apply the head; the job's result columns."""
 
-    def __init__(self, ref: ModelRef, settings: Settings, head_path: str, labels: list[str]) -> None:
+    def __init__(self, ref: EmbedderRef, settings: Settings, head_path: str, labels: list[str]) -> None:
         from safetensors.numpy import load_file
 
         tensors = load_file(head_path)

@@ -175,7 +175,8 @@ def _clean_adapter_config(folder: Path, base: BaseModelRef) -> None:
 
 def run(args: FinetuneArgs, settings: Settings, echo: Callable[[str], None] = print) -> FinetuneSummary:
     """Check, train, publish; the summary is also the manifest's record of the run."""
-    from llama_rag.models import resolve_embedder, resolve_llm
+    from indexing.embedder import resolve_embedder
+    from llama_rag.models import resolve_llm
 
     check_args(args, settings)
     data = load(args)

@@ -21,13 +21,13 @@ from pydantic import BaseModel, Field
 
 from indexing.chunking import Chunker
 from indexing.corpus import Plan, SourceFile, check_paths, chunk_file, list_corpus, plan
-from indexing.embedder import Embedder, EmbedderInfo, token_counter
+from indexing.embedder import Embedder, EmbedderInfo, EmbedderRef, resolve_embedder, token_counter
 from indexing.gate import GateSpec, GateVerdict, decide, load_gate_items, score_version
 from indexing.store import CHUNK_SCHEMA, FileEntry, IndexStore, Manifest, check_embedder
 from llama_rag.config import ChunkSettings, IndexSettings, ModelSettings, Settings
 from llama_rag.errors import EmptyCorpusError, InvalidInputError, LoadError
 from llama_rag.pii import mask
-from llama_rag.models import ModelRef, apply_offline_policy, resolve_embedder
+from llama_rag.models import apply_offline_policy
 from llama_rag.ray_runtime import ensure_ray
 
 
@@ -85,7 +85,7 @@ def _row(**values: Any) -> dict[str, Any]:
 class LoadChunk:
     """Ray Data stage: a batch of files in, their chunk rows out. Loads the tokenizer once."""
 
-    def __init__(self, embedder: ModelRef, chunking: ChunkSettings, index: IndexSettings,
+    def __init__(self, embedder: EmbedderRef, chunking: ChunkSettings, index: IndexSettings,
                  models: ModelSettings, mask_pii: bool = False) -> None:
         apply_offline_policy(models)  # workers do not inherit the driver's environment
         self.mask_pii = mask_pii
@@ -104,11 +104,11 @@ class LoadChunk:
 class Embed:
     """Ray Data stage: adds a ``vector`` column; error rows get zeros and are dropped later."""
 
-    def __init__(self, embedder: ModelRef, device: str, batch_size: int, threads: int | None,
+    def __init__(self, embedder: EmbedderRef, device: str, batch_size: int, threads: int | None,
                  concurrency: int, models: ModelSettings) -> None:
         apply_offline_policy(models)
         threads = threads or max(1, (os.cpu_count() or 1) // concurrency)
-        self.embedder = Embedder(embedder.name, embedder.path, device, batch_size, threads)
+        self.embedder = Embedder(embedder, device, batch_size, threads)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ok = batch["error"] == ""
@@ -120,10 +120,10 @@ class Embed:
         return batch
 
 
-EmbedFiles = Callable[[list[SourceFile], ModelRef, Settings], Iterable[dict[str, Any]]]
+EmbedFiles = Callable[[list[SourceFile], EmbedderRef, Settings], Iterable[dict[str, Any]]]
 
 
-def embed_stage(ds, embedder: ModelRef, settings: Settings):
+def embed_stage(ds, embedder: EmbedderRef, settings: Settings):
     """The embedder actor pool over a dataset with ``embed_text`` and ``error`` columns."""
     from ray.data import ActorPoolStrategy
 
@@ -137,7 +137,7 @@ def embed_stage(ds, embedder: ModelRef, settings: Settings):
             threads=ing.embed_threads, concurrency=ing.embed_concurrency, models=settings.models))
 
 
-def ray_embed_files(files: list[SourceFile], embedder: ModelRef,
+def ray_embed_files(files: list[SourceFile], embedder: EmbedderRef,
                     settings: Settings) -> Iterator[dict[str, Any]]:
     """Run the Ray Data pipeline over ``files``; yields batches (column -> array) with vectors."""
     ensure_ray(settings.ray.num_cpus)  # before any `import ray`: loopback-only flag
@@ -276,7 +276,7 @@ def run(paths: list[Path], settings: Settings, embed_files: EmbedFiles = ray_emb
         work = plan(files, roots, previous)
         embedder = resolve_embedder(settings)
         if previous:
-            check_embedder(previous, embedder.name)
+            check_embedder(previous, embedder.info(previous.embedder.dim))
             check_chunking(previous, settings)
         new = _collect(embed_files(work.todo, embedder, settings), len(work.todo), progress) \
             if work.todo else _Collected()
@@ -321,12 +321,15 @@ def _judge(store: IndexStore, staged: str, current: str | None, settings: Settin
     return decide(gate, candidate, before)
 
 
-def _embedder_info(previous: Manifest | None, embedder: ModelRef, new: _Collected) -> EmbedderInfo:
-    """Name from the config, dimension from the vectors just made (or the previous version)."""
+def _embedder_info(previous: Manifest | None, embedder: EmbedderRef,
+                   new: _Collected) -> EmbedderInfo:
+    """Name and backend from the config, dimension from the vectors just made (or the
+    previous version)."""
     dim = new.vectors[0].shape[1] if new.vectors else (previous.embedder.dim if previous else 0)
+    info = embedder.info(dim)
     if previous:
-        check_embedder(previous, embedder.name, dim)
-    return EmbedderInfo(name=embedder.name, dim=dim)
+        check_embedder(previous, info)
+    return info
 
 
 def _nothing_indexed(failed: list[dict[str, str]]) -> str:

@@ -175,8 +175,8 @@ class LlamaRagApi(LlamaRagIngress):
         text, mode = text.strip(), "model"
         if not qa.cited_numbers(text, len(hits)):
             spans = qa.sentence_spans(text)
-            sims = await self.retriever.similarity.remote(
-                [text[a:b] for a, b in spans], [h.text for h in hits])
+            sims = await self.retriever.hit_similarity.remote(
+                [text[a:b] for a, b in spans], hits, found.collection)
             text = qa.attribute(text, sims, spans, self.settings.qa.attribution_min_similarity)
             mode = "attributed"
         citations = qa.citations_used(text, hits)

@@ -36,6 +36,10 @@ class Retriever:
                          ) -> list[list[float]]:
         return await asyncio.to_thread(self.core.similarity, sentences, documents)
 
+    async def hit_similarity(self, sentences: list[str], hits: list[Hit],
+                             collection: str | None = None) -> list[list[float]]:
+        return await asyncio.to_thread(self.core.hit_similarity, sentences, hits, collection)
+
     async def entries(self, name: str, collection: str | None = None,
                       filters: Filters | None = None) -> list[Hit]:
         return await asyncio.to_thread(self.core.entries, name, collection, filters)

@@ -84,3 +84,32 @@ def test_renamed_settings_in_a_file_fail_too(tmp_path):
     path.write_text("qa:\n  retriever_num_cpus: 0.5\n")
     with pytest.raises(ConfigError, match="qa.retriever_num_cpus was renamed retrieval.num_cpus"):
         load_settings(path)
+
+
+@pytest.mark.parametrize("gpu", [{"models.embed_device": "cuda"}, {"ingest.embed_num_gpus": 1}])
+def test_a_gpu_for_the_embedder_needs_the_torch_backend(gpu):
+    with pytest.raises(ConfigError, match="runs on the CPU.*set models.embed_backend: torch"):
+        load_settings(None, gpu)
+    assert load_settings(None, {**gpu, "models.embed_backend": "torch"}).models.embed_backend \
+        == "torch"
+
+
+def test_index_num_gpus_flag_embeds_with_torch(monkeypatch, tmp_path):
+    """`llama-rag index --num-gpus 1` works with the default (CPU) backend configured."""
+    from click.testing import CliRunner
+
+    from llama_rag import cli
+
+    seen = {}
+
+    def fake_run(paths, settings, **kwargs):
+        seen["settings"] = settings
+        raise SystemExit(0)
+
+    monkeypatch.setattr("pipelines.ingest.run", fake_run)
+    (tmp_path / "a.txt").write_text("hello")
+    result = CliRunner().invoke(cli.main, ["index", str(tmp_path / "a.txt"), "--index-dir",
+                                           str(tmp_path / "idx"), "--num-gpus", "1"])
+    assert result.exit_code == 0, result.output
+    assert seen["settings"].models.embed_backend == "torch"
+    assert seen["settings"].ingest.embed_num_gpus == 1

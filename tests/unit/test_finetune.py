@@ -277,7 +277,8 @@ def test_merged_adapter_answers_as_the_adapter(tmp_path):
 def _published(tmp_path, monkeypatch, method="lora", base=None) -> None:
     """An adapter in a registry the settings point at, trained on the bundled model."""
     from llama_rag.adapters import base_ref
-    from llama_rag.models import resolve_embedder, resolve_llm
+    from indexing.embedder import resolve_embedder
+    from llama_rag.models import resolve_llm
     from llama_rag.prompts import LabelSet, PromptSpec
 
     settings = load_settings()

@@ -41,6 +41,7 @@ def settings(tmp_path: Path):
     (tmp_path / "fake-embedder").mkdir()
     return load_settings(None, {"index.dir": str(tmp_path / "idx"),
                                 "models.embedder": str(tmp_path / "fake-embedder"),
+                                "models.embed_backend": "torch",  # nothing to export
                                 "chunking.max_tokens": 40, "chunking.overlap_tokens": 5})
 
 

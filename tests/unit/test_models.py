@@ -29,12 +29,12 @@ def test_prepare_embedder_is_idempotent(tmp_path):
 def test_local_directory_and_hub_id_resolution(tmp_path):
     local = tmp_path / "my-embedder"
     local.mkdir()
-    ref = models.resolve_embedder(load_settings(None, {"models.embedder": str(local)}))
+    ref = models.embedder_model(load_settings(None, {"models.embedder": str(local)}))
     assert (ref.name, ref.path) == ("my-embedder", str(local))
     with pytest.raises(ModelSetupError, match="allow_downloads"):
-        models.resolve_embedder(load_settings(None, {"models.embedder": "org/some-model"}))
+        models.embedder_model(load_settings(None, {"models.embedder": "org/some-model"}))
     allowed = load_settings(None, {"models.embedder": "org/some-model", "models.allow_downloads": True})
-    assert models.resolve_embedder(allowed).path == "org/some-model"
+    assert models.embedder_model(allowed).path == "org/some-model"
 
 
 def test_offline_policy_sets_hub_offline(monkeypatch):

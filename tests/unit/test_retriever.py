@@ -99,3 +99,44 @@ def test_collection_names_are_checked():
 
     with pytest.raises(ValidationError):
         SearchRequest(query="x", collection="../etc")
+
+
+class CountingEmbedder(FakeEmbedder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def encode(self, texts):
+        self.seen += list(texts)
+        return super().encode(texts)
+
+
+def test_attribution_uses_the_stored_vectors_and_embeds_only_the_sentences(tmp_path: Path):
+    settings = load_settings(None, {"index.dir": tmp_path / "index"})
+    core = RetrieverCore(settings, embedder=CountingEmbedder())
+    _publish(core.store, ["alpha", "beta", "gamma"])
+    core.refresh()
+    hits = core.search(SearchRequest(query="beta", k=2)).hits
+    gone = hits[1].model_copy(update={"chunk_id": "not-in-this-version", "text": "gamma"})
+    core.embedder.seen.clear()
+    sims = core.hit_similarity(["beta", "gamma"], [hits[0], gone])
+    # the stored hit is not embedded again; the one the version lacks is, from its text
+    assert core.embedder.seen == ["beta", "gamma", "gamma"]
+    assert sims[0][0] == pytest.approx(1.0, abs=1e-3) and sims[1][1] == pytest.approx(1.0, abs=1e-3)
+    assert sims[0][1] < 0.99
+
+
+def test_an_index_of_another_embedder_is_refused_by_name_not_reported_missing(tmp_path: Path):
+    """The CLI and the server say which embedder built it, not 'no index is published'."""
+    from llama_rag.errors import EmbedderMismatchError
+
+    settings = load_settings(None, {"index.dir": tmp_path / "index"})
+    core = RetrieverCore(settings, embedder=FakeEmbedder())
+    _publish(core.store, ["alpha"])
+    other = FakeEmbedder()
+    other.info = EmbedderInfo(name="fake", dim=16, backend="openvino", quantization="int8")
+    core.embedder = other
+    core.versions = {}
+    core.refresh()
+    with pytest.raises(EmbedderMismatchError, match=r"fake \(openvino int8\)"):
+        core.search(SearchRequest(query="alpha"))

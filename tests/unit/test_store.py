@@ -92,8 +92,16 @@ def test_open_without_index_and_embedder_mismatch(tmp_path: Path):
     _publish(store, ["alpha"])
     version = store.open()
     version.check_embedder(EmbedderInfo(name="fake", dim=16))
-    with pytest.raises(EmbedderMismatchError, match="built with embedder 'fake'"):
+    with pytest.raises(EmbedderMismatchError, match="built with embedder fake"):
         version.check_embedder(EmbedderInfo(name="other-model", dim=768))
+    # float32 backends make the same vectors (bench/embed.py: cosine >= 0.9999 to torch)
+    version.check_embedder(EmbedderInfo(name="fake", dim=16, backend="onnx"))
+    version.check_embedder(EmbedderInfo(name="fake", dim=16, backend="openvino"))
+    # an int8 export is another function: refused, and the message says how to match
+    with pytest.raises(EmbedderMismatchError, match="embed_backend to 'torch' and "
+                       "models.embed_quantization to 'none'"):
+        version.check_embedder(EmbedderInfo(name="fake", dim=16, backend="openvino",
+                                            quantization="int8"))
 
 
 def test_a_uri_root_is_written_whole_then_named_and_read_by_another_node(tmp_path: Path):
