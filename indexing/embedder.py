@@ -12,6 +12,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -198,7 +199,9 @@ def _onnx_session(model: str, threads: int | None) -> Callable[[dict], np.ndarra
 def _openvino_model(model: str, threads: int | None, int8: bool) -> Callable[[dict], np.ndarray]:
     """LATENCY: one request at a time uses every thread (THROUGHPUT would split the cores
     into streams that a synchronous loop leaves idle). int8: the activations are
-    quantized per 32 values at run time, so the int8 weights meet int8 kernels."""
+    quantized per 32 values at run time, so the int8 weights meet int8 kernels. The
+    retriever encodes from several threads at once (``CompiledModel.__call__`` shares
+    one request between them and mixed their batches up: found by bench/qa.py)."""
     ov = import_openvino()
     config: dict[str, str] = {"PERFORMANCE_HINT": "LATENCY"}
     if threads:
@@ -206,7 +209,14 @@ def _openvino_model(model: str, threads: int | None, int8: bool) -> Callable[[di
     if int8:
         config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = "32"
     compiled = ov.Core().compile_model(model, "CPU", config)
-    return lambda feed: compiled(feed)[0]
+    local = threading.local()  # one infer request per thread: a request is not thread-safe
+
+    def run(feed: dict) -> np.ndarray:
+        if not hasattr(local, "request"):
+            local.request = compiled.create_infer_request()
+        return local.request.infer(feed)[0].copy()  # the request reuses its output buffer
+
+    return run
 
 
 def import_openvino():

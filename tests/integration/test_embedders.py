@@ -72,6 +72,23 @@ def test_each_export_agrees_with_torch_and_ranks_the_same(
     assert all(o in t for o, t in zip(ours, theirs)), "the top chunk left torch's top 3"
 
 
+def test_the_default_embedder_encodes_from_many_threads_at_once(chunks):
+    """The retriever encodes queries and answers from worker threads concurrently."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from indexing.embedder import Embedder, resolve_embedder
+    from llama_rag.config import load_settings
+
+    embedder = Embedder(resolve_embedder(load_settings(None, {})), num_threads=1)
+    groups = [chunks[i:i + n] for i, n in [(0, 4), (4, 3), (7, 1), (8, 2), (10, 5), (15, 2)] * 4]
+    alone = [embedder.encode(g) for g in groups]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(embedder.encode, groups))
+    for a, b in zip(alone, together):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, atol=1e-4)
+
+
 def test_a_query_from_the_shell_loads_no_torch_and_sends_no_telemetry(qa_index, tmp_path):
     """The cold start of `llama-rag search` is imports and loads: the default backend
     needs neither torch nor sentence-transformers. And OpenVINO's import-time usage
