@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from indexing.embed_export import INFO_FILE, Backend, ExportInfo, Quantization
+from llama_rag.adapters import BaseModelRef, base_ref
 from llama_rag.config import Settings
 from llama_rag.errors import ModelSetupError
 from llama_rag.models import ModelRef, embedder_model, is_ready, models_dir, publish_dir
@@ -33,10 +34,21 @@ class EmbedderRef(BaseModel):
     path: str
     backend: Backend = "torch"
     quantization: Quantization = "none"
+    source: str = ""  # the sentence-transformers model the export was made from
 
     def info(self, dim: int) -> "EmbedderInfo":
         return EmbedderInfo(name=self.name, dim=dim, backend=self.backend,
                             quantization=self.quantization)
+
+    def base(self) -> BaseModelRef:
+        """What an embedding head records as its base: the model itself when the vectors
+        are float32 (every backend makes the same ones), the int8 export otherwise."""
+        model = base_ref(self.source or self.path, self.name)
+        if self.quantization == "none":
+            return model
+        kind = self.info(0).vectors
+        return BaseModelRef(name=kind, hash=hashlib.sha256(
+            f"{model.hash}:{kind}".encode()).hexdigest()[:16])
 
 
 class EmbedderInfo(BaseModel):
@@ -63,11 +75,11 @@ def resolve_embedder(settings: Settings) -> EmbedderRef:
     model = embedder_model(settings)
     backend = settings.models.embed_backend
     if backend == "torch":
-        return EmbedderRef(name=model.name, path=model.path)
+        return EmbedderRef(name=model.name, path=model.path, source=model.path)
     quantization = settings.models.embed_quantization
     return EmbedderRef(name=model.name, path=str(prepare_export(model, backend, quantization,
                                                                 settings)),
-                       backend=backend, quantization=quantization)
+                       backend=backend, quantization=quantization, source=model.path)
 
 
 def prepare_export(model: ModelRef, backend: Backend, quantization: Quantization,

@@ -85,8 +85,12 @@ def _adapter(args: ClassifyArgs, settings: Settings) -> Adapter | None:
     if m.task != "classify" or m.prompt is None:
         raise InvalidInputError(f"--adapter {m.name} was trained for task {m.task}, not "
                                 "classify", param="adapter")
-    ref = resolve_embedder(settings) if m.method == "embedding-head" else resolve_llm(settings)
-    check_base(m, base_ref(ref.path, ref.name))
+    if m.method == "embedding-head":
+        base = resolve_embedder(settings).base()
+    else:
+        llm = resolve_llm(settings)
+        base = base_ref(llm.path, llm.name)
+    check_base(m, base)
     for flag, value in (("--examples", args.examples), ("--context-index", args.context_index)):
         if value:
             raise InvalidInputError(f"{flag} changes the prompt the adapter {m.name} was trained "

@@ -188,7 +188,7 @@ def run(args: FinetuneArgs, settings: Settings, echo: Callable[[str], None] = pr
         from pipelines.embedding_head import train_head
 
         ref = resolve_embedder(settings)
-        base = base_ref(ref.path, ref.name)
+        base = ref.base()
         metrics, files = train_head(data, ref, settings, args.seed, echo)
         name = None
     else:

@@ -89,4 +89,22 @@ def test_an_export_is_made_once_published_whole_and_named_by_backend(tmp_path, m
     torch = settings.model_copy(update={"models": settings.models.model_copy(
         update={"embed_backend": "torch", "embed_quantization": "int8"})})
     # torch runs the model itself (always float32): nothing exported, nothing named int8
-    assert resolve_embedder(torch) == EmbedderRef(name="my-embedder", path=str(local))
+    assert resolve_embedder(torch) == EmbedderRef(name="my-embedder", path=str(local),
+                                                  source=str(local))
+
+
+def test_a_head_base_is_the_model_for_float32_vectors_and_the_export_for_int8(tmp_path):
+    """A head trained on torch vectors serves with OpenVINO float32 (same vectors), not
+    with an int8 export (other vectors)."""
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "weights").write_bytes(b"w")
+    export = tmp_path / "m.openvino-int8"
+    export.mkdir()
+    (export / "model.bin").write_bytes(b"q")
+    torch = EmbedderRef(name="m", path=str(model), source=str(model))
+    fp32 = EmbedderRef(name="m", path=str(tmp_path), backend="openvino", source=str(model))
+    int8 = EmbedderRef(name="m", path=str(export), backend="openvino", quantization="int8",
+                       source=str(model))
+    assert torch.base() == fp32.base()
+    assert int8.base().hash != torch.base().hash and "int8" in int8.base().name

@@ -282,14 +282,18 @@ def _published(tmp_path, monkeypatch, method="lora", base=None) -> None:
     from llama_rag.prompts import LabelSet, PromptSpec
 
     settings = load_settings()
-    ref = resolve_embedder(settings) if method == "embedding-head" else resolve_llm(settings)
+    if method == "embedding-head":
+        own = resolve_embedder(settings).base()
+    else:
+        llm = resolve_llm(settings)
+        own = base_ref(llm.path, llm.name)
     files = tmp_path / "files"
     files.mkdir(exist_ok=True)
     (files / "weights").write_bytes(b"w")
     spec = PromptSpec(labels=LabelSet(labels=["games", "science"]), calibrate=False)
     AdapterStore(tmp_path / "reg", tmp_path / "cache").publish(files, manifest(
         method=method, prompt=spec, labels=["games", "science"],
-        base_model=base or base_ref(ref.path, ref.name)))
+        base_model=base or own))
     monkeypatch.setenv("LLAMA_RAG_ADAPTERS__DIR", str(tmp_path / "reg"))
 
 
