@@ -61,7 +61,7 @@ def export(source: Path, out: Path, backend: Backend, quantization: Quantization
 
     if backend == "torch":
         raise ValueError("torch runs the sentence-transformers model itself: nothing to export")
-    st = SentenceTransformer(str(source), device="cpu", local_files_only=True)
+    st = SentenceTransformer(str(source), device="cpu", local_files_only=source.exists())
     inputs = [n for n in st.tokenizer.model_input_names
               if n in ("input_ids", "attention_mask", "token_type_ids")]
     st.tokenizer.save_pretrained(out)  # tokenizer.json: the runtimes tokenize without torch
