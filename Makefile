@@ -10,7 +10,7 @@ DEMO_PAGES := zipfile tarfile gzip bz2 lzma zlib csv json glob tempfile
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install setup testdata demo test unit integration reliability bench clean
+.PHONY: install setup testdata demo test unit integration reliability cluster-test bench clean
 
 # The CPU stack, then the fixes the known-good install needs:
 # torchvision/torchaudio/torchcodec break transformers beside torch+cpu, and the
@@ -37,8 +37,11 @@ demo: setup testdata
 	$(VENV)/bin/llama-rag index $(DEMO_DIR)/corpus --index-dir $(DEMO_DIR)/index
 	$(VENV)/bin/llama-rag search "how do I read a zip archive" --index-dir $(DEMO_DIR)/index -k 3
 
+# Two sessions, one after the other: the single-node suite, then the three-node cluster's
+# (two Ray clusters at once would share two cores).
 test: setup testdata
 	$(PY) -m pytest --durations=25 tests/unit tests/integration tests/reliability
+	$(PY) -m pytest --durations=10 tests/multinode
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit
@@ -48,6 +51,9 @@ integration: setup testdata
 
 reliability: setup testdata
 	$(PY) -m pytest tests/reliability
+
+cluster-test: setup testdata
+	$(PY) -m pytest tests/multinode
 
 bench: setup testdata
 	$(PY) bench/embed.py

@@ -244,7 +244,8 @@ def serve(host: str | None, port: int | None, index_dir: str | None,
 
     from services.app import build_app
 
-    ray_serve.start(http_options={"host": settings.serve.host, "port": settings.serve.port})
+    ray_serve.start(http_options={"host": settings.serve.host, "port": settings.serve.port},
+                    proxy_location=settings.serve.proxy_location)
     ray_serve.run(build_app(settings), name="llama-rag", route_prefix="/")  # waits until healthy
     click.echo(f"serving {settings.llm.model_id} at "
                f"http://{settings.serve.host}:{settings.serve.port}/v1 (Ctrl-C stops)", err=True)

@@ -202,6 +202,33 @@ class LLMSettings(StrictModel):
     max_replicas: int = Field(1, ge=1, description="Autoscaling upper bound.")
     target_ongoing_requests: int = Field(16, ge=1, description="Autoscaling target per replica.")
     max_ongoing_requests: int = Field(64, ge=1, description="Requests a replica runs at once.")
+    upscale_delay_s: float = Field(
+        30, ge=0, description="Autoscaling: how long the load must call for more replicas "
+        "before Serve adds one (Serve's default 30).")
+    downscale_delay_s: float = Field(
+        600, ge=0, description="Autoscaling: how long the load must call for fewer replicas "
+        "before Serve removes one (Serve's default 600).")
+    resources: dict[str, float] = Field(
+        {}, description="Custom Ray resources each LLM replica (and each classification "
+        "vLLM actor) reserves, e.g. {\"llm\": 1}: only nodes that offer them (`ray start "
+        "--resources`) take LLM work (a GPU pool names its GPU nodes this way).")
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK", description="Placement-group strategy of each LLM replica's bundles. SPREAD: "
+        "a one-bundle replica goes to the node with the most of its resources free, so "
+        "replicas spread over the nodes that offer them (docs/deploy.md); STRICT_PACK keeps "
+        "a tensor-parallel replica on one node.")
+    @field_validator("resources")
+    @classmethod
+    def _custom_resources(cls, value: dict[str, float]) -> dict[str, float]:
+        builtin = sorted(set(value) & {"CPU", "GPU", "memory", "object_store_memory"})
+        if builtin:
+            raise ValueError(f"{', '.join(builtin)} are set by llm.num_cpus / llm.num_gpus, "
+                             "not llm.resources")
+        bad = sorted(k for k, v in value.items() if v <= 0)
+        if bad:
+            raise ValueError(f"resource amounts must be above 0: {', '.join(bad)}")
+        return value
+
     log_engine_metrics: bool = Field(
         False, description="vLLM's per-step engine metrics on Ray's Prometheus endpoint "
         "(Ray Serve LLM's log_engine_metrics, on in infra/serve/gpu-pool.yaml). Off on the CPU: "
@@ -259,6 +286,10 @@ class ServeSettings(StrictModel):
     api_replicas: int = Field(
         1, ge=1, description="API replicas; each runs its own admission control "
         "(max_running_requests), the per-key rate limit is shared by all.")
+    proxy_location: Literal["EveryNode", "HeadOnly"] = Field(
+        "EveryNode", description="Where Serve runs HTTP proxies: every node (Serve's default, "
+        "behind a load balancer), or the head only (several nodes on one machine share its "
+        "address, so only one proxy may bind the port).")
     api_keys: list[SecretStr] = Field(
         [], description="Bearer keys every route but /healthz requires; empty: no auth. "
         "Also LLAMA_RAG_API_KEYS=key1,key2.")

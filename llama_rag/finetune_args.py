@@ -41,6 +41,7 @@ class FinetuneArgs(BaseModel):
     workers: int = 1
     cpus_per_worker: int = 2
     gpus_per_worker: float = 0
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_SPREAD"] = "PACK"
     checkpoint_every: int = 20
     max_text_tokens: int = 256
     seed: int = 0
@@ -98,6 +99,10 @@ def options(fn):
                      show_default=True, help="CPUs (and torch threads) per worker."),
         click.option("--gpus-per-worker", type=click.FloatRange(0), default=_default("gpus_per_worker"),
                      show_default=True, help="GPUs per worker (0: train on the CPU)."),
+        click.option("--placement-strategy", default=_default("placement_strategy"),
+                     type=click.Choice(["PACK", "SPREAD", "STRICT_SPREAD"]), show_default=True,
+                     help="Where the workers go: PACK fills a node first; STRICT_SPREAD puts "
+                     "each on its own node (fails if there are fewer nodes than workers)."),
         click.option("--checkpoint-every", type=click.IntRange(1), default=_default("checkpoint_every"),
                      show_default=True, help="Steps between checkpoints."),
         click.option("--max-text-tokens", type=click.IntRange(16), default=_default("max_text_tokens"),

@@ -234,7 +234,8 @@ def _stage(ds, prep: Prepared, args: ClassifyArgs, settings: Settings):
         "env": engine_env(settings), "spec": prep.spec, "mode": args.mode, "lora": lora,
         "examples_k": args.examples_k},
         batch_size=args.batch_size, concurrency=args.concurrency,
-        num_cpus=settings.llm.num_cpus, num_gpus=settings.llm.num_gpus or None)
+        num_cpus=settings.llm.num_cpus, num_gpus=settings.llm.num_gpus or None,
+        resources=settings.llm.resources or None)  # only on nodes that offer LLM work
 
 
 def run(args: ClassifyArgs, settings: Settings, echo=print) -> Summary:

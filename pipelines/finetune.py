@@ -117,7 +117,8 @@ def _train_lora(args: FinetuneArgs, data: TrainingData, model_path: str, name: s
     trainer = TorchTrainer(
         train_loop, train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=args.workers, use_gpu=use_gpu,
-                                     resources_per_worker=resources),
+                                     resources_per_worker=resources,
+                                     placement_strategy=args.placement_strategy),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         run_config=RunConfig(name=name, storage_path=_storage(settings),
                              failure_config=FailureConfig(max_failures=2)),

@@ -123,6 +123,7 @@ def _evaluate(model, tokenizer, config: dict[str, Any], device) -> dict[str, Any
 
 def train_loop(config: dict[str, Any]) -> None:
     """``train_loop_per_worker`` of the TorchTrainer (pipelines.finetune)."""
+    import ray
     import ray.train
     import ray.train.torch
     import torch
@@ -131,6 +132,7 @@ def train_loop(config: dict[str, Any]) -> None:
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    _log(f"worker {rank}/{world} on node {ray.get_runtime_context().get_node_id()}")
     torch.set_num_threads(config["threads"])  # Ray gives each worker one thread otherwise
     torch.manual_seed(config["seed"])
     device = ray.train.torch.get_device()

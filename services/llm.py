@@ -18,7 +18,7 @@ def build_llm_config(settings: Settings):
     from ray.serve.llm import LLMConfig
 
     llm = settings.llm
-    bundle: dict[str, float] = {"CPU": llm.num_cpus}
+    bundle: dict[str, float] = {"CPU": llm.num_cpus, **llm.resources}
     if llm.num_gpus:
         bundle["GPU"] = llm.num_gpus
     experimental = {}
@@ -45,12 +45,15 @@ def build_llm_config(settings: Settings):
         model_loading_config={"model_id": llm.model_id, "model_source": resolve_llm(settings).path},
         engine_kwargs=kwargs,
         accelerator_type=llm.accelerator_type,
-        placement_group_config={"bundles": [bundle] * llm.tensor_parallel_size},
+        placement_group_config={"bundles": [bundle] * llm.tensor_parallel_size,
+                                "strategy": llm.placement_strategy},
         runtime_env={"env_vars": engine_env(settings)},
         deployment_config={
             "autoscaling_config": {"min_replicas": llm.min_replicas,
                                    "max_replicas": llm.max_replicas,
-                                   "target_ongoing_requests": llm.target_ongoing_requests},
+                                   "target_ongoing_requests": llm.target_ongoing_requests,
+                                   "upscale_delay_s": llm.upscale_delay_s,
+                                   "downscale_delay_s": llm.downscale_delay_s},
             "max_ongoing_requests": llm.max_ongoing_requests,
         },
     )

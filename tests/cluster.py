@@ -136,11 +136,12 @@ def _kill_orphaned_engines() -> None:
             proc.kill()
 
 
-def llama_rag(cluster: Cluster, *args: str, timeout: float = 600,
-              check: bool = True) -> subprocess.CompletedProcess:
+def llama_rag(cluster: Cluster, *args: str, timeout: float = 600, check: bool = True,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run the real CLI as a user would, joined to the session's cluster."""
     cmd = [str(Path(sys.executable).parent / "llama-rag"), *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=cluster.env())
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                         env=cluster.env(**(env or {})))
     if check and out.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {out.returncode}:\n{out.stdout}\n{out.stderr[-3000:]}")
     return out
@@ -370,3 +371,27 @@ def lora_adapter(ray_cluster, adapter_registry, tmp_path_factory) -> TrainedAdap
     return TrainedAdapter(registry=adapter_registry, name=ADAPTER, version=version,
                           checkpoints=checkpoints, killed_log=killed_log, resumed_log=resumed_log,
                           held_out=held_out)
+
+
+@pytest.fixture(scope="session")
+def _figures():
+    figures: dict[str, dict] = {}
+    yield figures
+    if figures:
+        OUTPUT.mkdir(parents=True, exist_ok=True)
+        path = OUTPUT / "reliability.json"
+        previous = json.loads(path.read_text()) if path.exists() else {}
+        path.write_text(json.dumps({**previous, **figures}, indent=2) + "\n")
+        print(f"\nreliability figures: {path}")
+
+
+@pytest.fixture
+def record(_figures):
+    """record(name, **figures): what a test measured, for docs/reliability.md
+    (merged into test-output/reliability.json, or $LLAMA_RAG_TEST_OUTPUT)."""
+
+    def _record(name: str, **figures) -> None:
+        _figures[name] = figures
+        print(f"{name}: {figures}")
+
+    return _record

@@ -8,8 +8,8 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 # Session fixtures (one Ray head, one index, one Serve app) for the integration and
 # reliability tests; unit tests never ask for them, so they start nothing there.
-from tests.cluster import (adapter_registry, llm_server, lora_adapter, pace,  # noqa: E402,F401
-                           qa_index, ray_cluster)
+from tests.cluster import (_figures, adapter_registry, llm_server, lora_adapter,  # noqa: E402,F401
+                           pace, qa_index, ray_cluster, record)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -47,4 +47,6 @@ def pytest_terminal_summary(terminalreporter):
     for path, seconds in rows:
         terminalreporter.write_line(f"{seconds:8.1f}  {path}")
     OUTPUT.mkdir(parents=True, exist_ok=True)
-    (OUTPUT / "timings.json").write_text(json.dumps(dict(rows), indent=2) + "\n")
+    path = OUTPUT / "timings.json"  # `make test` runs two sessions: keep the first's rows
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**previous, **dict(rows)}, indent=2) + "\n")
