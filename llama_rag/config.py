@@ -213,10 +213,10 @@ class LLMSettings(StrictModel):
         "vLLM actor) reserves, e.g. {\"llm\": 1}: only nodes that offer them (`ray start "
         "--resources`) take LLM work (a GPU pool names its GPU nodes this way).")
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
-        "PACK", description="Placement-group strategy of each LLM replica's bundles. SPREAD: "
-        "a one-bundle replica goes to the node with the most of its resources free, so "
-        "replicas spread over the nodes that offer them (docs/deploy.md); STRICT_PACK keeps "
-        "a tensor-parallel replica on one node.")
+        "PACK", description="Placement-group strategy of each LLM replica's bundles (Ray "
+        "Serve LLM's placement_group_config). SPREAD: Ray's spread policy, which put the "
+        "second replica on the other worker in tests/multinode (docs/deploy.md); "
+        "STRICT_PACK keeps a tensor-parallel replica's bundles on one node.")
     @field_validator("resources")
     @classmethod
     def _custom_resources(cls, value: dict[str, float]) -> dict[str, float]:

@@ -80,7 +80,7 @@ def run_name(args: FinetuneArgs, data: TrainingData, base: BaseModelRef) -> str:
     decided = {"data": data.fingerprint, "base": base.hash, "spec": data.spec.model_dump(mode="json")
                if data.spec else None, **args.model_dump(mode="json", exclude={
                    "name", "input", "eval_input", "json_output", "workers", "cpus_per_worker",
-                   "gpus_per_worker", "checkpoint_every"})}
+                   "gpus_per_worker", "placement_strategy", "checkpoint_every"})}
     return f"{args.name}-{io.short_hash(decided)}"
 
 

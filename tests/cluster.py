@@ -201,8 +201,6 @@ def llm_server(ray_cluster, qa_index):
     Small API limits (4 running, 2 queued) so the overload test can reach them, and
     a rate limit of 600/min with bursts of 40 per key (schemathesis runs at 500/min).
     """
-    import httpx
-
     port = free_port()
     env = ray_cluster.env(LLAMA_RAG_SERVE__MAX_RUNNING_REQUESTS="4",
                           LLAMA_RAG_SERVE__MAX_QUEUED_REQUESTS="2",
@@ -219,9 +217,17 @@ def llm_server(ray_cluster, qa_index):
                           LLAMA_RAG_QA__MAX_TOKENS="64",
                           LLAMA_RAG_SERVE__DEFAULT_MAX_TOKENS="64",
                           LLAMA_RAG_SERVE__MAX_TOKENS_LIMIT=str(MAX_TOKENS_LIMIT))
+    yield from serve_app(port, env, "--index-dir", str(qa_index))
+
+
+def serve_app(port: int, env: dict[str, str], *args: str):
+    """`llama-rag serve --port PORT ARGS` as a user runs it: yields its URL once every
+    deployment is healthy, then stops it with Ctrl-C and checks it exited cleanly."""
+    import httpx
+
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-rag-serve-{port}.log", "w")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "llama-rag"), "serve",
-                             "--port", str(port), "--index-dir", str(qa_index)],
+                             "--port", str(port), *args],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     url = ServerURL(f"http://127.0.0.1:{port}")
     started = time.time()

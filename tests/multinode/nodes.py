@@ -7,7 +7,7 @@ network and give each its own IP, as on a real cluster), its own temp and spill 
 its own object store and its own HOME (so `~/.cache/llama-rag/index-cache` is that node's
 cache of a `file://` index root). The head runs no work (0 CPUs), as on a production
 cluster: Serve's controller and proxy and the job drivers live there. Workers offer
-4 logical CPUs and `llm: 2`, the custom resource LLM replicas and classification
+8 logical CPUs and `llm: 2`, the custom resource LLM replicas and classification
 actors reserve (llm.resources), plus `worker-a` / `worker-b` to pin work to one node.
 """
 
@@ -28,6 +28,9 @@ from tests.cluster import RAY, Cluster, free_port
 HEAD_IP = "127.0.0.2"
 WORKERS = {"worker-a": "127.0.0.3", "worker-b": "127.0.0.4"}
 LLM_SLOTS = 2  # LLM replicas / vLLM actors one worker node holds
+# logical CPUs (a scheduling quota, not cores): two LLM replicas (2 each: engine + replica
+# actor), both API replicas and the retriever must fit on one worker after the other is lost
+WORKER_CPUS = 8
 OBJECT_STORE_BYTES = 1_000_000_000
 MODELS_HOME = Path(os.environ.get("LLAMA_RAG_HOME", "~/.cache/llama-rag")).expanduser()
 
@@ -158,7 +161,7 @@ def make_cluster(root: Path) -> MultiNodeCluster:
         '--resources={"head": 1}', *own("head"), *common], root / "head")
     for name, ip in WORKERS.items():
         cluster.nodes[name] = Node(name, ip, [
-            f"--address={cluster.address}", f"--node-ip-address={ip}", "--num-cpus=4",
+            f"--address={cluster.address}", f"--node-ip-address={ip}", f"--num-cpus={WORKER_CPUS}",
             f"--resources={json.dumps({'llm': LLM_SLOTS, name: 1})}",
             f"--metrics-export-port={free_port()}", *own(name), *common], root / name)
     return cluster

@@ -39,13 +39,13 @@ def _llm_processes() -> list[psutil.Process]:
     return found
 
 
-async def _one(http: httpx.AsyncClient, stream: bool,
-               generating: asyncio.Event) -> tuple[str, float, str, float]:
+async def _one(http: httpx.AsyncClient, stream: bool, generating: asyncio.Event,
+               body: dict = BODY) -> tuple[str, float, str, float]:
     """One /v1/ask: (outcome, seconds, body, Retry-After); a streaming one sets
     ``generating`` when its first token arrives."""
     started, lines, retry_after = time.perf_counter(), [], 0.0
     try:
-        async with http.stream("POST", "/v1/ask", json={**BODY, "stream": stream}) as resp:
+        async with http.stream("POST", "/v1/ask", json={**body, "stream": stream}) as resp:
             retry_after = float(resp.headers.get("retry-after") or 0)
             async for line in resp.aiter_lines():
                 lines.append(line)

@@ -86,6 +86,8 @@ def test_same_command_same_run_changed_data_new_run(tmp_path):
     name = run_name(a, load(a), base)
     assert name == run_name(a, load(a), base) and name.startswith("sections-")
     assert run_name(a.model_copy(update={"workers": 2}), load(a), base) == name  # same math
+    assert run_name(a.model_copy(update={"placement_strategy": "STRICT_SPREAD"}), load(a),
+                    base) == name  # where the workers run: the same run resumes
     assert run_name(a.model_copy(update={"learning_rate": 1e-3}), load(a), base) != name
     write_csv(tmp_path, ROWS + [("more", "games")])
     assert run_name(a, load(a), base) != name
@@ -364,3 +366,10 @@ def test_adapter_gate_judges_accuracy_or_loss_against_thresholds_and_current():
     instruct = args(gate=True, task="instruct")
     assert gate_reasons(instruct, {"eval_loss": 1.01}, current) == []
     assert "eval loss 1.5000 rose above" in gate_reasons(instruct, {"eval_loss": 1.5}, current)[0]
+
+
+
+def test_unknown_placement_strategy_is_refused_by_name(tmp_path):
+    result = CliRunner().invoke(main, ["finetune", "--input", str(write_csv(tmp_path)),
+                                       "--name", "x", "--placement-strategy", "ANYWHERE"])
+    assert result.exit_code == 2 and "ANYWHERE" in result.output

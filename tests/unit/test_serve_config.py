@@ -27,7 +27,8 @@ def test_gpu_config_asks_one_gpu_per_replica_and_autoscales():
 
     data = yaml.safe_load((ROOT / "infra/serve/gpu-pool.yaml").read_text())
     cfg = build_llm_config(load_settings(None, data["applications"][0]["args"]["overrides"]))
-    assert cfg.placement_group_config == {"bundles": [{"CPU": 4, "GPU": 1}]}
+    # SPREAD: one replica per GPU node before a second on any (a lost node takes fewer)
+    assert cfg.placement_group_config == {"bundles": [{"CPU": 4, "GPU": 1}], "strategy": "SPREAD"}
     scaling = cfg.deployment_config["autoscaling_config"]
     assert (scaling["min_replicas"], scaling["max_replicas"]) == (1, 4)
     assert cfg.model_loading_config.model_source == "meta-llama/Llama-3.1-8B-Instruct"
@@ -49,6 +50,28 @@ def test_llm_config_maps_our_settings(tmp_path):
     assert cfg.runtime_env["env_vars"]["HF_HUB_OFFLINE"] == "1"
     assert cfg.runtime_env["env_vars"]["RAYLLM_ENABLE_REQUEST_PROMPT_LOGS"] == "0"
     assert cfg.server_cls.__name__ == "LlamaRagLLMServer"
+
+
+def test_llm_replicas_reserve_custom_resources_and_spread(tmp_path):
+    """What the multi-node tests deploy: LLM replicas only on nodes offering `llm`."""
+    from services.llm import build_llm_config
+
+    cfg = build_llm_config(load_settings(None, {
+        "llm.resources": {"llm": 1}, "llm.placement_strategy": "SPREAD",
+        "llm.upscale_delay_s": 5, "llm.downscale_delay_s": 30}))
+    assert cfg.placement_group_config == {"bundles": [{"CPU": 1, "llm": 1}], "strategy": "SPREAD"}
+    scaling = cfg.deployment_config["autoscaling_config"]
+    assert (scaling["upscale_delay_s"], scaling["downscale_delay_s"]) == (5, 30)
+
+
+@pytest.mark.parametrize("resources,words", [({"CPU": 2}, "llm.num_cpus"),
+                                             ({"llm": 0}, "above 0: llm")])
+def test_llm_resources_refuse_builtin_names_and_empty_amounts(resources, words):
+    from llama_rag.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="llm.resources") as err:
+        load_settings(None, {"llm.resources": resources})
+    assert words in err.value.message
 
 
 def test_first_streamed_chunk_is_not_held_for_the_batching_interval():
@@ -99,14 +122,16 @@ def _llm_config(name: str):
 def test_tensor_parallel_config_spans_four_gpus_per_replica():
     cfg = _llm_config("gpu-70b-tp.yaml")
     assert cfg.engine_kwargs["tensor_parallel_size"] == 4
-    assert cfg.placement_group_config == {"bundles": [{"CPU": 2, "GPU": 1}] * 4}
+    # STRICT_PACK: a tensor-parallel replica's GPUs on one node (NVLink, not the network)
+    assert cfg.placement_group_config == {"bundles": [{"CPU": 2, "GPU": 1}] * 4,
+                                          "strategy": "STRICT_PACK"}
     assert cfg.accelerator_type == "A100-80G"
 
 
 def test_quantized_config_asks_vllm_for_awq_on_one_gpu():
     cfg = _llm_config("gpu-quantized.yaml")
     assert cfg.engine_kwargs["quantization"] == "awq" and cfg.engine_kwargs["dtype"] == "float16"
-    assert cfg.placement_group_config == {"bundles": [{"CPU": 4, "GPU": 1}]}
+    assert cfg.placement_group_config == {"bundles": [{"CPU": 4, "GPU": 1}], "strategy": "PACK"}
 
 
 def test_single_gpu_config_does_not_autoscale():

@@ -1,0 +1,120 @@
+"""Jobs on three nodes, submitted with `ray job submit` (the driver runs on the head):
+a classification job whose vLLM actors run on both workers survives losing one with
+every input id exactly once, and fine-tuning trains with one Ray Train worker on each
+worker node."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cluster import ROOT, finetune_command
+from tests.integration.test_classify import input_ids, job_args, output_ids
+
+pytestmark = [pytest.mark.integration, pytest.mark.multinode]
+RAY = str(Path(sys.executable).parent / "ray")
+ON_LLM_NODES = {"LLAMA_RAG_LLM__RESOURCES": json.dumps({"llm": 1}),
+                "LLAMA_RAG_LLM__CPU_KVCACHE_SPACE_GB": "1"}
+
+
+def submit(cluster, command: list[str], env: dict[str, str], wait: bool) -> subprocess.CompletedProcess:
+    runtime_env = {"env_vars": {"HF_HUB_OFFLINE": "1",
+                                "LLAMA_RAG_HOME": cluster.env()["LLAMA_RAG_HOME"], **env}}
+    deadline = time.time() + 120
+    while True:  # a node's job agent takes a few seconds to register after a (re)join
+        out = subprocess.run(
+            [RAY, "job", "submit", f"--address={cluster.dashboard}", "--working-dir", ".",
+             "--runtime-env-json", json.dumps(runtime_env), *([] if wait else ["--no-wait"]),
+             "--", *command], cwd=ROOT, env=cluster.env(), capture_output=True, text=True,
+            timeout=1200)
+        if "No available agent" not in out.stderr or time.time() > deadline:
+            return out
+        time.sleep(3)
+
+
+def job_id(out: subprocess.CompletedProcess) -> str:
+    return next(w.strip("'") for w in out.stdout.split() if w.strip("'").startswith("raysubmit_"))
+
+
+def job_status(cluster, job: str) -> str:
+    out = subprocess.run([RAY, "job", "status", f"--address={cluster.dashboard}", job],
+                         capture_output=True, text=True, env=cluster.env(), timeout=60)
+    found = re.search(r"status for job '[^']+': (\w+)", out.stdout + out.stderr, re.IGNORECASE)
+    return found.group(1) if found else "UNKNOWN"
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("mn-classify") / "packages.csv"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "debian_packages.py"), str(path),
+                    "--rows", "160"], check=True, capture_output=True)
+    return path
+
+
+def test_classification_job_survives_losing_a_worker_node(whole_cluster, packages, tmp_path,
+                                                         record):
+    out = tmp_path / "out"
+    command = [sys.executable, *job_args(packages, out, "--batch-size", "8", "--concurrency", "2")]
+    first = submit(whole_cluster, command, ON_LLM_NODES, wait=False)
+    assert first.returncode == 0, first.stderr[-2000:]
+    job = job_id(first)
+    deadline = time.time() + 600
+    while True:  # both vLLM actors up (one per worker: llm slots + Ray Data's SPREAD) and labelling
+        nodes = {a["node"] for a in whole_cluster.actors("VLLMClassifier")}
+        parts = len(list((out / "parts").glob("part-*")))
+        if nodes == {"worker-a", "worker-b"} and parts >= 2:
+            break
+        assert job_status(whole_cluster, job) in ("PENDING", "RUNNING"), job_status(whole_cluster, job)
+        assert time.time() < deadline, f"actors on {nodes}, {parts} parts after 600 s"
+        time.sleep(2)
+    killed_at = whole_cluster.kill("worker-b")
+    parts_at_kill = len(list((out / "parts").glob("part-*")))
+    deadline = time.time() + 900
+    while (status := job_status(whole_cluster, job)) in ("PENDING", "RUNNING"):
+        assert time.time() < deadline, "the job neither finished nor failed in 900 s"
+        time.sleep(5)
+    ended_s = time.perf_counter() - killed_at
+    resubmitted = status != "SUCCEEDED"
+    if resubmitted:  # our resume: the same command again, on a replacement node
+        whole_cluster.start("worker-b")
+        again = submit(whole_cluster, command, ON_LLM_NODES, wait=True)
+        assert again.returncode == 0 and "succeeded" in (again.stdout + again.stderr).lower(), \
+            (again.stdout + again.stderr)[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(output_ids(out)) == sorted(input_ids(packages))  # every id exactly once
+    assert summary["complete"] and summary["input"] == summary["labeled"] + summary["errors"]
+    record("multi-node: lose a worker node during a classification job", rows=summary["input"],
+           actors_on=["worker-a", "worker-b"], parts_before_kill=parts_at_kill,
+           first_run=status, ended_s_after_kill=round(ended_s, 1), resubmitted=resubmitted,
+           ids_exactly_once=True)
+
+
+def test_finetune_runs_one_worker_on_each_node(whole_cluster, tmp_path, record):
+    from llama_rag.adapters import AdapterStore
+
+    data = tmp_path / "packages.csv"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "debian_packages.py"), str(data),
+                    "--rows", "48"], check=True, capture_output=True)
+    registry = (tmp_path / "bucket" / "adapters").as_uri()  # shared storage, read via caches
+    env = {"LLAMA_RAG_ADAPTERS__DIR": registry,
+           "LLAMA_RAG_ADAPTERS__CHECKPOINTS": str(tmp_path / "runs")}
+    started = time.perf_counter()
+    out = submit(whole_cluster, finetune_command(
+        data, "--workers", "2", "--cpus-per-worker", "1", "--placement-strategy", "STRICT_SPREAD",
+        "--batch-size", "2", "--max-steps", "4", "--checkpoint-every", "2",
+        "--eval-fraction", "0.2", "--json"), env, wait=True)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0 and "succeeded" in log.lower(), log[-4000:]
+    nodes = dict(re.findall(r"\[finetune\] worker (\d)/2 on node (\w+)", log))
+    workers = {v: k for k, v in whole_cluster.node_ids().items()}
+    assert sorted(workers.get(n) for n in nodes.values()) == ["worker-a", "worker-b"], nodes
+    assert AdapterStore(registry, tmp_path / "cache").current("it-sections")
+    record("multi-node: fine-tune with a Ray Train worker on each node", workers=2,
+           placement_strategy="STRICT_SPREAD", steps=4,
+           seconds=round(time.perf_counter() - started, 1))
