@@ -217,6 +217,7 @@ class LLMSettings(StrictModel):
         "Serve LLM's placement_group_config). SPREAD: Ray's spread policy, which put the "
         "second replica on the other worker in tests/multinode (docs/deploy.md); "
         "STRICT_PACK keeps a tensor-parallel replica's bundles on one node.")
+
     @field_validator("resources")
     @classmethod
     def _custom_resources(cls, value: dict[str, float]) -> dict[str, float]:
