@@ -37,9 +37,10 @@ def test_killed_driver_resumes_from_its_checkpoint_and_publishes(lora_adapter):
     steps = [int(s) for s in re.findall(r"checkpoint at step (\d+)", lora_adapter.killed_log)]
     resumed = re.search(r"resuming from the checkpoint at step (\d+)", lora_adapter.resumed_log)
     assert resumed, lora_adapter.resumed_log[-3000:]
-    # the last checkpoint the killed run wrote (a later one than its log showed at the
-    # kill is as good): never step 0
-    assert int(resumed.group(1)) >= max(steps) >= 2
+    # a checkpoint the killed run wrote, never step 0: its last one may be missing (the
+    # worker logs a checkpoint once it is uploaded; the Train controller, killed with the
+    # driver, may not have registered it yet: a run of 2026-12-01 logged 2 and 4, resumed at 2)
+    assert int(resumed.group(1)) in steps and int(resumed.group(1)) >= 2
     log = lora_adapter.resumed_log
     assert re.search(r"step \d+/10 loss [\d.]+ [\d.]+ rows/s ETA", log)  # progress in the job log
     assert "2 worker(s)" in log
