@@ -147,15 +147,6 @@ class MultiNodeCluster(Cluster):
         psutil.wait_procs(victims, timeout=30)
         return killed_at
 
-    def wait_dead(self, name: str, timeout: float = 120) -> float:
-        """Seconds until the head (GCS) marks the node dead."""
-        started = time.perf_counter()
-        while name in self.node_ids():
-            if time.perf_counter() - started > timeout:
-                raise RuntimeError(f"node {name} still alive after {timeout} s")
-            time.sleep(1)
-        return time.perf_counter() - started
-
 
 def make_cluster(root: Path) -> MultiNodeCluster:
     port, dash, metrics = free_port(), free_port(), free_port()
