@@ -140,6 +140,14 @@ class ModelUnavailableError(RetryableError):
     type = "model_unavailable"
 
 
+class RetrievalUnavailableError(RetryableError):
+    """The retrieval deployment's replica died or could not take the call (restarting,
+    its node lost, backpressure): nothing was answered, so the request can be retried."""
+
+    http_status = 503
+    type = "retrieval_unavailable"
+
+
 class OverloadedError(RetryableError):
     """More requests than the server runs and queues."""
 

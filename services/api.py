@@ -20,13 +20,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
 from llama_rag.config import DEFAULT_COLLECTION, Settings
 from llama_rag.pii import StreamMasker, mask, mask_logs
-from llama_rag.errors import (ForbiddenError, LlamaRagError,
-                              ModelUnavailableError, QuestionTooLongError, UpstreamError)
+from llama_rag.errors import (ForbiddenError, LlamaRagError, ModelUnavailableError,
+                              QuestionTooLongError, RetrievalUnavailableError, UpstreamError)
 from services.errors import validation_error
 from services.ray_compat import (ChatCompletionRequest, ChatCompletionStreamResponse, ErrorResponse,
                                  ModelCard, ModelList)
 from llama_rag import conversation, extractive, prompts, sse
 from services import chat, qa
+from services.deployments import Retrieval
 from services.ingress import ENDPOINTS, LlamaRagIngress, check_max_tokens, responses
 from services.auth import SCOPE_STATE
 from llama_rag.protocol import (AskRequest, AskResponse, Collection, IndexSummary, SearchRequest,
@@ -47,7 +48,8 @@ class LlamaRagApi(LlamaRagIngress):
         super().__init__(llm_deployments, model_cards, lora_paths, settings.serve,
                          settings.adapters)
         # bound so Serve deploys it; the key check (services.auth) finds it by name
-        self.retriever, self.rate_limiter = retriever, rate_limiter
+        self.rate_limiter = rate_limiter
+        self.retrieval = Retrieval(retriever, settings.serve.retry_after_s)
         self.settings = settings
         self.refusals, self.tokens = refusals(), tokens_generated()
         if settings.privacy.mask_pii:
@@ -55,19 +57,19 @@ class LlamaRagApi(LlamaRagIngress):
 
     async def search(self, body: SearchRequest, request: Request) -> SearchResponse:
         _check_collection(request, body.collection)
-        return await self.retriever.search.remote(body)
+        return await self.retrieval.call("search", body)
 
     async def index_summary(self, request: Request, collection: Collection | None = None
                             ) -> IndexSummary:
         _check_collection(request, collection)
-        return await self.retriever.summary.remote(collection)
+        return await self.retrieval.call("summary", collection)
 
     async def model(self, model_id: str) -> ModelCard | None:
         """The LLM's cards and adapters (services.ingress), and the rag ids."""
         collection = chat.rag_collection(model_id, self.settings.qa.chat_model_id)
         if collection is None:
             return await super().model(model_id)
-        if collection and collection not in await self.retriever.collections.remote():
+        if collection and collection not in await self.retrieval.call("collections"):
             return None
         return ModelCard(**chat.card(model_id, self.settings.llm.model_id, collection))
 
@@ -75,7 +77,7 @@ class LlamaRagApi(LlamaRagIngress):
         listed = await super().models()
         rag_id = self.settings.qa.chat_model_id
         rag = [ModelCard(**chat.card(i, self.settings.llm.model_id, chat.rag_collection(i, rag_id)))
-               for i in chat.model_ids(rag_id, await self.retriever.collections.remote())]
+               for i in chat.model_ids(rag_id, await self.retrieval.call("collections"))]
         return ModelList(data=rag + list(listed.data))
 
     async def page(self) -> HTMLResponse:
@@ -121,9 +123,9 @@ class LlamaRagApi(LlamaRagIngress):
         if not extractive_mode:
             self.llm_gate.check()  # while the LLM is down: 503 now, before any retrieval work
         query = conversation.standalone(body.question, body.history)
-        found: SearchResponse = await self.retriever.search.remote(
-            SearchRequest(query=query, k=body.k or cfg.k, filters=body.filters,
-                          collection=body.collection, mode=body.mode))
+        found: SearchResponse = await self.retrieval.call("search", SearchRequest(
+            query=query, k=body.k or cfg.k, filters=body.filters, collection=body.collection,
+            mode=body.mode))
         hits = qa.relevant(found.hits, cfg)
         shown = query if query != body.question else None
         if not hits:
@@ -175,10 +177,15 @@ class LlamaRagApi(LlamaRagIngress):
         text, mode = text.strip(), "model"
         if not qa.cited_numbers(text, len(hits)):
             spans = qa.sentence_spans(text)
-            sims = await self.retriever.hit_similarity.remote(
-                [text[a:b] for a, b in spans], hits, found.collection)
-            text = qa.attribute(text, sims, spans, self.settings.qa.attribution_min_similarity)
-            mode = "attributed"
+            try:
+                sims = await self.retrieval.call("hit_similarity", [text[a:b] for a, b in spans],
+                                                 hits, found.collection)
+            except RetrievalUnavailableError:  # keep the answer the LLM gave, uncited
+                log.warning("answer left without attributed citations: retrieval unavailable")
+            else:
+                text = qa.attribute(text, sims, spans,
+                                    self.settings.qa.attribution_min_similarity)
+                mode = "attributed"
         citations = qa.citations_used(text, hits)
         return AskResponse(answer=text, answerable=True, citations=citations,
                            citation_mode=mode if citations else "none", usage=usage,
@@ -189,7 +196,7 @@ class LlamaRagApi(LlamaRagIngress):
         a follow-up is answered as its standalone query (llama_rag.extractive.answer, its
         lookups sent to the retriever from a worker thread)."""
         started = time.perf_counter()
-        lookups = _RetrieverLookups(self.retriever, body.collection, body.filters)
+        lookups = _RetrieverLookups(self.retrieval, body.collection, body.filters)
         quote, hits = await asyncio.to_thread(
             extractive.answer, conversation.answered(body.question, body.history), hits,
             lookups, body.question)
@@ -246,17 +253,17 @@ class _RetrieverLookups:
     """extractive.Lookups on the retrieval deployment; blocking calls, so only from a
     worker thread (never the replica's event loop)."""
 
-    def __init__(self, retriever, collection: str | None, filters) -> None:
-        self.retriever, self.collection, self.filters = retriever, collection, filters
+    def __init__(self, retrieval: Retrieval, collection: str | None, filters) -> None:
+        self.retrieval, self.collection, self.filters = retrieval, collection, filters
 
     def entries(self, name: str) -> list:
-        return self.retriever.entries.remote(name, self.collection, self.filters).result()
+        return self.retrieval.call_blocking("entries", name, self.collection, self.filters)
 
     def task_entries(self, pages: list[str], words: list[str]) -> list:
-        return self.retriever.task_entries.remote(pages, words, self.collection).result()
+        return self.retrieval.call_blocking("task_entries", pages, words, self.collection)
 
     def similarity(self, sentences: list[str], documents: list[str]) -> list[list[float]]:
-        return self.retriever.similarity.remote(sentences, documents).result()
+        return self.retrieval.call_blocking("similarity", sentences, documents)
 
 
 @dataclass

@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import HTTPException
-from ray.exceptions import RayActorError
 
 from llama_rag.adapters import NAME as ADAPTER_NAME
 from llama_rag.adapters import AdapterStore
 from llama_rag.config import AdapterSettings, ServeSettings
 from llama_rag.errors import InvalidInputError, LlamaRagError, ModelUnavailableError, NotFoundError
+from services.deployments import replica_gone
 from services.errors import ErrorBody
 from services.ray_compat import ModelCard, ModelList, OpenAiIngress
 from services.llm_gate import LLMGate
@@ -34,7 +34,7 @@ class LlamaRagIngress(OpenAiIngress):
             answer_timeout_s=serve.llm_answer_timeout_s,
             probe_interval_s=serve.llm_probe_interval_s,
             retry_after_s=max(serve.retry_after_s, serve.llm_probe_interval_s),
-            is_replica_failure=_replica_gone)
+            is_replica_failure=replica_gone)
 
     async def _get_response(self, *, body, call_method: str, raw_request=None):
         """Every LLM call (OpenAI routes and /v1/ask) through the gate: bounded waits, and
@@ -138,14 +138,6 @@ def check_max_tokens(asked: int, serve: ServeSettings) -> None:
     if asked > serve.max_tokens_limit:
         raise InvalidInputError(f"max_tokens is {asked}; this server allows at most "
                                 f"{serve.max_tokens_limit}", param="max_tokens")
-
-
-def _replica_gone(exc: BaseException) -> bool:
-    """The LLM replica's process died, or its vLLM engine did (Ray wraps the engine's
-    EngineDeadError raised inside the replica in a RayTaskError)."""
-    cause = getattr(exc, "cause", None)
-    return isinstance(exc, RayActorError) or any(
-        type(e).__name__ == "EngineDeadError" for e in (exc, cause) if e is not None)
 
 
 _WHY = {400: "Invalid request (the message and `param` name the problem).",

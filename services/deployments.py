@@ -1,0 +1,68 @@
+"""Calls from the API replica to the app's other deployments, and what their failures mean.
+
+A call whose replica died, whose node was lost, or that Serve could not place (the
+replica is restarting, backpressure) answered nothing: the client may retry it, so it
+is a 503 with Retry-After, never a 500. Errors the deployment raised on purpose (ours,
+``llama_rag.errors``) pass through as they are; anything else is a bug and stays a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ray.exceptions import (NodeDiedError, OutOfMemoryError, RayActorError,
+                            WorkerCrashedError)
+from ray.serve.exceptions import (BackPressureError, DeploymentUnavailableError,
+                                  ReplicaUnavailableError)
+
+from llama_rag.errors import LlamaRagError, RetrievalUnavailableError
+
+log = logging.getLogger(__name__)
+
+_UNREACHABLE = (RayActorError, WorkerCrashedError, NodeDiedError, OutOfMemoryError,
+                BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError)
+
+
+def replica_gone(exc: BaseException) -> bool:
+    """The replica's process died, or its vLLM engine did (Ray wraps the engine's
+    EngineDeadError raised inside the replica in a RayTaskError)."""
+    cause = getattr(exc, "cause", None)
+    return isinstance(exc, RayActorError) or any(
+        type(e).__name__ == "EngineDeadError" for e in (exc, cause) if e is not None)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """The call reached no live replica, or lost the one it reached: retrying may work."""
+    return isinstance(exc, _UNREACHABLE) or replica_gone(exc)
+
+
+class Retrieval:
+    """The retrieval deployment's handle, each call's loss of its replica raised as
+    ``RetrievalUnavailableError`` (503 + Retry-After)."""
+
+    def __init__(self, handle: Any, retry_after_s: float) -> None:
+        self.handle, self.retry_after_s = handle, retry_after_s
+
+    async def call(self, method: str, *args: Any) -> Any:
+        try:
+            return await getattr(self.handle, method).remote(*args)
+        except Exception as exc:
+            if isinstance(exc, LlamaRagError) or not unreachable(exc):
+                raise  # ours pass through; anything else is a bug: a 500, traceback logged
+            raise self._unavailable(method, exc) from exc
+
+    def call_blocking(self, method: str, *args: Any) -> Any:
+        """The same from a worker thread (never from the replica's event loop)."""
+        try:
+            return getattr(self.handle, method).remote(*args).result()
+        except Exception as exc:
+            if isinstance(exc, LlamaRagError) or not unreachable(exc):
+                raise  # ours pass through; anything else is a bug: a 500, traceback logged
+            raise self._unavailable(method, exc) from exc
+
+    def _unavailable(self, method: str, exc: Exception) -> RetrievalUnavailableError:
+        log.warning("retrieval %s failed: %s: %s", method, type(exc).__name__, exc)
+        return RetrievalUnavailableError(
+            "the retrieval service is not available (its replica is restarting or its node "
+            "was lost); retry later", retry_after=self.retry_after_s)
