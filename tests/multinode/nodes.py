@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -132,6 +133,19 @@ class MultiNodeCluster(Cluster):
             if cmd.startswith(title) and proc.info["ppid"] in raylets:
                 found.setdefault(raylets[proc.info["ppid"]], []).append(proc)
         return found
+
+    def serve_log_errors(self, limit: int = 30) -> list[str]:
+        """The Serve log lines of every node that say why requests failed (errors, uncaught
+        exceptions, failed calls, replica health and deaths), oldest first: what a failed
+        traffic test prints, since the nodes' folders go with the cluster."""
+        wanted = re.compile(r"^(ERROR|WARNING) |Uncaught|health check|died|unhealthy")
+        lines = []
+        for log in self.root.glob("*/temp/session_latest/logs/serve/*.log"):
+            node = log.parts[len(self.root.parts)]
+            lines += [f"{node}: {line.rstrip()[:400]}" for line in
+                      log.read_text(errors="replace").splitlines()
+                      if wanted.search(line) and "to initialize" not in line]  # slow starts: noise
+        return sorted(lines, key=lambda line: line.split(" ", 4)[2:4])[-limit:]  # by time
 
     def kill(self, name: str) -> float:
         """Lose a node as a machine is lost: SIGKILL its raylet and every process it started

@@ -180,7 +180,9 @@ def test_llm_scales_up_under_load_onto_the_other_worker(mn_app, mn_cluster, samp
     decided = next((t for t, target, _ in sampler.samples
                     if target == 2 and t >= started - sampler.started), None)
     assert decided is not None, sampler.samples[-10:]
-    assert [r[0] for r in results].count("200") >= len(results) - 2, results[:3]
+    failed = [(o, round(took, 1), round(sent - started, 1), text[:200])
+              for o, took, text, sent in results if o != "200"]
+    assert len(failed) <= 2, (failed, mn_cluster.serve_log_errors())
     record("multi-node: LLM scale-up 1 -> 2 under load", clients=4,
            target_ongoing_requests=2, upscale_delay_s=UPSCALE_DELAY_S,
            decision_after_s=round(decided - (started - sampler.started), 1),
@@ -226,8 +228,11 @@ def test_losing_a_worker_node_during_traffic(mn_app, mn_cluster, whole_cluster, 
     assert len(lost) <= 4 and all(r[3] < killed["at"] and r[1] < REQUEST_BOUND_S
                                   for r in lost), [(r[0], r[1], r[3] - killed["at"]) for r in lost]
     failed = [r for r in results if r[0] != "200" and not lost_with_node(r)]
-    unclear = [(o, t[:200]) for o, _, t, _ in failed if not _clear_error(o, t)]
-    assert not unclear, (unclear[:3], sorted({r[0] for r in results}))
+    # a failed retrieval or LLM call is a 503 to retry (services.deployments, the LLM gate):
+    # a 500 from the API itself would be an error nobody mapped
+    unclear = [(o, t[:200]) for o, _, t, _ in failed if o == "500" or not _clear_error(o, t)]
+    assert not unclear, (unclear[:3], sorted({r[0] for r in results}),
+                         mn_cluster.serve_log_errors())
     after = [r for r in results if r[3] > killed["at"]]
     answered = [r[3] + r[1] - killed["at"] for r in after if r[0] == "200"]
     assert answered, "the API never answered after the node was lost"
