@@ -306,9 +306,15 @@ def _check_collection(request: Request, collection: str | None) -> None:
 
 
 def _raise_if_error(response: Any) -> None:
+    """The LLM's refusal of the request (4xx) as it said it; its own failure (5xx: vLLM
+    turns an engine that died mid-request into a 500 body) as a 503 to retry."""
     first = response[0] if isinstance(response, list) and response else response
-    if isinstance(first, ErrorResponse):
-        raise UpstreamError(first.error.message, status=first.error.code)
+    if not isinstance(first, ErrorResponse):
+        return
+    if int(first.error.code) >= 500:
+        log.warning("the LLM failed a request: %s %s", first.error.code, first.error.message)
+        raise ModelUnavailableError("the language model failed while answering; retry later")
+    raise UpstreamError(first.error.message, status=first.error.code)
 
 
 def _chunks(packet: Any) -> list[ChatCompletionStreamResponse]:

@@ -75,3 +75,20 @@ def test_answers_and_arguments_reach_the_caller_unchanged():
     assert asyncio.run(Retrieval(handle, 5).call("search", "q", 3)) == ["a hit"]
     assert Retrieval(handle, 5).call_blocking("similarity", ["s"], ["d"]) == ["a hit"]
     assert handle.calls == [("q", 3), (["s"], ["d"])]
+
+
+def test_the_llms_own_failure_is_retryable_and_its_refusal_is_the_callers():
+    from llama_rag.errors import ModelUnavailableError, UpstreamError
+    from services.api import _raise_if_error
+    from services.ray_compat import ErrorResponse
+
+    def error(code: int) -> ErrorResponse:
+        return ErrorResponse(error={"message": "Message: boom", "type": "X", "code": code})
+
+    with pytest.raises(ModelUnavailableError) as err:
+        _raise_if_error(error(500))
+    assert err.value.http_status == 503 and err.value.retry_after > 0
+    with pytest.raises(UpstreamError) as refused:
+        _raise_if_error([error(400)])
+    assert refused.value.http_status == 400
+    _raise_if_error(["data: {}"])  # an answer passes
