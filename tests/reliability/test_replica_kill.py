@@ -109,9 +109,12 @@ def _clear_error(outcome: str, text: str) -> bool:
 
 
 def test_killing_the_retriever_replica_fails_retryably_and_recovers(llm_server, pace, record):
-    """Extractive answers make several retrieval calls each and no LLM call, so calls are
-    in flight when the retrieval replica dies: each ends in a 503 + Retry-After to retry
-    (services.deployments), never the 500 of an unexpected error, and retrieval comes back."""
+    """Extractive answers make several retrieval calls each and no LLM call, so the
+    retrieval replica dies with calls on their way. Serve re-sends most of them to the
+    new replica (they wait for it); one that fails ends in a 503 + Retry-After to retry
+    (services.deployments), never the 500 of an unexpected error; retrieval comes back.
+    Whether any fails is up to Serve (2 of 64 once, none in other runs): the mapping
+    itself is unit-tested (tests/unit/test_deployments.py)."""
     victims = _replica_processes("Retriever")
     assert victims, "no retrieval replica process found"
     old_pids = {p.pid for p in victims}
@@ -128,7 +131,6 @@ def test_killing_the_retriever_replica_fails_retryably_and_recovers(llm_server, 
 
     results, killed_at = asyncio.run(scenario())
     failed = [r for r in results if r[0] != "200"]
-    assert failed, "no request failed: the kill did not hit a retrieval call in flight"
     wrong = [(o, round(t, 1), text[:300]) for o, t, text, *_ in failed
              if o != "503" or json.loads(text)["error"]["type"] != "retrieval_unavailable"]
     outcomes = [r[0] for r in results]
@@ -141,7 +143,7 @@ def test_killing_the_retriever_replica_fails_retryably_and_recovers(llm_server, 
         time.sleep(float(resp.headers["retry-after"]))
     assert {p.pid for p in _replica_processes("Retriever")}.isdisjoint(old_pids)
     record("kill the retrieval replica", requests=len(results), ok=outcomes.count("200"),
-           failed=len(failed), slowest_failure_s=round(max(r[1] for r in failed), 2),
+           failed=len(failed), slowest_failure_s=round(max((r[1] for r in failed), default=0), 2),
            slowest_success_s=round(max([r[1] for r in results if r[0] == "200"] or [0]), 1),
            answering_after_s=round(time.perf_counter() - killed_at, 1))
 
