@@ -12,7 +12,9 @@ Each command imports its heavy modules inside its function, so `--help` is insta
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import os
 import signal
 import sys
 import threading
@@ -147,10 +149,12 @@ def index(paths: tuple[Path, ...], index_dir: str | None, collection: str | None
         raise click.UsageError("--min-hit5 and --min-answer-f1 need --gate QA.jsonl")
     gate = GateSpec(qa=gate_qa, min_hit5=min_hit5, min_answer_f1=min_answer_f1,
                     max_drop=gate_max_drop) if gate_qa else None
+    out = _stdout_for_json() if as_json else sys.stdout
     with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
         summary = run(list(paths), settings, progress=progress, gate=gate)  # Ray's log lines
     if as_json:  # stdout holds the JSON alone
-        click.echo(summary.model_dump_json(indent=2))
+        click.echo(summary.model_dump_json(indent=2), file=out)
+        out.flush()
     else:
         _print_index_summary(summary)
     if summary.gate and not summary.gate.passed:
@@ -158,6 +162,23 @@ def index(paths: tuple[Path, ...], index_dir: str | None, collection: str | None
 
         raise GateRefusedError(f"gate refused the new version ({'; '.join(summary.gate.reasons)}); "
                                f"CURRENT stays {summary.version or 'unset'}")
+
+
+def _stdout_for_json():
+    """Where ``--json`` output goes: a copy of the real stdout, with the process's own fd 1
+    sent to stderr for good. Ray's driver prints its workers' log lines on stdout from a
+    thread, at any time (after the summary, when a lost node's address was refused), so
+    redirecting Python's ``sys.stdout`` for the run alone was not enough. Under click's
+    test runner (no file descriptor) stdout stays as it is."""
+    try:
+        fd = sys.stdout.fileno()
+        err = sys.stderr.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        return sys.stdout
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(fd), "w", encoding="utf-8")
+    os.dup2(err, fd)
+    return out
 
 
 def _print_index_summary(summary) -> None:

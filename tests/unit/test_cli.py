@@ -132,3 +132,22 @@ def test_serve_stops_alike_on_sigint_and_sigterm(sig):
     threading.Timer(0.2, os.kill, (os.getpid(), sig)).start()
     assert wait_for_stop() == sig
     assert signal.getsignal(sig) is before
+
+
+def test_json_stdout_holds_the_json_alone_whatever_writes_to_fd_1_later():
+    """Ray's driver prints worker log lines on stdout from a thread at any time: with
+    --json they must reach stderr, whether printed by Python or written to fd 1."""
+    import subprocess
+    import sys
+
+    script = ("import os, sys\n"
+              "from llama_rag.cli import _stdout_for_json\n"
+              "out = _stdout_for_json()\n"
+              "print('(raylet) a log line')\n"
+              "out.write('{\"published\": true}\\n'); out.flush()\n"
+              "os.write(1, b'rpc_code: 14 after the summary\\n')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == {"published": True}
+    assert "a log line" in done.stderr and "rpc_code: 14" in done.stderr
