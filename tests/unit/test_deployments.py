@@ -1,4 +1,8 @@
-"""Calls to the retrieval deployment: a lost replica is a 503 to retry, ours pass, bugs stay 500."""
+"""Calls to the retrieval deployment: a lost replica is a 503 to retry, ours pass, bugs stay 500.
+
+A SIGKILL of the retrieval replica under traffic (tried in tests/reliability, then removed)
+rarely failed a call at all: Serve re-sends most of them to the new replica. So the mapping
+is shown here, on the exceptions Ray raises."""
 
 import asyncio
 
