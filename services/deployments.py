@@ -9,7 +9,8 @@ is a 503 with Retry-After, never a 500. Errors the deployment raised on purpose 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from ray.exceptions import (NodeDiedError, OutOfMemoryError, RayActorError,
                             WorkerCrashedError)
@@ -45,17 +46,18 @@ class Retrieval:
         self.handle, self.retry_after_s = handle, retry_after_s
 
     async def call(self, method: str, *args: Any) -> Any:
-        try:
+        with self._mapped(method):
             return await getattr(self.handle, method).remote(*args)
-        except Exception as exc:
-            if isinstance(exc, LlamaRagError) or not unreachable(exc):
-                raise  # ours pass through; anything else is a bug: a 500, traceback logged
-            raise self._unavailable(method, exc) from exc
 
     def call_blocking(self, method: str, *args: Any) -> Any:
         """The same from a worker thread (never from the replica's event loop)."""
-        try:
+        with self._mapped(method):
             return getattr(self.handle, method).remote(*args).result()
+
+    @contextmanager
+    def _mapped(self, method: str) -> Iterator[None]:
+        try:
+            yield
         except Exception as exc:
             if isinstance(exc, LlamaRagError) or not unreachable(exc):
                 raise  # ours pass through; anything else is a bug: a 500, traceback logged
