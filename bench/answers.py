@@ -15,7 +15,7 @@ our token-F1 to the baseline's; writes bench/results/answers.{json,png}.
 
 Then follow-ups (`make-set --followups`: a question about one API entry, then "And
 what does write() do?" about a sibling): retrieval hit@5 and MRR of the follow-up
-with the standalone query of llama_rag.conversation (ours), the previous question
+with the standalone query of qa.conversation (ours), the previous question
 and the follow-up concatenated, the follow-up alone, and a rewrite by the served
 LLM; writes bench/results/follow-ups.{json,png}.
 
@@ -50,10 +50,12 @@ def main() -> None:
 
     from indexing.store import IndexStore
     from llama_rag.config import load_settings
-    from llama_rag.evalset import make_set
-    from llama_rag.evaluate import (QAItem, compare_answers, evaluate, http_target,
-                                    report_lines)
-    from llama_rag.models import apply_offline_policy, resolve_answer_mode
+    from qa.evaluation.sets import make_set
+    from qa.evaluation.charts import compare_answers
+    from qa.evaluation.report import QAItem, evaluate, report_lines
+    from qa.evaluation.targets import http_target
+    from llama_rag.model_files import apply_offline_policy
+    from qa.answerer import resolve_answer_mode
 
     if not IndexStore(args.index_dir).current():
         subprocess.run([str(Path(sys.executable).parent / "llama-rag"), "index", str(DOCS),
@@ -92,8 +94,9 @@ def follow_ups(url: str, settings, items) -> None:
     """hit@5 / MRR of each way to turn a follow-up into a retrieval query, same server."""
     import httpx
 
-    from llama_rag.conversation import Turn, standalone
-    from llama_rag.evaluate import hit_at, mrr, rank_of_first_match
+    from llama_rag.protocol import Turn
+    from qa.conversation import standalone
+    from qa.evaluation.report import hit_at, mrr, rank_of_first_match
     from bench.report import bar_chart, save
 
     http = httpx.Client(base_url=url, timeout=300)

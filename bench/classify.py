@@ -55,7 +55,7 @@ def naive(rows: list[dict], batch: int, settings) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from llama_rag.models import resolve_llm
+    from llama_rag.model_files import resolve_llm
     from pipelines.classify_llm import map_generated, messages_for
 
     path = resolve_llm(settings).path
@@ -103,7 +103,7 @@ def ray_data_llm(rows: list[dict], settings) -> dict:
     import ray
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
-    from llama_rag.models import resolve_llm
+    from llama_rag.model_files import resolve_llm
     from pipelines.classify_llm import messages_for
     from llama_rag.engine import engine_env, engine_kwargs
 
@@ -144,7 +144,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from llama_rag.config import load_settings
-    from llama_rag.models import apply_offline_policy
+    from llama_rag.model_files import apply_offline_policy
     from llama_rag.ray_runtime import ensure_ray
 
     settings = load_settings()

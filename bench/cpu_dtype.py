@@ -33,7 +33,7 @@ def one(dtype: str, prompt_chars: int, decode_tokens: int) -> dict:
 
     from llama_rag.config import load_settings
     from llama_rag.engine import engine_env
-    from llama_rag.models import resolve_llm
+    from llama_rag.model_files import resolve_llm
 
     settings = load_settings()
     import os

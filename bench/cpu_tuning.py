@@ -46,7 +46,7 @@ def one_variant(overrides: dict, requests: int, concurrency: int, max_tokens: in
     from vllm.v1.engine.async_llm import AsyncLLM
 
     from llama_rag.config import load_settings
-    from llama_rag.models import apply_offline_policy, resolve_llm
+    from llama_rag.model_files import apply_offline_policy, resolve_llm
     from llama_rag.engine import engine_kwargs
 
     settings = load_settings(None, {f"llm.{k}": v for k, v in overrides.items()})

@@ -43,7 +43,7 @@ def make_chunks(limit: int, settings, first: list[str]) -> tuple[list[str], list
     from indexing.chunking import Chunker
     from indexing.corpus import SourceFile, chunk_file
     from indexing.embedder import token_counter
-    from llama_rag.models import prepare_embedder
+    from llama_rag.model_files import prepare_embedder
 
     chunker = Chunker(settings.chunking.max_tokens, settings.chunking.overlap_tokens,
                       token_counter(str(prepare_embedder(settings))))
@@ -77,7 +77,7 @@ def bare(variant: str, texts: list[str], questions: list[dict], sources: list[st
          settings) -> dict:
     """One backend from nothing loaded: load, encode the chunks (timed), then the questions."""
     from indexing.embedder import Embedder
-    from llama_rag.evaluate import hit_at, mrr
+    from qa.evaluation.report import hit_at, mrr
     from indexing.embedder import resolve_embedder
 
     backend, quantization = VARIANTS[variant]
@@ -131,7 +131,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from llama_rag.config import load_settings
-    from llama_rag.models import apply_offline_policy
+    from llama_rag.model_files import apply_offline_policy
 
     overrides = {"ingest.encode_batch_size": args.batch_size} if args.batch_size else {}
     settings = load_settings(None, overrides)

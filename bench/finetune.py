@@ -128,7 +128,7 @@ def main() -> None:
     import os
 
     from llama_rag.config import load_settings
-    from llama_rag.models import apply_offline_policy
+    from llama_rag.model_files import apply_offline_policy
 
     work = Path(tempfile.mkdtemp(prefix="bench-finetune-"))
     os.environ["LLAMA_RAG_ADAPTERS__DIR"] = str(work / "adapters")

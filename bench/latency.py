@@ -56,8 +56,8 @@ def main() -> None:
     import httpx
 
     from llama_rag.config import load_settings
-    from llama_rag.evaluate import load_qa
-    from llama_rag.models import apply_offline_policy
+    from qa.evaluation.report import load_qa
+    from llama_rag.model_files import apply_offline_policy
 
     cold = {"default": [], "old default (torch)": []}
     for _ in range(args.runs):  # alternating, before the server takes the cores

@@ -6,7 +6,7 @@ of eval/python-docs-qa.jsonl:
 
 - ask: `POST /v1/ask` with `answer_mode: generate` (retrieve + fenced prompt + generate + citations)
 - bare: `POST /v1/chat/completions` with the very messages /v1/ask builds for that
-  question (fetched once, beforehand, via /v1/search and services.qa)
+  question (fetched once, beforehand, via /v1/search and qa.grounding)
 
 Both with the same `max_tokens` and sampling, after a warm-up that puts every prompt
 in vLLM's prefix cache (so neither side gets it first); each level runs alternating
@@ -85,13 +85,12 @@ async def level(post, items: list, concurrency: int) -> dict:
 
 async def ask_messages(http, settings, question: str, max_tokens: int) -> list[dict]:
     """The exact messages /v1/ask sends the LLM for ``question`` (via /v1/search)."""
-    from llama_rag import prompts
     from llama_rag.protocol import Hit
-    from services import qa
+    from qa import grounding, prompts
 
     cfg = settings.qa
     found = (await http.post("/v1/search", json={"query": question, "k": cfg.k})).json()
-    hits = qa.relevant([Hit(**h) for h in found["hits"]], cfg)
+    hits = grounding.relevant([Hit(**h) for h in found["hits"]], cfg)
     budget = prompts.context_budget(settings.llm.max_model_len, max_tokens, question)
     hits = hits[: len(prompts.quoted(hits, cfg, budget))]
     return prompts.build_messages(question, hits, cfg, budget)
@@ -114,8 +113,8 @@ def main() -> None:
     import httpx
 
     from llama_rag.config import load_settings
-    from llama_rag.evaluate import load_qa
-    from llama_rag.models import apply_offline_policy
+    from qa.evaluation.report import load_qa
+    from llama_rag.model_files import apply_offline_policy
 
     settings = load_settings(None, {"index.dir": args.index_dir})
     apply_offline_policy(settings.models)

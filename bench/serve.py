@@ -104,7 +104,7 @@ def bare_engine(settings):
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.v1.engine.async_llm import AsyncLLM
 
-    from llama_rag.models import resolve_llm
+    from llama_rag.model_files import resolve_llm
     from llama_rag.engine import engine_env, engine_kwargs
 
     os.environ.update(engine_env(settings))
@@ -174,7 +174,7 @@ def main() -> None:
     from ray import serve
 
     from llama_rag.config import load_settings
-    from llama_rag.models import apply_offline_policy
+    from llama_rag.model_files import apply_offline_policy
 
     # Two engines are up at once: each reserves 2 GiB of KV cache instead of 30% of RAM.
     settings = load_settings(None, {"llm.cpu_kvcache_space_gb": 2})

@@ -13,34 +13,17 @@ import re
 from typing import Callable, Iterator
 
 from indexing.documents import Chunk, Document
+from indexing.text import CLAUSE_BREAK, PARAGRAPH_BREAK, WORD_RUN, spans
 
 TokenCounter = Callable[[str], int]
 
-_PARA = re.compile(r"\n\s*\n")
-_SENTENCE = re.compile(r"(?<=[.!?:;])\s+")
-_WORD = re.compile(r"\S+")
-
-
-def whitespace_tokens(text: str) -> int:
-    """A tokenizer-free counter (words), for tests and rough estimates."""
-    return len(text.split())
+_PARA, _SENTENCE, _WORD = PARAGRAPH_BREAK, CLAUSE_BREAK, WORD_RUN
 
 
 def chunk_id(doc_id: str, start: int, end: int, text: str) -> str:
     """Deterministic content-hash id: the same text at the same place gets the same id."""
     digest = hashlib.sha256(f"{doc_id}\x00{start}\x00{end}\x00{text}".encode()).hexdigest()
     return digest[:24]
-
-
-def _spans(pattern: re.Pattern[str], text: str, base: int) -> Iterator[tuple[int, int]]:
-    """Pieces of ``text`` between matches of ``pattern``, as absolute [start, end)."""
-    pos = 0
-    for m in pattern.finditer(text):
-        if m.start() > pos:
-            yield base + pos, base + m.start()
-        pos = m.end()
-    if pos < len(text):
-        yield base + pos, base + len(text)
 
 
 class Chunker:
@@ -74,7 +57,7 @@ class Chunker:
 
     def _units(self, text: str, start: int, end: int) -> Iterator[tuple[int, int, int]]:
         """(start, end, tokens) pieces of a section, each within max_tokens."""
-        for p0, p1 in _spans(_PARA, text[start:end], start):
+        for p0, p1 in spans(_PARA, text[start:end], start):
             yield from self._fit(text, p0, p1, (_SENTENCE, _WORD))
 
     def _fit(self, text: str, start: int, end: int,
@@ -95,7 +78,7 @@ class Chunker:
         if pattern is _WORD:
             yield from self._words(text, start, end)
             return
-        for s0, s1 in _spans(pattern, piece, start):
+        for s0, s1 in spans(pattern, piece, start):
             yield from self._fit(text, s0, s1, rest)
 
     def _words(self, text: str, start: int, end: int) -> Iterator[tuple[int, int, int]]:

@@ -23,7 +23,7 @@ from indexing.embed_export import INFO_FILE, Backend, ExportInfo, Quantization
 from llama_rag.adapters import BaseModelRef, base_ref
 from llama_rag.config import Settings
 from llama_rag.errors import ModelSetupError
-from llama_rag.models import ModelRef, embedder_model, is_ready, models_dir, publish_dir
+from llama_rag.model_files import ModelRef, embedder_model, is_ready, models_dir, publish_dir
 
 
 class EmbedderRef(BaseModel):

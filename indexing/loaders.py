@@ -11,7 +11,9 @@ import re
 from pathlib import Path
 from typing import Callable
 
+from indexing.api_entries import API_REFERENCE, is_api_page
 from indexing.documents import Document, DocumentBuilder
+from indexing.text import PARAGRAPH_BREAK
 from llama_rag.errors import LoadError
 from llama_rag.jsonl import records
 
@@ -45,7 +47,7 @@ def _finish(source: str, title: str, builder: DocumentBuilder, doc_id: str | Non
 def load_text(data: bytes, source: str) -> list[Document]:
     text = _decode(data)
     builder = DocumentBuilder()
-    for para in re.split(r"\n\s*\n", text):
+    for para in PARAGRAPH_BREAK.split(text):
         builder.block(para.rstrip())
     return [_finish(source, Path(source).stem, builder)]
 
@@ -167,7 +169,9 @@ def load_html(data: bytes, source: str) -> list[Document]:
     main = best if best is not None and best.getparent() is not None else root
     walker.walk(main)
     walker.flush()
-    return [_finish(source, walker.title or page_title or Path(source).stem, walker.builder)]
+    profile = {"profile": API_REFERENCE} if is_api_page(root) else None
+    return [_finish(source, walker.title or page_title or Path(source).stem, walker.builder,
+                    metadata=profile)]
 
 
 def load_pdf(data: bytes, source: str) -> list[Document]:

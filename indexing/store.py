@@ -37,9 +37,9 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
 from indexing import faiss_index, lexical
+from indexing.api_entries import SymbolIndex, is_api_chunk
 from indexing.embedder import EmbedderInfo
 from indexing.faiss_index import IndexInfo
-from indexing.symbols import SymbolIndex
 from indexing.lexical import LexicalIndex
 from llama_rag.location import fetch, is_uri, new_version_id, shared_root
 from llama_rag.location import collection_dir
@@ -118,10 +118,19 @@ class IndexVersion:
 
     @property
     def symbols(self) -> SymbolIndex:
-        """API entry names -> rows (indexing.symbols), built on first use."""
+        """API entry names -> rows of the chunks of API reference pages
+        (indexing.api_entries), built on first use; empty for any other corpus."""
         if self._symbols is None:
-            self._symbols = SymbolIndex.build(self.chunks.column("text").to_pylist())
+            marked = [is_api_chunk(m) for m in self.chunks.column("metadata").to_pylist()]
+            self._symbols = SymbolIndex.build(self.chunks.column("text").to_pylist(), marked) \
+                if any(marked) else SymbolIndex({})
         return self._symbols
+
+    @property
+    def api_reference(self) -> bool:
+        """The version holds API reference pages with entries (their answering profile
+        applies, qa.api_reference)."""
+        return bool(self.symbols)
 
     @property
     def lexical(self) -> LexicalIndex:
@@ -139,11 +148,6 @@ class IndexVersion:
 
     def check_embedder(self, info: EmbedderInfo) -> None:
         check_embedder(self.manifest, info)
-
-    def search(self, query: np.ndarray, k: int) -> list[Hit]:
-        if k <= 0:
-            raise ValueError(f"k must be greater than 0, got {k}")
-        return self.hits(*self.nearest(query, k))
 
     def nearest(self, query: np.ndarray, n: int) -> tuple[list[int], list[float]]:
         """Row ids and cosine scores of the ``n`` nearest rows (FAISS), best first."""
@@ -252,13 +256,6 @@ class IndexStore:
         if self.versions.is_dir():
             for tmp in [*self.versions.glob(".tmp-*"), *self.versions.glob(".download-*")]:
                 shutil.rmtree(tmp, ignore_errors=True)
-
-    def publish(self, chunks: pa.Table, vectors: np.ndarray, manifest: Manifest,
-                errors: list[dict[str, Any]], settings) -> str:
-        """Write a complete version, then point CURRENT at it. Call under ``lock()``."""
-        vid = self.stage(chunks, vectors, manifest, errors, settings)
-        self.promote(vid, settings)
-        return vid
 
     def stage(self, chunks: pa.Table, vectors: np.ndarray, manifest: Manifest,
               errors: list[dict[str, Any]], settings) -> str:

@@ -84,7 +84,7 @@ def main() -> None:
 def setup(config_path: Path | None) -> None:
     """Prepare the bundled models offline into $LLAMA_RAG_HOME (idempotent)."""
     from indexing.embedder import resolve_embedder
-    from llama_rag.models import apply_offline_policy, prepare_llm
+    from llama_rag.model_files import apply_offline_policy, prepare_llm
 
     settings = _settings(config_path)
     apply_offline_policy(settings.models)
@@ -143,7 +143,7 @@ def index(paths: tuple[Path, ...], index_dir: str | None, collection: str | None
                         # GPUs embed with torch (the CPU backends would leave them idle)
                         "models.embed_backend": "torch" if num_gpus else None})
     from pipelines.ingest import run
-    from indexing.gate import GateSpec
+    from qa.evaluation.gate import GateSpec
 
     if gate_qa is None and (min_hit5 is not None or min_answer_f1 is not None):
         raise click.UsageError("--min-hit5 and --min-answer-f1 need --gate QA.jsonl")
@@ -221,8 +221,8 @@ def search(query: str, index_dir: str | None, k: int, mode: str | None, collecti
     settings = _settings(config_path, **{"index.dir": index_dir})
     if not query.strip():
         raise click.BadParameter("must not be empty", param_hint="QUERY")
-    from llama_rag.models import apply_offline_policy
-    from indexing.search import RetrieverCore
+    from llama_rag.model_files import apply_offline_policy
+    from indexing.retriever import RetrieverCore
     from llama_rag.protocol import SearchRequest
 
     apply_offline_policy(settings.models)
@@ -256,7 +256,7 @@ def serve(host: str | None, port: int | None, index_dir: str | None,
     """
     settings = _settings(config_path, **{"serve.host": host, "serve.port": port,
                                          "index.dir": index_dir})
-    from llama_rag.models import apply_offline_policy
+    from llama_rag.model_files import apply_offline_policy
     from llama_rag.ray_runtime import ensure_ray
 
     apply_offline_policy(settings.models)
@@ -498,8 +498,8 @@ def evaluate(ctx: click.Context, qa_file: Path | None, url: str | None, index_di
              config_path: Path | None) -> None:
     """Retrieval hit@1/hit@5/MRR; answers: token-F1, ROUGE-L, citations, support, refusals
     and latency, beside a no-LLM extractive baseline scored in the same run."""
-    from llama_rag.evaluate import (compare_answers, compare_modes, dumps,
-                                    evaluate as run_eval, load_qa, report_lines)
+    from qa.evaluation.charts import compare_answers, compare_modes
+    from qa.evaluation.report import dumps, evaluate as run_eval, load_qa, report_lines
 
     if ctx.invoked_subcommand:
         return
@@ -513,7 +513,7 @@ def evaluate(ctx: click.Context, qa_file: Path | None, url: str | None, index_di
     answer_wanted = _answer_modes(answer_modes)
     items = load_qa(qa_file)
     if url:
-        from llama_rag.evaluate import http_target
+        from qa.evaluation.targets import http_target
 
         searcher, asker = http_target(url, collection, max_tokens,
                                       answers=not (modes or retrieval_only))
@@ -578,7 +578,7 @@ def make_set(docs: Path, out: Path, n: int | None, seed: int, split: str, unansw
     from collections import Counter
 
     from llama_rag.atomic import write_atomic
-    from llama_rag.evalset import make_set as derive
+    from qa.evaluation.sets import make_set as derive
 
     items = derive(docs, n, seed, split, unanswerable, per_page, followups=followups)
     write_atomic(out, "".join(i.model_dump_json(exclude_none=True) + "\n" for i in items))
@@ -607,9 +607,9 @@ def _eval_modes(modes: str | None) -> list[str | None]:
 
 def _local_target(config_path: Path | None, index_dir: str | None, collection: str | None):
     """(mode -> search, answer mode -> ask) on a local index, without a server."""
-    from indexing.search import RetrieverCore
-    from llama_rag.evaluate import local_target
-    from llama_rag.models import apply_offline_policy
+    from indexing.retriever import RetrieverCore
+    from qa.evaluation.targets import local_target
+    from llama_rag.model_files import apply_offline_policy
 
     settings = _settings(config_path, **{"index.dir": index_dir})
     apply_offline_policy(settings.models)

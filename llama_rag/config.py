@@ -232,26 +232,25 @@ class LLMSettings(StrictModel):
 
     log_engine_metrics: bool = Field(
         False, description="vLLM's per-step engine metrics on Ray's Prometheus endpoint "
-        "(Ray Serve LLM's log_engine_metrics, on in infra/serve/gpu-pool.yaml). Off on the CPU: "
-        "recording them every step beside the engine cost 15% of the tokens/s at "
-        "concurrency 16 on 2 cores (228 vs 194 tok/s). Serve's own request metrics stay on.")
+        "(Ray Serve LLM's log_engine_metrics, on in infra/serve/gpu-pool.yaml). Off on the CPU, "
+        "where recording them every step competes with the engine for its cores "
+        "(docs/benchmarks.md). Serve's own request metrics stay on.")
     stream_batching_interval_ms: float | None = Field(
         500, ge=0,
         description="How long the LLM replica gathers streamed tokens before sending them on "
         "(Ray Serve LLM's experimental stream_batching_interval_ms; unset: Ray's 50 ms). "
         "The first chunk always leaves at once (services/llm_server.py). Each later chunk "
-        "costs the proxy and the ingress CPU: at concurrency 16 on 2 cores, 500 ms gave "
-        "194 tok/s and 200 ms 160 on the same (busy) day; 200 ms 279, 100 ms 222 and 50 ms "
-        "171 on a quieter one.")
+        "costs the proxy and the ingress CPU, so fewer, larger chunks leave the cores to the "
+        "engine (docs/benchmarks.md).")
     cpu_kvcache_space_gb: int | None = Field(
         None, ge=1, description="VLLM_CPU_KVCACHE_SPACE; unset lets gpu_memory_utilization decide.")
     cpu_omp_threads_bind: str = Field(
         "auto", description="VLLM_CPU_OMP_THREADS_BIND: auto, nobind or a core list "
-        "(bench/cpu_tuning.py: auto is fastest here).")
+        "(chosen by bench/cpu_tuning.py; docs/benchmarks.md).")
     cpu_reserved_cpus: int = Field(
         0, ge=0, description="VLLM_CPU_NUM_OF_RESERVED_CPU: cores kept from the engine's OMP "
-        "threads. vLLM's default reserves one for the front end, which on 2 cores halves "
-        "decoding speed; 0 measured 1.27x faster here.")
+        "threads. vLLM's default reserves one for the front end, which leaves a 2-core "
+        "machine one core to decode on (docs/benchmarks.md).")
 
 
 def parse_api_key(entry: str) -> tuple[str, frozenset[str] | None]:
@@ -318,7 +317,12 @@ class ServeSettings(StrictModel):
     llm_answer_timeout_s: float = Field(
         300, gt=0, description="Longest wait for a whole non-streamed LLM answer, likewise.")
     llm_probe_interval_s: float = Field(
-        2, gt=0, description="While the LLM is down, how often the API probes its health.")
+        2, gt=0, description="While the LLM (or the retriever) is down, how often the API "
+        "probes its health.")
+    retrieval_timeout_s: float = Field(
+        60, gt=0, description="Longest wait for a call to the retrieval deployment (a search, "
+        "an extractive answer): past it the request gets 503 + Retry-After and new calls are "
+        "refused at once until a retriever replica answers again.")
 
 
 AnswerMode = Literal["generate", "extractive"]
@@ -345,7 +349,7 @@ class QASettings(StrictModel):
     answer_mode: AnswerModeSetting = Field(
         "auto", description="generate: the LLM writes the answer from the quoted documents; "
         "extractive: the answer is the quoted sentence that answers the question, verbatim "
-        "with its [n] (llama_rag.extractive; no LLM call); auto: extractive for a model under "
+        "with its [n] (qa.extractive; no LLM call); auto: extractive for a model under "
         "qa.extractive_below_params parameters, else generate. On the bundled 135M model "
         "extractive scored token-F1 0.72 against 0.07 generated (docs/evaluation.md).")
     extractive_below_params: float = Field(

@@ -1,6 +1,6 @@
 """The request and response models of the HTTP API, the CLI and the Python client.
 
-One module, at the bottom of the layers, so the search core (indexing.search), the
+One module, at the bottom of the layers, so the search core (indexing.retriever), the
 Serve deployments (services/) and the clients all speak the same typed shapes.
 """
 
@@ -11,10 +11,19 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 from llama_rag.config import COLLECTION_PATTERN, DEFAULT_COLLECTION, AnswerMode
-from llama_rag.conversation import Turn
+
+from llama_rag.config import RetrievalMode as Mode
 
 MAX_TURNS = 40
-from llama_rag.config import RetrievalMode as Mode
+
+
+class Turn(BaseModel):
+    """One earlier message of the conversation, as the client keeps it."""
+
+    model_config = {"extra": "forbid"}
+
+    role: Literal["user", "assistant"]
+    content: str = Field(..., max_length=8000)
 
 
 class Hit(BaseModel):
@@ -110,7 +119,7 @@ class AskRequest(BaseModel):
     history: list[Turn] = Field(
         [], max_length=MAX_TURNS, description="The conversation so far (the client keeps it: "
         "the server is stateless); the question is retrieved with a standalone query built "
-        "from it (llama_rag.conversation).")
+        "from it (qa.conversation).")
 
 
 class Citation(BaseModel):

@@ -78,7 +78,7 @@ def _adapter(args: ClassifyArgs, settings: Settings) -> Adapter | None:
         return None
     from llama_rag.adapters import AdapterStore, base_ref, check_base
     from indexing.embedder import resolve_embedder
-    from llama_rag.models import resolve_llm
+    from llama_rag.model_files import resolve_llm
 
     adapter = AdapterStore.of(settings.adapters).open(args.adapter)
     m = adapter.manifest
@@ -182,7 +182,7 @@ def _rows(prep: Prepared, args: ClassifyArgs) -> Iterator[list[dict[str, Any]]]:
 
 def _stage(ds, prep: Prepared, args: ClassifyArgs, settings: Settings):
     """The Ray Data LLM stage: vLLM actors, or HTTP calls to a running deployment."""
-    from llama_rag.models import resolve_llm
+    from llama_rag.model_files import resolve_llm
     from llama_rag.engine import engine_env, engine_kwargs
 
     if args.context_index:
@@ -301,7 +301,7 @@ def _label(pending: _Pending, prep: Prepared, out: io.Output, args: ClassifyArgs
     ensure_ray(settings.ray.num_cpus)
     import ray
 
-    from llama_rag.metrics import classify_rows
+    from llama_rag.telemetry import classify_rows
 
     rows_done = classify_rows()
     if pending.failed:
@@ -390,7 +390,7 @@ def metrics(predicted: list[str], gold: list[str | None]) -> Metrics | None:
 
 def run_from_cli(config_path: Path | None, input_: str, **kwargs: Any) -> None:
     settings = load_settings(config_path)
-    from llama_rag.models import apply_offline_policy
+    from llama_rag.model_files import apply_offline_policy
 
     apply_offline_policy(settings.models)
     args = ClassifyArgs(input=input_, **kwargs)

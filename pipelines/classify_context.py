@@ -14,7 +14,7 @@ class Retrieve:
     """Ray Data actor: adds a ``context`` column (quoted, best chunks first)."""
 
     def __init__(self, settings: Settings) -> None:
-        from indexing.search import RetrieverCore
+        from indexing.retriever import RetrieverCore
 
         self.core = RetrieverCore(settings)
 

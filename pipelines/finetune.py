@@ -177,7 +177,7 @@ def _clean_adapter_config(folder: Path, base: BaseModelRef) -> None:
 def run(args: FinetuneArgs, settings: Settings, echo: Callable[[str], None] = print) -> FinetuneSummary:
     """Check, train, publish; the summary is also the manifest's record of the run."""
     from indexing.embedder import resolve_embedder
-    from llama_rag.models import resolve_llm
+    from llama_rag.model_files import resolve_llm
 
     check_args(args, settings)
     data = load(args)
@@ -276,7 +276,7 @@ def _forget_run(name: str, settings: Settings) -> None:
 def run_from_cli(config_path: Path | None, input_: tuple[str, ...], eval_input: tuple[str, ...],
                  **kwargs: Any) -> None:
     settings = load_settings(config_path)
-    from llama_rag.models import apply_offline_policy
+    from llama_rag.model_files import apply_offline_policy
 
     apply_offline_policy(settings.models)
     args = FinetuneArgs(input=list(input_), eval_input=list(eval_input), **kwargs)

@@ -22,12 +22,12 @@ from pydantic import BaseModel, Field
 from indexing.chunking import Chunker
 from indexing.corpus import Plan, SourceFile, check_paths, chunk_file, list_corpus, plan
 from indexing.embedder import Embedder, EmbedderInfo, EmbedderRef, resolve_embedder, token_counter
-from indexing.gate import GateSpec, GateVerdict, decide, load_gate_items, score_version
+from qa.evaluation.gate import GateSpec, GateVerdict, decide, load_gate_items, score_version
 from indexing.store import CHUNK_SCHEMA, FileEntry, IndexStore, Manifest, check_embedder
 from llama_rag.config import ChunkSettings, IndexSettings, ModelSettings, Settings
 from llama_rag.errors import EmptyCorpusError, InvalidInputError, LoadError
 from llama_rag.pii import mask
-from llama_rag.models import apply_offline_policy
+from llama_rag.model_files import apply_offline_policy
 from llama_rag.ray_runtime import ensure_ray
 
 
@@ -258,7 +258,7 @@ def check_chunking(previous: Manifest, settings: Settings) -> None:
 def run(paths: list[Path], settings: Settings, embed_files: EmbedFiles = ray_embed_files,
         progress: bool = False, gate: GateSpec | None = None) -> IngestSummary:
     """Index ``paths`` into ``settings.index.dir`` incrementally and publish a new version
-    (with ``gate``, only if it passes indexing.gate; else CURRENT stays)."""
+    (with ``gate``, only if it passes qa.evaluation.gate; else CURRENT stays)."""
     started = time.perf_counter()
     apply_offline_policy(settings.models)
     roots = check_paths(paths)
@@ -313,7 +313,7 @@ def run(paths: list[Path], settings: Settings, embed_files: EmbedFiles = ray_emb
 def _judge(store: IndexStore, staged: str, current: str | None, settings: Settings,
            gate: GateSpec, items) -> GateVerdict:
     """The gate's verdict on the staged version against the current one, same questions."""
-    from indexing.search import settings_embedder
+    from indexing.retriever import settings_embedder
 
     embedder = settings_embedder(settings)
     candidate = score_version(store.staged(staged), settings, items, embedder)

@@ -1,14 +1,14 @@
 """The API ingress: OpenAI routes (services.ingress) plus /v1/ask and /v1/search.
 
-One FastAPI app per replica. The QA routes call the retrieval deployment, build the
-fenced prompt (services.qa) and call the LLM deployment through the same handle
-the OpenAI routes use. Our errors (llama_rag.errors) become HTTP responses in one
+One FastAPI app per replica. The QA routes adapt qa.answerer to handles: the
+retrieval deployment prepares the answer (or the fenced prompt), this replica calls
+the LLM deployment through the same handle the OpenAI routes use, and the retrieval
+deployment finishes it. Our errors (llama_rag.errors) become HTTP responses in one
 handler; API keys and the per-key rate limit are checked by services.auth.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -19,19 +19,21 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
 from llama_rag.config import DEFAULT_COLLECTION, Settings
-from llama_rag.pii import StreamMasker, mask, mask_logs
+from llama_rag.pii import StreamMasker, mask_logs
 from llama_rag.errors import (ForbiddenError, LlamaRagError, ModelUnavailableError,
-                              QuestionTooLongError, RetrievalUnavailableError, UpstreamError)
+                              RetrievalUnavailableError, UpstreamError)
 from services.errors import validation_error
 from services.ray_compat import (ChatCompletionRequest, ChatCompletionStreamResponse, ErrorResponse,
                                  ModelCard, ModelList)
-from llama_rag import conversation, extractive, prompts, sse
-from services import chat, qa
-from services.deployments import Retrieval
+from llama_rag import sse
+from qa import grounding
+from qa.answerer import Answerer, Generation, answer_mode, check_question
+from services import chat
+from services.deployments import RetrieverClient
 from services.ingress import ENDPOINTS, LlamaRagIngress, check_max_tokens, responses
 from services.auth import SCOPE_STATE
 from llama_rag.protocol import (AskRequest, AskResponse, Collection, IndexSummary, SearchRequest,
-                                SearchResponse, Timings, Usage)
+                                SearchResponse, Usage)
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +45,13 @@ class LlamaRagApi(LlamaRagIngress):
 
     def __init__(self, llm_deployments, model_cards, lora_paths, retriever, settings: Settings,
                  rate_limiter=None):
-        from llama_rag.metrics import refusals, tokens_generated
+        from llama_rag.telemetry import refusals, tokens_generated
 
         super().__init__(llm_deployments, model_cards, lora_paths, settings.serve,
                          settings.adapters)
         # bound so Serve deploys it; the key check (services.auth) finds it by name
         self.rate_limiter = rate_limiter
-        self.retrieval = Retrieval(retriever, settings.serve.retry_after_s)
+        self.retrieval = RetrieverClient(retriever, settings.serve)
         self.settings = settings
         self.refusals, self.tokens = refusals(), tokens_generated()
         if settings.privacy.mask_pii:
@@ -108,43 +110,27 @@ class LlamaRagApi(LlamaRagIngress):
         return StreamingResponse(chat.chunks(events, body.model), media_type="text/event-stream")
 
     async def _plan(self, body: AskRequest, request: Request) -> "AskResponse | _Plan":
-        """Checks, retrieval, then either the finished answer (a refusal, an extractive
-        answer) or what to ask the LLM."""
+        """The checks this replica can make, then the answerer (qa.answerer, run by the
+        retrieval deployment): the finished answer (a refusal, an extractive answer) or
+        what to ask the LLM."""
         cfg = self.settings.qa
-        if len(body.question) > cfg.max_question_chars:
-            raise QuestionTooLongError(
-                f"question is {len(body.question)} characters; the limit is "
-                f"{cfg.max_question_chars}", param="question")
+        check_question(body, cfg)
         _check_collection(request, body.collection)
         model = await self._get_model_id(body.model or self.settings.llm.model_id)  # 404 now
-        # a request that names a model (an adapter) wants that model's answer
-        extractive_mode = (body.answer_mode or ("generate" if body.model
-                                                else cfg.answer_mode)) == "extractive"
-        if not extractive_mode:
+        mode = answer_mode(body, cfg)
+        if mode == "generate":
             self.llm_gate.check()  # while the LLM is down: 503 now, before any retrieval work
-        query = conversation.standalone(body.question, body.history)
-        found: SearchResponse = await self.retrieval.call("search", SearchRequest(
-            query=query, k=body.k or cfg.k, filters=body.filters, collection=body.collection,
-            mode=body.mode))
-        hits = qa.relevant(found.hits, cfg)
-        shown = query if query != body.question else None
-        if not hits:
-            return self._refusal(found, shown)
-        if extractive_mode:
-            return await self._extractive(body, query, hits, found)
-        max_tokens = body.max_tokens or cfg.max_tokens
-        check_max_tokens(max_tokens, self.settings.serve)  # before a stream starts: a 400
-        budget = prompts.context_budget(self.settings.llm.max_model_len, max_tokens,
-                                        body.question, body.history)
-        hits = hits[: len(prompts.quoted(hits, cfg, budget))]  # cite only what the model saw
+        planned = await self.retrieval.call("prepare", body, mode)
+        if isinstance(planned, AskResponse):
+            if not planned.answerable:
+                self.refusals.inc(tags={"reason": "no_relevant_chunks"})
+            return planned
+        check_max_tokens(planned.max_tokens, self.settings.serve)  # before a stream: a 400
         request_ = ChatCompletionRequest(
-            model=model, messages=prompts.build_messages(body.question, hits, cfg, budget,
-                                                         body.history),
-            max_tokens=max_tokens,
-            temperature=cfg.temperature if body.temperature is None else body.temperature,
-            frequency_penalty=cfg.frequency_penalty,
+            model=model, messages=planned.messages, max_tokens=planned.max_tokens,
+            temperature=planned.temperature, frequency_penalty=planned.frequency_penalty,
             stream=body.stream, stream_options={"include_usage": True} if body.stream else None)
-        return _Plan(request_, hits, found, shown)
+        return _Plan(request_, planned)
 
     async def _generated(self, plan: "_Plan") -> AskResponse:
         started = time.perf_counter()
@@ -163,65 +149,25 @@ class LlamaRagApi(LlamaRagIngress):
 
     async def _finish(self, text: str, plan: "_Plan", usage: Usage,
                       generate_ms: float) -> AskResponse:
-        """The response: refusal detection, then the model's citations or attributed ones."""
-        hits, found = plan.hits, plan.found
-        timings = Timings(retrieve_ms=found.retrieve_ms, generate_ms=round(generate_ms, 2))
-        if self.settings.privacy.mask_pii:
-            text = mask(text)
+        """The answerer's response to the LLM's text (refusal detection, its citations or
+        attributed ones); uncited when the retriever cannot be reached for attribution."""
         if usage.completion_tokens:
             self.tokens.inc(usage.completion_tokens, tags={"route": "ask"})
-        if qa.is_refusal(text):
+        try:
+            done = await self.retrieval.call("finish", text, plan.generation, usage, generate_ms)
+        except RetrievalUnavailableError:  # keep the answer the LLM gave, uncited
+            log.warning("answer left without attributed citations: retrieval unavailable")
+            done = Answerer(None, self.settings).finish(text, plan.generation, usage,
+                                                        generate_ms, attribute=False)
+        if not done.answerable:
             self.refusals.inc(tags={"reason": "model_declined"})
-            return AskResponse(answer=qa.REFUSAL, answerable=False, citations=[], usage=usage,
-                               timings=timings, index_version=found.version, query=plan.query)
-        text, mode = text.strip(), "model"
-        if not qa.cited_numbers(text, len(hits)):
-            spans = qa.sentence_spans(text)
-            try:
-                sims = await self.retrieval.call("hit_similarity", [text[a:b] for a, b in spans],
-                                                 hits, found.collection)
-            except RetrievalUnavailableError:  # keep the answer the LLM gave, uncited
-                log.warning("answer left without attributed citations: retrieval unavailable")
-            else:
-                text = qa.attribute(text, sims, spans,
-                                    self.settings.qa.attribution_min_similarity)
-                mode = "attributed"
-        citations = qa.citations_used(text, hits)
-        return AskResponse(answer=text, answerable=True, citations=citations,
-                           citation_mode=mode if citations else "none", usage=usage,
-                           timings=timings, index_version=found.version, query=plan.query)
-
-    async def _extractive(self, body: AskRequest, query: str, hits, found: SearchResponse):
-        """The answering sentence of the quoted hits, verbatim with its [n] (no LLM call);
-        a follow-up is answered as its standalone query (llama_rag.extractive.answer, its
-        lookups sent to the retriever from a worker thread)."""
-        started = time.perf_counter()
-        lookups = _RetrieverLookups(self.retrieval, body.collection, body.filters)
-        quote, hits = await asyncio.to_thread(
-            extractive.answer, conversation.answered(body.question, body.history), hits,
-            lookups, body.question)
-        shown = query if query != body.question else None
-        if quote is None:
-            return self._refusal(found, shown)
-        text = extractive.render(quote)
-        return AskResponse(
-            answer=mask(text) if self.settings.privacy.mask_pii else text, answerable=True,
-            citations=[qa.citation(quote.n, hits[quote.n - 1], quote.text)],
-            citation_mode="quoted", usage=Usage(), index_version=found.version, query=shown,
-            timings=Timings(retrieve_ms=found.retrieve_ms,
-                            generate_ms=round((time.perf_counter() - started) * 1000, 2)))
-
-    def _refusal(self, found: SearchResponse, query: str | None) -> AskResponse:
-        self.refusals.inc(tags={"reason": "no_relevant_chunks"})
-        return AskResponse(answer=qa.REFUSAL, answerable=False, citations=[], usage=Usage(),
-                           index_version=found.version, query=query,
-                           timings=Timings(retrieve_ms=found.retrieve_ms, generate_ms=0))
+        return done
 
     async def _generated_events(self, plan: "_Plan") -> AsyncIterator[tuple[str, dict]]:
         """(event, data): the sources first, then each token, then the answer with the
         citations used (or an in-band error once the stream has started)."""
-        yield "sources", {"citations": [qa.citation(n, h).model_dump()
-                                        for n, h in enumerate(plan.hits, start=1)]}
+        yield "sources", {"citations": [grounding.citation(n, h).model_dump()
+                                        for n, h in enumerate(plan.generation.hits, start=1)]}
         started, parts, usage = time.perf_counter(), [], Usage()
         masker = StreamMasker() if self.settings.privacy.mask_pii else None
         try:
@@ -249,31 +195,12 @@ class LlamaRagApi(LlamaRagIngress):
         yield "done", done.model_dump()
 
 
-class _RetrieverLookups:
-    """extractive.Lookups on the retrieval deployment; blocking calls, so only from a
-    worker thread (never the replica's event loop)."""
-
-    def __init__(self, retrieval: Retrieval, collection: str | None, filters) -> None:
-        self.retrieval, self.collection, self.filters = retrieval, collection, filters
-
-    def entries(self, name: str) -> list:
-        return self.retrieval.call_blocking("entries", name, self.collection, self.filters)
-
-    def task_entries(self, pages: list[str], words: list[str]) -> list:
-        return self.retrieval.call_blocking("task_entries", pages, words, self.collection)
-
-    def similarity(self, sentences: list[str], documents: list[str]) -> list[list[float]]:
-        return self.retrieval.call_blocking("similarity", sentences, documents)
-
-
 @dataclass
 class _Plan:
-    """What /v1/ask sends the LLM, and what it needs to finish the answer."""
+    """What /v1/ask sends the LLM, and what the answerer needs to finish the answer."""
 
     chat: ChatCompletionRequest
-    hits: list
-    found: SearchResponse
-    query: str | None  # the standalone query, when it is not the question
+    generation: Generation
 
 
 async def _done_events(done: AskResponse) -> AsyncIterator[tuple[str, dict]]:

@@ -31,7 +31,7 @@ def build_app(settings: Settings):
     from services.llm import build_llm_config, serves_lora
     from services.rate_limit import rate_limiter_deployment
     from services.retriever import Retriever
-    from llama_rag.models import resolve_answer_mode
+    from qa.answerer import resolve_answer_mode
 
     settings = resolve_answer_mode(settings)  # auto -> by the model's size, decided once here
 

@@ -2,7 +2,7 @@
 
 Any OpenAI client or chat UI picks ``model="rag"`` (``qa.chat_model_id``; ``rag:<collection>``
 for a named collection) and gets what /v1/ask gives: retrieval on every turn (the
-standalone query of llama_rag.conversation), the same prompt, refusal and citations.
+standalone query of qa.conversation), the same prompt, refusal and citations.
 The answer text carries the ``[n]`` markers; the extension fields ``citations``,
 ``answerable``, ``citation_mode``, ``index_version`` and ``query`` ride on the
 completion and, when streaming, on the final chunk, so plain clients still work.
@@ -21,9 +21,8 @@ from typing import Any, AsyncIterator
 from pydantic import ValidationError
 
 from llama_rag.config import DEFAULT_COLLECTION
-from llama_rag.conversation import Turn
 from llama_rag.errors import InvalidInputError
-from llama_rag.protocol import AskRequest, AskResponse
+from llama_rag.protocol import AskRequest, AskResponse, Turn
 
 EXTENSION = ("citations", "answerable", "citation_mode", "index_version", "query")
 

@@ -4,6 +4,8 @@ A call whose replica died, whose node was lost, or that Serve could not place (t
 replica is restarting, backpressure) answered nothing: the client may retry it, so it
 is a 503 with Retry-After, never a 500. Errors the deployment raised on purpose (ours,
 ``llama_rag.errors``) pass through as they are; anything else is a bug and stays a 500.
+A call that finds no live retriever replica does not wait in Serve's queue without
+bound: the retriever's calls go through a ``CallGate`` as the LLM's do.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from ray.exceptions import (NodeDiedError, OutOfMemoryError, RayActorError,
 from ray.serve.exceptions import (BackPressureError, DeploymentUnavailableError,
                                   ReplicaUnavailableError)
 
+from llama_rag.config import ServeSettings
 from llama_rag.errors import LlamaRagError, RetrievalUnavailableError
+from services.call_gate import CallGate
 
 log = logging.getLogger(__name__)
 
@@ -38,21 +42,30 @@ def unreachable(exc: BaseException) -> bool:
     return isinstance(exc, _UNREACHABLE) or replica_gone(exc)
 
 
-class Retrieval:
-    """The retrieval deployment's handle, each call's loss of its replica raised as
-    ``RetrievalUnavailableError`` (503 + Retry-After)."""
+class RetrieverClient:
+    """The retrieval deployment's handle: each call bounded by the gate, its loss of the
+    replica raised as ``RetrievalUnavailableError`` (503 + Retry-After)."""
 
-    def __init__(self, handle: Any, retry_after_s: float) -> None:
-        self.handle, self.retry_after_s = handle, retry_after_s
+    def __init__(self, handle: Any, serve: ServeSettings) -> None:
+        self.handle, self.retry_after_s = handle, serve.retry_after_s
+        self.gate = CallGate(
+            self._probe, stall_timeout_s=serve.retrieval_timeout_s,
+            answer_timeout_s=serve.retrieval_timeout_s,
+            probe_interval_s=serve.llm_probe_interval_s,
+            retry_after_s=max(serve.retry_after_s, serve.llm_probe_interval_s),
+            is_replica_failure=replica_gone, unavailable=RetrievalUnavailableError,
+            name="the retrieval service")
+
+    async def _probe(self) -> None:
+        await self.handle.collections.remote()
 
     async def call(self, method: str, *args: Any) -> Any:
-        with self._mapped(method):
-            return await getattr(self.handle, method).remote(*args)
+        async def one():
+            yield await getattr(self.handle, method).remote(*args)
 
-    def call_blocking(self, method: str, *args: Any) -> Any:
-        """The same from a worker thread (never from the replica's event loop)."""
         with self._mapped(method):
-            return getattr(self.handle, method).remote(*args).result()
+            async for result in self.gate.call(one(), stream=False):
+                return result
 
     @contextmanager
     def _mapped(self, method: str) -> Iterator[None]:

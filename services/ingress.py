@@ -17,7 +17,7 @@ from llama_rag.errors import InvalidInputError, LlamaRagError, ModelUnavailableE
 from services.deployments import replica_gone
 from services.errors import ErrorBody
 from services.ray_compat import ModelCard, ModelList, OpenAiIngress
-from services.llm_gate import LLMGate
+from services.call_gate import CallGate
 
 READY_TIMEOUT_S = 10
 
@@ -29,7 +29,7 @@ class LlamaRagIngress(OpenAiIngress):
                          lora_paths=lora_paths)
         self.serve_settings = serve
         self.adapters = AdapterStore.of(adapters) if adapters is not None and lora_paths else None
-        self.llm_gate = LLMGate(
+        self.llm_gate = CallGate(
             self._probe_llms, stall_timeout_s=serve.llm_stall_timeout_s,
             answer_timeout_s=serve.llm_answer_timeout_s,
             probe_interval_s=serve.llm_probe_interval_s,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from llama_rag.config import Settings
 from llama_rag.engine import engine_env, engine_kwargs
-from llama_rag.models import resolve_llm
+from llama_rag.model_files import resolve_llm
 
 
 def build_llm_config(settings: Settings):

@@ -135,3 +135,8 @@ def remove_deep_folders(root: Path) -> None:
     while bottom != root:
         shutil.rmtree(bottom)  # shallow by now
         bottom = bottom.parent
+
+
+def whitespace_tokens(text: str) -> int:
+    """A tokenizer-free token counter (words) for chunking tests."""
+    return len(text.split())

@@ -21,7 +21,7 @@ def chunks() -> list[str]:
     from indexing.corpus import SourceFile, chunk_file
     from indexing.embedder import token_counter
     from llama_rag.config import load_settings
-    from llama_rag.models import prepare_embedder
+    from llama_rag.model_files import prepare_embedder
 
     settings = load_settings(None, {})
     chunker = Chunker(settings.chunking.max_tokens, settings.chunking.overlap_tokens,

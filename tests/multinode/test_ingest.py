@@ -37,7 +37,7 @@ from llama_rag.protocol import SearchRequest
 
 @ray.remote(num_cpus=1)
 def search(uri):
-    from indexing.search import RetrieverCore
+    from indexing.retriever import RetrieverCore
     core = RetrieverCore(load_settings(overrides={{"index.dir": uri}}))
     return core.search(SearchRequest(query="how do I read a zip archive", k=1)).hits[0].source
 

@@ -7,13 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from indexing.gate import GateFigures, GateSpec, decide, load_gate_items
-from indexing.symbols import SymbolIndex
-from llama_rag import answer_metrics as m
-from llama_rag import extractive as e
+from qa.evaluation.gate import GateFigures, GateSpec, decide, load_gate_items
+from indexing.api_entries import SymbolIndex
+from indexing import api_entries, text
+from qa import api_reference, extractive
+from qa.answerer import select
+from qa.evaluation import scores as m
 from llama_rag.errors import InvalidInputError
-from llama_rag.evalset import OFF_TOPIC, make_set, page_items, page_split
-from llama_rag.evaluate import QAItem, baseline_answer, evaluate
+from qa.evaluation.sets import OFF_TOPIC, make_set, page_items, page_split
+from qa.evaluation.report import QAItem, baseline_answer, evaluate
 from llama_rag.protocol import Hit
 
 ZIP_ENTRY = ("ZipFile.printdir()\n\nPrint a table of contents for the archive to sys.stdout.\n\n"
@@ -30,16 +32,17 @@ def hit(n: int, text: str, source: str = "library/zipfile.html", start: int = 0,
 
 
 class FakeLookups:
-    """extractive.Lookups over a fixed set of chunks, recording what was asked."""
+    """The answerer's retriever lookups over a fixed set of chunks, recording what was asked."""
 
     def __init__(self, chunks: list[Hit], similarity=None) -> None:
         self.chunks, self.asked, self._similarity = chunks, [], similarity
 
-    def entries(self, name):
+    def entries(self, name, collection=None, filters=None):
         self.asked.append(("entries", name))
-        return [h for h in self.chunks if any(e.names_match(s, name) for s in e.entries(h.text))]
+        return [h for h in self.chunks if any(api_entries.names_match(s, name)
+                                              for s in api_entries.entries(h.text))]
 
-    def task_entries(self, pages, words):
+    def task_entries(self, pages, words, collection=None):
         self.asked.append(("task", tuple(pages), tuple(words)))
         return [h for h in self.chunks if h.source in pages]
 
@@ -52,7 +55,7 @@ class FakeLookups:
 # extractive answers
 
 def test_sentences_split_at_stops_but_not_after_abbreviations():
-    assert e.sentences("Use e.g. a ZipFile. It reads ZIP_LZMA. A. B. Smith wrote it!") == [
+    assert text.sentences("Use e.g. a ZipFile. It reads ZIP_LZMA. A. B. Smith wrote it!") == [
         "Use e.g. a ZipFile.", "It reads ZIP_LZMA.", "A. B. Smith wrote it!"]
 
 
@@ -63,16 +66,16 @@ def test_sentences_split_at_stops_but_not_after_abbreviations():
     ("What is zipfile.ZIP_STORED?", "zipfile.ZIP_STORED"),
     ("How do I read a zip archive?", None)])
 def test_the_subject_of_a_definition_question(question, name):
-    assert e.subject(question) == name
+    assert api_reference.subject(question) == name
 
 
 def test_definition_is_the_first_sentence_after_the_entry_line():
     hits = [hit(1, "The zipfile module reads archives."), hit(2, ZIP_ENTRY)]
     lookups = FakeLookups([])
-    quote, _ = e.answer("What does zipfile.ZipFile.read() do?", hits, lookups)
-    assert quote == e.Quote(2, "Return the bytes of the file name in the archive.", 1.0)
+    quote, _ = select("What does zipfile.ZipFile.read() do?", hits, lookups)
+    assert quote == extractive.Quote(2, "Return the bytes of the file name in the archive.", 1.0)
     assert lookups.asked == []  # found in the hits: nothing looked up, nothing embedded
-    assert e.render(quote) == "Return the bytes of the file name in the archive [2]."
+    assert extractive.render(quote) == "Return the bytes of the file name in the archive [2]."
 
 
 def test_definition_reads_on_into_the_next_chunk_and_skips_version_notes():
@@ -81,22 +84,22 @@ def test_definition_reads_on_into_the_next_chunk_and_skips_version_notes():
     second = hit(2, "Deprecated since version 2.3: Use mkstemp() instead.\n\nReturn an absolute "
                  "pathname of a file that did not exist at the time the call is made.",
                  source="library/tempfile.html", start=first.end - 5)
-    quote = e.definition("What does tempfile.mktemp() do?", [first, second])
+    quote = api_reference.definition("What does tempfile.mktemp() do?", [first, second])
     assert quote.n == 2 and quote.text.startswith("Return an absolute pathname")
 
 
 def test_a_contents_page_listing_names_is_not_an_entry():
     toc = hit(1, "ZipFile.read()\n\nZipFile.write()\n\nWorking with archives", source="contents.html")
-    assert e.definition("What does zipfile.ZipFile.read() do?", [toc]) is None
-    assert e.entries(toc.text) == [] and e.entries(ZIP_ENTRY) == ["ZipFile.printdir",
+    assert api_reference.definition("What does zipfile.ZipFile.read() do?", [toc]) is None
+    assert api_entries.entries(toc.text) == [] and api_entries.entries(ZIP_ENTRY) == ["ZipFile.printdir",
                                                                    "ZipFile.read"]
 
 
 def test_an_undotted_member_counts_only_on_its_module_page():
     text = "eof\n\nTrue if the end-of-stream marker has been reached."
     question = "What is lzma.LZMADecompressor.eof?"
-    assert e.definition(question, [hit(1, text, source="library/bz2.html")]) is None
-    assert e.definition(question, [hit(1, text, source="library/lzma.html")]).text.startswith("True")
+    assert api_reference.definition(question, [hit(1, text, source="library/bz2.html")]) is None
+    assert api_reference.definition(question, [hit(1, text, source="library/lzma.html")]).text.startswith("True")
 
 
 def test_without_a_definition_the_most_similar_sentence_is_quoted():
@@ -107,7 +110,7 @@ def test_without_a_definition_the_most_similar_sentence_is_quoted():
         assert "Working with archives" not in texts  # headings and lists are not answers
         return [[0.9 if "Reading" in t else 0.1 for t in texts]]
 
-    quote, _ = e.answer("How do I read an archive?", hits, FakeLookups([], similarity))
+    quote, _ = select("How do I read an archive?", hits, FakeLookups([], similarity))
     assert quote.n == 1 and quote.text == "Reading needs an open archive."
 
 
@@ -115,27 +118,27 @@ def test_answer_looks_the_entry_up_by_name_when_the_hits_hold_only_examples():
     examples = hit(1, "Example: ZipFile.read is used like this.\n\nz.read('a')")
     entry = hit(7, ZIP_ENTRY)
     lookups = FakeLookups([entry])
-    quote, hits = e.answer("What does zipfile.ZipFile.read() do?", [examples], lookups)
+    quote, hits = select("What does zipfile.ZipFile.read() do?", [examples], lookups)
     assert lookups.asked == [("entries", "zipfile.ZipFile.read")]
     assert hits[quote.n - 1] is entry and quote.text.startswith("Return the bytes")
 
 
 def test_a_how_to_question_quotes_the_entry_its_words_spell():
-    assert e.task_words("How do I extract all files from a tar archive?") == [
+    assert api_reference.task_words("How do I extract all files from a tar archive?") == [
         "extract", "all", "files", "tar", "archive"]
-    assert e.task_words("What is a tar archive?") == []
-    assert e.coverage("TarFile.extractall", ["extract", "all"]) == 1.0
-    assert e.coverage("read_text", ["read"]) == 0.5
+    assert api_reference.task_words("What is a tar archive?") == []
+    assert api_reference.coverage("TarFile.extractall", ["extract", "all"]) == 1.0
+    assert api_reference.coverage("read_text", ["read"]) == 0.5
     tar = ("TarFile.extract(member)\n\nExtract a member from the archive.\n\n"
            "TarFile.extractall(path='.')\n\nExtract all members from the archive to the "
            "current working directory.")
     top = hit(1, "The tarfile module reads and writes tar archives.", source="library/tarfile.html")
     lookups = FakeLookups([hit(2, tar, source="library/tarfile.html")])
-    quote, hits = e.answer("How do I extract all files from a tar archive?", [top], lookups)
+    quote, hits = select("How do I extract all files from a tar archive?", [top], lookups)
     assert quote.text == "Extract all members from the archive to the current working directory."
     assert lookups.asked == [("task", ("library/tarfile.html",),
                               ("extract", "all", "files", "tar", "archive"))]
-    follow_up, _ = e.answer("How do I extract a tar archive? And how do I list one?", [top],
+    follow_up, _ = select("How do I extract a tar archive? And how do I list one?", [top],
                             FakeLookups([hit(2, tar, source="library/tarfile.html")]),
                             asked="And how do I list one?")
     assert follow_up.text == "The tarfile module reads and writes tar archives."  # no list entry
@@ -261,7 +264,7 @@ def test_gate_qa_file_is_checked_before_any_work(tmp_path):
 def test_follow_ups_pair_siblings_and_name_the_second_by_its_bare_name():
     import random
 
-    from llama_rag.evalset import EvalItem, follow_ups
+    from qa.evaluation.sets import EvalItem, follow_ups
 
     def entry(name: str) -> EvalItem:
         return EvalItem(question=f"What does {name}() do?", reference=f"{name} does it.",

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from llama_rag.conversation import Turn, answered, leans_on_history, standalone
+from llama_rag.protocol import Turn
+from qa.conversation import answered, leans_on_history, standalone
 from llama_rag.errors import InvalidInputError
 from llama_rag.protocol import AskResponse, Citation, Timings, Usage
 from services import chat

@@ -2,7 +2,8 @@ import re
 
 import pytest
 
-from indexing.chunking import Chunker, whitespace_tokens
+from indexing.chunking import Chunker
+from tests.helpers import whitespace_tokens
 from indexing.loaders import load_bytes
 
 

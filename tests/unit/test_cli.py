@@ -47,7 +47,7 @@ def test_search_without_index_is_a_clear_error(tmp_path):
 
 def _hybrid_hits(monkeypatch):
     """A hybrid search whose fused order differs from the cosines (what `make demo` shows)."""
-    from indexing import search as search_mod
+    from indexing import retriever as search_mod
     from llama_rag.protocol import Hit, SearchResponse
 
     hits = [Hit(rank=i + 1, score=cos, source=f"doc{i}.html", title=f"Doc {i}", text="some text",
@@ -96,7 +96,7 @@ def test_index_json_summary_shape(tmp_path, monkeypatch):
 
 
 def test_index_gate_refusal_prints_both_figures_and_exits_5(tmp_path, monkeypatch):
-    from indexing.gate import GateFigures, GateVerdict
+    from qa.evaluation.gate import GateFigures, GateVerdict
     from pipelines import ingest
 
     def fake_run(paths, settings, progress, gate):

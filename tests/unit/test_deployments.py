@@ -10,8 +10,15 @@ import pytest
 from ray.exceptions import ActorDiedError, ActorUnavailableError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
+from llama_rag.config import ServeSettings
 from llama_rag.errors import NotFoundError, RetrievalUnavailableError
-from services.deployments import Retrieval, unreachable
+from services.deployments import RetrieverClient, unreachable
+
+
+def Retrieval(handle, retry_after_s: float, timeout_s: float = 60) -> RetrieverClient:
+    return RetrieverClient(handle, ServeSettings(retry_after_s=retry_after_s,
+                                                 retrieval_timeout_s=timeout_s,
+                                                 llm_probe_interval_s=0.05))
 
 
 class _Response:
@@ -20,6 +27,8 @@ class _Response:
 
     def __await__(self):
         async def done():
+            if self.outcome is _HANG:
+                await asyncio.sleep(3600)
             return self.result()
         return done().__await__()
 
@@ -27,6 +36,9 @@ class _Response:
         if isinstance(self.outcome, BaseException):
             raise self.outcome
         return self.outcome
+
+
+_HANG = object()  # a call that Serve holds in its queue: no replica takes it
 
 
 class _Method:
@@ -54,14 +66,36 @@ LOST = [ActorDiedError(), ActorUnavailableError("unreachable", None),
 
 
 @pytest.mark.parametrize("lost", LOST, ids=lambda e: type(e).__name__)
-def test_a_lost_replica_is_retryable_from_the_loop_and_from_a_thread(lost):
+def test_a_lost_replica_is_retryable(lost):
     retrieval = Retrieval(_Handle(lost), retry_after_s=7)
     with pytest.raises(RetrievalUnavailableError, match="retry later") as err:
         asyncio.run(retrieval.call("search", "q"))
     assert err.value.http_status == 503 and err.value.retry_after == 7
     assert err.value.__cause__ is lost
-    with pytest.raises(RetrievalUnavailableError):
-        retrieval.call_blocking("entries", "zipfile.ZipFile")
+
+
+def test_a_call_no_replica_takes_is_a_503_within_the_bound_and_the_next_is_refused_at_once():
+    handle = _Handle(_HANG)
+    retrieval = Retrieval(handle, retry_after_s=3, timeout_s=0.2)
+
+    async def scenario():
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(RetrievalUnavailableError, match="did not respond within") as err:
+            await retrieval.call("prepare", "q")
+        waited = asyncio.get_running_loop().time() - started
+        assert 0.2 <= waited < 2 and err.value.retry_after == 3
+        calls = len(handle.calls)
+        with pytest.raises(RetrievalUnavailableError, match="not available"):
+            await retrieval.call("prepare", "q")  # refused at once: not queued behind it
+        assert len(handle.calls) - calls <= 1  # at most the gate's own probe went out
+        handle.outcome = ["back"]  # a replica answers again: the probe reopens the gate
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if retrieval.gate.is_open:
+                break
+        assert await retrieval.call("search", "q") == ["back"]
+
+    asyncio.run(scenario())
 
 
 def test_errors_the_retriever_raised_on_purpose_pass_and_bugs_stay_bugs():
@@ -77,8 +111,8 @@ def test_errors_the_retriever_raised_on_purpose_pass_and_bugs_stay_bugs():
 def test_answers_and_arguments_reach_the_caller_unchanged():
     handle = _Handle(["a hit"])
     assert asyncio.run(Retrieval(handle, 5).call("search", "q", 3)) == ["a hit"]
-    assert Retrieval(handle, 5).call_blocking("similarity", ["s"], ["d"]) == ["a hit"]
-    assert handle.calls == [("q", 3), (["s"], ["d"])]
+    assert asyncio.run(Retrieval(handle, 5).call("prepare", "body", "extractive")) == ["a hit"]
+    assert handle.calls == [("q", 3), ("body", "extractive")]
 
 
 def test_the_llms_own_failure_is_retryable_and_its_refusal_is_the_callers():

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from llama_rag.errors import InvalidInputError
-from llama_rag.evaluate import QAItem, evaluate, load_qa, rank_of_first_match
+from qa.evaluation.report import QAItem, evaluate, load_qa, rank_of_first_match
 from llama_rag.protocol import Hit
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]

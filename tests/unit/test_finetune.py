@@ -125,7 +125,7 @@ def test_encode_uses_the_classify_prompt_and_ends_with_the_label(tmp_path):
     pytest.importorskip("transformers")
     from transformers import AutoTokenizer
 
-    from llama_rag.models import resolve_llm
+    from llama_rag.model_files import resolve_llm
     from llama_rag.prompts import messages_for
     from pipelines.finetune_data import encode
 
@@ -280,7 +280,7 @@ def _published(tmp_path, monkeypatch, method="lora", base=None) -> None:
     """An adapter in a registry the settings point at, trained on the bundled model."""
     from llama_rag.adapters import base_ref
     from indexing.embedder import resolve_embedder
-    from llama_rag.models import resolve_llm
+    from llama_rag.model_files import resolve_llm
     from llama_rag.prompts import LabelSet, PromptSpec
 
     settings = load_settings()

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexing.chunking import Chunker, whitespace_tokens
+from indexing.chunking import Chunker
+from tests.helpers import whitespace_tokens
 from indexing.store import IndexStore
 from llama_rag.config import load_settings
 from llama_rag.errors import EmptyCorpusError, IndexLockedError, NotFoundError
@@ -98,7 +99,7 @@ def test_second_run_embeds_nothing_then_only_changes(tmp_path, settings):
     assert "c.pdf" not in set(version.chunks.column("source").to_pylist())
     # unchanged rows kept their vectors: a.md's first chunk still finds itself
     row = version.chunks.column("source").to_pylist().index("a.md")
-    assert version.search(np.asarray(version.vectors[row]), 1)[0].source == "a.md"
+    assert version.hits(*version.nearest(np.asarray(version.vectors[row]), 1))[0].source == "a.md"
 
 
 def test_adding_a_second_folder_keeps_the_first(tmp_path, settings):
@@ -172,7 +173,7 @@ def test_a_hostile_corpus_lists_every_bad_file_with_a_reason(tmp_path):
 
 def test_gate_refuses_a_worse_version_and_keeps_current(tmp_path, settings, monkeypatch):
     from indexing.embedder import EmbedderInfo
-    from indexing.gate import GateSpec
+    from qa.evaluation.gate import GateSpec
     from llama_rag.errors import InvalidInputError
 
     class FakeEmbedder:
@@ -181,7 +182,7 @@ def test_gate_refuses_a_worse_version_and_keeps_current(tmp_path, settings, monk
         def encode(self, texts):
             return hash_vectors(texts)
 
-    monkeypatch.setattr("indexing.search.settings_embedder", lambda s: FakeEmbedder())
+    monkeypatch.setattr("indexing.retriever.settings_embedder", lambda s: FakeEmbedder())
     # hash vectors have no meaningful cosine: let every hit count as relevant
     settings = settings.model_copy(update={"qa": settings.qa.model_copy(update={"min_score": -1})})
     docs = _corpus(tmp_path / "docs")

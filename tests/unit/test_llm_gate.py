@@ -8,7 +8,7 @@ import time
 import pytest
 
 from llama_rag.errors import InvalidInputError, ModelUnavailableError
-from services.llm_gate import LLMGate
+from services.call_gate import CallGate
 
 
 class ReplicaDied(Exception):
@@ -26,8 +26,8 @@ class Probe:
             raise ReplicaDied("no replica")
 
 
-def gate(probe: Probe) -> LLMGate:
-    return LLMGate(probe, stall_timeout_s=0.2, answer_timeout_s=0.5, probe_interval_s=0.05,
+def gate(probe: Probe) -> CallGate:
+    return CallGate(probe, stall_timeout_s=0.2, answer_timeout_s=0.5, probe_interval_s=0.05,
                    retry_after_s=3, is_replica_failure=lambda e: isinstance(e, ReplicaDied))
 
 
@@ -39,7 +39,7 @@ async def chunks(*items, delay: float = 0.0, fail: Exception | None = None):
         raise fail
 
 
-async def collect(g: LLMGate, responses, stream: bool = True) -> list:
+async def collect(g: CallGate, responses, stream: bool = True) -> list:
     return [item async for item in g.call(responses, stream=stream)]
 
 

@@ -2,7 +2,8 @@ import importlib.util
 
 import pytest
 
-from llama_rag import models
+from llama_rag import model_files as models
+from qa.answerer import resolve_answer_mode
 from llama_rag.config import load_settings
 from llama_rag.errors import ModelSetupError
 
@@ -66,8 +67,8 @@ def test_parameter_count_reads_safetensors_headers_or_the_name(tmp_path):
 def test_auto_answer_mode_is_extractive_for_a_small_model_only(tmp_path):
     _safetensors(tmp_path / "model.safetensors", {"w": [1000, 1000]})
     small = load_settings(None, {"models.llm": str(tmp_path)})
-    assert models.resolve_answer_mode(small).qa.answer_mode == "extractive"
+    assert resolve_answer_mode(small).qa.answer_mode == "extractive"
     big = load_settings(None, {"models.llm": str(tmp_path), "qa.extractive_below_params": 1000})
-    assert models.resolve_answer_mode(big).qa.answer_mode == "generate"
+    assert resolve_answer_mode(big).qa.answer_mode == "generate"
     chosen = load_settings(None, {"models.llm": str(tmp_path), "qa.answer_mode": "generate"})
-    assert models.resolve_answer_mode(chosen).qa.answer_mode == "generate"
+    assert resolve_answer_mode(chosen).qa.answer_mode == "generate"

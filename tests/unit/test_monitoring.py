@@ -15,12 +15,12 @@ RULES = ROOT / "infra/monitoring/alerts.yaml"
 
 
 def _serve_metric_names() -> set[str]:
-    """Metric names in Ray Serve's source and in llama_rag/metrics.py, as Prometheus
+    """Metric names in Ray Serve's source and in llama_rag/telemetry.py, as Prometheus
     shows them (ray_ prefix)."""
     import ray.serve
 
     names = set()
-    sources = [*Path(ray.serve.__file__).parent.rglob("*.py"), ROOT / "llama_rag/metrics.py"]
+    sources = [*Path(ray.serve.__file__).parent.rglob("*.py"), ROOT / "llama_rag/telemetry.py"]
     for path in sources:
         for name in re.findall(r'"((?:serve|llama_rag)_[a-z_{}]+)"', path.read_text(errors="replace")):
             names.add("ray_" + name.replace("{protocol_name}", "http"))

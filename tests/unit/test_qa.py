@@ -7,8 +7,9 @@ from pydantic import ValidationError
 
 from llama_rag.protocol import AskRequest, Hit
 from llama_rag.config import QASettings
-from llama_rag import prompts
-from services import qa
+from indexing.text import sentence_spans
+from qa import grounding as qa, prompts
+
 
 
 def hit(n: int, score: float, text: str = "Use zipfile.ZipFile to read archives.") -> Hit:
@@ -41,7 +42,7 @@ def test_citation_markers_are_parsed_in_first_use_order_and_bounded():
 
 
 @pytest.mark.parametrize("answer,refusal", [
-    (qa.REFUSAL, True),
+    (prompts.REFUSAL, True),
     ("The documents do not contain information about football.", True),
     ("I don't know.", True),
     ("", True),
@@ -68,7 +69,7 @@ def test_ask_request_validates_fields():
 
 def test_attribution_marks_each_sentence_with_its_most_similar_document():
     text = "Use ZipFile to open the archive. Then call namelist(). ok"
-    spans = qa.sentence_spans(text)
+    spans = sentence_spans(text)
     assert [text[a:b] for a, b in spans] == ["Use ZipFile to open the archive.",
                                              " Then call namelist()."]
     marked = qa.attribute(text, [[0.2, 0.7], [0.1, 0.2]], spans, min_similarity=0.3)

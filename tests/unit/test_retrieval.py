@@ -9,7 +9,7 @@ import pytest
 
 from indexing.fusion import mmr, rrf, top_rows
 from indexing.lexical import LexicalIndex
-from indexing.retrieval import search_version
+from indexing.ranking import search_version
 from indexing.store import IndexStore
 from llama_rag.config import RetrievalSettings
 from tests.helpers import hash_vectors

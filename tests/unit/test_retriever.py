@@ -10,7 +10,7 @@ import pytest
 from indexing.embedder import EmbedderInfo
 from llama_rag.config import load_settings
 from llama_rag.errors import IndexUnavailableError
-from indexing.search import Poller, RetrieverCore
+from indexing.retriever import Poller, RetrieverCore
 from llama_rag.protocol import Filters, SearchRequest
 from tests.helpers import hash_vectors
 from tests.unit.test_store import _publish
@@ -57,7 +57,7 @@ def test_a_new_version_is_picked_up_by_the_poller(core):
     poller = Poller(core, interval=0.05)
     try:
         deadline = time.time() + 5
-        while core.version is None and time.time() < deadline:
+        while not core.versions and time.time() < deadline:
             time.sleep(0.05)
         first = core.search(SearchRequest(query="omega")).version
         _publish(core.store, ["alpha", "omega"])
@@ -76,7 +76,7 @@ def test_summary_names_the_version_and_counts_documents_and_chunks(core):
     core.refresh()
     summary = core.summary()
     assert summary.version == vid and summary.chunks == 3
-    assert summary.documents == len(set(core.version.chunks.column("source").to_pylist()))
+    assert summary.documents == len(set(core.versions["default"].chunks.column("source").to_pylist()))
 
 
 def test_collections_are_served_side_by_side_and_stay_isolated(core):

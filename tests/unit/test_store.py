@@ -21,12 +21,18 @@ def _rows(texts):
         schema=CHUNK_SCHEMA)
 
 
+def _nearest(version, query, k: int):
+    return version.hits(*version.nearest(query, k))
+
+
 def _publish(store: IndexStore, texts, settings=None):
     manifest = Manifest(embedder=EmbedderInfo(name="fake", dim=16), chunking={})
+    settings = settings or IndexSettings()
     with store.lock():
-        return store.publish(_rows(texts), hash_vectors(texts), manifest,
-                             [{"source": "bad.bin", "error": "binary file"}],
-                             settings or IndexSettings())
+        vid = store.stage(_rows(texts), hash_vectors(texts), manifest,
+                          [{"source": "bad.bin", "error": "binary file"}], settings)
+        store.promote(vid, settings)
+        return vid
 
 
 def test_publish_then_open_and_search(tmp_path: Path):
@@ -35,7 +41,7 @@ def test_publish_then_open_and_search(tmp_path: Path):
     vid = _publish(store, texts)
     assert store.current() == vid
     version = store.open()
-    hits = version.search(hash_vectors(["text number 7"])[0], 3)
+    hits = _nearest(version, hash_vectors(["text number 7"])[0], 3)
     assert hits[0].text == "text number 7" and hits[0].rank == 1
     assert hits[0].score == pytest.approx(1.0, abs=1e-5)
     errors = (version.path / "errors.jsonl").read_text().splitlines()
@@ -55,7 +61,7 @@ def test_crash_before_pointer_switch_keeps_previous_version(tmp_path: Path, monk
         _publish(store, ["gamma", "delta"])
     monkeypatch.undo()
     assert store.current() == first
-    assert [h.text for h in store.open().search(hash_vectors(["alpha"])[0], 1)] == ["alpha"]
+    assert [h.text for h in _nearest(store.open(), hash_vectors(["alpha"])[0], 1)] == ["alpha"]
 
 
 def test_killed_writer_leftovers_are_cleaned_by_next_writer(tmp_path: Path):
@@ -116,7 +122,7 @@ def test_a_uri_root_is_written_whole_then_named_and_read_by_another_node(tmp_pat
     assert reader.current() == vid and reader.previous_manifest().version == vid
     version = reader.open()
     assert version.path.is_relative_to(tmp_path / "reader-cache")
-    assert [h.text for h in version.search(hash_vectors(["beta"])[0], 1)] == ["beta"]
+    assert [h.text for h in _nearest(version, hash_vectors(["beta"])[0], 1)] == ["beta"]
     assert version.lexical.scores("gamma", 3).argmax() == 2
 
 

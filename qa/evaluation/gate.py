@@ -1,8 +1,8 @@
 """The index gate: a new version is published only if it answers a QA set well enough.
 
 `llama-rag index ... --gate QA.jsonl` builds the version beside the published ones,
-scores it here (retrieval hit@5 and MRR; with reference answers, the extractive
-answer token-F1, llama_rag.extractive: no LLM, so the gate costs seconds), scores the
+scores it here (retrieval hit@5 and MRR; with reference answers, the token-F1 of the
+extractive answers qa.answerer gives /v1/ask: no LLM, so the gate costs seconds), scores the
 current version on the same questions in the same run, and passes only when the
 thresholds hold and no figure falls more than ``max_drop`` below the current
 version's. Otherwise the candidate is deleted and ``CURRENT`` stays.
@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field
 
 from llama_rag.config import Settings
 from llama_rag.errors import InvalidInputError
-from llama_rag.evaluate import EvalReport, QAItem, evaluate, load_qa, local_target
+from qa.evaluation.report import EvalReport, QAItem, evaluate, load_qa
+from qa.evaluation.targets import local_target
 
 
 class GateSpec(BaseModel):
@@ -59,7 +60,7 @@ def figures(report: EvalReport) -> GateFigures:
 
 def score_version(version, settings: Settings, items: list[QAItem], embedder=None) -> GateFigures:
     """Retrieval and extractive-answer figures of one index version (published or not)."""
-    from indexing.search import RetrieverCore
+    from indexing.retriever import RetrieverCore
 
     core = RetrieverCore(settings, embedder=embedder, pinned=version)
     searcher, ask = local_target(core, settings)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from llama_rag.extractive import content_words, sentences, words
+from indexing.text import content_words, sentences, words
 
 SUPPORTED = 0.8
 _MARKER = re.compile(r"\s*\[\d+(?:\s*,\s*\d+)*\]")

@@ -20,7 +20,7 @@ from typing import Iterator, Literal
 from pydantic import BaseModel
 
 from llama_rag.errors import InvalidInputError
-from llama_rag.extractive import content_words, first_sentence
+from indexing.text import content_words, first_sentence
 
 Split = Literal["train", "test", "all"]
 

@@ -1,12 +1,13 @@
-"""The search core without Serve: the published versions of every collection, loaded,
-searched and switched; the retrieval deployment (services.retriever), the CLI and the
-classification job's ``--context-index`` all use it.
+"""The retriever core without Serve: the published versions of every collection, loaded,
+searched and switched; the retrieval deployment (services.retriever), the CLI, the
+answering path (qa.answerer, as its ``Retriever``) and the classification job's
+``--context-index`` all use it.
 
 It serves the default collection and every named one, each at the version its
 ``CURRENT`` names; ``Poller`` re-reads those files on a daemon thread, and a newly
 published version is loaded beside the old one and swapped in one reference, so a
 query in flight finishes on the version it started with. The search itself (dense,
-lexical or hybrid, filters, MMR, reranking) is ``indexing.retrieval``.
+lexical or hybrid, filters, MMR, reranking) is ``indexing.ranking``.
 """
 
 from __future__ import annotations
@@ -14,18 +15,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from indexing.retrieval import CrossEncoderReranker, search_version
+from indexing.ranking import CrossEncoderReranker, search_version
 from indexing.store import IndexStore, IndexVersion
 from llama_rag.config import DEFAULT_COLLECTION, Settings
 from llama_rag.errors import IndexUnavailableError, LlamaRagError, NotFoundError
 from llama_rag.pii import mask, mask_logs
 from llama_rag.protocol import Filters, Hit, IndexSummary, SearchRequest, SearchResponse
 
-log = logging.getLogger("llama_rag.retriever")
+log = logging.getLogger(__name__)
 
 
 class QueryEmbedder(Protocol):
@@ -37,7 +38,7 @@ class QueryEmbedder(Protocol):
 def settings_embedder(settings: Settings) -> QueryEmbedder:
     """The embedder ``settings`` name (the one the index was built with)."""
     from indexing.embedder import Embedder, resolve_embedder
-    from llama_rag.models import apply_offline_policy
+    from llama_rag.model_files import apply_offline_policy
 
     apply_offline_policy(settings.models)
     return Embedder(resolve_embedder(settings), settings.models.embed_device,
@@ -66,9 +67,12 @@ class RetrieverCore:
     """
 
     def __init__(self, settings: Settings, embedder: QueryEmbedder | None = None,
-                 pinned: IndexVersion | None = None) -> None:
+                 pinned: IndexVersion | None = None,
+                 on_search: Callable[[SearchResponse], None] | None = None) -> None:
         """``pinned``: serve that version as the default collection and never switch (the
-        index gate evaluates a version before it is published)."""
+        index gate evaluates a version before it is published); ``on_search``: called
+        with every search's response (the deployment's latency metric)."""
+        self.on_search = on_search
         self.store = IndexStore(settings.index.dir, settings.index.cache_dir)
         self.mask_pii = settings.privacy.mask_pii
         if self.mask_pii:
@@ -84,10 +88,6 @@ class RetrieverCore:
             self.versions = {DEFAULT_COLLECTION: pinned}
         else:
             self.refresh()
-
-    @property
-    def version(self) -> IndexVersion | None:
-        return self.versions.get(DEFAULT_COLLECTION)
 
     def stores(self) -> dict[str, IndexStore]:
         return {DEFAULT_COLLECTION: self.store,
@@ -157,12 +157,19 @@ class RetrieverCore:
         if self.mask_pii:  # also what the LLM is shown: it cannot repeat what it never saw
             hits = [h.model_copy(update={"text": mask(h.text), "title": mask(h.title)})
                     for h in hits]
-        return SearchResponse(version=version.version, collection=name, mode=mode, hits=hits,
-                              retrieve_ms=round((time.perf_counter() - started) * 1000, 2))
+        found = SearchResponse(version=version.version, collection=name, mode=mode, hits=hits,
+                               retrieve_ms=round((time.perf_counter() - started) * 1000, 2))
+        if self.on_search is not None:
+            self.on_search(found)
+        return found
+
+    def is_api_reference(self, collection: str | None = None) -> bool:
+        """The collection's version holds API reference pages (indexing.api_entries)."""
+        return self._loaded(collection)[1].api_reference
 
     def entries(self, name: str, collection: str | None = None,
                 filters: Filters | None = None) -> list[Hit]:
-        """The chunks holding the API entry for ``name`` (indexing.symbols), score 1."""
+        """The chunks holding the API entry for ``name`` (indexing.api_entries), score 1."""
         _, version = self._loaded(collection)
         sources = version.chunks.column("source")
         rows = []
@@ -177,7 +184,7 @@ class RetrieverCore:
     def task_entries(self, pages: list[str], words: list[str], collection: str | None = None,
                      limit: int = 12) -> list[Hit]:
         """Chunks of ``pages`` documenting entries named by ``words`` (and each one's
-        successor), for how-to questions (llama_rag.extractive.answer)."""
+        successor), for how-to questions (qa.api_reference)."""
         _, version = self._loaded(collection)
         sources = version.chunks.column("source").to_pylist()
         wanted = set(pages)

@@ -1,16 +1,17 @@
-"""Bounded calls to the LLM deployment: a request never waits out a replica restart.
+"""Bounded calls to another deployment: a request never waits out a replica restart.
 
 Serve's router holds a request without limit while a deployment has no running
 replica (a killed replica takes a minute or more to come back on the CPU), so a
 client would wait until its own timeout. The API replica therefore keeps one gate
-per process:
+per process for each deployment it calls (the LLM, services.ingress; the retriever,
+services.deployments):
 
-- every LLM call must produce its first response (a streamed chunk, or the whole
+- every call must produce its first response (a streamed chunk, or the whole
   non-streamed answer) and each further chunk within a bound, or it is answered
   503 + Retry-After (an SSE ``error`` event once a stream has started);
 - a call that fails because the replica died, or that times out, closes the gate:
-  until a health probe of the LLM deployment succeeds again, new LLM calls are
-  answered 503 + Retry-After at once instead of queueing behind a restart.
+  until a health probe of the deployment succeeds again, new calls are answered
+  503 + Retry-After at once instead of queueing behind a restart.
 
 Pure asyncio: the probe and the response stream are injected, so the rules are
 unit-tested without Ray.
@@ -29,14 +30,19 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class LLMGate:
-    """Open while the LLM deployment answers; closed from a replica failure until a probe
-    succeeds. ``probe`` raises (or hangs) while no replica can answer."""
+class CallGate:
+    """Open while the deployment answers; closed from a replica failure until a probe
+    succeeds. ``probe`` raises (or hangs) while no replica can answer; ``unavailable``
+    is the error (503) a refused call raises, ``name`` what its message calls the
+    deployment."""
 
     def __init__(self, probe: Callable[[], Awaitable[object]], *, stall_timeout_s: float,
                  answer_timeout_s: float, probe_interval_s: float, retry_after_s: float,
-                 is_replica_failure: Callable[[BaseException], bool]) -> None:
+                 is_replica_failure: Callable[[BaseException], bool],
+                 unavailable: type[LlamaRagError] = ModelUnavailableError,
+                 name: str = "the language model") -> None:
         self._probe = probe
+        self.unavailable, self.name = unavailable, name
         self.stall_timeout_s = stall_timeout_s
         self.answer_timeout_s = answer_timeout_s
         self.probe_interval_s = probe_interval_s
@@ -53,14 +59,15 @@ class LLMGate:
         """Raise at once while no replica is known to answer."""
         if self._closed_since is not None:
             down = time.monotonic() - self._closed_since
-            raise ModelUnavailableError(
-                f"the language model is not available (down for {down:.0f} s, its replica is "
+            raise self.unavailable(
+                f"{self.name} is not available (down for {down:.0f} s, its replica is "
                 "restarting); retry later", retry_after=self.retry_after_s)
 
     def close(self, why: str) -> None:
         """A call showed that no replica answers: refuse new calls until a probe passes."""
         if self._closed_since is None:
-            log.warning("LLM gate closed: %s; new LLM requests get 503 until it answers", why)
+            log.warning("gate of %s closed: %s; new calls get 503 until it answers", self.name,
+                        why)
             self._closed_since = time.monotonic()
         if self._probing is None or self._probing.done():
             self._probing = asyncio.get_running_loop().create_task(self._reopen())
@@ -72,12 +79,13 @@ class LLMGate:
                 await asyncio.wait_for(self._probe(), max(self.probe_interval_s, 5.0))
             except Exception:  # still restarting: keep refusing
                 continue
-            log.warning("LLM gate open again after %.0f s", time.monotonic() - self._closed_since)
+            log.warning("gate of %s open again after %.0f s", self.name,
+                        time.monotonic() - self._closed_since)
             self._closed_since = None
 
     async def call(self, responses: AsyncIterator[T], *, stream: bool) -> AsyncIterator[T]:
-        """``responses`` (an LLM call) with every wait bounded; failures become
-        ``ModelUnavailableError`` and close the gate when they mean the replica is gone."""
+        """``responses`` (one call) with every wait bounded; failures become
+        ``unavailable`` and close the gate when they mean the replica is gone."""
         self.check()
         first_bound = self.stall_timeout_s if stream else self.answer_timeout_s
         bound = first_bound
@@ -91,8 +99,8 @@ class LLMGate:
                 bound = self.stall_timeout_s
         except asyncio.TimeoutError:
             self.close(f"no response within {bound:.0f} s")
-            raise ModelUnavailableError(
-                f"the language model did not respond within {bound:.0f} s (its replica may be "
+            raise self.unavailable(
+                f"{self.name} did not respond within {bound:.0f} s (its replica may be "
                 "restarting or overloaded); retry later", retry_after=self.retry_after_s) from None
         except (LlamaRagError, asyncio.CancelledError, GeneratorExit):
             raise
@@ -100,8 +108,8 @@ class LLMGate:
             if not self._is_replica_failure(exc):
                 raise
             self.close(f"{type(exc).__name__}: {exc}")
-            raise ModelUnavailableError(
-                "the language model stopped while answering (its replica is restarting); "
+            raise self.unavailable(
+                f"{self.name} stopped while answering (its replica is restarting); "
                 "retry later", retry_after=self.retry_after_s) from exc
         finally:
             aclose = getattr(responses, "aclose", None)

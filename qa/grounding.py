@@ -1,7 +1,7 @@
-"""Grounded answers: the citation markers and the answerable decision.
+"""Grounded answers: relevance, the citation markers, attribution and refusals.
 
-Pure functions, so the rules are unit-tested without Ray; the prompt is
-llama_rag.prompts and the request/response models llama_rag.protocol.
+Pure functions, so the rules are unit-tested without Ray; the prompt is qa.prompts
+and the request/response models llama_rag.protocol.
 """
 
 from __future__ import annotations
@@ -9,11 +9,10 @@ from __future__ import annotations
 import re
 
 from llama_rag.config import QASettings
-from llama_rag.prompts import REFUSAL
 from llama_rag.protocol import Citation, Hit
+from qa.prompts import REFUSAL
 
 _CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
-_SENTENCE = re.compile(r".+?(?:[.!?](?=\s|$)|\n|$)", re.S)
 _REFUSALS = re.compile(
     r"(do(es)? not contain|don't contain|doesn't contain|not (mentioned|found|provided) in "
     r"the (documents|context)|cannot (be )?answer|can't answer|no information (about|on)|"
@@ -34,12 +33,6 @@ def cited_numbers(answer: str, available: int) -> list[int]:
             if 1 <= n <= available and n not in seen:
                 seen.append(n)
     return seen
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence or line with some words in it."""
-    return [(m.start(), m.end()) for m in _SENTENCE.finditer(text)
-            if len(m.group(0).strip()) >= 20 and not m.group(0).lstrip().startswith("```")]
 
 
 def attribute(text: str, similarity: list[list[float]], spans: list[tuple[int, int]],

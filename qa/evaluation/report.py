@@ -14,11 +14,12 @@ from typing import Callable
 
 from pydantic import BaseModel, Field
 
-from llama_rag import answer_metrics as metrics, extractive
-from llama_rag.conversation import Turn, answered, standalone
 from llama_rag.errors import InvalidInputError
 from llama_rag.jsonl import read_models
-from llama_rag.protocol import Hit
+from llama_rag.protocol import Hit, Turn
+from qa import extractive
+from qa.conversation import standalone
+from qa.evaluation import scores as metrics
 
 
 class QAItem(BaseModel):
@@ -33,7 +34,7 @@ class QAItem(BaseModel):
     kind: str | None = None
     anchor: str | None = None
     turns: list[str] = Field([], description="The user's earlier questions: this one is a "
-                             "follow-up, retrieved with llama_rag.conversation.standalone.")
+                             "follow-up, retrieved with qa.conversation.standalone.")
 
     def history(self) -> list[Turn]:
         return [Turn(role="user", content=t) for t in self.turns]
@@ -85,7 +86,7 @@ class EvalReport(BaseModel):
     ask_p95_ms: float | None = None
     answers: AnswerScores | None = Field(None, description="The system's answers, scored.")
     baseline: AnswerScores | None = Field(
-        None, description="The no-LLM extractive baseline (llama_rag.extractive.overlap_sentence "
+        None, description="The no-LLM extractive baseline (qa.extractive.overlap_sentence "
         "on the top 3 hits), scored in the same run.")
     f1_vs_baseline: float | None = None
     follow_ups: FollowUpScores | None = None
@@ -249,47 +250,6 @@ def evaluate(items: list[QAItem], search: Callable[[str], list[Hit]],
                         if scores and base and base.token_f1 else None))
 
 
-def http_target(url: str, collection: str | None, max_tokens: int | None, answers: bool):
-    """(mode -> search function, answer mode -> ask function, or None) against a server."""
-    from llama_rag.client import Client
-
-    client = Client(url, retries=10)  # a bulk caller: waits out 429/503 Retry-After
-
-    def searcher(mode: str | None) -> Callable[[str], list[Hit]]:
-        body = {"k": 5, "mode": mode, "collection": collection}
-        return lambda q: [Hit.model_validate(h) for h in client.post(
-            "/v1/search", {"query": q, **{k: v for k, v in body.items() if v}})["hits"]]
-
-    def asker(answer_mode: str | None) -> Callable[..., dict]:
-        extra = {"collection": collection, "max_tokens": max_tokens, "answer_mode": answer_mode}
-        return lambda q, history=(): client.post("/v1/ask", {
-            "question": q, "history": [t.model_dump() for t in history],
-            **{k: v for k, v in extra.items() if v}})
-
-    return searcher, (asker if answers else None)
-
-
-def local_target(core, settings):
-    """The same against a local index (indexing.search.RetrieverCore): no server, no LLM,
-    so answers are the extractive answer mode's."""
-    from llama_rag.protocol import SearchRequest
-
-    def searcher(mode: str | None) -> Callable[[str], list[Hit]]:
-        return lambda q: core.search(SearchRequest(query=q, k=5, mode=mode)).hits
-
-    def ask(question: str, history: list[Turn] = ()) -> dict:
-        """As /v1/ask's extractive mode: retrieve the standalone query, quote for the
-        (qualified) question."""
-        found = core.search(SearchRequest(query=standalone(question, history), k=settings.qa.k))
-        hits = [h for h in found.hits if h.score >= settings.qa.min_score]
-        if not hits:
-            return quoted_body(None, hits)
-        quote, hits = extractive.answer(answered(question, history), hits, core, question)
-        return quoted_body(quote, hits)
-
-    return searcher, ask
-
-
 def report_lines(report: EvalReport) -> list[str]:
     def f(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.3f}"
@@ -319,76 +279,3 @@ def report_lines(report: EvalReport) -> list[str]:
 
 def dumps(report: EvalReport) -> str:
     return json.dumps(report.model_dump(), indent=2)
-
-
-def _save(out: Path, title: str, key: str, reports: dict[str, EvalReport],
-          bars: dict[str, list[float]], metric_names: list[str]) -> list[Path]:
-    """``out``.json always, ``out``.png when matplotlib is installed: one colour per bar
-    group, the same group keeping its colour in every figure."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    files = [out.with_suffix(".json")]
-    files[0].write_text(json.dumps({"title": title, key: {m: r.model_dump()
-                                                          for m, r in reports.items()}},
-                                   indent=2) + "\n")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return files
-    fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(metric_names)), 3.8))
-    width = 0.8 / len(bars)
-    for i, (label, values) in enumerate(bars.items()):
-        xs = [m + i * width for m in range(len(metric_names))]
-        ax.bar(xs, values, width, label=label, color=f"C{i}")
-        for x, v in zip(xs, values):
-            ax.annotate(f"{v:.2f}", (x, v), ha="center", va="bottom", fontsize=7)
-    ax.set_xticks([m + width * (len(bars) - 1) / 2 for m in range(len(metric_names))],
-                  metric_names)
-    ax.set_ylim(0, 1.15)
-    ax.set_title(title, fontsize=10, wrap=True)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2),
-              ncol=min(3, len(bars)), frameon=False)  # below the axes: never over a bar
-    fig.tight_layout()
-    files.append(out.with_suffix(".png"))
-    fig.savefig(files[1], dpi=110)
-    plt.close(fig)
-    return files
-
-
-def compare_modes(reports: dict[str, EvalReport], out: Path, title: str) -> tuple[str, list[Path]]:
-    """A side-by-side table of retrieval modes, saved as ``out``.json and .png;
-    returns (table, files written)."""
-    rows = [f"{'mode':<8} {'hit@1':>6} {'hit@5':>6} {'MRR':>6} {'p50 ms':>8} {'p95 ms':>8}"]
-    for mode, r in reports.items():
-        rows.append(f"{mode:<8} {r.hit_at_1:6.3f} {r.hit_at_5:6.3f} {r.mrr:6.3f} "
-                    f"{r.search_p50_ms:8.1f} {r.search_p95_ms:8.1f}")
-    bars = {f"{mode} (p50 {r.search_p50_ms:.0f} ms)": [r.hit_at_1, r.hit_at_5, r.mrr]
-            for mode, r in reports.items()}
-    return "\n".join(rows), _save(out, title, "modes", reports, bars, ["hit@1", "hit@5", "MRR"])
-
-
-ANSWER_METRICS = ("token_f1", "rouge_l", "cites_reference_page", "citation_correct", "support")
-
-
-def compare_answers(reports: dict[str, EvalReport], out: Path, title: str
-                    ) -> tuple[str, list[Path]]:
-    """Answer modes side by side, with the baseline of the first report (all saw the
-    same hits) as the last group; saved as ``out``.json and .png."""
-    groups = {mode: r.answers for mode, r in reports.items() if r.answers}
-    first = next(iter(reports.values()))
-    if first.baseline:
-        groups["extractive baseline (no LLM)"] = first.baseline
-    rows = [f"{'answers':<30} " + " ".join(f"{m[:12]:>12}" for m in ANSWER_METRICS)
-            + f" {'refused off':>11} {'ask p50 ms':>10}"]
-    for label, a in groups.items():
-        r = reports.get(label)
-        off = "" if not r or r.refusal_rate_unanswerable is None else \
-            f"{r.refusal_rate_unanswerable:.3f}"
-        p50 = "" if not r or r.ask_p50_ms is None else f"{r.ask_p50_ms:.0f}"
-        rows.append(f"{label:<30} " + " ".join(f"{getattr(a, m) or 0:12.3f}"
-                                               for m in ANSWER_METRICS) + f" {off:>11} {p50:>10}")
-    bars = {label: [getattr(a, m) or 0.0 for m in ANSWER_METRICS] for label, a in groups.items()}
-    names = ["token-F1", "ROUGE-L", "cites page", "citation\ncorrect", "support"]
-    return "\n".join(rows), _save(out, title, "answer_modes", reports, bars, names)

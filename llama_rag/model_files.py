@@ -161,14 +161,3 @@ def parameter_count(ref: ModelRef) -> int | None:
         return total
     m = _SIZE_IN_NAME.search(f"{ref.path} {ref.name}".replace("_", "-"))
     return int(float(m.group(1)) * (1e9 if m.group(2).lower() == "b" else 1e6)) if m else None
-
-
-def resolve_answer_mode(settings: Settings) -> Settings:
-    """``settings`` with ``qa.answer_mode`` ``auto`` decided by the served model's size
-    (an unknown size generates)."""
-    if settings.qa.answer_mode != "auto":
-        return settings
-    count = parameter_count(resolve_llm(settings))
-    mode = "extractive" if count is not None and count < settings.qa.extractive_below_params \
-        else "generate"
-    return settings.model_copy(update={"qa": settings.qa.model_copy(update={"answer_mode": mode})})

@@ -1,0 +1,74 @@
+"""The one text splitter: paragraphs, sentences and words, for every layer.
+
+Chunking packs paragraphs (and, inside a paragraph too long for a chunk, clauses);
+loaders split plain text into paragraphs; answering quotes sentences; attribution
+marks sentences of a generated answer; evaluation scores words. One module, so a
+sentence means the same thing wherever it is counted. Pure, no dependencies.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+# where a paragraph too long for one chunk may be cut: after . ! ? : ; and whitespace
+CLAUSE_BREAK = re.compile(r"(?<=[.!?:;])\s+")
+WORD_RUN = re.compile(r"\S+")
+# a sentence ends at . ! ? before whitespace, unless the dot ends a common abbreviation
+_SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)(?<!\betc)(?<!\bvs)(?<!\bcf)(?<!\b[A-Z])"
+                           r"(?<!\bNo)[.!?](?=\s)")
+# a sentence or line of free text (a generated answer), with its end
+_SENTENCE_OR_LINE = re.compile(r".+?(?:[.!?](?=\s|$)|\n|$)", re.S)
+_WORD = re.compile(r"[A-Za-z0-9_]+")
+STOP_WORDS = frozenset(
+    "a an and are as at be by can do does for from how i in is it of on or the this to "
+    "what when where which who why will with you your my me use used using there their".split())
+
+
+def spans(pattern: re.Pattern[str], text: str, base: int = 0) -> Iterator[tuple[int, int]]:
+    """Pieces of ``text`` between matches of ``pattern``, as absolute [start, end)."""
+    pos = 0
+    for m in pattern.finditer(text):
+        if m.start() > pos:
+            yield base + pos, base + m.start()
+        pos = m.end()
+    if pos < len(text):
+        yield base + pos, base + len(text)
+
+
+def paragraphs(text: str) -> list[str]:
+    return [p.strip() for p in PARAGRAPH_BREAK.split(text) if p.strip()]
+
+
+def sentences(paragraph: str) -> list[str]:
+    """The sentences of one paragraph, whitespace collapsed."""
+    flat = " ".join(paragraph.split())
+    out, start = [], 0
+    for m in _SENTENCE_END.finditer(flat):
+        out.append(flat[start:m.end()].strip())
+        start = m.end()
+    if flat[start:].strip():
+        out.append(flat[start:].strip())
+    return [s for s in out if s]
+
+
+def first_sentence(paragraph: str) -> str:
+    found = sentences(paragraph)
+    return found[0] if found else ""
+
+
+def sentence_spans(text: str, min_chars: int = 20) -> list[tuple[int, int]]:
+    """(start, end) of each sentence or line of free text with some words in it (a code
+    fence line is none)."""
+    return [(m.start(), m.end()) for m in _SENTENCE_OR_LINE.finditer(text)
+            if len(m.group(0).strip()) >= min_chars
+            and not m.group(0).lstrip().startswith("```")]
+
+
+def words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in words(text) if w not in STOP_WORDS}

@@ -1,0 +1,1 @@
+"""Answering: conversations, answer selection, prompts, grounding, one Answerer; no Ray."""

@@ -1,0 +1,1 @@
+"""Evaluation of answers and retrieval: QA sets from a corpus, scores, reports, the gate."""
