@@ -87,7 +87,7 @@ def classify(test_csv: Path, settings, **kw) -> dict:
 
 
 def finetune(train_csv: Path, name: str, settings, **kw) -> dict:
-    from llama_rag.finetune_args import FinetuneArgs
+    from pipelines.finetune_args import FinetuneArgs
     from pipelines.finetune import run
 
     args = FinetuneArgs(input=[str(train_csv)], name=name, text_column="text",

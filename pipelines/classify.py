@@ -26,7 +26,7 @@ from llama_rag.errors import InvalidInputError
 from llama_rag.adapters import Adapter
 from llama_rag.prompts import LabelSet, PromptSpec
 from pipelines import classify_io as io
-from llama_rag.classify_args import ClassifyArgs
+from pipelines.classify_args import ClassifyArgs, options
 from pipelines.classify_llm import load_examples, load_labels
 
 PROGRESS_EVERY_S = 10
@@ -389,6 +389,8 @@ def metrics(predicted: list[str], gold: list[str | None]) -> Metrics | None:
 
 
 def run_from_cli(config_path: Path | None, input_: str, **kwargs: Any) -> None:
+    """Label every row of csv/jsonl/parquet files with the LLM (resumable: re-run the
+    same command to finish; every row ends in the output or errors.jsonl)."""
     settings = load_settings(config_path)
     from llama_rag.model_files import apply_offline_policy
 
@@ -403,11 +405,11 @@ def run_from_cli(config_path: Path | None, input_: str, **kwargs: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m pipelines.classify` is `llama-rag classify`: one set of flags, one code
-    path, errors mapped once (llama_rag.cli)."""
-    from llama_rag.cli import main as cli_main
+    """`python -m pipelines.classify`: the job's own flags (those of `llama-rag classify`),
+    errors mapped as the CLI maps them (llama_rag.commands)."""
+    from llama_rag.commands import job_entry_point
 
-    cli_main(["classify", *(argv if argv is not None else sys.argv[1:])])
+    job_entry_point("classify", options, run_from_cli, argv)
 
 
 if __name__ == "__main__":

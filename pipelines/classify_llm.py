@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from llama_rag.errors import InvalidInputError
 from llama_rag.prompts import Example, LabelSet, PromptSpec, messages_for
-from llama_rag.classify_args import Mode
+from pipelines.classify_args import Mode
 from pipelines.classify_examples import chosen
 
 

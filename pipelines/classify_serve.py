@@ -13,7 +13,7 @@ from typing import Any
 
 from llama_rag.client import ApiError, Client
 from llama_rag.prompts import Example, PromptSpec, messages_for
-from llama_rag.classify_args import Mode
+from pipelines.classify_args import Mode
 from pipelines.classify_examples import chosen
 from pipelines.classify_llm import map_generated
 

@@ -31,7 +31,7 @@ from llama_rag.adapters import (VLLM_LORA_RANKS, AdapterStore, BaseModelRef, Man
                                 base_ref, check_name)
 from llama_rag.config import Settings, load_settings
 from llama_rag.errors import GateRefusedError, InvalidInputError, LlamaRagError
-from llama_rag.finetune_args import FinetuneArgs
+from pipelines.finetune_args import FinetuneArgs, options
 from pipelines import classify_io as io
 from pipelines.finetune_data import TrainingData, load
 
@@ -275,6 +275,8 @@ def _forget_run(name: str, settings: Settings) -> None:
 
 def run_from_cli(config_path: Path | None, input_: tuple[str, ...], eval_input: tuple[str, ...],
                  **kwargs: Any) -> None:
+    """Fine-tune for a task: a LoRA adapter (Ray Train) or an embedding head, published
+    to the adapter registry (re-run the same command to resume from its checkpoint)."""
     settings = load_settings(config_path)
     from llama_rag.model_files import apply_offline_policy
 
@@ -290,11 +292,11 @@ def run_from_cli(config_path: Path | None, input_: tuple[str, ...], eval_input: 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m pipelines.finetune` is `llama-rag finetune`: one set of flags, one code
-    path, errors mapped once (llama_rag.cli)."""
-    from llama_rag.cli import main as cli_main
+    """`python -m pipelines.finetune`: the job's own flags (those of `llama-rag finetune`),
+    errors mapped as the CLI maps them (llama_rag.commands)."""
+    from llama_rag.commands import job_entry_point
 
-    cli_main(["finetune", *(argv if argv is not None else sys.argv[1:])])
+    job_entry_point("finetune", options, run_from_cli, argv)
 
 
 if __name__ == "__main__":

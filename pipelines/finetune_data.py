@@ -20,7 +20,7 @@ from typing import Any, Sequence
 from pydantic import BaseModel
 
 from llama_rag.errors import InvalidInputError
-from llama_rag.finetune_args import FinetuneArgs
+from pipelines.finetune_args import FinetuneArgs
 from llama_rag.prompts import LabelSet, PromptSpec, messages_for
 from pipelines import classify_io as io
 from pipelines.classify_llm import load_labels

@@ -340,10 +340,12 @@ def _nothing_indexed(failed: list[dict[str, str]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m pipelines.ingest` is `llama-rag index`: one set of flags, one code path."""
-    from llama_rag.cli import main as cli_main
+    """`python -m pipelines.ingest`: the job's own flags (those of `llama-rag index`),
+    errors mapped as the CLI maps them (llama_rag.commands)."""
+    from llama_rag.commands import job_entry_point
+    from pipelines.ingest_args import options, run_from_cli
 
-    cli_main(["index", *(argv if argv is not None else __import__("sys").argv[1:])])
+    job_entry_point("ingest", options, run_from_cli, argv)
 
 
 if __name__ == "__main__":

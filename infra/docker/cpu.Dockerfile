@@ -10,8 +10,10 @@ WORKDIR /home/ray/llama-rag
 COPY --chown=ray:users pyproject.toml README.md ./
 COPY --chown=ray:users llama_rag ./llama_rag
 COPY --chown=ray:users indexing ./indexing
+COPY --chown=ray:users qa ./qa
 COPY --chown=ray:users pipelines ./pipelines
 COPY --chown=ray:users services ./services
+COPY --chown=ray:users cli ./cli
 COPY --chown=ray:users infra/serve ./infra/serve
 RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu ".[cpu]" \
  && (pip uninstall -y torchvision torchaudio torchcodec || true) \

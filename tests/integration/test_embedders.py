@@ -101,7 +101,7 @@ def test_a_query_from_the_shell_loads_no_torch_and_sends_no_telemetry(qa_index, 
            "LLAMA_RAG_HOME": str(load_settings(None, {}).home)}
     code = (
         "import sys\n"
-        "from llama_rag.cli import main\n"
+        "from cli.main import main\n"
         f"sys.argv = ['llama-rag', 'search', 'how do I read a zip archive', '--index-dir', "
         f"{str(qa_index)!r}, '-k', '2']\n"
         "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"

@@ -8,11 +8,11 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from llama_rag.cli import main
+from cli.main import main
 
 
 def test_help_is_instant_and_loads_no_heavy_module():
-    code = ("import sys; from llama_rag.cli import main\n"
+    code = ("import sys; from cli.main import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             "heavy = [m for m in ('ray', 'torch', 'vllm', 'faiss', 'sentence_transformers', 'pyarrow') "
             "if m in sys.modules]\nprint('HEAVY', heavy)")
@@ -126,7 +126,7 @@ def test_index_gate_refusal_prints_both_figures_and_exits_5(tmp_path, monkeypatc
 def test_serve_stops_alike_on_sigint_and_sigterm(sig):
     """`llama-rag serve` waits in wait_for_stop: either signal returns it (and restores the
     previous handlers), so `kill -INT` and `kill -TERM` both delete the app and exit."""
-    from llama_rag.cli import wait_for_stop
+    from cli.serve import wait_for_stop
 
     before = signal.getsignal(sig)
     threading.Timer(0.2, os.kill, (os.getpid(), sig)).start()
@@ -141,7 +141,7 @@ def test_json_stdout_holds_the_json_alone_whatever_writes_to_fd_1_later():
     import sys
 
     script = ("import os, sys\n"
-              "from llama_rag.cli import _stdout_for_json\n"
+              "from pipelines.ingest_args import _stdout_for_json\n"
               "out = _stdout_for_json()\n"
               "print('(raylet) a log line')\n"
               "out.write('{\"published\": true}\\n'); out.flush()\n"

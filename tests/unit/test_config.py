@@ -98,7 +98,7 @@ def test_index_num_gpus_flag_embeds_with_torch(monkeypatch, tmp_path):
     """`llama-rag index --num-gpus 1` works with the default (CPU) backend configured."""
     from click.testing import CliRunner
 
-    from llama_rag import cli
+    from cli import main as cli
 
     seen = {}
 

@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from llama_rag.adapters import (AdapterStore, BaseModelRef, Manifest, check_base, check_name)
-from llama_rag.cli import main
+from cli.main import main
 from llama_rag.config import load_settings
 from llama_rag.errors import InvalidInputError, NotFoundError
-from llama_rag.finetune_args import FinetuneArgs
+from pipelines.finetune_args import FinetuneArgs
 from pipelines.finetune import check_args, run_name
 from pipelines.finetune_data import IGNORE, Row, collate, in_eval, load
 

@@ -214,7 +214,7 @@ def test_rayservice_serves_the_gpu_pool_config_with_autoscaling_gpu_workers():
 
 
 def test_job_commands_parse_with_our_clis():
-    from llama_rag.cli import main as cli
+    from cli.main import main as cli
 
     jobs = {o["metadata"]["name"]: o for _, o in RAY_OBJECTS if o["kind"] == "RayJob"}
     index = shlex.split(jobs["llama-rag-index"]["spec"]["entrypoint"])

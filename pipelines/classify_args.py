@@ -1,7 +1,8 @@
 """The classification job's arguments: one model and one set of flags, shared by
 `python -m pipelines.classify` (for `ray job submit`) and `llama-rag classify`.
 
-Light on purpose (click and pydantic only): `llama-rag --help` imports it.
+Light on purpose (click and pydantic only): `llama-rag --help` imports it. The
+job owns its flags; the CLI (cli/jobs.py) borrows them.
 """
 
 from __future__ import annotations

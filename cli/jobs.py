@@ -1,0 +1,36 @@
+"""`llama-rag classify` and `llama-rag finetune`: the batch jobs, with the jobs' own flags."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from pipelines.classify_args import options as _classify_options
+from pipelines.finetune_args import options as _finetune_options
+
+
+@click.command(context_settings={"max_content_width": 100})
+@_classify_options
+def classify(**kwargs: Any) -> None:
+    """Label every row of csv/jsonl/parquet files with the LLM (resumable; see pipelines.classify).
+
+    Runs the same Ray Data job as `ray job submit -- python -m pipelines.classify`.
+    """
+    from pipelines.classify import run_from_cli
+
+    run_from_cli(**kwargs)
+
+
+@click.command(context_settings={"max_content_width": 100})
+@_finetune_options
+def finetune(**kwargs: Any) -> None:
+    """Fine-tune for a task: a LoRA adapter (Ray Train) or an embedding head, published
+    to the adapter registry (adapters.dir; see pipelines.finetune).
+
+    Runs the same job as `ray job submit -- python -m pipelines.finetune`; re-run the
+    same command to resume from the last checkpoint.
+    """
+    from pipelines.finetune import run_from_cli
+
+    run_from_cli(**kwargs)

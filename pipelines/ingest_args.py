@@ -1,0 +1,133 @@
+"""The ingest job's flags and its command-line run, shared by `python -m pipelines.ingest`
+(for `ray job submit`) and `llama-rag index`.
+
+Light on purpose (click and pydantic only): `llama-rag --help` imports it; the job
+itself (pipelines.ingest: Ray, the embedder) loads only when it runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from llama_rag.commands import collection_option, config_option, settings_from
+
+
+def options(fn):
+    """The job's flags, shared by `python -m pipelines.ingest` and `llama-rag index`."""
+    flags = [
+        click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path)),
+        click.option("--index-dir", metavar="DIR|URI", envvar="LLAMA_RAG_INDEX__DIR",
+                     help="Index directory to create or update."),
+        collection_option,
+        click.option("--concurrency", type=click.IntRange(min=1), help="Embedder actors."),
+        click.option("--batch-size", type=click.IntRange(min=1), help="Chunks per embedder call."),
+        click.option("--num-gpus", type=click.FloatRange(min=0),
+                     help="GPUs per embedder actor (embeds with the torch backend)."),
+        click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
+        click.option("--progress/--no-progress", default=True,
+                     help="Show a progress bar on stderr."),
+        click.option("--gate", "gate_qa", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Publish only if the new version passes this QA set (JSONL; see "
+                     "`llama-rag eval make-set`); otherwise CURRENT stays and the exit code is 5."),
+        click.option("--min-hit5", type=click.FloatRange(0, 1),
+                     help="With --gate: least retrieval hit@5."),
+        click.option("--min-answer-f1", type=click.FloatRange(0, 1),
+                     help="With --gate: least extractive answer token-F1 (needs reference "
+                     "answers)."),
+        click.option("--gate-max-drop", type=click.FloatRange(0, 1), default=0.02,
+                     show_default=True,
+                     help="With --gate: how far below the current version's hit@5, MRR and "
+                     "answer F1 the new one may fall."),
+        config_option,
+    ]
+    for flag in reversed(flags):
+        fn = flag(fn)
+    return fn
+
+
+def run_from_cli(paths: tuple[Path, ...], index_dir: str | None, collection: str | None,
+                 concurrency: int | None, batch_size: int | None, num_gpus: float | None,
+                 as_json: bool, progress: bool, gate_qa: Path | None, min_hit5: float | None,
+                 min_answer_f1: float | None, gate_max_drop: float,
+                 config_path: Path | None) -> None:
+    """Index files and folders (txt, md, html, pdf, jsonl, docx) incrementally."""
+    from indexing.corpus import check_paths
+    from llama_rag.location import collection_dir
+
+    check_paths(list(paths))  # fail in a second, before Ray and torch load
+    if gate_qa is None and (min_hit5 is not None or min_answer_f1 is not None):
+        raise click.UsageError("--min-hit5 and --min-answer-f1 need --gate QA.jsonl")
+    if collection:
+        base = settings_from(config_path, **{"index.dir": index_dir}).index.dir
+        index_dir = collection_dir(base, collection)
+    settings = settings_from(
+        config_path, **{"index.dir": index_dir, "ingest.embed_concurrency": concurrency,
+                        "ingest.embed_batch_size": batch_size, "ingest.embed_num_gpus": num_gpus,
+                        # GPUs embed with torch (the CPU backends would leave them idle)
+                        "models.embed_backend": "torch" if num_gpus else None})
+    from pipelines.ingest import run
+    from qa.evaluation.gate import GateSpec
+
+    gate = GateSpec(qa=gate_qa, min_hit5=min_hit5, min_answer_f1=min_answer_f1,
+                    max_drop=gate_max_drop) if gate_qa else None
+    out = _stdout_for_json() if as_json else sys.stdout
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        summary = run(list(paths), settings, progress=progress, gate=gate)  # Ray's log lines
+    if as_json:  # stdout holds the JSON alone
+        click.echo(summary.model_dump_json(indent=2), file=out)
+        out.flush()
+    else:
+        _print_summary(summary)
+    if summary.gate and not summary.gate.passed:
+        from llama_rag.errors import GateRefusedError
+
+        raise GateRefusedError(f"gate refused the new version ({'; '.join(summary.gate.reasons)}); "
+                               f"CURRENT stays {summary.version or 'unset'}")
+
+
+def _stdout_for_json():
+    """Where ``--json`` output goes: a copy of the real stdout, with the process's own fd 1
+    sent to stderr for good. Ray's driver prints its workers' log lines on stdout from a
+    thread, at any time (after the summary, when a lost node's address was refused), so
+    redirecting Python's ``sys.stdout`` for the run alone was not enough. Under click's
+    test runner (no file descriptor) stdout stays as it is."""
+    try:
+        fd = sys.stdout.fileno()
+        err = sys.stderr.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        return sys.stdout
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(fd), "w", encoding="utf-8")
+    os.dup2(err, fd)
+    return out
+
+
+def _print_summary(summary) -> None:
+    refused = summary.gate is not None and not summary.gate.passed
+    what = (f"published version {summary.version}" if summary.published
+            else f"the gate refused the new version; version {summary.version} stays current"
+            if refused else f"nothing changed; version {summary.version} stays current")
+    click.echo(f"{summary.index_dir}: {what}")
+    click.echo(f"files: {summary.added} added, {summary.updated} updated, "
+               f"{summary.unchanged} unchanged, {summary.deleted} deleted, {summary.failed} failed")
+    click.echo(f"chunks: {summary.chunks_embedded} embedded ({summary.chunks_per_s} chunks/s), "
+               f"{summary.chunks_total} in the index; {summary.seconds} s")
+    for err in summary.errors[:20]:
+        click.echo(f"  failed: {err['source']}: {err['error']}")
+    if len(summary.errors) > 20:
+        click.echo(f"  ... and {len(summary.errors) - 20} more in errors.jsonl")
+    if summary.gate:
+        g = summary.gate
+
+        def f(x): return "n/a" if x is None else f"{x:.3f}"
+        for label, fig in (("new", g.candidate), ("current", g.current)):
+            if fig:
+                click.echo(f"gate {label}: hit@5 {f(fig.hit_at_5)}  MRR {f(fig.mrr)}  "
+                           f"answer F1 {f(fig.answer_f1)}")
+        click.echo("gate: passed" if g.passed else "gate: refused")
