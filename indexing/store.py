@@ -10,24 +10,18 @@ Layout of an index directory::
     versions/<id>/manifest.json
     versions/<id>/errors.jsonl files that could not be indexed, with the reason
 
-A version is written under ``versions/.tmp-<id>``, fsynced, renamed into place,
-and only then named in CURRENT: a reader never sees a half-written version, and
-an indexer killed midway leaves the previous version current and intact.
-
-The root may also be a URI (``s3://bucket/idx``, ``gs://...``, ``file:///...``; see
-``llama_rag.location``): the version is built in a local cache folder as above,
-uploaded whole, and only then named in the remote CURRENT; readers copy a version
-into their local cache before loading it.
+Versions are staged, fsynced, renamed, uploaded and named in CURRENT by
+``llama_rag.versioned.VersionedStore`` (shared with the adapter registry): a reader
+never sees a half-written version, and an indexer killed midway leaves the previous
+version current and intact. The root may also be a URI (``s3://bucket/idx``,
+``gs://...``, ``file:///...``; ``llama_rag.location``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -41,13 +35,12 @@ from indexing.api_entries import SymbolIndex, is_api_chunk
 from indexing.embedder import EmbedderInfo
 from indexing.faiss_index import IndexInfo
 from indexing.lexical import LexicalIndex
-from llama_rag.location import fetch, is_uri, new_version_id, shared_root
 from llama_rag.location import collection_dir
-from llama_rag.atomic import fsync_dir, fsync_file
 from llama_rag.config import DEFAULT_INDEX_CACHE
 from llama_rag.protocol import Hit
 from llama_rag.errors import EmbedderMismatchError, IndexLockedError, NotFoundError
 from llama_rag.locks import exclusive
+from llama_rag.versioned import VersionedStore
 
 CHUNK_SCHEMA = pa.schema([
     ("id", pa.string()), ("doc_id", pa.string()), ("source", pa.string()),
@@ -173,7 +166,8 @@ KEEP_CACHED = 3  # downloaded versions kept per remote root on a reader
 
 
 class IndexStore:
-    """An index root: who may write it, which version is current, publishing.
+    """An index root: who may write it, which version is current, publishing (on
+    ``llama_rag.versioned.VersionedStore``).
 
     ``location`` is a local folder or a filesystem URI; for a URI, ``root`` is this
     machine's cache of it (the writer lock, staging and downloaded versions).
@@ -181,14 +175,10 @@ class IndexStore:
 
     def __init__(self, location: Path | str, cache_dir: Path | str | None = None) -> None:
         self.cache_dir = Path(cache_dir or DEFAULT_INDEX_CACHE).expanduser()
-        self.shared = shared_root(location)  # published versions and CURRENT
-        if is_uri(location):
-            self.location: Path | str = str(location).rstrip("/")
-            digest = hashlib.sha256(self.location.encode()).hexdigest()[:16]
-            self.root = self.cache_dir / digest  # this machine's cache of the URI
-        else:
-            self.location = self.root = Path(location)
-        self.versions = self.root / "versions"
+        self.store = VersionedStore(location, self.cache_dir, keep_cached=KEEP_CACHED)
+        self.location, self.root, self.shared = self.store.location, self.store.root, \
+            self.store.shared
+        self.versions = self.store.versions
 
     def __str__(self) -> str:
         return str(self.location)
@@ -206,7 +196,7 @@ class IndexStore:
         return self.shared.is_dir()
 
     def current(self) -> str | None:
-        return (self.shared.read_text("CURRENT") or "").strip() or None
+        return self.store.current()
 
     def open(self, version: str | None = None) -> IndexVersion:
         vid = version or self.current()
@@ -216,26 +206,17 @@ class IndexStore:
         return IndexVersion(self._local(vid))
 
     def _local(self, vid: str) -> Path:
-        """The local folder of version ``vid``, copied from a URI root on first use (a local
-        root's versions are already here)."""
-        path = self.versions / vid
-        if path.is_dir():
-            return path
-        if not self.shared.is_file("versions", vid, "manifest.json"):
-            raise NotFoundError(f"index version {vid} not found in {self}", param="version")
-        fetch(self.shared, path, "versions", vid)
-        cached = sorted(p.name for p in self.versions.iterdir() if not p.name.startswith("."))
-        for old in cached[:-KEEP_CACHED]:
-            if old != vid:  # a loaded version's files stay readable after unlinking
-                shutil.rmtree(self.versions / old, ignore_errors=True)
-        return path
+        try:
+            return self.store.local(vid)
+        except NotFoundError:
+            raise NotFoundError(f"index version {vid} not found in {self}",
+                                param="version") from None
 
     def previous_manifest(self) -> Manifest | None:
         vid = self.current()
         if vid is None:
             return None
-        return Manifest.model_validate_json(self.shared.read_text("versions", vid,
-                                                                  "manifest.json") or "")
+        return Manifest.model_validate_json(self.store.read_text(vid, "manifest.json") or "")
 
     def read_version_rows(self, vid: str) -> tuple[pa.Table, np.ndarray]:
         path = self._local(vid)
@@ -249,13 +230,8 @@ class IndexStore:
                                     f"({holder}); wait for it to finish")
 
         with exclusive(self.root / ".lock", busy):
-            self._remove_stale_tmp()
+            self.store.remove_stale()
             yield
-
-    def _remove_stale_tmp(self) -> None:
-        if self.versions.is_dir():
-            for tmp in [*self.versions.glob(".tmp-*"), *self.versions.glob(".download-*")]:
-                shutil.rmtree(tmp, ignore_errors=True)
 
     def stage(self, chunks: pa.Table, vectors: np.ndarray, manifest: Manifest,
               errors: list[dict[str, Any]], settings) -> str:
@@ -265,52 +241,27 @@ class IndexStore:
 
         if chunks.num_rows != len(vectors):
             raise ValueError(f"{chunks.num_rows} chunks but {len(vectors)} vectors")
-        vid = new_version_id()
-        self.versions.mkdir(parents=True, exist_ok=True)
-        tmp = self.versions / f".tmp-{vid}"
-        tmp.mkdir()
-        index, info = faiss_index.build(vectors, settings)
-        manifest = manifest.model_copy(update={
-            "version": vid, "index": info,
-            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
-        faiss.write_index(index, str(tmp / "index.faiss"))
-        pq.write_table(chunks.cast(CHUNK_SCHEMA), tmp / "chunks.parquet")
-        np.save(tmp / "vectors.npy", np.ascontiguousarray(vectors, dtype=np.float32))
-        LexicalIndex.build(chunks.column("text").to_pylist()).save(tmp)
-        (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=2))
-        (tmp / "errors.jsonl").write_text("".join(json.dumps(e) + "\n" for e in errors))
-        for f in tmp.rglob("*"):
-            if f.is_file():
-                fsync_file(f)
-        fsync_dir(tmp / lexical.DIRNAME)
-        fsync_dir(tmp)
-        os.rename(tmp, self.versions / vid)
-        fsync_dir(self.versions)
+        with self.store.stage() as (vid, tmp):
+            index, info = faiss_index.build(vectors, settings)
+            manifest = manifest.model_copy(update={
+                "version": vid, "index": info,
+                "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+            faiss.write_index(index, str(tmp / "index.faiss"))
+            pq.write_table(chunks.cast(CHUNK_SCHEMA), tmp / "chunks.parquet")
+            np.save(tmp / "vectors.npy", np.ascontiguousarray(vectors, dtype=np.float32))
+            LexicalIndex.build(chunks.column("text").to_pylist()).save(tmp)
+            (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=2))
+            (tmp / "errors.jsonl").write_text("".join(json.dumps(e) + "\n" for e in errors))
         return vid
 
     def staged(self, vid: str) -> IndexVersion:
         return IndexVersion(self.versions / vid)
 
     def promote(self, vid: str, settings) -> None:
-        """Publish a staged version: upload it (a URI root), then point CURRENT at it."""
-        self.shared.upload(self.versions / vid, "versions", vid)  # a no-op for a local root
-        self.shared.write_text(vid + "\n", "CURRENT")
-        self._prune(settings.keep_versions)
+        """Publish a staged version, then keep the newest ``settings.keep_versions``."""
+        self.store.promote(vid)
+        self.store.prune(settings.keep_versions)
 
     def discard(self, vid: str) -> None:
         """Delete a staged version that will not be published."""
-        if vid != self.current():
-            shutil.rmtree(self.versions / vid, ignore_errors=True)
-
-    def _prune(self, keep: int) -> None:
-        """Keep the newest ``keep`` versions (and always the current one), here and remotely."""
-        current = self.current()
-        done = sorted(p.name for p in self.versions.iterdir()
-                      if p.is_dir() and not p.name.startswith("."))
-        for old in done[:-keep]:
-            if old != current:
-                shutil.rmtree(self.versions / old, ignore_errors=True)
-        published = [v for v in self.shared.list_dirs("versions") if not v.startswith(".")]
-        for old in published[:-keep]:  # a URI root's own copies (a local root's are gone)
-            if old != current:
-                self.shared.delete_dir("versions", old)
+        self.store.discard(vid)

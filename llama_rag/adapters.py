@@ -7,8 +7,8 @@ Layout of ``adapters.dir`` (a folder or a filesystem URI, as ``index.dir``)::
     NAME/versions/<id>/adapter_config.json, adapter_model.safetensors   (method lora)
     NAME/versions/<id>/head.safetensors                              (method embedding-head)
 
-A version is complete before CURRENT names it (``publish`` writes a finished
-folder, then switches CURRENT), so a classification job or a server never loads a
+Each NAME is a ``llama_rag.versioned.VersionedStore``, as an index is: a version is
+complete before CURRENT names it, so a classification job or a server never loads a
 half-written adapter; versions never change, so a cached copy is never stale.
 Light on purpose (pydantic and pyarrow only): the CLI and the Serve app read it.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 import re
 import shutil
 from pathlib import Path
@@ -25,11 +24,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from llama_rag.atomic import fsync_dir, fsync_file
 from llama_rag.config import AdapterSettings
 from llama_rag.errors import InvalidInputError, NotFoundError
-from llama_rag.location import fetch, is_uri, new_version_id, shared_root
+from llama_rag.location import is_uri, join, shared_root
 from llama_rag.prompts import PromptSpec
+from llama_rag.versioned import VersionedStore
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 Method = Literal["lora", "embedding-head"]
@@ -99,14 +98,13 @@ class Adapter(BaseModel):
 
 
 class AdapterStore:
-    """An adapter registry root: list, read, publish; URIs are cached under ``cache_dir``."""
+    """An adapter registry root: list, read, publish; each NAME is a
+    ``llama_rag.versioned.VersionedStore`` (URIs cached under ``cache_dir``)."""
 
     def __init__(self, location: Path | str, cache_dir: Path | str) -> None:
         self.location = str(location).rstrip("/") if is_uri(location) else Path(location)
         self.shared = shared_root(self.location)
-        digest = hashlib.sha256(str(self.location).encode()).hexdigest()[:16]
-        self.cache = (Path(cache_dir).expanduser() / digest if is_uri(location)
-                      else Path(self.location))
+        self.cache_dir = cache_dir
 
     @classmethod
     def of(cls, settings: AdapterSettings) -> "AdapterStore":
@@ -116,19 +114,22 @@ class AdapterStore:
     def __str__(self) -> str:
         return str(self.location)
 
+    def _store(self, name: str) -> VersionedStore:
+        return VersionedStore(join(self.location, check_name(name)), self.cache_dir)
+
     def names(self) -> list[str]:
         return [n for n in self.shared.list_dirs() if self.shared.is_file(n, "CURRENT")]
 
     def current(self, name: str) -> str | None:
-        return (self.shared.read_text(check_name(name), "CURRENT") or "").strip() or None
+        return self._store(name).current()
 
     def versions(self, name: str) -> list[str]:
-        return [v for v in self.shared.list_dirs(check_name(name), "versions")
-                if not v.startswith(".")]
+        return self._store(name).published()
 
     def manifest(self, name: str, version: str | None = None) -> Manifest:
-        vid = version or self.current(name)
-        text = self.shared.read_text(name, "versions", vid, "manifest.json") if vid else None
+        store = self._store(name)
+        vid = version or store.current()
+        text = store.read_text(vid, "manifest.json") if vid else None
         if not text:
             known = ", ".join(self.names()) or "none"
             raise NotFoundError(f"no adapter {name!r}{' version ' + version if version else ''} "
@@ -138,31 +139,18 @@ class AdapterStore:
     def open(self, name: str, version: str | None = None) -> Adapter:
         """The version's manifest and a local folder holding its files."""
         manifest = self.manifest(name, version)
-        local = self.cache / name / "versions" / manifest.version
-        if not (local / "manifest.json").is_file():
-            local.parent.mkdir(parents=True, exist_ok=True)
-            fetch(self.shared, local, name, "versions", manifest.version)
-        return Adapter(manifest=manifest, path=local)
+        return Adapter(manifest=manifest, path=self._store(name).local(manifest.version))
 
     def publish(self, files_dir: Path, manifest: Manifest) -> Manifest:
         """Copy ``files_dir`` and the manifest into a new version, then switch CURRENT."""
-        name = check_name(manifest.name)
-        vid = new_version_id()
-        manifest = manifest.model_copy(update={
-            "version": vid, "files": sorted(p.name for p in Path(files_dir).iterdir()),
-            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
-        staging = self.cache / name / "versions"
-        staging.mkdir(parents=True, exist_ok=True)
-        tmp = staging / f".tmp-{vid}"
-        shutil.copytree(files_dir, tmp)
-        (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=2))
-        for f in tmp.iterdir():
-            fsync_file(f)
-        fsync_dir(tmp)
-        os.rename(tmp, staging / vid)
-        fsync_dir(staging)
-        self.shared.upload(staging / vid, name, "versions", vid)  # a no-op for a local root
-        self.shared.write_text(vid + "\n", name, "CURRENT")
+        store = self._store(manifest.name)
+        with store.stage() as (vid, tmp):
+            manifest = manifest.model_copy(update={
+                "version": vid, "files": sorted(p.name for p in Path(files_dir).iterdir()),
+                "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+            shutil.copytree(files_dir, tmp, dirs_exist_ok=True)
+            (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=2))
+        store.promote(vid)
         return manifest
 
 
