@@ -40,7 +40,8 @@ SHOTS = ROOT / "examples" / "debian-shots.jsonl"
 
 
 def spec():
-    from pipelines.classify_llm import PromptSpec, load_examples, load_labels
+    from llama_rag.prompts import PromptSpec
+    from pipelines.classify_labels import load_examples, load_labels
 
     labels = load_labels(None, LABELS_FILE)
     return PromptSpec(labels=labels, examples=load_examples(SHOTS, labels))

@@ -101,9 +101,9 @@ def sklearn_reference(train: list[dict], test: list[dict], settings) -> dict:
     from sklearn.linear_model import LogisticRegression
 
     from indexing.embedder import resolve_embedder
-    from pipelines.embedding_head import embedder_for
+    from indexing.embedder import job_embedder
 
-    embedder = embedder_for(resolve_embedder(settings), settings)
+    embedder = job_embedder(resolve_embedder(settings), settings)
     x_train = embedder.encode([r["text"] for r in train])
     started = time.perf_counter()
     x_test = embedder.encode([r["text"] for r in test])

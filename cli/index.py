@@ -10,7 +10,7 @@ import click
 
 from llama_rag.commands import collection_name, config_option, settings_from
 from llama_rag.config import RETRIEVAL_MODES as MODES
-from pipelines.ingest_args import options as ingest_options, run_from_cli
+from pipelines.ingest_args import options as ingest_options
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -20,6 +20,8 @@ def index(**kwargs: Any) -> None:
 
     Runs the same job as `ray job submit -- python -m pipelines.ingest`.
     """
+    from pipelines.ingest import run_from_cli
+
     run_from_cli(**kwargs)
 
 

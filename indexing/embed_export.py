@@ -13,16 +13,12 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel
 
+from indexing.embed_runtime import INFO_FILE, Backend, ExportInfo, Quantization
 from llama_rag.errors import ModelSetupError
 
-Backend = Literal["torch", "onnx", "openvino"]
-Quantization = Literal["none", "int8"]
-INFO_FILE = "export.json"
 MIN_AGREEMENT = 0.95  # cosine to torch; int8 exports measured 0.985-0.999 (min over probes)
 # Varied sentences (prose, code, a heading, a list, non-English) the export is checked on.
 PROBES = [
@@ -37,20 +33,6 @@ PROBES = [
     "The quick brown fox jumps over the lazy dog. " * 30,
     "?",
 ]
-
-
-class ExportInfo(BaseModel):
-    """What an export folder holds; read back by the runtime (indexing.embedder)."""
-
-    source: str
-    backend: Backend
-    quantization: Quantization
-    model_file: str
-    inputs: list[str]
-    dim: int
-    max_seq_length: int
-    min_cosine: float
-    mean_cosine: float
 
 
 def export(source: Path, out: Path, backend: Backend, quantization: Quantization) -> ExportInfo:
@@ -116,8 +98,8 @@ def _openvino(onnx_path: Path, int8: bool) -> str:
     quantized at run time (``DYNAMIC_QUANTIZATION_GROUP_SIZE``, indexing.embedder).
 
     The ONNX file is read by the runtime's ONNX frontend; telemetry stays off
-    (indexing.embedder.import_openvino)."""
-    from indexing.embedder import import_openvino
+    (indexing.embed_runtime.import_openvino)."""
+    from indexing.embed_runtime import import_openvino
 
     ov = import_openvino()  # also keeps NNCF's telemetry off (it imports the same module)
     model = ov.Core().read_model(str(onnx_path))
@@ -132,7 +114,7 @@ def _openvino(onnx_path: Path, int8: bool) -> str:
 
 
 def _check_agreement(st, out: Path, info: ExportInfo) -> ExportInfo:
-    from indexing.embedder import ExportedEncoder
+    from indexing.embed_runtime import ExportedEncoder
 
     want = st.encode(PROBES, normalize_embeddings=True, convert_to_numpy=True)
     got = ExportedEncoder(out, info, batch_size=4).encode(PROBES)

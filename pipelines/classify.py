@@ -11,7 +11,6 @@ each finished batch as an atomic part. ``llama-rag classify`` runs the same code
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -25,18 +24,12 @@ from llama_rag.config import Settings, load_settings
 from llama_rag.errors import InvalidInputError
 from llama_rag.adapters import Adapter
 from llama_rag.prompts import LabelSet, PromptSpec
-from pipelines import classify_io as io
+from pipelines import classify_io
 from pipelines.classify_args import ClassifyArgs, options
-from pipelines.classify_llm import load_examples, load_labels
+from pipelines.classify_labels import load_examples, load_labels
+from pipelines.classify_metrics import Metrics, metrics
 
 PROGRESS_EVERY_S = 10
-
-
-class Metrics(BaseModel):
-    evaluated: int
-    accuracy: float
-    per_label: dict[str, dict[str, float]]
-    confusion: dict[str, dict[str, int]]
 
 
 class AdapterUsed(BaseModel):
@@ -123,10 +116,10 @@ def prepare(args: ClassifyArgs, settings: Settings) -> Prepared:
     if args.examples_k and not examples:
         raise InvalidInputError("--examples-k picks from --examples: give the examples file",
                                 param="examples-k")
-    files = io.list_inputs(args.input)
+    files = classify_io.list_inputs(args.input)
     root = Path(args.input) if Path(args.input).is_dir() else _common_root(files)
     for f in files:
-        columns = io.columns_of(f)
+        columns = classify_io.columns_of(f)
         for flag, column in (("--text-column", args.text_column), ("--id-column", args.id_column),
                              ("--gold-column", args.gold_column)):
             if column and column not in columns:
@@ -144,14 +137,14 @@ def prepare(args: ClassifyArgs, settings: Settings) -> Prepared:
                       max_text_tokens=args.max_text_tokens, calibrate=args.calibrate)
     if adapter is not None:
         spec = adapter.manifest.prompt  # the very prompt it was trained on, not calibrated
-    job = {"inputs": io.fingerprint(files), "text_column": args.text_column,
+    job = {"inputs": classify_io.fingerprint(files), "text_column": args.text_column,
            "id_column": args.id_column, "gold_column": args.gold_column,
-           "prompt": io.short_hash(spec.model_dump()), "mode": args.mode,
+           "prompt": classify_io.short_hash(spec.model_dump()), "mode": args.mode,
            "labels": labels.labels, "model": settings.models.llm or "bundled:smollm2",
            "context_index": str(args.context_index) if args.context_index else None,
            "examples_k": args.examples_k,
            "adapter": f"{adapter.manifest.name}@{adapter.manifest.version}" if adapter else None}
-    io.Output(args.output).check_job(job)
+    classify_io.Output(args.output).check_job(job)
     return Prepared(files=files, root=root, spec=spec, job=job, adapter=adapter)
 
 
@@ -166,7 +159,7 @@ def _rows(prep: Prepared, args: ClassifyArgs) -> Iterator[list[dict[str, Any]]]:
     seen: set[str] = set()
     left = args.max_rows if args.max_rows is not None else -1
     for f in prep.files:
-        for batch in io.read_rows(f.resolve(), prep.root.resolve(), args.text_column,
+        for batch in classify_io.read_rows(f.resolve(), prep.root.resolve(), args.text_column,
                                   args.id_column, args.gold_column):
             if left == 0:
                 return
@@ -240,7 +233,7 @@ def _stage(ds, prep: Prepared, args: ClassifyArgs, settings: Settings):
 
 def run(args: ClassifyArgs, settings: Settings, echo=print) -> Summary:
     prep = prepare(args, settings)
-    out = io.Output(args.output)
+    out = classify_io.Output(args.output)
     with out.lock():  # one driver per output folder
         return _classify(prep, out, args, settings, echo)
 
@@ -252,7 +245,7 @@ class _Pending(BaseModel):
     failed: int  # failed at input (empty, undecodable, missing column): in errors.jsonl
 
 
-def _pending(prep: Prepared, out: io.Output, args: ClassifyArgs) -> _Pending:
+def _pending(prep: Prepared, out: classify_io.Output, args: ClassifyArgs) -> _Pending:
     """Stage 1: every input row, minus those done before; input failures recorded now."""
     done = out.done_ids()
     rows: list[dict[str, Any]] = []
@@ -269,7 +262,7 @@ def _pending(prep: Prepared, out: io.Output, args: ClassifyArgs) -> _Pending:
     return _Pending(rows=rows, total=total, skipped=skipped, failed=failed_n)
 
 
-def _write_batch(result: pa.Table, out: io.Output, args: ClassifyArgs, rows_done) -> int:
+def _write_batch(result: pa.Table, out: classify_io.Output, args: ClassifyArgs, rows_done) -> int:
     """Stage 3, per labeled batch: unmapped outputs to errors, the rest as one atomic part;
     returns the rows handled."""
     labels = result.column("label").to_pylist()
@@ -280,7 +273,7 @@ def _write_batch(result: pa.Table, out: io.Output, args: ClassifyArgs, rows_done
                           for i in unmapped])
         result = result.filter(pa.array([label is not None for label in labels]))
         rows_done.inc(len(unmapped), tags={"outcome": "failed"})
-    out.write_results(result.select(io.RESULT_SCHEMA.names).cast(io.RESULT_SCHEMA),
+    out.write_results(result.select(classify_io.RESULT_SCHEMA.names).cast(classify_io.RESULT_SCHEMA),
                       args.output_format)
     if result.num_rows:
         rows_done.inc(result.num_rows, tags={"outcome": "labeled"})
@@ -293,7 +286,7 @@ class _Progress(BaseModel):
     first_rows: int = 0
 
 
-def _label(pending: _Pending, prep: Prepared, out: io.Output, args: ClassifyArgs,
+def _label(pending: _Pending, prep: Prepared, out: classify_io.Output, args: ClassifyArgs,
            settings: Settings, started: float, echo) -> _Progress:
     """Stage 2: the rows through the Ray Data LLM stage, written batch by batch."""
     from llama_rag.ray_runtime import ensure_ray
@@ -321,7 +314,7 @@ def _label(pending: _Pending, prep: Prepared, out: io.Output, args: ClassifyArgs
     return progress
 
 
-def _classify(prep: Prepared, out: io.Output, args: ClassifyArgs, settings: Settings,
+def _classify(prep: Prepared, out: classify_io.Output, args: ClassifyArgs, settings: Settings,
               echo) -> Summary:
     out.start(prep.job)
     started = time.perf_counter()
@@ -347,7 +340,7 @@ def _classify(prep: Prepared, out: io.Output, args: ClassifyArgs, settings: Sett
     return summary
 
 
-def _summarise(out: io.Output, args: ClassifyArgs, total: int, skipped: int, processed: int,
+def _summarise(out: classify_io.Output, args: ClassifyArgs, total: int, skipped: int, processed: int,
                seconds: float) -> Summary:
     error_records = out.merge_errors()
     errors = len(error_records)
@@ -363,29 +356,6 @@ def _summarise(out: io.Output, args: ClassifyArgs, total: int, skipped: int, pro
         metrics=metrics(labels, results.column("gold").to_pylist()) if args.gold_column else None,
         complete=total == results.num_rows + errors)
     return summary
-
-
-def metrics(predicted: list[str], gold: list[str | None]) -> Metrics | None:
-    """Accuracy, per-label precision/recall/F1 and the confusion matrix (gold -> predicted)."""
-    pairs = [(g, p) for g, p in zip(gold, predicted) if g not in (None, "")]
-    if not pairs:
-        return None
-    names = sorted({g for g, _ in pairs} | {p for _, p in pairs})
-    confusion = {g: {p: 0 for p in names} for g in names}
-    for g, p in pairs:
-        confusion[g][p] += 1
-    per_label = {}
-    for name in names:
-        tp = confusion[name][name]
-        predicted_n = sum(confusion[g][name] for g in names)
-        gold_n = sum(confusion[name].values())
-        precision = tp / predicted_n if predicted_n else 0.0
-        recall = tp / gold_n if gold_n else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_label[name] = {"precision": round(precision, 4), "recall": round(recall, 4),
-                           "f1": round(f1, 4), "support": gold_n}
-    return Metrics(evaluated=len(pairs), accuracy=round(sum(g == p for g, p in pairs) / len(pairs), 4),
-                   per_label=per_label, confusion=confusion)
 
 
 def run_from_cli(config_path: Path | None, input_: str, **kwargs: Any) -> None:

@@ -32,10 +32,9 @@ class NearestExamples:
     examples."""
 
     def __init__(self, settings: Settings, examples: list[Example], k: int) -> None:
-        from indexing.embedder import resolve_embedder
-        from pipelines.embedding_head import embedder_for
+        from indexing.embedder import job_embedder, resolve_embedder
 
-        self.embedder = embedder_for(resolve_embedder(settings), settings)
+        self.embedder = job_embedder(resolve_embedder(settings), settings)
         self.vectors = self.embedder.encode([e.text for e in examples])
         self.k = k
 

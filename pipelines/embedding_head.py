@@ -11,7 +11,6 @@ runs :class:`HeadClassifier` in the Ray Data job instead of vLLM actors.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -19,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from llama_rag.config import Settings
-from indexing.embedder import EmbedderRef
+from indexing.embedder import EmbedderRef, job_embedder
 from pipelines.finetune_data import TrainingData
 
 HEAD_FILE = "head.safetensors"
@@ -61,15 +60,6 @@ def predict(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return p / p.sum(axis=1, keepdims=True)
 
 
-def embedder_for(ref: EmbedderRef, settings: Settings):
-    """The embedder on this machine, with the threads Ray would otherwise pin to one."""
-    from indexing.embedder import Embedder
-
-    return Embedder(ref, device=settings.models.embed_device,
-                    batch_size=settings.ingest.encode_batch_size,
-                    num_threads=settings.ingest.embed_threads or os.cpu_count())
-
-
 def train_head(data: TrainingData, ref: EmbedderRef, settings: Settings, seed: int,
                echo: Callable[[str], None]) -> tuple[dict[str, Any], Path]:
     """Embed, fit, evaluate; returns the metrics and a folder holding ``head.safetensors``."""
@@ -77,10 +67,10 @@ def train_head(data: TrainingData, ref: EmbedderRef, settings: Settings, seed: i
 
     from safetensors.numpy import save_file
 
-    from pipelines.classify import metrics
+    from pipelines.classify_metrics import metrics
 
     labels = data.labels.labels
-    embedder = embedder_for(ref, settings)
+    embedder = job_embedder(ref, settings)
     started = time.perf_counter()
     x = embedder.encode([r.text for r in data.train])
     embed_s = time.perf_counter() - started
@@ -114,7 +104,7 @@ class HeadClassifier:
 
         tensors = load_file(head_path)
         self.weight, self.bias, self.labels = tensors["weight"], tensors["bias"], labels
-        self.embedder = embedder_for(ref, settings)
+        self.embedder = job_embedder(ref, settings)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         texts = [str(t) for t in batch["text"]]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from llama_rag.adapters import (VLLM_LORA_RANKS, AdapterStore, BaseModelRef, Man
 from llama_rag.config import Settings, load_settings
 from llama_rag.errors import GateRefusedError, InvalidInputError, LlamaRagError
 from pipelines.finetune_args import FinetuneArgs, options
-from pipelines import classify_io as io
+from pipelines import classify_io
 from pipelines.finetune_data import TrainingData, load
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -81,7 +80,7 @@ def run_name(args: FinetuneArgs, data: TrainingData, base: BaseModelRef) -> str:
                if data.spec else None, **args.model_dump(mode="json", exclude={
                    "name", "input", "eval_input", "json_output", "workers", "cpus_per_worker",
                    "gpus_per_worker", "placement_strategy", "checkpoint_every"})}
-    return f"{args.name}-{io.short_hash(decided)}"
+    return f"{args.name}-{classify_io.short_hash(decided)}"
 
 
 def _storage(settings: Settings) -> str:

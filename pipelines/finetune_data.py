@@ -22,8 +22,8 @@ from pydantic import BaseModel
 from llama_rag.errors import InvalidInputError
 from pipelines.finetune_args import FinetuneArgs
 from llama_rag.prompts import LabelSet, PromptSpec, messages_for
-from pipelines import classify_io as io
-from pipelines.classify_llm import load_labels
+from pipelines import classify_io
+from pipelines.classify_labels import load_labels
 
 IGNORE = -100  # label id the loss skips
 
@@ -60,17 +60,17 @@ def _columns(args: FinetuneArgs) -> tuple[str, str, str, str]:
 
 def _read(specs: Sequence[str], text_col: str, target_col: str, text_flag: str,
           target_flag: str) -> tuple[list[Row], list[dict[str, str]], list[Path]]:
-    files = [f for spec in specs for f in io.list_inputs(spec)]
+    files = [f for spec in specs for f in classify_io.list_inputs(spec)]
     rows: list[Row] = []
     errors: list[dict[str, str]] = []
     for f in files:
-        columns = io.columns_of(f)
+        columns = classify_io.columns_of(f)
         for flag, column in ((text_flag, text_col), (target_flag, target_col)):
             if column not in columns:
                 raise InvalidInputError(f"{flag} {column!r} is not a column of {f} (columns: "
                                         f"{', '.join(columns) or 'none'})", param=flag[2:])
         root = f.resolve().parent
-        for batch in io.read_rows(f.resolve(), root, text_col, None, target_col):
+        for batch in classify_io.read_rows(f.resolve(), root, text_col, None, target_col):
             for r in batch:
                 target = (r["gold"] or "").strip()
                 if r["error"]:
@@ -121,7 +121,7 @@ def load(args: FinetuneArgs) -> TrainingData:
     if len(train) < 2:
         raise InvalidInputError(f"too few training rows: {len(train)} usable (of "
                                 f"{len(train) + len(errors)}; see the errors)", param="input")
-    fingerprint = {"inputs": io.fingerprint(files), "eval_inputs": io.fingerprint(eval_files),
+    fingerprint = {"inputs": classify_io.fingerprint(files), "eval_inputs": classify_io.fingerprint(eval_files),
                    "columns": [text_col, target_col], "rows": len(rows) + len(errors),
                    "train_rows": len(train), "eval_rows": len(eval_rows),
                    "error_rows": len(errors),

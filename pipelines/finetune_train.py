@@ -90,7 +90,7 @@ def _evaluate(model, tokenizer, config: dict[str, Any], device) -> dict[str, Any
     tokens, as the job picks) with accuracy and per-label F1."""
     import torch
 
-    from pipelines.classify import metrics
+    from pipelines.classify_metrics import metrics
     from pipelines.classify_llm import first_tokens
 
     rows = [Row(**r) for r in config["eval_rows"]]

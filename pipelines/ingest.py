@@ -7,14 +7,17 @@ vectors from the current version. Run it as ``llama-rag index`` or
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+import click
 import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, Field
@@ -24,11 +27,14 @@ from indexing.corpus import Plan, SourceFile, check_paths, chunk_file, list_corp
 from indexing.embedder import Embedder, EmbedderInfo, EmbedderRef, resolve_embedder, token_counter
 from qa.evaluation.gate import GateSpec, GateVerdict, decide, load_gate_items, score_version
 from indexing.store import CHUNK_SCHEMA, FileEntry, IndexStore, Manifest, check_embedder
+from llama_rag.commands import settings_from
 from llama_rag.config import ChunkSettings, IndexSettings, ModelSettings, Settings
 from llama_rag.errors import EmptyCorpusError, InvalidInputError, LoadError
 from llama_rag.pii import mask
+from llama_rag.location import collection_dir
 from llama_rag.model_files import apply_offline_policy
 from llama_rag.ray_runtime import ensure_ray
+from pipelines.ingest_args import options, print_summary, stdout_for_json
 
 
 ROW_COLUMNS = ["id", "doc_id", "source", "title", "heading", "text", "start", "end", "index",
@@ -339,11 +345,44 @@ def _nothing_indexed(failed: list[dict[str, str]]) -> str:
     return f"no text could be indexed ({len(failed)} file(s) failed: {shown}); nothing was published"
 
 
+def run_from_cli(paths: tuple[Path, ...], index_dir: str | None, collection: str | None,
+                 concurrency: int | None, batch_size: int | None, num_gpus: float | None,
+                 as_json: bool, progress: bool, gate_qa: Path | None, min_hit5: float | None,
+                 min_answer_f1: float | None, gate_max_drop: float,
+                 config_path: Path | None) -> None:
+    """Index files and folders (txt, md, html, pdf, jsonl, docx) incrementally."""
+    check_paths(list(paths))  # fail in a second, before Ray and torch load
+    if gate_qa is None and (min_hit5 is not None or min_answer_f1 is not None):
+        raise click.UsageError("--min-hit5 and --min-answer-f1 need --gate QA.jsonl")
+    if collection:
+        base = settings_from(config_path, **{"index.dir": index_dir}).index.dir
+        index_dir = collection_dir(base, collection)
+    settings = settings_from(
+        config_path, **{"index.dir": index_dir, "ingest.embed_concurrency": concurrency,
+                        "ingest.embed_batch_size": batch_size, "ingest.embed_num_gpus": num_gpus,
+                        # GPUs embed with torch (the CPU backends would leave them idle)
+                        "models.embed_backend": "torch" if num_gpus else None})
+    gate = GateSpec(qa=gate_qa, min_hit5=min_hit5, min_answer_f1=min_answer_f1,
+                    max_drop=gate_max_drop) if gate_qa else None
+    out = stdout_for_json() if as_json else sys.stdout
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        summary = run(list(paths), settings, progress=progress, gate=gate)  # Ray's log lines
+    if as_json:  # stdout holds the JSON alone
+        click.echo(summary.model_dump_json(indent=2), file=out)
+        out.flush()
+    else:
+        print_summary(summary)
+    if summary.gate and not summary.gate.passed:
+        from llama_rag.errors import GateRefusedError
+
+        raise GateRefusedError(f"gate refused the new version ({'; '.join(summary.gate.reasons)}); "
+                               f"CURRENT stays {summary.version or 'unset'}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """`python -m pipelines.ingest`: the job's own flags (those of `llama-rag index`),
     errors mapped as the CLI maps them (llama_rag.commands)."""
     from llama_rag.commands import job_entry_point
-    from pipelines.ingest_args import options, run_from_cli
 
     job_entry_point("ingest", options, run_from_cli, argv)
 

@@ -1,13 +1,12 @@
-"""The ingest job's flags and its command-line run, shared by `python -m pipelines.ingest`
+"""The ingest job's flags and its summary as printed, shared by `python -m pipelines.ingest`
 (for `ray job submit`) and `llama-rag index`.
 
-Light on purpose (click and pydantic only): `llama-rag --help` imports it; the job
-itself (pipelines.ingest: Ray, the embedder) loads only when it runs.
+Light on purpose (click only): `llama-rag --help` imports it; the job itself
+(pipelines.ingest: Ray, the embedder) loads only when it runs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from llama_rag.commands import collection_option, config_option, settings_from
+from llama_rag.commands import collection_option, config_option
 
 
 def options(fn):
@@ -51,47 +50,7 @@ def options(fn):
     return fn
 
 
-def run_from_cli(paths: tuple[Path, ...], index_dir: str | None, collection: str | None,
-                 concurrency: int | None, batch_size: int | None, num_gpus: float | None,
-                 as_json: bool, progress: bool, gate_qa: Path | None, min_hit5: float | None,
-                 min_answer_f1: float | None, gate_max_drop: float,
-                 config_path: Path | None) -> None:
-    """Index files and folders (txt, md, html, pdf, jsonl, docx) incrementally."""
-    from indexing.corpus import check_paths
-    from llama_rag.location import collection_dir
-
-    check_paths(list(paths))  # fail in a second, before Ray and torch load
-    if gate_qa is None and (min_hit5 is not None or min_answer_f1 is not None):
-        raise click.UsageError("--min-hit5 and --min-answer-f1 need --gate QA.jsonl")
-    if collection:
-        base = settings_from(config_path, **{"index.dir": index_dir}).index.dir
-        index_dir = collection_dir(base, collection)
-    settings = settings_from(
-        config_path, **{"index.dir": index_dir, "ingest.embed_concurrency": concurrency,
-                        "ingest.embed_batch_size": batch_size, "ingest.embed_num_gpus": num_gpus,
-                        # GPUs embed with torch (the CPU backends would leave them idle)
-                        "models.embed_backend": "torch" if num_gpus else None})
-    from pipelines.ingest import run
-    from qa.evaluation.gate import GateSpec
-
-    gate = GateSpec(qa=gate_qa, min_hit5=min_hit5, min_answer_f1=min_answer_f1,
-                    max_drop=gate_max_drop) if gate_qa else None
-    out = _stdout_for_json() if as_json else sys.stdout
-    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
-        summary = run(list(paths), settings, progress=progress, gate=gate)  # Ray's log lines
-    if as_json:  # stdout holds the JSON alone
-        click.echo(summary.model_dump_json(indent=2), file=out)
-        out.flush()
-    else:
-        _print_summary(summary)
-    if summary.gate and not summary.gate.passed:
-        from llama_rag.errors import GateRefusedError
-
-        raise GateRefusedError(f"gate refused the new version ({'; '.join(summary.gate.reasons)}); "
-                               f"CURRENT stays {summary.version or 'unset'}")
-
-
-def _stdout_for_json():
+def stdout_for_json():
     """Where ``--json`` output goes: a copy of the real stdout, with the process's own fd 1
     sent to stderr for good. Ray's driver prints its workers' log lines on stdout from a
     thread, at any time (after the summary, when a lost node's address was refused), so
@@ -108,7 +67,7 @@ def _stdout_for_json():
     return out
 
 
-def _print_summary(summary) -> None:
+def print_summary(summary) -> None:
     refused = summary.gate is not None and not summary.gate.passed
     what = (f"published version {summary.version}" if summary.published
             else f"the gate refused the new version; version {summary.version} stays current"

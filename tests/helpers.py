@@ -126,7 +126,6 @@ def write_hostile_corpus(root: Path, outside: Path) -> dict[str, str]:
 def remove_deep_folders(root: Path) -> None:
     """Delete the 1,200-deep chain iteratively: shutil.rmtree (and pytest's clean-up of old
     temporary folders) recurses once per level and fails past ~1,000."""
-    import os
     import shutil
 
     bottom = root

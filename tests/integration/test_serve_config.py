@@ -76,7 +76,7 @@ def _adapter_is_served(url: str, key: str, adapter) -> None:
     from openai import NotFoundError, OpenAI
 
     from llama_rag.prompts import PromptSpec, messages_for
-    from pipelines.classify_llm import load_labels
+    from pipelines.classify_labels import load_labels
     from tests.cluster import DEBIAN_LABELS
 
     client = OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=8)  # 429: waits Retry-After

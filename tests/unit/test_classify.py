@@ -11,10 +11,12 @@ import pytest
 
 from llama_rag.config import load_settings
 from llama_rag.errors import InvalidInputError
-from pipelines import classify_io as io
-from pipelines.classify import ClassifyArgs, _rows, metrics, prepare
-from pipelines.classify_llm import (PromptSpec, calibrated, label_probs, load_labels, map_generated,
+from pipelines import classify_io
+from pipelines.classify import ClassifyArgs, _rows, prepare
+from pipelines.classify_labels import load_labels
+from pipelines.classify_llm import (PromptSpec, calibrated, label_probs, map_generated,
                                    messages_for, pick)
+from pipelines.classify_metrics import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,18 +66,18 @@ def test_wrong_arguments_are_refused_before_any_work(tmp_path, change, words):
 def test_output_of_a_different_job_is_refused(tmp_path):
     write_inputs(tmp_path)
     prep = prepare(args(tmp_path), load_settings())
-    io.Output(tmp_path / "out").start(prep.job)
+    classify_io.Output(tmp_path / "out").start(prep.job)
     prepare(args(tmp_path), load_settings())  # same job: resuming is fine
     with pytest.raises(InvalidInputError, match="different job .*labels"):
         prepare(args(tmp_path, labels="sports,tech,art"), load_settings())
 
 
 def test_parts_are_atomic_and_resume_reads_their_ids(tmp_path):
-    out = io.Output(tmp_path / "out")
+    out = classify_io.Output(tmp_path / "out")
     out.start({"job": 1})
     (out.parts / ".tmp-part-dead.parquet").write_bytes(b"half a part")  # a killed write
     rows = pa.Table.from_pylist([{"id": "a:1", "label": "x", "confidence": 0.9, "truncated": False,
-                                  "raw": "x", "gold": None}], schema=io.RESULT_SCHEMA)
+                                  "raw": "x", "gold": None}], schema=classify_io.RESULT_SCHEMA)
     out.write_results(rows)
     out.write_results(rows.set_column(0, "id", pa.array(["a:2"])), "jsonl")
     out.write_errors([{"id": "a:3", "reason": "empty text"}])

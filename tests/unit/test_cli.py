@@ -141,8 +141,8 @@ def test_json_stdout_holds_the_json_alone_whatever_writes_to_fd_1_later():
     import sys
 
     script = ("import os, sys\n"
-              "from pipelines.ingest_args import _stdout_for_json\n"
-              "out = _stdout_for_json()\n"
+              "from pipelines.ingest_args import stdout_for_json\n"
+              "out = stdout_for_json()\n"
               "print('(raylet) a log line')\n"
               "out.write('{\"published\": true}\\n'); out.flush()\n"
               "os.write(1, b'rpc_code: 14 after the summary\\n')\n")

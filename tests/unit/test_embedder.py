@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexing.embed_export import ExportInfo
-from indexing.embedder import EmbedderInfo, EmbedderRef, ExportedEncoder, resolve_embedder
+from indexing.embed_runtime import ExportInfo
+from indexing.embed_runtime import ExportedEncoder
+from indexing.embedder import EmbedderInfo, EmbedderRef, resolve_embedder
 from llama_rag.config import load_settings
 
 
@@ -36,7 +37,7 @@ def test_batches_longest_first_truncates_and_returns_rows_in_input_order(tmp_pat
         # a vector that says which text it was: (number of real tokens, first id, 1)
         return np.stack([mask.sum(1), ids[:, 0], np.ones(len(ids))], axis=1) * 2.0
 
-    monkeypatch.setattr("indexing.embedder._onnx_session", lambda model, threads: runtime)
+    monkeypatch.setattr("indexing.embed_runtime._onnx_session", lambda model, threads: runtime)
     enc = ExportedEncoder(tmp_path, info, batch_size=2)
     texts = ["a", "b c d e f g", "c d", "h"]
     out = enc.encode(texts)
