@@ -102,3 +102,49 @@ def test_index_gate_refuses_a_worse_version_and_publishes_a_good_one(ray_cluster
     assert summary["published"] and summary["gate"]["passed"]
     assert summary["gate"]["candidate"]["hit_at_5"] >= summary["gate"]["current"]["hit_at_5"]
     assert (index_dir / "CURRENT").read_text().strip() == summary["version"] != current
+
+
+def test_one_answering_path_the_gate_eval_and_ask_give_the_same_answers(
+        llm_server, qa_index, ray_cluster, tmp_path):
+    """/v1/ask (extractive), the index gate's scoring of a version and `llama-rag eval
+    --index-dir` all answer through qa.answerer: the same answer and citations for the
+    same question and index version, and so the same scores."""
+    from indexing.retriever import RetrieverCore
+    from indexing.store import IndexStore
+    from llama_rag.config import load_settings
+    from qa.evaluation.targets import local_target
+
+    docs = copy_pages(tmp_path / "docs", QA_PAGES)
+    items = make_set(docs, tmp_path / "qa.jsonl", "--split", "all", "--n", "10",
+                     "--unanswerable", "2", "--followups", "2")
+    questions = [(i["question"], i.get("turns", [])) for i in items] + [
+        ("How do I extract all files from a tar archive?", []),
+        ("how can I write rows to a csv file", [])]
+    settings = load_settings(None, {"index.dir": str(qa_index)})
+    version = IndexStore(qa_index).open()
+    _, gate_ask = local_target(RetrieverCore(settings, pinned=version), settings)  # as the gate
+    for question, turns in questions:
+        history = [{"role": "user", "content": t} for t in turns]
+        served = httpx.post(f"{llm_server}/v1/ask", headers=AUTH, timeout=60, json={
+            "question": question, "history": history, "answer_mode": "extractive"}).json()
+        from llama_rag.protocol import Turn
+
+        local = gate_ask(question, [Turn(**t) for t in history])
+        assert served["index_version"] == version.version
+        assert (local["answer"], local["answerable"]) == (served["answer"], served["answerable"])
+        assert [c["chunk_id"] for c in local["citations"]] == \
+            [c["chunk_id"] for c in served["citations"]]
+
+    def scores(*target: str) -> dict:
+        done = subprocess.run([CLI, "eval", "--qa", str(tmp_path / "qa.jsonl"), *target,
+                               "--json", "--out", str(tmp_path / "answers")],
+                              capture_output=True, text=True, timeout=300,
+                              env=ray_cluster.env(LLAMA_RAG_API_KEY=API_KEY))
+        assert done.returncode == 0, done.stderr[-2000:]
+        report = json.loads(done.stdout)
+        return report.get("extractive", report)
+
+    local_report = scores("--index-dir", str(qa_index))
+    served_report = scores("--url", llm_server, "--answer-modes", "extractive")
+    for key in ("answered", "token_f1", "rouge_l", "cites_reference_page", "citation_correct"):
+        assert local_report["answers"][key] == served_report["answers"][key], key
