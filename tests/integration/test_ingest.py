@@ -102,7 +102,8 @@ def test_killed_indexer_leaves_current_version_intact(docs, ray_cluster, tmp_pat
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert store.current() == before
-    assert store.open().search(store.open().vectors[0], 1)[0].rank == 1
+    version = store.open()
+    assert version.hits(*version.nearest(version.vectors[0], 1))[0].rank == 1
     for page in ("os", "re"):
         (root / "library" / f"{page}.html").unlink()
 
