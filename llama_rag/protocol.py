@@ -15,6 +15,7 @@ from llama_rag.config import COLLECTION_PATTERN, DEFAULT_COLLECTION, AnswerMode
 from llama_rag.config import RetrievalMode as Mode
 
 MAX_TURNS = 40
+MAX_QUERY_CHARS = 4000  # a search query; a follow-up's standalone query is cut to it
 
 
 class Turn(BaseModel):
@@ -72,7 +73,7 @@ Collection = Annotated[str, Field(pattern=COLLECTION_PATTERN,
 class SearchRequest(BaseModel):
     model_config = {"extra": "forbid"}
 
-    query: NonBlank = Field(..., min_length=1, max_length=4000)
+    query: NonBlank = Field(..., min_length=1, max_length=MAX_QUERY_CHARS)
     k: int = Field(5, ge=1, le=100)
     filters: Filters | None = None
     collection: Collection | None = None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from llama_rag.protocol import Turn
+from llama_rag.protocol import MAX_QUERY_CHARS, Turn
 from qa.api_reference import qualified
 
 _LEAD = re.compile(r"^\s*(?:and|also|so|then|ok(?:ay)?|now|but)\b[\s,]*", re.I)
@@ -40,10 +40,14 @@ def leans_on_history(question: str) -> bool:
 def standalone(question: str, history: Sequence[Turn]) -> str:
     """The query that retrieves ``question`` after ``history``: the previous question
     before it when it depends on it (it names a bare API name, or leans on the
-    conversation), else the question alone."""
+    conversation), else the question alone; never longer than a search query may be
+    (the previous question is cut to what fits)."""
     previous = last_question(history)
+    question = question[:MAX_QUERY_CHARS]
     if previous and (qualified(question, previous) is not None or leans_on_history(question)):
-        return f"{previous.strip()} {question.strip()}"
+        room = MAX_QUERY_CHARS - len(question.strip()) - 1
+        if room > 0:
+            return f"{previous.strip()[:room].strip()} {question.strip()}"
     return question
 
 

@@ -109,3 +109,15 @@ def test_streamed_chunks_end_with_the_citations_then_done():
     final = chunks[-1]
     assert final["choices"][0]["finish_reason"] == "stop" and final["citations"][0]["n"] == 1
     assert all(c["object"] == "chat.completion.chunk" and c["id"] == final["id"] for c in chunks)
+
+
+def test_a_standalone_query_never_outgrows_a_search_query():
+    """A follow-up after a long turn (schemathesis sent 8,000 characters of history and
+    the question "0") is retrieved with what of the previous question fits."""
+    from llama_rag.protocol import MAX_QUERY_CHARS, SearchRequest
+
+    history = [Turn(role="user", content="0" * 8000)]
+    query = standalone("0", history)
+    assert len(query) <= MAX_QUERY_CHARS and query.endswith(" 0")
+    SearchRequest(query=query)  # valid
+    assert len(standalone("x" * 5000, [])) == MAX_QUERY_CHARS
