@@ -337,6 +337,11 @@ class QASettings(StrictModel):
         0.35, ge=-1, le=1,
         description="Cosine similarity the best chunk needs; below it the answer is "
         "`answerable: false` without asking the model.")
+    min_passage_score: float = Field(
+        0.45, ge=-1, le=2,
+        description="Extractive answers: the score (likeness to the question, of the passage "
+        "and of the heading or question above it) the best passage needs; below it the "
+        "answer is `answerable: false` (docs/benchmarks.md).")
     context_chars: int = Field(
         1200, ge=100, description="Characters of each chunk quoted to the model.")
     max_question_chars: int = Field(

@@ -135,7 +135,7 @@ class Answerer:
         api = self.retriever.is_api_reference(body.collection)
         quote, hits = select(answered(body.question, body.history, api_reference=api), hits,
                              self.retriever, body.question, api, body.collection, body.filters)
-        if quote is None:
+        if quote is None or quote.score < self.settings.qa.min_passage_score:
             return refusal(found, shown)
         text = extractive.render(quote)
         return AskResponse(
@@ -182,7 +182,7 @@ def select(question: str, hits: list[Hit], retriever: Retriever, asked: str | No
         quote, hits = api_reference.entry_quote(question, hits, retriever, asked, collection,
                                                 filters)
     if quote is None:
-        quote = extractive.most_similar(question, hits, retriever)
+        quote = extractive.best_passage(question, hits, retriever)
     return quote, hits
 
 

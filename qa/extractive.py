@@ -1,12 +1,14 @@
-"""Extractive answers: quote the sentence of the retrieved text that answers the question.
+"""Extractive answers: quote the passage of the retrieved text that answers the question.
 
-A small model paraphrases documentation into fluent errors; the sentence that
+A small model paraphrases documentation into fluent errors; the passage that
 documentation itself gives is right by construction. Pure (no Ray); qa.answerer
 runs it for /v1/ask's ``extractive`` mode, `llama-rag eval` and the index gate.
 
-- ``most_similar`` (the general engine): the sentence of the hits most similar to
-  the question by the retriever's embedder, a small word-overlap bonus breaking
-  ties; headings, list items, code and questions are never quoted. For an index of
+- ``best_passage`` (the general engine, any corpus): one to three consecutive
+  sentences of the hits (and the code block they introduce), opening with the
+  sentence the retriever's embedder finds closest to the question; a heading, FAQ
+  question or sentence that restates the question is never the answer, the text
+  under it is, and it lends that text its likeness to the question. For an index of
   API reference pages, qa.api_reference answers first.
 - ``overlap_sentence`` (the baseline every eval report scores beside it): the
   sentence of the top hits that shares most words with the question.
@@ -17,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
-from indexing.api_entries import is_signature
-from indexing.text import content_words, paragraphs, sentences
+from indexing.text import content_words
+from qa.passages import Unit, answerable, units
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class Quote:
     n: int
     text: str
     score: float = 0.0
+    code: str | None = None  # the code block the passage introduces (it ends with ":")
 
 
 class Passage(Protocol):
@@ -47,16 +50,10 @@ class Similarity(Protocol):
 
 
 def candidates(hits: Sequence[Passage]) -> list[Quote]:
-    """Every sentence of the hits worth quoting (not code-only or signature lines)."""
-    out = []
-    for n, hit in enumerate(hits, start=1):
-        for para in paragraphs(hit.text):
-            if is_signature(para) or "\n" in para:  # a signature, or code (a <pre> block)
-                continue
-            for s in sentences(para):
-                if len(s.split()) >= 4 and s[-1:] in ".!":  # not a heading, list item or question
-                    out.append(Quote(n, s))
-    return out
+    """Every sentence of the hits that can open an answer (not code, a signature line,
+    a heading or a question)."""
+    return [Quote(u.n, u.text) for n, hit in enumerate(hits, start=1)
+            for u in units(n, hit.text) if answerable(u) and u.text[-1:] in ".!"]
 
 
 def overlap(question: str, sentence: str) -> float:
@@ -73,25 +70,98 @@ def overlap_sentence(question: str, hits: Sequence[Passage], top: int = 3) -> Qu
     return max(found, key=lambda q: (overlap(question, q.text), -q.n))
 
 
-def best(question: str, pool: list[Quote], sims: Sequence[float],
-         overlap_weight: float = 0.2) -> Quote | None:
-    """The candidate most similar to the question (``sims``: cosine, same order as ``pool``),
-    a small word-overlap bonus breaking near-ties."""
-    scored = [Quote(q.n, q.text, float(s) + overlap_weight * overlap(question, q.text))
-              for q, s in zip(pool, sims)]
-    return max(scored, key=lambda q: (q.score, -q.n)) if scored else None
+PROMPT_WEIGHT = 0.6  # how much of a prompt's likeness to the question its text inherits
+PROMPT_FLOOR = 0.35  # a prompt less like the question than this lends nothing
+PROMPT_DECAY = 0.85  # per sentence further down the prompt's section
+RANK_STEP = 0.01  # a lower-ranked hit's sentence needs this much more per rank
+SHORT_WORDS = 30  # a passage this short reads on into the next sentence
+MAX_WORDS = 60
+MAX_SENTENCES = 3
+CODE_LINES = 8
+WINDOW = True  # embed each opening sentence with what its passage reads on to
 
 
-def most_similar(question: str, hits: Sequence[Passage], embedder: Similarity) -> Quote | None:
-    """The general engine's answer: the candidate sentence most similar to the question."""
-    pool = candidates(hits)
-    if not pool:
+def best_passage(question: str, hits: Sequence[Passage], embedder: Similarity
+                 ) -> Quote | None:
+    """The general engine's answer: one embedding call for every sentence that can open
+    an answer and every prompt (a run of prompt sentences embedded as one text)."""
+    found = [u for n, hit in enumerate(hits, start=1) for u in units(n, hit.text)]
+    opens = [i for i, u in enumerate(found) if answerable(u)]
+    if not opens:
         return None
-    return best(question, pool, embedder.similarity([question], [q.text for q in pool])[0])
+    runs = _prompt_runs(found)
+    prompt_texts = [" ".join(found[k].text for k in run) for run in runs]
+    open_texts = [_passage(found, i, i, 0.0).text if WINDOW else found[i].text for i in opens]
+    sims = embedder.similarity([question], open_texts + prompt_texts)[0]
+    own = dict(zip(opens, sims))
+    run_sim = sims[len(opens):]
+    best, best_score, best_start = None, float("-inf"), 0
+    for i in opens:
+        u = found[i]
+        score = float(own[i]) + 0.2 * overlap(question, u.text) - RANK_STEP * (u.n - 1)
+        start = i
+        section = _section(found, runs, i)
+        if section is not None:
+            r, distance = section
+            score += PROMPT_WEIGHT * max(0.0, run_sim[r] - PROMPT_FLOOR) * PROMPT_DECAY ** distance
+            if distance == 0:
+                start = runs[r][-1] + 1  # the answer starts right under its prompt ("No. ...")
+        if score > best_score:
+            best, best_score, best_start = i, score, start
+    return _passage(found, best_start, best, best_score)
+
+
+def _prompt_runs(found: list[Unit]) -> list[list[int]]:
+    """Consecutive prompt units of one hit (a FAQ question and its restatement)."""
+    runs: list[list[int]] = []
+    for i, u in enumerate(found):
+        if not u.prompt:
+            continue
+        if runs and runs[-1][-1] == i - 1 and found[i - 1].n == u.n:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+def _section(found: list[Unit], runs: list[list[int]], i: int) -> tuple[int, int] | None:
+    """(the prompt run whose section holds unit ``i``, how many answer sentences lie
+    between them), or None: no prompt above it in its hit. A short unit right under the
+    prompt ("No.", a section number) does not count."""
+    distance = 0
+    for j in range(i - 1, -1, -1):
+        if found[j].n != found[i].n:
+            return None
+        if found[j].prompt:
+            return next(r for r, run in enumerate(runs) if j in run), distance
+        if found[j].words >= 4 or found[j].code:
+            distance += 1
+    return None
+
+
+def _passage(found: list[Unit], start: int, best: int, score: float) -> Quote:
+    """Sentences from ``start`` through ``best``, read on while short, and the code block
+    the last one introduces."""
+    n = found[best].n
+    chosen = [u for u in found[start:best + 1] if not u.code and not u.prompt] or [found[best]]
+    k = best + 1
+    while (k < len(found) and found[k].n == n and not found[k].code and not found[k].prompt
+           and found[k].block == found[k - 1].block and len(chosen) < MAX_SENTENCES
+           and sum(u.words for u in chosen) < SHORT_WORDS
+           and sum(u.words for u in chosen) + found[k].words <= MAX_WORDS
+           and not chosen[-1].text.endswith(":")):
+        chosen.append(found[k])
+        k += 1
+    code = None
+    if chosen[-1].text.endswith(":") and k < len(found) and found[k].n == n and found[k].code:
+        code = "\n".join(found[k].text.splitlines()[:CODE_LINES])
+    return Quote(n, " ".join(u.text for u in chosen), score, code)
 
 
 def render(quote: Quote) -> str:
-    """The answer text: the quoted sentence with its marker before the final stop."""
+    """The answer text: the quoted passage with its marker before the final stop, then
+    the code block it introduces."""
     text = quote.text.rstrip()
-    stop = text[-1] if text[-1:] in ".!?" else ""
-    return f"{text[:-1] if stop else text} [{quote.n}]{stop}"
+    stop = text[-1] if text[-1:] in ".!?:" else ""
+    said = f"{text[:-1] if stop else text} [{quote.n}]{stop}"
+    return f"{said}\n\n{quote.code}" if quote.code else said

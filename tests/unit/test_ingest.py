@@ -183,8 +183,9 @@ def test_gate_refuses_a_worse_version_and_keeps_current(tmp_path, settings, monk
             return hash_vectors(texts)
 
     monkeypatch.setattr("indexing.retriever.settings_embedder", lambda s: FakeEmbedder())
-    # hash vectors have no meaningful cosine: let every hit count as relevant
-    settings = settings.model_copy(update={"qa": settings.qa.model_copy(update={"min_score": -1})})
+    # hash vectors have no meaningful cosine: let every hit and passage count as relevant
+    settings = settings.model_copy(update={"qa": settings.qa.model_copy(
+        update={"min_score": -1, "min_passage_score": -1})})
     docs = _corpus(tmp_path / "docs")
     qa = tmp_path / "qa.jsonl"
     qa.write_text(json.dumps({"question": "Beta text about zip archives", "sources": ["sub/b.txt"],

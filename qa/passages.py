@@ -1,0 +1,90 @@
+"""What a retrieved chunk says, as answerable units: prose sentences, code blocks, and
+the prompts (headings, FAQ questions) that introduce them.
+
+Documents of every kind reach the answerer as chunk text: HTML and Markdown with a
+blank line between blocks, PDF pages as runs of wrapped lines with no blank line at
+all. A block of several lines is code only when its lines do not read as wrapped
+prose; prose is joined (and words hyphenated at a line end mended) before it is cut
+into sentences. A prompt is a block or sentence that asks or titles (it ends with
+``?``, or it is a short line with no final stop standing alone above more text): it is
+never the answer, the text under it is. Pure, no dependencies beyond the splitter.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from indexing.api_entries import is_signature
+from indexing.text import paragraphs, sentences
+
+_HYPHENATED = re.compile(r"(\w)-\n(?=[a-z])")
+_CODE_LINE = re.compile(r"^\s*(?:\$ |% |# |>>> |\.\.\. )|[{};]\s*$|^\s{4,}\S|^\s*[-*+] \S")
+_TITLE_WORDS = 20  # a standalone line this short above more text titles it
+_QUESTION_END = ("?", "?)", "?\"", "::")
+
+
+@dataclass
+class Unit:
+    """One sentence of prose (``prompt``: it asks or titles), or one code block."""
+
+    n: int  # the hit it is in (1-based)
+    block: int  # its block's index in the hit
+    text: str
+    code: bool = False
+    prompt: bool = False
+    words: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.words = len(self.text.split())
+
+
+def is_code(paragraph: str) -> bool:
+    """A block of several lines most of which do not read as wrapped prose."""
+    lines = [line for line in paragraph.splitlines() if line.strip()]
+    if len(lines) < 2:
+        return bool(lines) and bool(_CODE_LINE.search(lines[0])) and len(lines[0].split()) < 12
+    prose = sum(1 for line in lines if _prose_line(line))
+    return prose * 2 < len(lines)
+
+
+def _prose_line(line: str) -> bool:
+    words = line.split()
+    if len(words) < 4 or _CODE_LINE.search(line):
+        return False
+    alpha = sum(1 for w in words if w.strip(".,;:!?'\"()[]`’“”").isalpha())
+    return alpha >= 0.6 * len(words)
+
+
+def prose(paragraph: str) -> str:
+    """A prose block as one line: wrapped lines joined, line-end hyphens mended."""
+    return " ".join(_HYPHENATED.sub(r"\1", paragraph).split())
+
+
+def units(n: int, text: str) -> list[Unit]:
+    """The units of hit ``n``'s text, in order."""
+    out: list[Unit] = []
+    blocks = paragraphs(text)
+    for b, block in enumerate(blocks):
+        if "\n" not in block.strip() and is_signature(block):
+            continue  # an API signature line: the profile's business, not an answer
+        if is_code(block):
+            out.append(Unit(n, b, block.strip("\n"), code=True))
+            continue
+        said = sentences(prose(block))
+        asks = bool(said) and said[-1].endswith(_QUESTION_END)
+        titled = len(said) == 1 and b + 1 < len(blocks) and len(said[0].split()) <= _TITLE_WORDS
+        for i, sentence in enumerate(said):
+            # the sentence before a question in the same block restates it ("I made a
+            # mistake in the last commit. How do I change it?")
+            before_question = i + 1 < len(said) and said[i + 1].endswith(_QUESTION_END)
+            prompt = sentence.endswith(_QUESTION_END) or before_question or (
+                asks and len(said) <= 3) or (titled and sentence[-1:] not in ".!:")
+            out.append(Unit(n, b, sentence, prompt=prompt))
+    return out
+
+
+def answerable(unit: Unit) -> bool:
+    """A sentence that can open an answer: prose, not a prompt, a real sentence."""
+    return (not unit.code and not unit.prompt and unit.words >= 4
+            and unit.text[-1:] in ".!:)")

@@ -1,0 +1,91 @@
+"""The general answer engine on documents of any kind: PDF pages, FAQs, headings, code."""
+
+from __future__ import annotations
+
+from indexing.text import STOP_WORDS, words
+from llama_rag.protocol import Hit
+from qa import extractive
+from qa.passages import answerable, is_code, units
+
+PDF_PAGE = (
+    "Valgrind Frequently Asked Questions\n"
+    "4.2. The stack traces given by Memcheck (or another tool) aren't helpful. How can I\n"
+    "improve them?\n"
+    "If they're not long enough, use --num-callers to make them longer.\n"
+    "If they're not detailed enough, make sure you are compiling with -g to add debug infor-\n"
+    "mation. And don't strip symbol tables.\n"
+    "4\n")
+FAQ = ("Configuration\n\nHow do I configure a different editor?\n\nIf you haven't specified an "
+       "editor specifically for Git, it will by default use the editor you've configured "
+       "using the VISUAL or EDITOR environment variables.\n\nIf you want to configure an "
+       "editor specifically for Git, you can either set the core.editor configuration value "
+       "or the GIT_EDITOR environment variable.")
+
+
+def hit(n: int, text: str, source: str = "doc.pdf") -> Hit:
+    return Hit(rank=n, score=0.5, source=source, title="t", text=text, chunk_id=f"c{n}",
+               heading=[], start=0, end=len(text))
+
+
+class WordEmbedder:
+    """Similarity = share of the question's words a text holds (deterministic, no model)."""
+
+    def similarity(self, sentences, documents):
+        q = set(words(sentences[0])) - STOP_WORDS
+        return [[len(q & set(words(d))) / len(q) for d in documents]]
+
+
+def test_wrapped_prose_is_not_code_but_a_shell_snippet_is():
+    assert not is_code(PDF_PAGE)
+    assert is_code("$ git rm --cached AFile.txt\n$ git commit -m 'Remove files'\n$ git checkout .")
+    assert is_code(">>> import zipfile\n>>> zipfile.is_zipfile('a.zip')\nTrue")
+
+
+def test_a_pdf_page_is_read_as_sentences_with_hyphens_mended_and_questions_as_prompts():
+    found = units(1, PDF_PAGE)
+    texts = [u.text for u in found if answerable(u)]
+    assert "If they're not long enough, use --num-callers to make them longer." in texts
+    assert any("debug information." in t for t in texts)  # "infor-\nmation" mended
+    prompts = [u.text for u in found if u.prompt]
+    assert any(t.endswith("How can I improve them?") for t in prompts)
+    assert any("aren't helpful" in t for t in prompts)  # the restatement before the question
+
+
+def test_a_pdf_whose_text_answers_is_never_refused():
+    quote = extractive.best_passage("How can I improve the stack traces Memcheck gives?",
+                                    [hit(1, PDF_PAGE)], WordEmbedder())
+    assert quote is not None and "--num-callers" in quote.text
+
+
+def test_the_faq_question_is_never_the_answer_the_text_under_it_is():
+    quote = extractive.best_passage("How do I configure a different editor?",
+                                    [hit(1, FAQ, "gitfaq.html")], WordEmbedder())
+    assert quote is not None and "?" not in quote.text
+    assert quote.text.startswith("If you")
+    elsewhere = hit(1, "A different editor can be used for each file type.", "x.html")
+    under = extractive.best_passage("How do I configure a different editor?",
+                                    [elsewhere, hit(2, FAQ, "gitfaq.html")], WordEmbedder())
+    assert under.n == 2  # the text under a matching question beats a look-alike elsewhere
+
+
+def test_a_title_that_restates_the_question_lends_its_likeness_to_the_text_under_it():
+    text = ("My text files are detected as binary on Windows\n\nGit works best when "
+            "you store text files as UTF-8. Many programs on Windows support UTF-8.\n\n"
+            "Some editors add a byte order mark.")
+    quote = extractive.best_passage("Why are my text files detected as binary on Windows?",
+                                    [hit(1, text, "faq.html")], WordEmbedder())
+    assert quote.text.startswith("Git works best when you store text files as UTF-8.")
+
+
+def test_a_passage_is_one_to_three_sentences_and_brings_the_code_it_introduces():
+    text = ("Use a credential helper. It stores the token for you. It is secure. It is easy. "
+            "Really.\n\nTo read it from a variable, run the following:\n\n"
+            "$ git config credential.helper '!f() { echo password=$GIT_TOKEN; };f'")
+    short = extractive.best_passage("Which credential helper stores the token?",
+                                    [hit(1, text, "faq.html")], WordEmbedder())
+    assert short.text.count(".") in (2, 3) and len(short.text.split()) <= 60
+    code = extractive.best_passage("How do I read it from a variable?",
+                                   [hit(1, text, "faq.html")], WordEmbedder())
+    assert code.text.endswith("run the following:") and code.code.startswith("$ git config")
+    rendered = extractive.render(code)
+    assert rendered.startswith("To read it from a variable, run the following [1]:\n\n$ git")
