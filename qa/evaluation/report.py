@@ -32,6 +32,8 @@ class QAItem(BaseModel):
     sources: list[str] = []
     reference: str | None = None
     kind: str | None = None
+    key_facts: list[str] = Field([], description="Terms or phrases a right answer holds "
+                                 "(any one): human-written, from the reference passage.")
     anchor: str | None = None
     turns: list[str] = Field([], description="The user's earlier questions: this one is a "
                              "follow-up, retrieved with qa.conversation.standalone.")
@@ -67,6 +69,42 @@ class AnswerScores(BaseModel):
         "(>= 80%).")
 
 
+class FactScores(BaseModel):
+    """Answers to the questions with key facts: is the answer right, cited, short?"""
+
+    questions: int
+    answered: int
+    key_fact: float = Field(..., description="Share whose answer holds a key fact "
+                            "(a refusal holds none).")
+    cites_document: float = Field(..., description="Share whose citations name an expected "
+                                  "source.")
+    median_words: float | None = Field(None, description="Of the answers given.")
+
+
+class _FactTally:
+    def __init__(self) -> None:
+        self.n = self.answered = self.facts = self.cited = 0
+        self.words: list[int] = []
+
+    def add(self, item: "QAItem", body: dict) -> None:
+        self.n += 1
+        if not body["answerable"]:
+            return
+        self.answered += 1
+        self.facts += metrics.holds_fact(body["answer"], item.key_facts)
+        self.cited += any(matches(c["source"], item.sources) for c in body["citations"])
+        self.words.append(metrics.answer_words(body["answer"]))
+
+    def scores(self) -> FactScores | None:
+        if not self.n:
+            return None
+        words = sorted(self.words)
+        return FactScores(questions=self.n, answered=self.answered,
+                          key_fact=round(self.facts / self.n, 3),
+                          cites_document=round(self.cited / self.n, 3),
+                          median_words=float(words[len(words) // 2]) if words else None)
+
+
 class EvalReport(BaseModel):
     questions: int
     answerable_questions: int
@@ -90,6 +128,10 @@ class EvalReport(BaseModel):
         "on the top 3 hits), scored in the same run.")
     f1_vs_baseline: float | None = None
     follow_ups: FollowUpScores | None = None
+    facts: FactScores | None = Field(None, description="The system's answers to the "
+                                     "questions with key facts.")
+    facts_baseline: FactScores | None = Field(None, description="The extractive baseline's, "
+                                              "on the same hits.")
 
 
 def load_qa(path: Path) -> list[QAItem]:
@@ -205,6 +247,7 @@ def evaluate(items: list[QAItem], search: Callable[[str], list[Hit]],
     ranks, search_ms, ask_ms, alone = [], [], [], []
     answered = refused_unanswerable = cited = cited_ok = 0
     ours, baseline = _AnswerTally(), _AnswerTally()
+    facts, facts_baseline = _FactTally(), _FactTally()
     for n, item in enumerate(items, start=1):
         started = time.perf_counter()
         hits = search(standalone(item.question, item.history()))
@@ -217,6 +260,8 @@ def evaluate(items: list[QAItem], search: Callable[[str], list[Hit]],
         texts = {h.chunk_id: h.text for h in hits}
         if item.reference:
             baseline.add(item, baseline_answer(item.question, hits), texts)
+        if item.key_facts:
+            facts_baseline.add(item, baseline_answer(item.question, hits))
         if ask is not None:
             started = time.perf_counter()
             body = ask(item.question, item.history()) if item.turns else ask(item.question)
@@ -230,6 +275,8 @@ def evaluate(items: list[QAItem], search: Callable[[str], list[Hit]],
                 refused_unanswerable += 1
             if item.reference:
                 ours.add(item, body, texts)
+            if item.key_facts:
+                facts.add(item, body)
         progress(n)
     with_answer = len(ranks)
     unanswerable = len(items) - with_answer
@@ -247,7 +294,8 @@ def evaluate(items: list[QAItem], search: Callable[[str], list[Hit]],
         ask_p95_ms=_p(ask_ms, 0.95) if ask_ms else None,
         answers=scores, baseline=base, follow_ups=_follow_up_scores(alone),
         f1_vs_baseline=(round(scores.token_f1 / base.token_f1, 2)
-                        if scores and base and base.token_f1 else None))
+                        if scores and base and base.token_f1 else None),
+        facts=facts.scores(), facts_baseline=facts_baseline.scores())
 
 
 def report_lines(report: EvalReport) -> list[str]:
@@ -272,6 +320,11 @@ def report_lines(report: EvalReport) -> list[str]:
         lines.append(f"follow-ups ({fu.questions}): hit@5 {fu.hit_at_5_with_history:.3f} with the "
                      f"conversation, {fu.hit_at_5_alone:.3f} alone; MRR {fu.mrr_with_history:.3f} "
                      f"vs {fu.mrr_alone:.3f}")
+    for label, fs in (("key facts", report.facts), ("key facts, baseline", report.facts_baseline)):
+        if fs:
+            lines.append(f"{label}: held {f(fs.key_fact)}  cites the document "
+                         f"{f(fs.cites_document)}  median {fs.median_words} words  "
+                         f"({fs.answered}/{fs.questions} answered)")
     if report.f1_vs_baseline is not None:
         lines.append(f"answer token-F1 / baseline: {report.f1_vs_baseline:.2f}x")
     return lines

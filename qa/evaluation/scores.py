@@ -10,6 +10,7 @@ before scoring.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 
 from indexing.text import content_words, sentences, words
@@ -74,3 +75,29 @@ def supported(sentence: str, chunks: list[str]) -> bool:
 
 def answer_sentences(answer: str) -> list[str]:
     return [s for s in sentences(strip_markers(answer)) if len(s.split()) >= 3]
+
+
+_QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})
+
+
+def _plain(text: str) -> str:
+    """Lower case, ligatures and curly quotes undone, whitespace folded (PDF text has
+    all three)."""
+    return " ".join(unicodedata.normalize("NFKC", text).translate(_QUOTES).lower().split())
+
+
+def holds_fact(answer: str, facts: list[str]) -> bool:
+    """The answer holds one of the key facts (a term or phrase, whole words where it
+    begins or ends with one): ``LOCK`` is not in "block"."""
+    text = _plain(strip_markers(answer))
+    for fact in facts:
+        want = _plain(fact)
+        left = r"(?<!\w)" if want[:1].isalnum() else ""
+        right = r"(?!\w)" if want[-1:].isalnum() else ""
+        if want and re.search(left + re.escape(want) + right, text):
+            return True
+    return False
+
+
+def answer_words(answer: str) -> int:
+    return len(strip_markers(answer).split())
