@@ -10,7 +10,7 @@ DEMO_PAGES := zipfile tarfile gzip bz2 lzma zlib csv json glob tempfile
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install setup testdata demo test unit integration reliability cluster-test bench clean
+.PHONY: install setup testdata demo test unit integration reliability cluster-test bench bench-answers clean
 
 # The CPU stack, then the fixes the known-good install needs:
 # torchvision/torchaudio/torchcodec break transformers beside torch+cpu, and the
@@ -59,6 +59,11 @@ bench: setup testdata
 	$(PY) bench/embed.py
 	$(PY) bench/search.py
 	$(PY) bench/serve.py
+
+# answers on corpora of other kinds (git and PostgreSQL HTML, PDF manuals): every path in one run
+bench-answers: setup
+	bash scripts/install-testdata.sh --dev-corpora
+	$(PY) bench/any_corpus.py
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

@@ -2,9 +2,19 @@
 # Real corpora for tests and the demo, from Debian's packages (never committed):
 # python3.11-doc (the Python docs as HTML); Chromium's headless shell and a font for
 # the browser test of the question page (Playwright drives it; no browser download);
-# prometheus for promtool.
+# prometheus for promtool. With --dev-corpora, also the answer benchmark's corpora of
+# other kinds (bench/any_corpus.py): git's and PostgreSQL's HTML manuals, PDF manuals.
 set -euo pipefail
 need=()
+if [ "${1:-}" = "--dev-corpora" ]; then
+  [ -f /usr/share/doc/git-doc/gitfaq.html ] || need+=(git-doc)
+  [ -d /usr/share/doc/postgresql-doc-15/html ] || need+=(postgresql-doc-15)
+  [ -f /usr/share/doc/valgrind/valgrind_manual.pdf.gz ] || need+=(valgrind)
+  [ -f /usr/share/doc/bzip2/manual.pdf.gz ] || need+=(bzip2-doc)
+  [ -f /usr/share/doc/nettle-dev/nettle.pdf.gz ] || need+=(nettle-dev)
+  [ -f /usr/share/doc/libtasn1-doc/libtasn1.pdf ] || need+=(libtasn1-doc)
+  [ -f /usr/share/doc/fontconfig/fontconfig-user.pdf.gz ] || need+=(fontconfig)
+fi
 [ -f /usr/share/doc/python3.11/html/library/zipfile.html ] || need+=(python3.11-doc)
 command -v chromium-headless-shell >/dev/null || command -v chromium >/dev/null \
   || need+=(chromium-headless-shell fonts-dejavu-core)
