@@ -64,8 +64,8 @@ class RetrieverClient:
             yield await getattr(self.handle, method).remote(*args)
 
         with self._mapped(method):
-            async for result in self.gate.call(one(), stream=False):
-                return result
+            [result] = [r async for r in self.gate.call(one(), stream=False)]
+        return result
 
     @contextmanager
     def _mapped(self, method: str) -> Iterator[None]:
