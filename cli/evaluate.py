@@ -101,7 +101,12 @@ def evaluate(ctx: click.Context, qa_file: Path | None, url: str | None, index_di
 
 @evaluate.command("make-set")
 @click.option("--from", "docs", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="A folder of Sphinx HTML documentation, e.g. /usr/share/doc/python3.11/html.")
+              help="A folder of documents (HTML of any generator, Markdown, text, PDF, docx), "
+              "e.g. /usr/share/doc/python3.11/html.")
+@click.option("--kind", type=click.Choice(["auto", "sphinx", "any"]), default="auto",
+              show_default=True, help="sphinx: API entries and headings of Sphinx HTML; any: "
+              "FAQ entries and headings of documents of any kind; auto: sphinx where the "
+              "folder has Sphinx API pages.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The QA set to write (JSONL).")
 @click.option("--n", type=click.IntRange(min=0), default=None,
@@ -118,16 +123,23 @@ def evaluate(ctx: click.Context, qa_file: Path | None, url: str | None, index_di
 @click.option("--followups", type=click.IntRange(min=0), default=0, show_default=True,
               help="Two-turn conversations to add: an API entry, then a sibling by its bare "
               "name (\"And what does write() do?\"), with the earlier question in `turns`.")
-def make_set(docs: Path, out: Path, n: int | None, seed: int, split: str, unanswerable: int,
-             per_page: int, followups: int) -> None:
-    """Derive {question, reference, sources} items from Sphinx HTML: API entries (the first
-    sentence of each <dt id=NAME>'s description) and headings with an answering paragraph."""
+def make_set(docs: Path, kind: str, out: Path, n: int | None, seed: int, split: str,
+             unanswerable: int, per_page: int, followups: int) -> None:
+    """Derive {question, reference, sources, key_facts} items from the documents: Sphinx
+    API entries and headings (the first sentence of each <dt id=NAME>'s description), or,
+    for any other corpus, its FAQ entries and headings with the text under them."""
     from collections import Counter
 
     from llama_rag.atomic import write_atomic
     from qa.evaluation.sets import make_set as derive
+    from qa.evaluation.sets_any import has_sphinx_entries, make_any_set
 
-    items = derive(docs, n, seed, split, unanswerable, per_page, followups=followups)
+    if kind == "any" or (kind == "auto" and docs.is_dir() and not has_sphinx_entries(docs)):
+        if followups:
+            raise click.UsageError("--followups needs Sphinx API entries (--kind sphinx)")
+        items = make_any_set(docs, n, seed, split, unanswerable, per_page)
+    else:
+        items = derive(docs, n, seed, split, unanswerable, per_page, followups=followups)
     write_atomic(out, "".join(i.model_dump_json(exclude_none=True) + "\n" for i in items))
     kinds = Counter(i.kind.split(":")[0] for i in items)
     click.echo(f"{out}: {len(items)} questions ({', '.join(f'{v} {k}' for k, v in kinds.items())}) "

@@ -72,6 +72,7 @@ class EvalItem(BaseModel):
     kind: str = "api"
     anchor: str | None = None
     turns: list[str] = []
+    key_facts: list[str] = []
 
 
 FOLLOW_UPS = ("And what does {name}() do?", "What about {name}()?", "And {name}()?")
