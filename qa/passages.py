@@ -21,6 +21,10 @@ from indexing.text import paragraphs, sentences
 _HYPHENATED = re.compile(r"(\w)-\n(?=[a-z])")
 _CODE_LINE = re.compile(r"^\s*(?:\$ |% |# |>>> |\.\.\. )|[{};]\s*$|^\s{4,}\S|^\s*[-*+] \S")
 _TITLE_WORDS = 20  # a standalone line this short above more text titles it
+# a numbered section title on a line of its own inside wrapped text (a PDF page):
+# "2.3 Memory leak detection", "4.2. The stack traces", "A.1 Options"
+_NUMBERED_TITLE = re.compile(r"^\s*(?:\d+(?:\.\d+)*\.?|[A-Z]\.\d+(?:\.\d+)*\.?)\s+[A-Z][^.:;,]{2,80}$")
+_NUMBERED_TITLE_WORDS = 12
 _QUESTION_END = ("?", "?)", "?\"", "::")
 
 
@@ -64,7 +68,7 @@ def prose(paragraph: str) -> str:
 def units(n: int, text: str) -> list[Unit]:
     """The units of hit ``n``'s text, in order."""
     out: list[Unit] = []
-    blocks = paragraphs(text)
+    blocks = [piece for block in paragraphs(text) for piece in _titled_pieces(block)]
     for b, block in enumerate(blocks):
         if "\n" not in block.strip() and is_signature(block):
             continue  # an API signature line: the profile's business, not an answer
@@ -82,6 +86,21 @@ def units(n: int, text: str) -> list[Unit]:
                 asks and len(said) <= 3) or (titled and sentence[-1:] not in ".!:")
             out.append(Unit(n, b, sentence, prompt=prompt))
     return out
+
+
+def _titled_pieces(block: str) -> list[str]:
+    """A block of wrapped lines cut before and after each numbered section title in it,
+    so the title stands alone (a prompt) above the text it titles."""
+    lines = block.splitlines()
+    if len(lines) < 2 or is_code(block):
+        return [block]
+    pieces: list[list[str]] = [[]]
+    for line in lines:
+        if _NUMBERED_TITLE.match(line) and len(line.split()) <= _NUMBERED_TITLE_WORDS:
+            pieces += [[line], []]
+        else:
+            pieces[-1].append(line)
+    return ["\n".join(p) for p in pieces if any(x.strip() for x in p)]
 
 
 def answerable(unit: Unit) -> bool:
