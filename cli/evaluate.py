@@ -36,13 +36,16 @@ from llama_rag.config import RETRIEVAL_MODES as MODES
 @click.option("--max-tokens", type=click.IntRange(1, 4096), default=None,
               help="With --url: answer length per question (default: the server's qa.max_tokens); "
               "a short one scores refusals and citations in a fraction of the time.")
+@click.option("--passage-scorer", metavar="NAME",
+              help="With --index-dir: answer with this tuned passage scorer (`llama-rag tune`; "
+              "default qa.passage_scorer).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @config_option
 @click.pass_context
 def evaluate(ctx: click.Context, qa_file: Path | None, url: str | None, index_dir: str | None,
              modes: str | None, answer_modes: str | None, collection: str | None,
-             out: Path | None, retrieval_only: bool, max_tokens: int | None, as_json: bool,
-             config_path: Path | None) -> None:
+             out: Path | None, retrieval_only: bool, max_tokens: int | None,
+             passage_scorer: str | None, as_json: bool, config_path: Path | None) -> None:
     """Retrieval hit@1/hit@5/MRR; answers: token-F1, ROUGE-L, citations, support, refusals
     and latency, beside a no-LLM extractive baseline scored in the same run."""
     from qa.evaluation.charts import compare_answers, compare_modes
@@ -65,7 +68,7 @@ def evaluate(ctx: click.Context, qa_file: Path | None, url: str | None, index_di
         searcher, asker = http_target(url, collection, max_tokens,
                                       answers=not (modes or retrieval_only))
     else:
-        searcher, asker = _local_target(config_path, index_dir, collection)
+        searcher, asker = _local_target(config_path, index_dir, collection, passage_scorer)
         if not any(i.reference for i in items):
             asker = None  # retrieval only: extractive answers need reference sentences to score
     reports = {}
@@ -164,18 +167,21 @@ def _eval_modes(modes: str | None) -> list[str | None]:
     return wanted
 
 
-def _local_target(config_path: Path | None, index_dir: str | None, collection: str | None):
+def _local_target(config_path: Path | None, index_dir: str | None, collection: str | None,
+                  passage_scorer: str | None = None):
     """(mode -> search, answer mode -> ask) on a local index, without a server."""
+    from indexing.passage_scorer import load_scorer
     from indexing.retriever import RetrieverCore
-    from qa.evaluation.targets import local_target
     from llama_rag.model_files import apply_offline_policy
+    from qa.evaluation.targets import local_target
 
-    settings = settings_from(config_path, **{"index.dir": index_dir})
+    flags = {"index.dir": index_dir, "qa.passage_scorer": passage_scorer}
+    settings = settings_from(config_path, **flags)
     apply_offline_policy(settings.models)
     if collection:
         from llama_rag.location import collection_dir
 
-        settings = settings_from(config_path, **{"index.dir": collection_dir(settings.index.dir,
-                                                                         collection)})
-    searcher, ask = local_target(RetrieverCore(settings), settings)
+        settings = settings_from(config_path, **{**flags, "index.dir": collection_dir(
+            settings.index.dir, collection)})
+    searcher, ask = local_target(RetrieverCore(settings), settings, load_scorer(settings))
     return searcher, lambda answer_mode: ask

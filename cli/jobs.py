@@ -8,6 +8,7 @@ import click
 
 from pipelines.classify_args import options as _classify_options
 from pipelines.finetune_args import options as _finetune_options
+from pipelines.tune_args import options as _tune_options
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -32,5 +33,20 @@ def finetune(**kwargs: Any) -> None:
     same command to resume from the last checkpoint.
     """
     from pipelines.finetune import run_from_cli
+
+    run_from_cli(**kwargs)
+
+
+@click.command(context_settings={"max_content_width": 100})
+@_tune_options
+def tune(**kwargs: Any) -> None:
+    """Tune the answer engine on an index's corpus: a passage scorer (cross-encoder)
+    trained on pairs from the documents' own FAQ entries, titles and headings, published
+    to the adapter registry only if it beats the untuned engine on held-out documents.
+
+    Runs the same job as `ray job submit -- python -m pipelines.tune`; serve the result
+    with `--passage-scorer NAME` (qa.passage_scorer).
+    """
+    from pipelines.tune import run_from_cli
 
     run_from_cli(**kwargs)

@@ -16,9 +16,12 @@ from llama_rag.commands import config_option, settings_from
 @click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on (default 8000).")
 @click.option("--index-dir", metavar="DIR|URI",
               envvar="LLAMA_RAG_INDEX__DIR", help="Index the QA routes answer from.")
+@click.option("--passage-scorer", metavar="NAME",
+              help="Choose extractive answers with this tuned passage scorer (`llama-rag "
+              "tune`; default qa.passage_scorer).")
 @config_option
 def serve(host: str | None, port: int | None, index_dir: str | None,
-          config_path: Path | None) -> None:
+          passage_scorer: str | None, config_path: Path | None) -> None:
     """Deploy the Serve application and wait for Ctrl-C.
 
     vLLM LLaMA replicas with the OpenAI routes, the retriever, and /v1/ask and
@@ -26,11 +29,15 @@ def serve(host: str | None, port: int | None, index_dir: str | None,
     loopback-only Ray.
     """
     settings = settings_from(config_path, **{"serve.host": host, "serve.port": port,
-                                         "index.dir": index_dir})
+                                         "index.dir": index_dir,
+                                         "qa.passage_scorer": passage_scorer})
+    from llama_rag.adapters import AdapterStore
     from llama_rag.model_files import apply_offline_policy
     from llama_rag.ray_runtime import ensure_ray
 
     apply_offline_policy(settings.models)
+    if settings.qa.passage_scorer:  # a name with nothing published fails here, not in a replica
+        AdapterStore.of(settings.adapters).manifest(settings.qa.passage_scorer)
     ensure_ray()
     from ray import serve as ray_serve
 

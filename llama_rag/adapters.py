@@ -6,6 +6,7 @@ Layout of ``adapters.dir`` (a folder or a filesystem URI, as ``index.dir``)::
     NAME/versions/<id>/manifest.json  what it was trained from, how, and how well it did
     NAME/versions/<id>/adapter_config.json, adapter_model.safetensors   (method lora)
     NAME/versions/<id>/head.safetensors                              (method embedding-head)
+    NAME/versions/<id>/config.json, model.safetensors, tokenizer...   (method cross-encoder)
 
 Each NAME is a ``llama_rag.versioned.VersionedStore``, as an index is: a version is
 complete before CURRENT names it, so a classification job or a server never loads a
@@ -31,8 +32,8 @@ from llama_rag.prompts import PromptSpec
 from llama_rag.versioned import VersionedStore
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-Method = Literal["lora", "embedding-head"]
-Task = Literal["classify", "instruct"]
+Method = Literal["lora", "embedding-head", "cross-encoder"]
+Task = Literal["classify", "instruct", "answer"]
 # vLLM accepts these LoRA ranks (vllm/config/lora.py); anything else fails at load time.
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 

@@ -342,6 +342,10 @@ class QASettings(StrictModel):
         description="Extractive answers: the score (likeness to the question, of the passage "
         "and of the heading or question above it) the best passage needs; below it the "
         "answer is `answerable: false` (docs/benchmarks.md).")
+    passage_scorer: str | None = Field(
+        None, description="Name of a passage scorer in the adapter registry (`llama-rag "
+        "tune` publishes one, tuned on the corpus): extractive answers are chosen with it. "
+        "Unset: the untuned engine.")
     context_chars: int = Field(
         1200, ge=100, description="Characters of each chunk quoted to the model.")
     max_question_chars: int = Field(

@@ -157,3 +157,6 @@ class AskResponse(BaseModel):
     usage: Usage
     timings: Timings
     index_version: str | None = None
+    passage_scorer: str | None = Field(None, description="NAME@VERSION of the tuned passage "
+                                       "scorer that chose the extractive answer (`llama-rag "
+                                       "tune`); null: the untuned engine.")

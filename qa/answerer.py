@@ -89,9 +89,11 @@ def resolve_answer_mode(settings: Settings) -> Settings:
 class Answerer:
     """Answers questions over one retriever with the ``qa`` settings."""
 
-    def __init__(self, retriever: Retriever, settings: Settings) -> None:
+    def __init__(self, retriever: Retriever, settings: Settings,
+                 scorer: extractive.PassageScorer | None = None) -> None:
         self.retriever = retriever
         self.settings = settings
+        self.scorer = scorer  # the corpus's tuned passage scorer (`llama-rag tune`), if any
 
     def prepare(self, body: AskRequest, mode: AnswerMode | None = None
                 ) -> AskResponse | Generation:
@@ -120,9 +122,11 @@ class Answerer:
             temperature=cfg.temperature if body.temperature is None else body.temperature,
             frequency_penalty=cfg.frequency_penalty, hits=hits, found=found, query=shown)
 
-    def ask(self, question: str, history: Sequence[Turn] = ()) -> AskResponse:
+    def ask(self, question: str, history: Sequence[Turn] = (), collection: str | None = None
+            ) -> AskResponse:
         """An extractive answer (no LLM): what the gate and `eval --index-dir` score."""
-        done = self.prepare(AskRequest(question=question, history=list(history)), "extractive")
+        done = self.prepare(AskRequest(question=question, history=list(history),
+                                       collection=collection), "extractive")
         assert isinstance(done, AskResponse)
         return done
 
@@ -134,7 +138,8 @@ class Answerer:
         started = time.perf_counter()
         api = self.retriever.is_api_reference(body.collection)
         quote, hits = select(answered(body.question, body.history, api_reference=api), hits,
-                             self.retriever, body.question, api, body.collection, body.filters)
+                             self.retriever, body.question, api, body.collection, body.filters,
+                             self.scorer)
         if quote is None or quote.score < self.settings.qa.min_passage_score:
             return refusal(found, shown)
         text = extractive.render(quote)
@@ -142,6 +147,7 @@ class Answerer:
             answer=mask(text) if self.settings.privacy.mask_pii else text, answerable=True,
             citations=[grounding.citation(quote.n, hits[quote.n - 1], quote.text)],
             citation_mode="quoted", usage=Usage(), index_version=found.version, query=shown,
+            passage_scorer=self.scorer.label if self.scorer else None,
             timings=Timings(retrieve_ms=found.retrieve_ms,
                             generate_ms=round((time.perf_counter() - started) * 1000, 2)))
 
@@ -172,7 +178,8 @@ class Answerer:
 
 
 def select(question: str, hits: list[Hit], retriever: Retriever, asked: str | None = None,
-           api: bool = True, collection: str | None = None, filters=None
+           api: bool = True, collection: str | None = None, filters=None,
+           scorer: extractive.PassageScorer | None = None
            ) -> tuple[extractive.Quote | None, list[Hit]]:
     """The quoted sentence and the hits its ``n`` counts in: on API reference pages
     (``api``) their profile first (qa.api_reference), then the general engine.
@@ -182,7 +189,7 @@ def select(question: str, hits: list[Hit], retriever: Retriever, asked: str | No
         quote, hits = api_reference.entry_quote(question, hits, retriever, asked, collection,
                                                 filters)
     if quote is None:
-        quote = extractive.best_passage(question, hits, retriever)
+        quote = extractive.best_passage(question, hits, retriever, scorer)
     return quote, hits
 
 

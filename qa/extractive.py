@@ -79,26 +79,56 @@ MAX_WORDS = 60
 MAX_SENTENCES = 3
 CODE_LINES = 8
 WINDOW = True  # embed each opening sentence with what its passage reads on to
+RERANK = 8  # openings a tuned scorer judges (the untuned engine's best)
+UNTUNED_WEIGHT = 0.5  # the untuned score's share beside a tuned scorer's probability
 
 
-def best_passage(question: str, hits: Sequence[Passage], embedder: Similarity
-                 ) -> Quote | None:
-    """The general engine's answer: one embedding call for every sentence that can open
-    an answer and every prompt (a run of prompt sentences embedded as one text)."""
+class PassageScorer(Protocol):
+    """A learned judge of "does this passage answer the question?" (a cross-encoder
+    tuned on the corpus, indexing.passage_scorer): one probability per passage."""
+
+    label: str  # NAME@VERSION, reported with the answers it chose
+
+    def score(self, question: str, passages: list[str]) -> list[float]: ...
+
+
+@dataclass(frozen=True)
+class Openings:
+    """The units of the hits and, for each unit that can open an answer, the passage it
+    opens (what the embedder and a scorer judge)."""
+
+    found: list[Unit]
+    opens: list[int]
+    texts: list[str]
+
+
+def openings(hits: Sequence[Passage]) -> Openings:
+    """Every answer the hits could give, as the engine and its tuning see them."""
     found = [u for n, hit in enumerate(hits, start=1) for u in units(n, hit.text)]
     opens = [i for i, u in enumerate(found) if answerable(u)]
+    texts = [_passage(found, i, i, 0.0).text if WINDOW else found[i].text for i in opens]
+    return Openings(found, opens, texts)
+
+
+def best_passage(question: str, hits: Sequence[Passage], embedder: Similarity,
+                 scorer: PassageScorer | None = None) -> Quote | None:
+    """The general engine's answer: one embedding call for every sentence that can open
+    an answer and every prompt (a run of prompt sentences embedded as one text). With a
+    tuned ``scorer``, the ``RERANK`` best openings are ranked by its probability (plus
+    the untuned score, weighted ``UNTUNED_WEIGHT``); the quote's score stays the untuned
+    one, so refusing is decided on the same scale either way."""
+    seen = openings(hits)
+    found, opens = seen.found, seen.opens
     if not opens:
         return None
     runs = _prompt_runs(found)
     prompt_texts = [" ".join(found[k].text for k in run) for run in runs]
-    open_texts = [_passage(found, i, i, 0.0).text if WINDOW else found[i].text for i in opens]
-    sims = embedder.similarity([question], open_texts + prompt_texts)[0]
-    own = dict(zip(opens, sims))
+    sims = embedder.similarity([question], seen.texts + prompt_texts)[0]
     run_sim = sims[len(opens):]
-    best, best_score, best_start = None, float("-inf"), 0
-    for i in opens:
+    scored: list[tuple[float, int, int]] = []  # (untuned score, opening, passage start)
+    for i, sim in zip(opens, sims):
         u = found[i]
-        score = float(own[i]) + 0.2 * overlap(question, u.text) - RANK_STEP * (u.n - 1)
+        score = float(sim) + 0.2 * overlap(question, u.text) - RANK_STEP * (u.n - 1)
         start = i
         section = _section(found, runs, i)
         if section is not None:
@@ -106,9 +136,14 @@ def best_passage(question: str, hits: Sequence[Passage], embedder: Similarity
             score += PROMPT_WEIGHT * max(0.0, run_sim[r] - PROMPT_FLOOR) * PROMPT_DECAY ** distance
             if distance == 0:
                 start = runs[r][-1] + 1  # the answer starts right under its prompt ("No. ...")
-        if score > best_score:
-            best, best_score, best_start = i, score, start
-    return _passage(found, best_start, best, best_score)
+        scored.append((score, i, start))
+    untuned, best, best_start = max(scored, key=lambda s: s[0])
+    if scorer is not None:
+        top = sorted(range(len(scored)), key=lambda k: -scored[k][0])[:RERANK]
+        probs = scorer.score(question, [seen.texts[k] for k in top])
+        k = max(zip(top, probs), key=lambda kp: kp[1] + UNTUNED_WEIGHT * scored[kp[0]][0])[0]
+        _, best, best_start = scored[k]
+    return _passage(found, best_start, best, untuned)
 
 
 def _prompt_runs(found: list[Unit]) -> list[list[int]]:

@@ -5,7 +5,7 @@ One replica embeds queries and searches every collection at its published versio
 a daemon thread polls ``CURRENT`` so a new version is served without a restart. The
 answerer runs here, next to the index, so one question costs the API one call
 (``prepare``; and ``finish`` after the LLM for a generated answer), whatever lookups
-the answer needs.
+the answer needs. A tuned passage scorer (``qa.passage_scorer``) is loaded at start.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import asyncio
 
 from ray import serve
 
+from indexing.passage_scorer import load_scorer
 from indexing.retriever import Poller, RetrieverCore
 from llama_rag.config import AnswerMode, Settings
 from llama_rag.protocol import AskRequest, AskResponse, IndexSummary, SearchRequest, \
@@ -31,7 +32,7 @@ class Retriever:
         latency = retrieval_latency()
         self.core = RetrieverCore(settings, on_search=lambda found: latency.observe(
             found.retrieve_ms, tags={"collection": found.collection, "mode": found.mode}))
-        self.answerer = Answerer(self.core, settings)
+        self.answerer = Answerer(self.core, settings, load_scorer(settings))
         self.poller = Poller(self.core, settings.qa.reload_interval_s)
 
     async def search(self, request: SearchRequest) -> SearchResponse:

@@ -31,16 +31,17 @@ def http_target(url: str, collection: str | None, max_tokens: int | None, answer
     return searcher, (asker if answers else None)
 
 
-def local_target(core, settings):
+def local_target(core, settings, scorer=None, collection: str | None = None):
     """The same against a local index (indexing.retriever.RetrieverCore): no server, no
     LLM, so answers are the extractive answer mode's, from qa.answerer as /v1/ask gives
-    them."""
-    answerer = Answerer(core, settings)
+    them (with the tuned passage ``scorer``, if one is given)."""
+    answerer = Answerer(core, settings, scorer)
 
     def searcher(mode: str | None) -> Callable[[str], list[Hit]]:
-        return lambda q: core.search(SearchRequest(query=q, k=5, mode=mode)).hits
+        return lambda q: core.search(SearchRequest(query=q, k=5, mode=mode,
+                                                   collection=collection)).hits
 
     def ask(question: str, history: list[Turn] = ()) -> dict:
-        return answerer.ask(question, history).model_dump()
+        return answerer.ask(question, history, collection).model_dump()
 
     return searcher, ask
