@@ -15,7 +15,7 @@ import random
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Callable, Iterator, Literal
 
 from pydantic import BaseModel
 
@@ -188,19 +188,34 @@ def make_set(docs: Path, n: int | None, seed: int, split: Split, unanswerable: i
         raise InvalidInputError(f"--from {docs}: no Sphinx API entries or headings with an "
                                 f"answer paragraph found in the {split} split", param="from")
     rng = random.Random(seed)
-    chosen: list[EvalItem] = []
-    for page in sorted(by_page):
-        api = [i for i in by_page[page] if i.kind != "heading"]
-        headings = [i for i in by_page[page] if i.kind == "heading"]
+
+    def pick(items: list[EvalItem]) -> list[EvalItem]:
+        api = [i for i in items if i.kind != "heading"]
+        headings = [i for i in items if i.kind == "heading"]
         picked = rng.sample(api, min(per_page, len(api)))
         if headings and len(picked) < per_page:  # a page's API first, at most one heading
             picked.append(rng.choice(headings))
-        chosen += picked
-    rng.shuffle(chosen)
-    chosen = chosen[:n] if n is not None else chosen
+        return picked
+
+    chosen = sample_pages(by_page, rng, pick, n)
     if followups:
         chosen += follow_ups([i for page in sorted(by_page) for i in by_page[page]], rng,
                              followups)
+    return chosen + off_topic_items(rng, unanswerable)
+
+
+def sample_pages(by_page: dict[str, list[EvalItem]], rng: random.Random,
+                 pick: Callable[[list[EvalItem]], list[EvalItem]], n: int | None
+                 ) -> list[EvalItem]:
+    """Each page's ``pick`` (pages in sorted order, so a seed gives the same set),
+    shuffled, then the first ``n``."""
+    chosen = [item for page in sorted(by_page) for item in pick(by_page[page])]
+    rng.shuffle(chosen)
+    return chosen[:n] if n is not None else chosen
+
+
+def off_topic_items(rng: random.Random, count: int) -> list[EvalItem]:
+    """``count`` of the off-topic questions no corpus answers, in a seeded order."""
     off = list(OFF_TOPIC)
     rng.shuffle(off)
-    return chosen + [EvalItem(question=q, kind="off-topic") for q in off[:unanswerable]]
+    return [EvalItem(question=q, kind="off-topic") for q in off[:count]]

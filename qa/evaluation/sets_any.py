@@ -28,7 +28,7 @@ from typing import Iterator
 from indexing.documents import Document
 from indexing.text import content_words
 from llama_rag.errors import InvalidInputError, LoadError
-from qa.evaluation.sets import OFF_TOPIC, EvalItem, Split, page_split
+from qa.evaluation.sets import EvalItem, Split, off_topic_items, page_split, sample_pages
 from qa.passages import answerable, units
 
 SUFFIXES = (".html", ".htm", ".md", ".markdown", ".txt", ".pdf", ".docx")
@@ -112,15 +112,12 @@ def make_any_set(docs: Path, n: int | None, seed: int, split: Split, unanswerabl
         raise InvalidInputError(f"--from {docs}: no FAQ entries or headings with text under "
                                 f"them found in the {split} split", param="from")
     rng = random.Random(seed)
-    chosen: list[EvalItem] = []
-    for source in sorted(by_doc):
-        faq = [i for i in by_doc[source] if i.kind == "faq"]
-        headings = [i for i in by_doc[source] if i.kind == "heading"]
+
+    def pick(items: list[EvalItem]) -> list[EvalItem]:
+        faq = [i for i in items if i.kind == "faq"]
+        headings = [i for i in items if i.kind == "heading"]
         picked = rng.sample(faq, min(per_page, len(faq)))
         picked += rng.sample(headings, min(per_page - len(picked), len(headings)))
-        chosen += [i.model_copy(update={"key_facts": key_facts(i, frequency)}) for i in picked]
-    rng.shuffle(chosen)
-    chosen = chosen[:n] if n is not None else chosen
-    off = list(OFF_TOPIC)
-    rng.shuffle(off)
-    return chosen + [EvalItem(question=q, kind="off-topic") for q in off[:unanswerable]]
+        return [i.model_copy(update={"key_facts": key_facts(i, frequency)}) for i in picked]
+
+    return sample_pages(by_doc, rng, pick, n) + off_topic_items(rng, unanswerable)
