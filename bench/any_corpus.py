@@ -12,13 +12,15 @@ a right answer holds:
   TeX): `eval/pdf-manuals-qa.jsonl`
 
 For each corpus, on the same index and the same questions: the default `/v1/ask`
-path for the bundled model (qa.answerer, extractive), the naive extractive baseline
-(best word-overlap sentence of the top 3 hits) and the untuned `generate` mode (the
-same Answerer's prompt and finish around an in-process vLLM engine of the bundled
-model, batched). Prints key-fact coverage, document citation, off-topic refusals,
-answer length and latency, and the ratios; writes bench/results/any-corpus.json.
+path for the bundled model (qa.answerer, extractive), the same after `llama-rag tune`
+on the corpus (pipelines.tune, run here and timed; its gate may refuse the scorer,
+and then the tuned path is the untuned one), the naive extractive baseline (best
+word-overlap sentence of the top 3 hits) and the untuned `generate` mode (the same
+Answerer's prompt and finish around an in-process vLLM engine of the bundled model,
+batched). Prints key-fact coverage, document citation, off-topic refusals, answer
+length and latency, and the ratios; writes bench/results/any-corpus.json.
 
-    python bench/any_corpus.py [--corpora git,postgresql,pdf] [--no-generate]
+    python bench/any_corpus.py [--corpora git,postgresql,pdf] [--no-generate] [--no-tune]
 """
 
 from __future__ import annotations
@@ -110,7 +112,28 @@ def generated(items, answerer, settings, llm) -> dict[str, dict]:
     return done
 
 
-def run_corpus(name: str, llm) -> dict:
+def tuned(name: str, settings) -> tuple[dict, object | None]:
+    """`llama-rag tune` on the corpus's index (a registry of the bench's own): its
+    summary (or the gate's refusal) and the published scorer."""
+    from indexing.passage_scorer import load_scorer
+    from llama_rag.errors import GateRefusedError
+    from pipelines.tune import run
+    from pipelines.tune_args import TuneArgs
+
+    registry = WORK / name / "adapters"
+    shutil.rmtree(registry, ignore_errors=True)
+    settings = settings.model_copy(update={"adapters": settings.adapters.model_copy(
+        update={"dir": registry})})
+    started = time.perf_counter()
+    try:
+        summary = run(TuneArgs(), settings, echo=lambda m: print(f"[tune {name}] {m}", flush=True))
+    except GateRefusedError as refused:
+        return {"published": False, "refused": refused.message,
+                "seconds": round(time.perf_counter() - started, 1)}, None
+    return summary.model_dump(), load_scorer(settings, summary.name)
+
+
+def run_corpus(name: str, llm, tune: bool) -> dict:
     from indexing.retriever import RetrieverCore
     from llama_rag.config import load_settings
     from llama_rag.model_files import apply_offline_policy
@@ -126,6 +149,13 @@ def run_corpus(name: str, llm) -> dict:
     searcher, ask = local_target(core, settings)
     ours = evaluate(items, searcher(None), ask)
     result = {"questions": len(items), "ours": ours.model_dump()}
+    if tune:
+        result["tune"], scorer = tuned(name, settings)
+        if scorer is not None:
+            _, tuned_ask = local_target(core, settings, scorer)
+            result["tuned"] = evaluate(items, searcher(None), tuned_ask).model_dump()
+        else:
+            result["tuned"] = result["ours"]
     if llm is not None:
         answers = generated(items, Answerer(core, settings), settings, llm)
         result["generate"] = evaluate(items, searcher(None),
@@ -134,22 +164,24 @@ def run_corpus(name: str, llm) -> dict:
 
 
 def table(results: dict) -> str:
+    def report(r: dict, path: str) -> dict:
+        return r["ours" if path == "baseline" else path]
+
     def g(r: dict, path: str) -> str:
-        facts = r["ours" if path != "generate" else "generate"]
-        fs = facts["facts_baseline" if path == "baseline" else "facts"]
+        fs = report(r, path)["facts_baseline" if path == "baseline" else "facts"]
         return fs["key_fact"], fs["cites_document"], fs["median_words"]
 
     rows = [f"{'corpus':<11} {'path':<22} {'key fact':>8} {'cites doc':>9} {'words':>6} "
             f"{'refused off':>11} {'p50 ms':>7}"]
     for name, r in results.items():
-        paths = ["ours", "baseline"] + (["generate"] if "generate" in r else [])
+        paths = ["ours"] + (["tuned"] if "tuned" in r else []) + ["baseline"] + (
+            ["generate"] if "generate" in r else [])
         for path in paths:
             fact, cites, words = g(r, path)
-            report = r["generate" if path == "generate" else "ours"]
-            off = report["refusal_rate_unanswerable"] if path != "baseline" else None
-            p50 = report["ask_p50_ms"] if path == "ours" else None
-            label = {"ours": "default /v1/ask", "baseline": "naive extractive",
-                     "generate": "generate (untuned)"}[path]
+            off = report(r, path)["refusal_rate_unanswerable"] if path != "baseline" else None
+            p50 = report(r, path)["ask_p50_ms"] if path in ("ours", "tuned") else None
+            label = {"ours": "default /v1/ask", "tuned": "after llama-rag tune",
+                     "baseline": "naive extractive", "generate": "generate (untuned)"}[path]
             rows.append(f"{name:<11} {label:<22} {fact:8.3f} {cites:9.3f} {words or 0:6.0f} "
                         f"{'' if off is None else f'{off:.3f}':>11} "
                         f"{'' if p50 is None else f'{p50:.0f}':>7}")
@@ -157,6 +189,12 @@ def table(results: dict) -> str:
         ours = r["ours"]["facts"]["key_fact"]
         extra = f", generate {r['generate']['facts']['key_fact']:.3f}" if "generate" in r else ""
         rows.append(f"{name:<11} margin over baseline {ours - base:+.3f}{extra}")
+        if "tune" in r:
+            t = r["tune"]
+            said = (f"published, held-out key fact {t['untuned']['key_fact']:.3f} -> "
+                    f"{t['tuned']['key_fact']:.3f} ({t['train_pairs']} training pairs)"
+                    if t["published"] else "refused by its gate")
+            rows.append(f"{name:<11} llama-rag tune: {t['seconds']:.0f} s, {said}")
     return "\n".join(rows)
 
 
@@ -164,6 +202,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpora", default=",".join(CORPORA))
     parser.add_argument("--no-generate", action="store_true")
+    parser.add_argument("--no-tune", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "any-corpus.json")
     args = parser.parse_args()
     llm = None
@@ -176,7 +215,7 @@ def main() -> None:
 
         settings = load_settings()
         llm = LLM(model=resolve_llm(settings).path, **engine_kwargs(settings))
-    results = {name: run_corpus(name, llm) for name in args.corpora.split(",")}
+    results = {name: run_corpus(name, llm, not args.no_tune) for name in args.corpora.split(",")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
