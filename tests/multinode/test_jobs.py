@@ -61,7 +61,7 @@ def job_status(cluster, job: str) -> str:
 def packages(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("mn-classify") / "packages.csv"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "debian_packages.py"), str(path),
-                    "--rows", "480"], check=True, capture_output=True)  # ~2 min of labelling
+                    "--rows", "240"], check=True, capture_output=True)  # ~1 min of labelling
     return path
 
 
