@@ -15,7 +15,7 @@ import random
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Callable, Iterable, Iterator, Literal
 
 from pydantic import BaseModel
 
@@ -179,11 +179,7 @@ def make_set(docs: Path, n: int | None, seed: int, split: Split, unanswerable: i
         page = path.relative_to(docs).as_posix()
         if split != "all" and page_split(page, seed, test_fraction) != split:
             continue
-        seen: set[str] = set()
-        for item in page_items(path.read_bytes(), page):
-            if item.question not in seen:
-                seen.add(item.question)
-                by_page[page].append(item)
+        add_unique(by_page[page], page_items(path.read_bytes(), page))
     if not by_page:
         raise InvalidInputError(f"--from {docs}: no Sphinx API entries or headings with an "
                                 f"answer paragraph found in the {split} split", param="from")
@@ -202,6 +198,15 @@ def make_set(docs: Path, n: int | None, seed: int, split: Split, unanswerable: i
         chosen += follow_ups([i for page in sorted(by_page) for i in by_page[page]], rng,
                              followups)
     return chosen + off_topic_items(rng, unanswerable)
+
+
+def add_unique(bucket: list[EvalItem], items: Iterable[EvalItem]) -> None:
+    """Append the items whose question ``bucket`` does not hold yet."""
+    seen = {i.question for i in bucket}
+    for item in items:
+        if item.question not in seen:
+            seen.add(item.question)
+            bucket.append(item)
 
 
 def sample_pages(by_page: dict[str, list[EvalItem]], rng: random.Random,

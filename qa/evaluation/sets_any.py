@@ -28,7 +28,8 @@ from typing import Iterator
 from indexing.documents import Document
 from indexing.text import content_words
 from llama_rag.errors import InvalidInputError, LoadError
-from qa.evaluation.sets import EvalItem, Split, off_topic_items, page_split, sample_pages
+from qa.evaluation.sets import (EvalItem, Split, add_unique, off_topic_items, page_split,
+                                sample_pages)
 from qa.passages import answerable, units
 
 SUFFIXES = (".html", ".htm", ".md", ".markdown", ".txt", ".pdf", ".docx")
@@ -103,11 +104,7 @@ def make_any_set(docs: Path, n: int | None, seed: int, split: Split, unanswerabl
         frequency.update(content_words(doc.text))
         if split != "all" and page_split(source, seed, test_fraction) != split:
             continue
-        seen = {i.question for i in by_doc[source]}
-        for item in document_items(doc, source):
-            if item.question not in seen:
-                seen.add(item.question)
-                by_doc[source].append(item)
+        add_unique(by_doc[source], document_items(doc, source))
     if not by_doc:
         raise InvalidInputError(f"--from {docs}: no FAQ entries or headings with text under "
                                 f"them found in the {split} split", param="from")
