@@ -10,6 +10,8 @@ a right answer holds:
   `eval/postgresql-docs-qa.jsonl`
 - PDF manuals (Valgrind's, DocBook + FOP; bzip2's, PassiveTeX; three more made by
   TeX): `eval/pdf-manuals-qa.jsonl`
+- man pages of 39 everyday commands as plain text (`man | col -bx`):
+  `eval/man-pages-qa.jsonl`
 
 For each corpus, on the same index and the same questions: the default `/v1/ask`
 path for the bundled model (qa.answerer, extractive), the same after `llama-rag tune`
@@ -70,9 +72,24 @@ def corpus_pdf(dst: Path) -> None:
         (dst / name).write_bytes(gzip.decompress(data) if src.endswith(".gz") else data)
 
 
+MAN_PAGES = ("tar find grep sed ssh scp curl wget cp ls du df sort xargs chmod gzip zip unzip "
+             "ps kill tmux less make diff patch head tail cut tr uniq wc ln mv rm mkdir touch "
+             "date top free").split()
+
+
+def corpus_man(dst: Path) -> None:
+    for page in MAN_PAGES:
+        rendered = subprocess.run(["man", page], capture_output=True, text=True, check=True,
+                                  env={"MANWIDTH": "80", "PATH": "/usr/bin:/bin"}).stdout
+        text = subprocess.run(["col", "-bx"], input=rendered, capture_output=True, text=True,
+                              check=True).stdout
+        (dst / f"{page}.txt").write_text(text)
+
+
 CORPORA = {"git": (corpus_git, "git-docs-qa.jsonl"),
            "postgresql": (corpus_postgresql, "postgresql-docs-qa.jsonl"),
-           "pdf": (corpus_pdf, "pdf-manuals-qa.jsonl")}
+           "pdf": (corpus_pdf, "pdf-manuals-qa.jsonl"),
+           "man": (corpus_man, "man-pages-qa.jsonl")}
 
 
 def build_index(name: str) -> Path:

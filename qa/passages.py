@@ -16,15 +16,18 @@ import re
 from dataclasses import dataclass, field
 
 from indexing.api_entries import is_signature
-from indexing.text import paragraphs, sentences
+from indexing.text import STOP_WORDS, paragraphs, sentences
 
-_HYPHENATED = re.compile(r"(\w)-\n(?=[a-z])")
+_HYPHENATED = re.compile(r"(\w)[-\u2010]\n\s*(?=[a-z])")
 _CODE_LINE = re.compile(r"^\s*(?:\$ |% |# |>>> |\.\.\. )|[{};]\s*$|^\s{4,}\S|^\s*[-*+] \S")
 _TITLE_WORDS = 20  # a standalone line this short above more text titles it
 # a numbered section title on a line of its own inside wrapped text (a PDF page):
 # "2.3 Memory leak detection", "4.2. The stack traces", "A.1 Options"
 _NUMBERED_TITLE = re.compile(r"^\s*(?:\d+(?:\.\d+)*\.?|[A-Z]\.\d+(?:\.\d+)*\.?)\s+[A-Z][^.:;,]{2,80}$")
 _NUMBERED_TITLE_WORDS = 12
+_NO_TITLE_END = (".", ",", ";", "!")
+_BULLET = re.compile(r"^\s*(?:[-*+\u2022]\s|\d+[.)]\s+[a-z])")
+_TITLE_WIDTH = 0.6  # a title line is at most this share of the block's widest line
 _QUESTION_END = ("?", "?)", "?\"", "::")
 
 
@@ -44,12 +47,20 @@ class Unit:
 
 
 def is_code(paragraph: str) -> bool:
-    """A block of several lines most of which do not read as wrapped prose."""
+    """A block of several lines most of which do not read as wrapped prose. Indentation
+    counts relative to the block's usual indent: a man page or a plain-text manual
+    indents all its prose."""
     lines = [line for line in paragraph.splitlines() if line.strip()]
     if len(lines) < 2:
-        return bool(lines) and bool(_CODE_LINE.search(lines[0])) and len(lines[0].split()) < 12
-    prose = sum(1 for line in lines if _prose_line(line))
+        return bool(lines) and bool(_CODE_LINE.search(lines[0].lstrip())) \
+            and len(lines[0].split()) < 12
+    usual = sorted(_indent(line) for line in lines)[len(lines) // 2]
+    prose = sum(1 for line in lines if _prose_line(line[min(usual, _indent(line)):]))
     return prose * 2 < len(lines)
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
 
 
 def _prose_line(line: str) -> bool:
@@ -95,12 +106,27 @@ def _titled_pieces(block: str) -> list[str]:
     if len(lines) < 2 or is_code(block):
         return [block]
     pieces: list[list[str]] = [[]]
-    for line in lines:
-        if _NUMBERED_TITLE.match(line) and len(line.split()) <= _NUMBERED_TITLE_WORDS:
+    width = max(len(line.strip()) for line in lines)
+    for i, line in enumerate(lines):
+        if _is_title_line(line, lines[i + 1] if i + 1 < len(lines) else None, width):
             pieces += [[line], []]
         else:
             pieces[-1].append(line)
     return ["\n".join(p) for p in pieces if any(x.strip() for x in p)]
+
+
+def _is_title_line(line: str, below: str | None, width: int) -> bool:
+    """A numbered section title, or a short line standing out to the left of the text
+    under it (a man page's NAME, an option's ``-c, --create``), that does not break off
+    mid-sentence."""
+    words = line.split()
+    if not words or len(words) > _NUMBERED_TITLE_WORDS or line.rstrip().endswith(_NO_TITLE_END) \
+            or words[-1].lower() in STOP_WORDS or _BULLET.match(line):
+        return False
+    if _NUMBERED_TITLE.match(line):
+        return True
+    return (below is not None and bool(below.strip()) and _indent(below) >= _indent(line) + 2
+            and len(line.strip()) <= _TITLE_WIDTH * width)
 
 
 def answerable(unit: Unit) -> bool:

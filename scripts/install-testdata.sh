@@ -3,7 +3,8 @@
 # python3.11-doc (the Python docs as HTML); Chromium's headless shell and a font for
 # the browser test of the question page (Playwright drives it; no browser download);
 # prometheus for promtool. With --dev-corpora, also the answer benchmark's corpora of
-# other kinds (bench/any_corpus.py): git's and PostgreSQL's HTML manuals, PDF manuals.
+# other kinds (bench/any_corpus.py): git's and PostgreSQL's HTML manuals, PDF manuals,
+# man pages.
 set -euo pipefail
 need=()
 if [ "${1:-}" = "--dev-corpora" ]; then
@@ -14,6 +15,11 @@ if [ "${1:-}" = "--dev-corpora" ]; then
   [ -f /usr/share/doc/nettle-dev/nettle.pdf.gz ] || need+=(nettle-dev)
   [ -f /usr/share/doc/libtasn1-doc/libtasn1.pdf ] || need+=(libtasn1-doc)
   [ -f /usr/share/doc/fontconfig/fontconfig-user.pdf.gz ] || need+=(fontconfig)
+  for cmd in man curl wget zip unzip tmux make patch less; do  # the man-page corpus
+    [ -f "/usr/share/man/man1/$cmd.1.gz" ] || need+=("$([ "$cmd" = man ] && echo man-db || echo "$cmd")")
+  done
+  [ -f /usr/share/man/man1/ssh.1.gz ] || need+=(openssh-client)
+  [ -f /usr/share/man/man1/ps.1.gz ] || need+=(procps)
 fi
 [ -f /usr/share/doc/python3.11/html/library/zipfile.html ] || need+=(python3.11-doc)
 command -v chromium-headless-shell >/dev/null || command -v chromium >/dev/null \

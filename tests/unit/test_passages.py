@@ -89,3 +89,31 @@ def test_a_passage_is_one_to_three_sentences_and_brings_the_code_it_introduces()
     assert code.text.endswith("run the following:") and code.code.startswith("$ git config")
     rendered = extractive.render(code)
     assert rendered.startswith("To read it from a variable, run the following [1]:\n\n$ git")
+
+
+MAN_PAGE = (
+    "Operation mode\n"
+    "       The options listed in the table below tell GNU tar what operation it is\n"
+    "       to perform.  Exactly one of them must be given.  Meaning of non-op\u2010\n"
+    "       tional arguments depends on the operation mode requested.\n"
+    "\n"
+    "       -t, --list\n"
+    "              List the contents of an archive.  Arguments are optional.  When\n"
+    "              given, they specify the names of the members to list.\n")
+
+
+def test_a_man_page_is_prose_under_titles_though_every_line_is_indented():
+    found = units(1, MAN_PAGE)
+    assert not any(u.code for u in found)
+    assert [u.text for u in found if u.prompt] == ["Operation mode", "-t, --list"]
+    assert any("non-optional arguments" in u.text for u in found)  # "non-op\u2010\n tional" mended
+    quote = extractive.best_passage("How do I list the contents of a tar archive?",
+                                    [hit(1, MAN_PAGE, "tar.txt")], WordEmbedder())
+    assert quote is not None and quote.text.startswith("List the contents of an archive.")
+
+
+def test_an_indented_code_block_stays_code_and_a_wrapped_first_line_is_no_title():
+    assert is_code("    x = 1\n    y = x + 2\n    print(y)")
+    prose = ("For example, the c option requires creating the archive, the v option\n"
+             "       requests the verbose operation, and the f option takes an argument.")
+    assert not any(u.prompt for u in units(1, prose))
