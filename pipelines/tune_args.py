@@ -23,7 +23,7 @@ class TuneArgs(BaseModel):
     learning_rate: float = 5e-5
     held_out: float = 0.2
     max_held_out: int = 150
-    min_gain: float = 0.0
+    min_gain: float = 0.02
     cpus: int = 2
     seed: int = 0
     json_output: bool = False

@@ -16,7 +16,8 @@ runs it for /v1/ask's ``extractive`` mode, `llama-rag eval` and the index gate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from typing import Protocol, Sequence
 
 from indexing.text import content_words
@@ -31,6 +32,7 @@ class Quote:
     text: str
     score: float = 0.0
     code: str | None = None  # the code block the passage introduces (it ends with ":")
+    term: str | None = None  # the definition list's term the passage defines (is_term)
 
 
 class Passage(Protocol):
@@ -125,25 +127,41 @@ def best_passage(question: str, hits: Sequence[Passage], embedder: Similarity,
     prompt_texts = [" ".join(found[k].text for k in run) for run in runs]
     sims = embedder.similarity([question], seen.texts + prompt_texts)[0]
     run_sim = sims[len(opens):]
-    scored: list[tuple[float, int, int]] = []  # (untuned score, opening, passage start)
+    # (untuned score, opening, passage start, the term it defines)
+    scored: list[tuple[float, int, int, str | None]] = []
     for i, sim in zip(opens, sims):
         u = found[i]
         score = float(sim) + 0.2 * overlap(question, u.text) - RANK_STEP * (u.n - 1)
-        start = i
+        start, term = i, None
         section = _section(found, runs, i)
         if section is not None:
             r, distance = section
             score += PROMPT_WEIGHT * max(0.0, run_sim[r] - PROMPT_FLOOR) * PROMPT_DECAY ** distance
             if distance == 0:
                 start = runs[r][-1] + 1  # the answer starts right under its prompt ("No. ...")
-        scored.append((score, i, start))
-    untuned, best, best_start = max(scored, key=lambda s: s[0])
+                term = prompt_texts[r] if is_term(prompt_texts[r]) else None
+        scored.append((score, i, start, term))
+    untuned, best, best_start, term = max(scored, key=lambda s: s[0])
     if scorer is not None:
         top = sorted(range(len(scored)), key=lambda k: -scored[k][0])[:RERANK]
         probs = scorer.score(question, [seen.texts[k] for k in top])
         k = max(zip(top, probs), key=lambda kp: kp[1] + UNTUNED_WEIGHT * scored[kp[0]][0])[0]
-        _, best, best_start = scored[k]
-    return _passage(found, best_start, best, untuned)
+        _, best, best_start, term = scored[k]
+    quote = _passage(found, best_start, best, untuned)
+    return replace(quote, term=term) if term else quote
+
+
+_TERM_MARK = re.compile(r"^-{1,2}\w|[=<>\[\]_/`]|\w\.\w")
+TERM_WORDS = 8
+
+
+def is_term(prompt: str) -> bool:
+    """A definition list's term (an option, a setting, a name: ``-t, --list``,
+    ``core.editor``) rather than a heading or a question: the answer under it names it,
+    or "List the contents of an archive." would not say which option does."""
+    words = prompt.split()
+    return (0 < len(words) <= TERM_WORDS and not prompt.endswith("?")
+            and any(_TERM_MARK.search(w) and not re.fullmatch(r"[\d.]+", w) for w in words))
 
 
 def _prompt_runs(found: list[Unit]) -> list[list[int]]:
@@ -194,9 +212,9 @@ def _passage(found: list[Unit], start: int, best: int, score: float) -> Quote:
 
 
 def render(quote: Quote) -> str:
-    """The answer text: the quoted passage with its marker before the final stop, then
-    the code block it introduces."""
-    text = quote.text.rstrip()
+    """The answer text: the term it defines, the quoted passage with its marker before
+    the final stop, then the code block it introduces."""
+    text = f"{quote.term}: {quote.text.rstrip()}" if quote.term else quote.text.rstrip()
     stop = text[-1] if text[-1:] in ".!?:" else ""
     said = f"{text[:-1] if stop else text} [{quote.n}]{stop}"
     return f"{said}\n\n{quote.code}" if quote.code else said

@@ -110,6 +110,15 @@ def test_a_man_page_is_prose_under_titles_though_every_line_is_indented():
     quote = extractive.best_passage("How do I list the contents of a tar archive?",
                                     [hit(1, MAN_PAGE, "tar.txt")], WordEmbedder())
     assert quote is not None and quote.text.startswith("List the contents of an archive.")
+    assert extractive.render(quote).startswith("-t, --list: List the contents of an archive.")
+
+
+def test_terms_of_definition_lists_are_told_from_headings_and_questions():
+    for term in ("-t, --list", "core.editor", "GIT_EDITOR", "--state-branch <branch>"):
+        assert extractive.is_term(term), term
+    for prompt in ("Operation mode", "2.3 Memory leak detection", "How do I list files?",
+                   "Configuration"):
+        assert not extractive.is_term(prompt), prompt
 
 
 def test_an_indented_code_block_stays_code_and_a_wrapped_first_line_is_no_title():
