@@ -95,3 +95,26 @@ def test_a_corpus_of_few_files_is_split_by_section():
     train, test = split(pairs, 0, 0.3)
     assert train and test
     assert not {(p.source, p.section) for p in train} & {(p.source, p.section) for p in test}
+
+
+def test_the_served_scorer_is_the_named_cross_encoder_or_none(tmp_path):
+    import pytest
+
+    from indexing.passage_scorer import load_scorer
+    from llama_rag.adapters import AdapterStore, BaseModelRef, Manifest
+    from llama_rag.config import load_settings
+    from llama_rag.errors import InvalidInputError, NotFoundError
+
+    settings = load_settings(None, {"adapters.dir": str(tmp_path / "adapters"),
+                                    "adapters.cache_dir": str(tmp_path / "cache")})
+    assert load_scorer(settings) is None  # qa.passage_scorer unset: the untuned engine
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "adapter_config.json").write_text("{}")
+    AdapterStore.of(settings.adapters).publish(files, Manifest(
+        name="sections", method="lora", task="classify",
+        base_model=BaseModelRef(name="m", hash="h")))
+    with pytest.raises(InvalidInputError, match="not a passage scorer"):
+        load_scorer(settings, "sections")
+    with pytest.raises(NotFoundError, match="no adapter 'answers'"):
+        load_scorer(settings, "answers")
