@@ -4,8 +4,9 @@ Any OpenAI client or chat UI picks ``model="rag"`` (``qa.chat_model_id``; ``rag:
 for a named collection) and gets what /v1/ask gives: retrieval on every turn (the
 standalone query of qa.conversation), the same prompt, refusal and citations.
 The answer text carries the ``[n]`` markers; the extension fields ``citations``,
-``answerable``, ``citation_mode``, ``index_version`` and ``query`` ride on the
-completion and, when streaming, on the final chunk, so plain clients still work.
+``answerable``, ``citation_mode``, ``index_version``, ``query`` and ``passage_scorer``
+ride on the completion and, when streaming, on the final chunk, so plain clients
+still work.
 System messages are ignored: the grounded prompt brings its own instructions.
 
 Pure mapping between the OpenAI shapes and ours; services.api runs it.
@@ -24,7 +25,7 @@ from llama_rag.config import DEFAULT_COLLECTION
 from llama_rag.errors import InvalidInputError
 from llama_rag.protocol import AskRequest, AskResponse, Turn
 
-EXTENSION = ("citations", "answerable", "citation_mode", "index_version", "query")
+EXTENSION = ("citations", "answerable", "citation_mode", "index_version", "query", "passage_scorer")
 
 
 def rag_collection(model: str | None, rag_id: str) -> str | None:
