@@ -36,8 +36,10 @@ def serve(host: str | None, port: int | None, index_dir: str | None,
     from llama_rag.ray_runtime import ensure_ray
 
     apply_offline_policy(settings.models)
-    if settings.qa.passage_scorer:  # a name with nothing published fails here, not in a replica
-        AdapterStore.of(settings.adapters).manifest(settings.qa.passage_scorer)
+    if settings.qa.passage_scorer:  # a wrong name fails here, not in a replica
+        from indexing.passage_scorer import check_scorer
+
+        check_scorer(AdapterStore.of(settings.adapters).manifest(settings.qa.passage_scorer))
     ensure_ray()
     from ray import serve as ray_serve
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llama_rag.adapters import AdapterStore
+from llama_rag.adapters import AdapterStore, Manifest
 from llama_rag.config import Settings
 from llama_rag.errors import InvalidInputError
 
@@ -42,14 +42,20 @@ class CrossEncoderScorer:
         return [float(p) for p in probs]
 
 
+def check_scorer(manifest: Manifest) -> Manifest:
+    """``manifest`` if it is a passage scorer's, else a clear error."""
+    if manifest.method != METHOD:
+        raise InvalidInputError(
+            f"qa.passage_scorer {manifest.name!r} is a {manifest.method} adapter, not a passage "
+            "scorer: name one `llama-rag tune` published", param="passage_scorer")
+    return manifest
+
+
 def load_scorer(settings: Settings, name: str | None = None) -> CrossEncoderScorer | None:
     """The published scorer ``name`` (default ``qa.passage_scorer``), or None: untuned."""
     name = name or settings.qa.passage_scorer
     if not name:
         return None
     adapter = AdapterStore.of(settings.adapters).open(name)
-    if adapter.manifest.method != METHOD:
-        raise InvalidInputError(
-            f"qa.passage_scorer {name!r} is a {adapter.manifest.method} adapter, not a passage "
-            "scorer: name one `llama-rag tune` published", param="passage_scorer")
+    check_scorer(adapter.manifest)
     return CrossEncoderScorer(adapter.path, label=f"{name}@{adapter.manifest.version}")

@@ -30,10 +30,10 @@ from pydantic import BaseModel
 from llama_rag.adapters import AdapterStore, Manifest, base_ref, check_name
 from llama_rag.config import Settings, load_settings
 from llama_rag.errors import GateRefusedError, InvalidInputError
+from indexing.passage_scorer import METHOD
 from pipelines.tune_args import TuneArgs, options
 from qa.training_pairs import ChunkText, PassagePair, derive, split
 
-METHOD = "cross-encoder"
 
 
 class GateFigures(BaseModel):

@@ -24,7 +24,7 @@ _TITLE_WORDS = 20  # a standalone line this short above more text titles it
 # a numbered section title on a line of its own inside wrapped text (a PDF page):
 # "2.3 Memory leak detection", "4.2. The stack traces", "A.1 Options"
 _NUMBERED_TITLE = re.compile(r"^\s*(?:\d+(?:\.\d+)*\.?|[A-Z]\.\d+(?:\.\d+)*\.?)\s+[A-Z][^.:;,]{2,80}$")
-_NUMBERED_TITLE_WORDS = 12
+_TITLE_LINE_WORDS = 12
 _NO_TITLE_END = (".", ",", ";", "!")
 _BULLET = re.compile(r"^\s*(?:[-*+\u2022]\s|\d+[.)]\s+[a-z])")
 _TITLE_WIDTH = 0.6  # a title line is at most this share of the block's widest line
@@ -100,8 +100,8 @@ def units(n: int, text: str) -> list[Unit]:
 
 
 def _titled_pieces(block: str) -> list[str]:
-    """A block of wrapped lines cut before and after each numbered section title in it,
-    so the title stands alone (a prompt) above the text it titles."""
+    """A block of wrapped lines cut before and after each title line in it
+    (``_is_title_line``), so the title stands alone (a prompt) above the text it titles."""
     lines = block.splitlines()
     if len(lines) < 2 or is_code(block):
         return [block]
@@ -120,7 +120,7 @@ def _is_title_line(line: str, below: str | None, width: int) -> bool:
     under it (a man page's NAME, an option's ``-c, --create``), that does not break off
     mid-sentence."""
     words = line.split()
-    if not words or len(words) > _NUMBERED_TITLE_WORDS or line.rstrip().endswith(_NO_TITLE_END) \
+    if not words or len(words) > _TITLE_LINE_WORDS or line.rstrip().endswith(_NO_TITLE_END) \
             or words[-1].lower() in STOP_WORDS or _BULLET.match(line):
         return False
     if _NUMBERED_TITLE.match(line):

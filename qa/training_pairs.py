@@ -22,10 +22,10 @@ from pydantic import BaseModel
 
 from indexing.text import STOP_WORDS, content_words
 from qa.evaluation.sets import page_split
+from qa.evaluation.sets_any import PAGE_HEADING
 from qa.extractive import Passage, openings
 
 PairKind = Literal["faq", "title", "heading"]
-_PAGE_HEADING = re.compile(r"^page \d+$", re.IGNORECASE)  # a PDF page without an outline
 _COMMAND = re.compile(r"^\s*(?:\$|%|#|>>>)\s")
 MAX_NEGATIVES = 7
 MIN_DOCUMENTS = 10
@@ -80,7 +80,7 @@ def chunk_pairs(chunk: ChunkText) -> Iterator[PassagePair]:
                               section=top, kind="faq" if question.endswith("?") else "title")
     title = chunk.heading[-1].strip() if chunk.heading else ""
     if chunk.first_of_section and _good_question(title) and len(title.split()) < 10 \
-            and not _PAGE_HEADING.match(title):
+            and not PAGE_HEADING.match(title):
         first = next((k for k in seen.opens if found[k].words >= 5), None)
         if first is not None and not any(u.prompt for u in found[:first]):
             yield PassagePair(question=title, positive=passage[first], source=chunk.source,

@@ -33,7 +33,7 @@ from qa.evaluation.sets import (EvalItem, Split, add_unique, off_topic_items, pa
 from qa.passages import answerable, units
 
 SUFFIXES = (".html", ".htm", ".md", ".markdown", ".txt", ".pdf", ".docx")
-_PAGE_HEADING = re.compile(r"^page \d+$", re.I)  # a PDF page without an outline
+PAGE_HEADING = re.compile(r"^page \d+$", re.I)  # a PDF page without an outline
 KEY_FACTS = 3
 
 
@@ -77,7 +77,7 @@ def document_items(doc: Document, source: str) -> Iterator[EvalItem]:
                     yield EvalItem(question=unit.text, reference=under.text, sources=[source],
                                    kind="faq")
         title = section.heading[-1].strip() if section.heading else ""
-        if not 1 < len(title.split()) < 8 or title.endswith("?") or _PAGE_HEADING.match(title):
+        if not 1 < len(title.split()) < 8 or title.endswith("?") or PAGE_HEADING.match(title):
             continue
         first = next((u for u in found if answerable(u) and u.words >= 5), None)
         if first is not None and content_words(title) & content_words(first.text):
