@@ -107,4 +107,5 @@ def _print_citations(answer: dict[str, Any]) -> None:
     if not answer.get("answerable", True):
         click.echo("(not answerable from the indexed documents)")
     for c in answer.get("citations", []):
-        click.echo(f"[{c['n']}] {c['source']} - {c['title']} (score {c['score']:.3f})")
+        page = f", page {c['page']}" if c.get("page") else ""
+        click.echo(f"[{c['n']}] {c['source']}{page} - {c['title']} (score {c['score']:.3f})")

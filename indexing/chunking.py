@@ -26,6 +26,15 @@ def chunk_id(doc_id: str, start: int, end: int, text: str) -> str:
     return digest[:24]
 
 
+def _metadata(doc: Document, start: int, end: int) -> dict:
+    """The document's metadata, with the pages a chunk of a paged file lies on, where in
+    its text each further page begins, and ``ocr`` when any was read from its image."""
+    pages, breaks, ocr = doc.pages_of(start, end)
+    if not pages:
+        return doc.metadata
+    return {**doc.metadata, "pages": pages, "page_breaks": breaks, **({"ocr": True} if ocr else {})}
+
+
 class Chunker:
     """Token-aware chunker; the token counter is injected (the embedder's tokenizer in production)."""
 
@@ -51,7 +60,7 @@ class Chunker:
                 chunks.append(Chunk(
                     id=chunk_id(doc.id, start, end, text), doc_id=doc.id, source=doc.source,
                     title=doc.title, heading=section.heading, text=text, start=start, end=end,
-                    index=len(chunks), metadata=doc.metadata,
+                    index=len(chunks), metadata=_metadata(doc, start, end),
                 ))
         return chunks
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from indexing.chunking import Chunker
-from indexing.documents import Chunk
-from indexing.loaders import load_path
+from indexing.documents import Chunk, PageProblem
+from indexing.loaders import LoadOptions, load_path
 from indexing.store import FileEntry, Manifest
-from llama_rag.config import IndexSettings
+from llama_rag.config import IndexSettings, IngestSettings
 from llama_rag.errors import LoadError, NotFoundError
 
 
@@ -168,13 +168,22 @@ def plan(files: list[SourceFile], roots: list[Path], previous: Manifest | None) 
                 deleted=deleted, failed_before=failed_before)
 
 
-def chunk_file(file: SourceFile, chunker: Chunker, settings: IndexSettings) -> list[Chunk]:
-    """Load and chunk one file; raises LoadError with the reason when it yields nothing."""
+def load_chunks(file: SourceFile, chunker: Chunker, settings: IndexSettings,
+                ingest: IngestSettings | None = None) -> tuple[list[Chunk], list[PageProblem]]:
+    """Load and chunk one file: its chunks and the pages that could not be read; raises
+    LoadError with the reason when it yields nothing."""
     if file.error:
         raise LoadError(file.error)
-    docs = load_path(Path(file.path), file.source, settings.jsonl_text_field,
-                     int(settings.max_file_mb * 1e6))
+    ingest = ingest or IngestSettings()
+    options = LoadOptions(jsonl_text_field=settings.jsonl_text_field, ocr=ingest.ocr,
+                          ocr_language=ingest.ocr_language)
+    docs = load_path(Path(file.path), file.source, options, int(settings.max_file_mb * 1e6))
     chunks = [c for doc in docs for c in chunker.split(doc)]
     if not chunks:
         raise LoadError("no text found in the file")
-    return chunks
+    return chunks, [p for doc in docs for p in doc.problems]
+
+
+def chunk_file(file: SourceFile, chunker: Chunker, settings: IndexSettings) -> list[Chunk]:
+    """The chunks of one file (load_chunks without the page problems)."""
+    return load_chunks(file, chunker, settings)[0]

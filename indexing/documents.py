@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -15,6 +16,21 @@ class Section(BaseModel):
     end: int
 
 
+class PageMark(BaseModel):
+    """Where a page's text starts in Document.text (paged formats: PDF, slides)."""
+
+    start: int
+    number: int
+    ocr: bool = False  # the page's text was read from its image
+
+
+class PageProblem(BaseModel):
+    """A page that could not be read; the rest of the file is indexed."""
+
+    page: int
+    error: str
+
+
 class Document(BaseModel):
     """One loaded file (or one record of a .jsonl file), as plain text with its structure."""
 
@@ -24,6 +40,20 @@ class Document(BaseModel):
     text: str
     sections: list[Section]
     metadata: dict[str, Any] = Field(default_factory=dict)
+    pages: list[PageMark] = Field(default_factory=list)
+    problems: list[PageProblem] = Field(default_factory=list)
+
+    def pages_of(self, start: int, end: int) -> tuple[list[int], list[int], bool]:
+        """The page numbers text [start, end) lies on, where each after the first begins
+        (offsets from ``start``), and whether any was OCR'd."""
+        if not self.pages:
+            return [], [], False
+        starts = [p.start for p in self.pages]
+        first = max(bisect_right(starts, start) - 1, 0)
+        last = max(bisect_right(starts, max(end - 1, start)) - 1, first)
+        marks = self.pages[first:last + 1]
+        return ([p.number for p in marks], [p.start - start for p in marks[1:]],
+                any(p.ocr for p in marks))
 
 
 class Chunk(BaseModel):
@@ -55,6 +85,12 @@ class DocumentBuilder:
         self._heading: list[str] = []
         self._sections: list[Section] = []
         self._section_start = 0
+        self._pending_page: tuple[int, bool] | None = None
+        self.pages: list[PageMark] = []
+
+    def page(self, number: int, ocr: bool = False) -> None:
+        """The blocks that follow are on page ``number``."""
+        self._pending_page = (number, ocr)
 
     def heading(self, level: int, text: str) -> None:
         text = " ".join(text.split())
@@ -70,6 +106,10 @@ class DocumentBuilder:
             return
         if self._parts:
             self._append("\n\n")
+        if self._pending_page is not None:
+            self.pages.append(PageMark(start=self._length, number=self._pending_page[0],
+                                       ocr=self._pending_page[1]))
+            self._pending_page = None
         self._append(text)
 
     def _append(self, text: str) -> None:

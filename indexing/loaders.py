@@ -8,14 +8,27 @@ from __future__ import annotations
 
 import io
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from indexing.api_entries import API_REFERENCE, is_api_page
-from indexing.documents import Document, DocumentBuilder
+from indexing.documents import Document, DocumentBuilder, PageProblem
 from indexing.text import PARAGRAPH_BREAK
 from llama_rag.errors import LoadError
 from llama_rag.jsonl import records
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What a loader needs beyond the bytes (IndexSettings and IngestSettings decide)."""
+
+    jsonl_text_field: str = "text"
+    ocr: str = "auto"  # auto: OCR pages without a text layer; off; force: every page
+    ocr_language: str = "eng"
+
 
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
@@ -174,25 +187,32 @@ def load_html(data: bytes, source: str) -> list[Document]:
                     metadata=profile)]
 
 
-def load_pdf(data: bytes, source: str) -> list[Document]:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+def load_pdf(data: bytes, source: str, options: LoadOptions) -> list[Document]:
+    from indexing import ocr, pdf
 
-    if not data.strip():
-        raise LoadError("empty file")
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        pages = [page.extract_text() or "" for page in reader.pages]
-        title = (reader.metadata.title if reader.metadata else None) or ""
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError,
-            RecursionError, OSError) as exc:
-        raise LoadError(f"corrupt or unsupported PDF: {type(exc).__name__}: {exc}") from None
-    builder = DocumentBuilder()
-    for number, page in enumerate(pages, start=1):
-        if page.strip():
-            builder.heading(1, f"Page {number}")
-            builder.block(page.strip())
-    return [_finish(source, str(title) or Path(source).stem, builder)]
+    def read_page(page, number: int) -> str:
+        return ocr.page_text(page, options.ocr_language)
+
+    return pdf.load_pdf(data, source, pdf.PdfOptions(options.ocr, options.ocr_language),
+                        None if options.ocr == "off" else read_page)
+
+
+def load_image(data: bytes, source: str, options: LoadOptions) -> list[Document]:
+    """A scan or a photo of text: OCR each frame (a TIFF's pages) as a page."""
+    from indexing import ocr
+
+    if options.ocr == "off":
+        raise LoadError("an image needs OCR and ingest.ocr is off")
+    builder, problems = DocumentBuilder(), []
+    for number, frame in enumerate(ocr.open_image(data), start=1):
+        text = ocr.image_text(frame, options.ocr_language)
+        if not text:
+            problems.append(PageProblem(page=number, error="OCR found no text"))
+        builder.page(number, ocr=True)
+        for para in PARAGRAPH_BREAK.split(text):
+            builder.block(" ".join(para.split()))
+    doc = _finish(source, Path(source).stem, builder)
+    return [doc.model_copy(update={"pages": builder.pages, "problems": problems})]
 
 
 def load_jsonl(data: bytes, source: str, text_field: str = "text") -> list[Document]:
@@ -243,22 +263,28 @@ def load_docx(data: bytes, source: str) -> list[Document]:
 
 LOADERS: dict[str, Callable[[bytes, str], list[Document]]] = {
     ".txt": load_text, ".md": load_markdown, ".markdown": load_markdown,
-    ".html": load_html, ".htm": load_html, ".pdf": load_pdf, ".docx": load_docx,
+    ".html": load_html, ".htm": load_html, ".docx": load_docx,
+}
+WITH_OPTIONS: dict[str, Callable[[bytes, str, LoadOptions], list[Document]]] = {
+    ".pdf": load_pdf, **{s: load_image for s in IMAGE_SUFFIXES},
 }
 
 
-def load_bytes(data: bytes, source: str, jsonl_text_field: str = "text") -> list[Document]:
+def load_bytes(data: bytes, source: str, options: LoadOptions | None = None) -> list[Document]:
     """Documents of one file's content; the suffix of ``source`` picks the loader."""
+    options = options or LoadOptions()
     suffix = Path(source).suffix.lower()
     if suffix == ".jsonl":
-        return load_jsonl(data, source, jsonl_text_field)
+        return load_jsonl(data, source, options.jsonl_text_field)
+    if suffix in WITH_OPTIONS:
+        return WITH_OPTIONS[suffix](data, source, options)
     loader = LOADERS.get(suffix)
     if loader is None:
         raise LoadError(f"unsupported file type {suffix or '(none)'}")
     return loader(data, source)
 
 
-def load_path(path: Path, source: str, jsonl_text_field: str = "text",
+def load_path(path: Path, source: str, options: LoadOptions | None = None,
               max_bytes: int | None = None) -> list[Document]:
     """Read and load one file; every OS problem becomes a LoadError with its reason."""
     try:
@@ -272,4 +298,4 @@ def load_path(path: Path, source: str, jsonl_text_field: str = "text",
         raise LoadError("is a directory") from None
     except OSError as exc:
         raise LoadError(f"cannot read: {exc.strerror or exc}") from None
-    return load_bytes(data, source, jsonl_text_field)
+    return load_bytes(data, source, options)

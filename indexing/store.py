@@ -158,8 +158,17 @@ class IndexVersion:
         table = self.chunks.take(ids).to_pylist()
         return [Hit(rank=r + 1, score=score, source=row["source"], title=row["title"],
                     text=row["text"], chunk_id=row["id"], heading=row["heading"] or [],
-                    start=row["start"], end=row["end"])
+                    start=row["start"], end=row["end"], **paging(row["metadata"]))
                 for r, (score, row) in enumerate(zip(scores, table))]
+
+
+def paging(metadata: str | None) -> dict:
+    """A hit's page fields from its chunk's stored metadata (indexing.chunking)."""
+    if not metadata or '"pages"' not in metadata:
+        return {}
+    meta = json.loads(metadata)
+    pages = meta.get("pages") or []
+    return {"page": int(pages[0]), "page_breaks": meta.get("page_breaks") or []} if pages else {}
 
 
 KEEP_CACHED = 3  # downloaded versions kept per remote root on a reader

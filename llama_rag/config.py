@@ -135,7 +135,8 @@ class IndexSettings(StrictModel):
         "version's memory-mapped vectors.npy (0: PQ scores only, much lower recall).")
     keep_versions: int = Field(3, ge=1, description="Published versions kept on disk.")
     extensions: list[str] = Field(
-        [".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".jsonl", ".docx"],
+        [".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".jsonl", ".docx", ".pptx",
+         ".xlsx", ".ods", ".epub", ".eml", ".png", ".jpg", ".jpeg", ".tif", ".tiff"],
         description="File suffixes that are indexed; other files are skipped silently.",
     )
     exclude: list[str] = Field(
@@ -162,6 +163,12 @@ class IngestSettings(StrictModel):
         "shares the node's cores among the actors (Ray would otherwise pin OMP to 1 thread).",
     )
     load_concurrency: int = Field(1, ge=1, description="Loader/chunker actors.")
+    ocr: Literal["auto", "off", "force"] = Field(
+        "auto", description="OCR (Tesseract) for PDF pages without a text layer and for image "
+        "files: auto reads those, force reads every PDF page from its image, off reads none.")
+    ocr_language: str = Field(
+        "eng", pattern=r"^[a-z_]{3,8}(\+[a-z_]{3,8})*$",
+        description="Tesseract languages, e.g. eng or deu+eng (each needs tesseract-ocr-LANG).")
     files_per_batch: int = Field(4, ge=1, description="Files per loader call.")
 
 

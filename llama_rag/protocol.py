@@ -39,6 +39,16 @@ class Hit(BaseModel):
     heading: list[str]
     start: int  # offsets into the document's extracted text (before PII masking)
     end: int
+    page: int | None = Field(None, description="The page the chunk starts on (PDF, slides, "
+                             "scans); none for unpaged files.")
+    page_breaks: list[int] = Field(default_factory=list, description="Offsets into `text` "
+                                   "where each further page begins (a chunk across pages).")
+
+    def page_at(self, offset: int) -> int | None:
+        """The page of the chunk's text at ``offset``."""
+        if self.page is None:
+            return None
+        return self.page + sum(1 for b in self.page_breaks if b <= offset)
 
 
 class Filters(BaseModel):
@@ -130,6 +140,8 @@ class Citation(BaseModel):
     snippet: str
     score: float
     chunk_id: str
+    page: int | None = Field(None, description="The page the quoted text is on (PDF, slides, "
+                             "scans); none for unpaged files.")
 
 
 class Usage(BaseModel):

@@ -23,12 +23,12 @@ import pyarrow as pa
 from pydantic import BaseModel, Field
 
 from indexing.chunking import Chunker
-from indexing.corpus import Plan, SourceFile, check_paths, chunk_file, list_corpus, plan
+from indexing.corpus import Plan, SourceFile, check_paths, list_corpus, load_chunks, plan
 from indexing.embedder import Embedder, EmbedderInfo, EmbedderRef, resolve_embedder, token_counter
 from qa.evaluation.gate import GateSpec, GateVerdict, decide, load_gate_items, score_version
 from indexing.store import CHUNK_SCHEMA, FileEntry, IndexStore, Manifest, check_embedder
 from llama_rag.commands import settings_from
-from llama_rag.config import ChunkSettings, IndexSettings, ModelSettings, Settings
+from llama_rag.config import ChunkSettings, IndexSettings, IngestSettings, ModelSettings, Settings
 from llama_rag.errors import EmptyCorpusError, InvalidInputError, LoadError
 from llama_rag.pii import mask
 from llama_rag.location import collection_dir
@@ -38,7 +38,7 @@ from pipelines.ingest_args import options, print_summary, stdout_for_json
 
 
 ROW_COLUMNS = ["id", "doc_id", "source", "title", "heading", "text", "start", "end", "index",
-               "metadata", "embed_text", "error", "file_chunks"]
+               "metadata", "embed_text", "error", "file_chunks", "page"]
 
 
 class IngestSummary(BaseModel):
@@ -56,17 +56,20 @@ class IngestSummary(BaseModel):
     chunks_total: int
     seconds: float
     chunks_per_s: float
-    errors: list[dict[str, str]]
+    errors: list[dict[str, str | int]] = Field(
+        ..., description="Files not indexed, and pages not read of files that were (with "
+        "their page number).")
     gate: GateVerdict | None = Field(None, description="With --gate: the candidate's figures, "
                                      "the current version's, and why it was refused.")
 
 
 def file_rows(file: SourceFile, chunker: Chunker, settings: IndexSettings,
-              mask_pii: bool = False) -> list[dict[str, Any]]:
-    """The pipeline rows of one file: one per chunk, or one error row with the reason.
-    With ``mask_pii`` the stored and embedded text has PII replaced (llama_rag.pii)."""
+              mask_pii: bool = False, ingest: IngestSettings | None = None) -> list[dict[str, Any]]:
+    """The pipeline rows of one file: one per chunk and one error row per page that could
+    not be read (``page`` > 0), or one error row with the reason. With ``mask_pii`` the
+    stored and embedded text has PII replaced (llama_rag.pii)."""
     try:
-        chunks = chunk_file(file, chunker, settings)
+        chunks, problems = load_chunks(file, chunker, settings, ingest)
         if mask_pii:
             chunks = [c.model_copy(update={"text": mask(c.text), "title": mask(c.title),
                                            "heading": [mask(h) for h in c.heading]})
@@ -78,12 +81,13 @@ def file_rows(file: SourceFile, chunker: Chunker, settings: IndexSettings,
     return [_row(id=c.id, doc_id=c.doc_id, source=c.source, title=c.title,
                  heading=json.dumps(c.heading), text=c.text, start=c.start, end=c.end,
                  index=c.index, metadata=json.dumps(c.metadata, default=str),
-                 embed_text=c.embed_text(), file_chunks=len(chunks)) for c in chunks]
+                 embed_text=c.embed_text(), file_chunks=len(chunks)) for c in chunks] + [
+        _row(source=file.source, error=p.error, page=p.page) for p in problems]
 
 
 def _row(**values: Any) -> dict[str, Any]:
     row: dict[str, Any] = {c: "" for c in ROW_COLUMNS}
-    row.update(start=0, end=0, index=0, file_chunks=0, heading="[]", metadata="{}")
+    row.update(start=0, end=0, index=0, file_chunks=0, heading="[]", metadata="{}", page=0)
     row.update(values)
     return row
 
@@ -92,9 +96,11 @@ class LoadChunk:
     """Ray Data stage: a batch of files in, their chunk rows out. Loads the tokenizer once."""
 
     def __init__(self, embedder: EmbedderRef, chunking: ChunkSettings, index: IndexSettings,
-                 models: ModelSettings, mask_pii: bool = False) -> None:
+                 models: ModelSettings, mask_pii: bool = False,
+                 ingest: IngestSettings | None = None) -> None:
         apply_offline_policy(models)  # workers do not inherit the driver's environment
         self.mask_pii = mask_pii
+        self.ingest = ingest
         self.chunker = Chunker(chunking.max_tokens, chunking.overlap_tokens,
                                token_counter(embedder.path))
         self.index = index
@@ -103,7 +109,8 @@ class LoadChunk:
         fields = list(SourceFile.model_fields)  # the columns from_items made of each file
         files = [SourceFile(**dict(zip(fields, values)))
                  for values in zip(*(batch[f] for f in fields))]
-        rows = [r for f in files for r in file_rows(f, self.chunker, self.index, self.mask_pii)]
+        rows = [r for f in files
+                for r in file_rows(f, self.chunker, self.index, self.mask_pii, self.ingest)]
         return {c: [r[c] for r in rows] for c in ROW_COLUMNS}
 
 
@@ -163,7 +170,8 @@ def ray_embed_files(files: list[SourceFile], embedder: EmbedderRef,
                         compute=ActorPoolStrategy(size=ing.load_concurrency), num_cpus=0.5,
                         fn_constructor_kwargs=dict(embedder=embedder, chunking=settings.chunking,
                                                    index=settings.index, models=settings.models,
-                                                   mask_pii=settings.privacy.mask_pii))
+                                                   mask_pii=settings.privacy.mask_pii,
+                                                   ingest=settings.ingest))
     ds = embed_stage(ds, embedder, settings)
     yield from ds.iter_batches(batch_size=None, batch_format="numpy")
 
@@ -189,7 +197,11 @@ def _collect(batches: Iterable[dict[str, Any]], total_files: int, progress: bool
         for batch in batches:
             keep = [i for i, e in enumerate(batch["error"]) if not e]
             for i, err in enumerate(batch["error"]):
-                if err:
+                page = int(batch["page"][i])
+                if err and page:  # a page not read; the file's chunks come on their own
+                    out.errors.append({"source": str(batch["source"][i]), "page": page,
+                                       "error": str(err)})
+                elif err:
                     out.errors.append({"source": str(batch["source"][i]), "error": str(err)})
                     bar.update(1)
             for i in keep:
@@ -235,7 +247,7 @@ def _manifest(previous: Manifest | None, work: Plan, new: _Collected, info: Embe
     counts: dict[str, int] = {}
     for r in new.rows:
         counts[r["source"]] = counts.get(r["source"], 0) + 1
-    reasons = {e["source"]: e["error"] for e in new.errors}
+    reasons = {e["source"]: e["error"] for e in new.errors if "page" not in e}
     for f in work.todo:
         entries[f.source] = FileEntry(path=f.path, hash=f.hash, chunks=counts.get(f.source, 0),
                                       error=reasons.get(f.source))
@@ -310,7 +322,7 @@ def run(paths: list[Path], settings: Settings, embed_files: EmbedFiles = ray_emb
     return IngestSummary(
         index_dir=str(store), version=version, published=changed,
         added=len(work.added), updated=len(work.updated), unchanged=len(work.unchanged),
-        deleted=len(work.deleted), failed=len(failed), chunks_embedded=len(new.rows),
+        deleted=len(work.deleted), failed=sum("page" not in e for e in failed), chunks_embedded=len(new.rows),
         chunks_total=chunks_total, seconds=round(seconds, 2),
         chunks_per_s=round(len(new.rows) / seconds, 2) if seconds else 0.0, errors=failed,
         gate=verdict)

@@ -78,7 +78,8 @@ def print_summary(summary) -> None:
     click.echo(f"chunks: {summary.chunks_embedded} embedded ({summary.chunks_per_s} chunks/s), "
                f"{summary.chunks_total} in the index; {summary.seconds} s")
     for err in summary.errors[:20]:
-        click.echo(f"  failed: {err['source']}: {err['error']}")
+        where = f"{err['source']} page {err['page']}" if "page" in err else err["source"]
+        click.echo(f"  {'not read' if 'page' in err else 'failed'}: {where}: {err['error']}")
     if len(summary.errors) > 20:
         click.echo(f"  ... and {len(summary.errors) - 20} more in errors.jsonl")
     if summary.gate:

@@ -72,7 +72,17 @@ def citation(n: int, hit: Hit, quote: str | None = None) -> Citation:
     at = text.find(quote) if quote else -1
     snippet = text[max(at, 0):][:300]
     return Citation(n=n, source=hit.source, title=hit.title, snippet=snippet,
-                    score=round(hit.score, 4), chunk_id=hit.chunk_id)
+                    score=round(hit.score, 4), chunk_id=hit.chunk_id,
+                    page=hit.page_at(_offset(hit.text, quote)) if hit.page else None)
+
+
+def _offset(text: str, quote: str | None) -> int:
+    """Where ``quote`` (whitespace normalised) begins in ``text``; 0 when it is not there."""
+    if not quote:
+        return 0
+    words = quote.split()[:12]
+    found = re.search(r"\s+".join(map(re.escape, words)), text) if words else None
+    return found.start() if found else 0
 
 
 def citations_used(answer: str, hits: list[Hit]) -> list[Citation]:

@@ -10,17 +10,69 @@ import numpy as np
 
 
 def make_pdf(text: str) -> bytes:
-    """A minimal valid one-page PDF whose text layer is ``text``."""
-    content = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    return _pdf(objects)
+    """A minimal valid one-page PDF whose text layer is ``text``: one line per line of
+    it, 12 pt Helvetica, a blank line a paragraph gap."""
+    lines, y = [], 720.0
+    for line in text.split("\n"):
+        if line.strip():
+            lines.append(PdfLine(line, y=y))
+        y -= 14 if line.strip() else 10
+    return make_pdf_pages([lines])
+
+
+FONTS = {"F1": "Helvetica", "F2": "Helvetica-Bold", "F3": "Courier"}
+
+
+class PdfLine:
+    """One line of a test PDF: its text, where it starts, its size and font (FONTS)."""
+
+    def __init__(self, text: str, y: float, x: float = 72.0, size: float = 12.0,
+                 font: str = "F1") -> None:
+        self.text, self.y, self.x, self.size, self.font = text, y, x, size, font
+
+    def stream(self) -> bytes:
+        escaped = self.text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+        return (f"BT /{self.font} {self.size} Tf {self.x} {self.y} Td ({escaped}) Tj ET\n"
+                .encode("latin-1"))
+
+
+def make_pdf_pages(pages: list[list[PdfLine]], outline: list[tuple[str, int, float]] = (),
+                   title: str | None = None) -> bytes:
+    """A PDF of US-letter pages with these lines, and bookmarks (title, 0-based page,
+    y of the destination)."""
+    n = len(pages)
+    fonts = 3 + 2 * n  # object numbers: 1 catalog, 2 pages, then page/content pairs
+    objects: list[bytes] = [b"", b""]
+    kids = []
+    font_refs = " ".join(f"/{k} {fonts + i} 0 R" for i, k in enumerate(FONTS))
+    for i, lines in enumerate(pages):
+        page_no, content_no = 3 + 2 * i, 4 + 2 * i
+        kids.append(f"{page_no} 0 R")
+        content = b"".join(line.stream() for line in lines)
+        objects.append((f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents "
+                        f"{content_no} 0 R /Resources << /Font << {font_refs} >> >> >>").encode())
+        objects.append(b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream")
+    for base in FONTS.values():
+        objects.append(f"<< /Type /Font /Subtype /Type1 /BaseFont /{base} >>".encode())
+    objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {n} >>".encode()
+    catalog = "<< /Type /Catalog /Pages 2 0 R"
+    if outline:
+        first = len(objects) + 1
+        objects.append(f"<< /Type /Outlines /First {first + 1} 0 R /Last {first + len(outline)} "
+                       f"0 R /Count {len(outline)} >>".encode())
+        for k, (name, page, y) in enumerate(outline):
+            me = first + 1 + k
+            links = (f" /Prev {me - 1} 0 R" if k else "") + (
+                f" /Next {me + 1} 0 R" if k + 1 < len(outline) else "")
+            objects.append(f"<< /Title ({name}) /Parent {first} 0 R{links} /Dest "
+                           f"[{3 + 2 * page} 0 R /XYZ 72 {y} 0] >>".encode())
+        catalog += f" /Outlines {first} 0 R"
+    info = None
+    if title:
+        objects.append(f"<< /Title ({title}) >>".encode())
+        info = len(objects)
+    objects[0] = (catalog + " >>").encode()
+    return _pdf(objects, info=info)
 
 
 def make_docx(path: Path, title: str, paragraphs: Iterable[str]) -> None:
@@ -51,7 +103,7 @@ def write_corpus(root: Path, files: dict[str, Any]) -> Path:
     return root
 
 
-def _pdf(objects: list[bytes], root: int = 1) -> bytes:
+def _pdf(objects: list[bytes], root: int = 1, info: int | None = None) -> bytes:
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
@@ -60,8 +112,9 @@ def _pdf(objects: list[bytes], root: int = 1) -> bytes:
     xref = len(out)
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1, root, xref)
+    extra = b" /Info %d 0 R" % info if info else b""
+    out += b"trailer\n<< /Size %d /Root %d 0 R%s >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1, root, extra, xref)
     return bytes(out)
 
 

@@ -50,7 +50,7 @@ def test_text_paragraphs():
 def test_pdf_text_is_extracted_per_page():
     [doc] = load_bytes(make_pdf("Grounded answers need sources"), "paper.pdf")
     assert "Grounded answers need sources" in doc.text
-    assert doc.sections[0].heading == ["Page 1"]
+    assert [p.number for p in doc.pages] == [1]
 
 
 def test_docx_headings(tmp_path: Path):

@@ -1,0 +1,334 @@
+"""A PDF as a Document with structure: paragraphs rebuilt from lines, section headings
+from the outline (or, without one, from font size and weight), running headers,
+footers and page numbers dropped, line-end hyphens mended, each block's page kept.
+
+pypdfium2 (PDFium, Apache-2.0/BSD) reads the text layer: it was the fastest of the
+permissive readers measured (docs/benchmarks.md) and renders pages for OCR. pypdf
+stays as the fallback for a file PDFium refuses. Pages without a text layer go to
+indexing.ocr when ``ocr`` allows.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from indexing.documents import Document, DocumentBuilder, PageProblem
+from indexing.pdf_layout import Line, PageText, page_lines
+from llama_rag.errors import LoadError
+
+BAND = 0.09  # share of the page height at the top and bottom where running lines live
+REPEAT_PAGES = 3  # a running line appears in the same band on at least this many pages
+HEADING_RATIO = 1.12  # a line this much larger than the body text may be a heading
+HEADING_WORDS = 14
+MIN_TEXT_CHARS = 20  # a page with fewer characters than this has no text layer
+
+_PAGE_NUMBER = re.compile(r"^(page\s*)?([\divxlcdm]+)(\s*(of|/)\s*\d+)?$", re.I)
+_LINE_HYPHENS = "-\u2010"
+_SOFT_HYPHENS = "\u00ad\x02"  # PDFium marks a hyphen the typesetter added with U+0002
+_LEADERS = re.compile(r"(\.\s?){5,}\s*[\divxlc]+$", re.I)  # a table of contents' line
+
+
+@dataclass(frozen=True)
+class PdfOptions:
+    """How pages without a text layer are read: ``ocr`` auto (OCR those pages), off,
+    force (OCR every page); ``ocr_language`` Tesseract's language codes."""
+
+    ocr: str = "auto"
+    ocr_language: str = "eng"
+
+
+OcrPage = Callable[[object, int], str]  # (pypdfium2 page, number) -> text
+
+
+def load_pdf(data: bytes, source: str, options: PdfOptions = PdfOptions(),
+             ocr_page: OcrPage | None = None) -> list[Document]:
+    """One Document for the file; LoadError when it cannot be read at all."""
+    import pypdfium2 as pdfium
+
+    if not data.strip():
+        raise LoadError("empty file")
+    try:
+        pdf = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as exc:
+        if "password" in str(exc).lower():
+            raise LoadError("encrypted PDF: it needs a password") from None
+        return _pypdf_fallback(data, source, f"{exc}")
+    try:
+        return [_read(pdf, source, options, ocr_page)]
+    except _Unreadable as exc:
+        return _pypdf_fallback(data, source, str(exc))
+    finally:
+        pdf.close()
+
+
+class _Unreadable(Exception):
+    """PDFium could open the file but read none of its pages."""
+
+
+def _read(pdf, source: str, options: PdfOptions, ocr_page: OcrPage | None) -> Document:
+    pages: list[PageText] = []
+    scanned: dict[int, str | None] = {}  # page -> OCR text (None: OCR found nothing)
+    problems: list[PageProblem] = []
+    import pypdfium2 as pdfium
+
+    for i in range(len(pdf)):
+        try:
+            page = pdf[i]
+        except pdfium.PdfiumError as exc:
+            problems.append(PageProblem(page=i + 1, error=f"cannot read the page: {exc}"))
+            continue
+        try:
+            text = page_lines(page, i + 1)
+            if options.ocr == "force" or (options.ocr == "auto" and text.chars < MIN_TEXT_CHARS):
+                if options.ocr == "off" or ocr_page is None:
+                    pass
+                else:
+                    try:
+                        scanned[i + 1] = ocr_page(page, i + 1) or None
+                    except LoadError as exc:
+                        problems.append(PageProblem(page=i + 1, error=exc.message))
+                        continue
+                    if scanned[i + 1] is None:
+                        problems.append(PageProblem(page=i + 1, error="OCR found no text"))
+            pages.append(text)
+        finally:
+            page.close()
+    if not pages and problems:
+        raise _Unreadable(problems[0].error)
+    builder = DocumentBuilder()
+    outline = _outline(pdf)
+    running = _running_lines(pages)
+    body = _body_size(pages)
+    sizes = _heading_sizes(pages, body) if not outline else []
+    for page in pages:
+        builder.page(page.number, ocr=page.number in scanned)
+        if page.number in scanned:
+            for para in re.split(r"\n\s*\n", scanned[page.number] or ""):
+                builder.block(_join_lines(para.splitlines()))
+            continue
+        lines = [ln for ln in page.lines if not _is_running(ln, page, running)
+                 and not _LEADERS.search(ln.text)]
+        _emit(builder, lines, outline.get(page.number, []), body, sizes)
+    title = _title(pdf) or Path(source).stem
+    text, sections = builder.build()
+    if not text.strip():
+        if options.ocr == "off" and any(p.chars < MIN_TEXT_CHARS for p in pages):
+            raise LoadError("no text layer (a scanned PDF?) and ingest.ocr is off")
+        raise LoadError("no text found in the PDF" + (f" ({problems[0].error} on page "
+                                                       f"{problems[0].page})" if problems else ""))
+    return Document(id=source, source=source, title=title, text=text, sections=sections,
+                    pages=builder.pages, problems=problems)
+
+
+def _title(pdf) -> str:
+    try:
+        return (pdf.get_metadata_dict().get("Title") or "").strip()
+    except Exception:  # a broken info dictionary is no reason to lose the file
+        return ""
+
+
+def _outline(pdf) -> dict[int, list[tuple[int, str, float | None]]]:
+    """page -> (level, title, y of its destination) of the PDF's bookmarks."""
+    found: dict[int, list[tuple[int, str, float | None]]] = {}
+    try:
+        for mark in pdf.get_toc(max_depth=6):
+            dest = mark.get_dest()
+            title = " ".join((mark.get_title() or "").split())
+            if dest is None or not title or dest.get_index() is None:
+                continue
+            mode, view = dest.get_view()
+            y = float(view[1]) if mode == 1 and len(view) > 1 and view[1] else None
+            found.setdefault(dest.get_index() + 1, []).append((mark.level + 1, title, y))
+    except Exception:  # a broken outline: read the fonts instead
+        return {}
+    return found if sum(map(len, found.values())) >= 2 else {}
+
+
+def _key(text: str) -> str:
+    return re.sub(r"\d+", "#", " ".join(text.lower().split()))
+
+
+def _band(line: Line, page: PageText) -> str | None:
+    if line.bottom > page.height * (1 - BAND):
+        return "top"
+    return "bottom" if line.top < page.height * BAND else None
+
+
+def _running_lines(pages: list[PageText]) -> set[tuple[str, str]]:
+    """(band, text) of lines in the top or bottom band that repeat across pages, digits
+    aside: a running header names its chapter, so it repeats only while the chapter lasts."""
+    seen = Counter(k for p in pages for k in {(_band(ln, p), _key(ln.text)) for ln in p.lines
+                                              if _band(ln, p)})
+    return {k for k, n in seen.items() if n >= REPEAT_PAGES}
+
+
+def _is_running(line: Line, page: PageText, running: set[tuple[str, str]]) -> bool:
+    band = _band(line, page)
+    return band is not None and ((band, _key(line.text)) in running
+                                 or bool(_PAGE_NUMBER.match(line.text.strip())))
+
+
+def _body_size(pages: list[PageText]) -> float:
+    sizes = Counter()
+    for p in pages:
+        for ln in p.lines:
+            sizes[round(ln.size)] += len(ln.text)
+    return float(sizes.most_common(1)[0][0]) if sizes else 10.0
+
+
+def _heading_sizes(pages: list[PageText], body: float) -> list[float]:
+    """Font sizes larger than the body's that only short lines use, largest first:
+    their rank is the heading level."""
+    big = {round(ln.size) for p in pages for ln in p.lines
+           if ln.size >= body * HEADING_RATIO and _headline(ln)}
+    return sorted(big, reverse=True)[:4]
+
+
+def _headline(line: Line) -> bool:
+    text = line.text.strip()
+    return (0 < line.words <= HEADING_WORDS and any(c.isalpha() for c in text)
+            and not text.endswith((".", ",", ";")) and not line.mono)
+
+
+def _level(line: Line, body: float, sizes: list[float]) -> int | None:
+    """The heading level of a line by its font, or None for body text."""
+    if not _headline(line):
+        return None
+    if round(line.size) in sizes:
+        return sizes.index(round(line.size)) + 1
+    if line.bold and abs(line.size - body) < 0.6 and line.words <= 8:
+        return len(sizes) + 1
+    return None
+
+
+def _emit(builder: DocumentBuilder, lines: list[Line], marks: list[tuple[int, str, float | None]],
+          body: float, sizes: list[float]) -> None:
+    """A page's lines as headings and paragraphs."""
+    pending = list(marks)
+    para: list[Line] = []
+
+    def flush() -> None:
+        if para:
+            builder.block("\n".join(ln.text for ln in para) if para[0].mono
+                          else _join_lines([ln.text for ln in para]))
+            para.clear()
+
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        # bookmarks whose place is above this line come first
+        while pending and pending[0][2] is not None and line.top < pending[0][2] - 2 * line.size \
+                and not _matches(pending[0][1], line.text):
+            flush()
+            builder.heading(pending[0][0], pending.pop(0)[1])
+        match = next((m for m in pending if _matches(m[1], line.text)), None)
+        if match is not None:
+            flush()
+            pending.remove(match)
+            builder.heading(match[0], match[1])
+            taken = _heading_lines(match[1], lines, i)
+            i += taken
+            continue
+        level = None if marks else _level(line, body, sizes)
+        if level is not None:
+            flush()
+            text = [line.text]
+            while (i + 1 < len(lines) and _level(lines[i + 1], body, sizes) == level
+                   and line.bottom - lines[i + 1].top < line.size):
+                i += 1
+                text.append(lines[i].text)
+            builder.heading(level, " ".join(text))
+            i += 1
+            continue
+        if para and _breaks(para[-1], line):
+            flush()
+        para.append(line)
+        i += 1
+    flush()
+    for level, title, _ in pending:
+        builder.heading(level, title)
+
+
+def _norm(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).lower()
+    return re.sub(r"[^\w]+", "", text)
+
+
+def _matches(title: str, text: str) -> bool:
+    """A line is a bookmark's title (or its first line; numbering may sit apart)."""
+    t, s = _norm(title), _norm(text)
+    return bool(s) and len(s) >= 3 and (t == s or (t.startswith(s) and len(s) >= len(t) / 3)
+                                        or (s.endswith(t) and len(t) >= 3))
+
+
+def _heading_lines(title: str, lines: list[Line], i: int) -> int:
+    """How many lines from ``i`` the title spans."""
+    want, got, k = _norm(title), "", i
+    while k < len(lines) and len(got) < len(want) and want.startswith(got + _norm(lines[k].text)[:1]):
+        got += _norm(lines[k].text)
+        k += 1
+    return max(1, k - i)
+
+
+def _breaks(prev: Line, line: Line) -> bool:
+    """A new paragraph starts at ``line``: a vertical gap, a change of font, an indent,
+    or the last line ended short with a full stop."""
+    gap = prev.bottom - line.top
+    size = max(prev.size, 1.0)
+    if gap > 0.55 * size or gap < -2 * size:  # a gap, or a jump up (a new column)
+        return True
+    if abs(prev.size - line.size) > 0.6 or prev.mono != line.mono:
+        return True
+    if prev.mono:
+        return False
+    if line.x0 - prev.x0 > 1.2 * size:  # first-line indent
+        return True
+    return prev.text.rstrip().endswith((".", ":", "!", "?")) and prev.x1 < line.x1 - 4 * size
+
+
+def _join_lines(lines: list[str]) -> str:
+    """Lines of one paragraph as one text; a word broken with a hyphen at a line end is
+    mended when the next line goes on in lower case."""
+    out = ""
+    for raw in lines:
+        line = raw.strip()
+        if not line:
+            continue
+        if out and out[-1] in _SOFT_HYPHENS:
+            out = out[:-1] + line
+        elif out and out[-1] in _LINE_HYPHENS and len(out) > 1 and out[-2].isalpha() \
+                and line[:1].islower():
+            out = out[:-1] + line
+        else:
+            out = f"{out} {line}" if out else line
+    return out.replace("\u00ad", "").replace("\x02", "")
+
+
+def _pypdf_fallback(data: bytes, source: str, why: str) -> list[Document]:
+    """pypdf's plain text per page, for a file PDFium cannot open."""
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        texts = [page.extract_text() or "" for page in reader.pages]
+        title = str((reader.metadata.title if reader.metadata else None) or "")
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError,
+            RecursionError, OSError) as exc:
+        raise LoadError(f"corrupt or unsupported PDF: {why}; pypdf: "
+                        f"{type(exc).__name__}: {exc}") from None
+    builder = DocumentBuilder()
+    for number, text in enumerate(texts, start=1):
+        builder.page(number)
+        builder.block(text.strip())
+    body, sections = builder.build()
+    if not body.strip():
+        raise LoadError("no text found in the PDF")
+    return [Document(id=source, source=source, title=title.strip() or Path(source).stem,
+                     text=body, sections=sections, pages=builder.pages)]
