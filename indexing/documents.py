@@ -100,6 +100,14 @@ class DocumentBuilder:
         self._heading = self._heading[: max(level - 1, 0)] + [text]
         self.block(text)
 
+    def table(self, rows: list[str]) -> None:
+        """A table's rows (indexing.tables), one block each, as sections of their own
+        under the current heading: chunks never mix a table with the prose around it."""
+        self._close_section()
+        for row in rows:
+            self.block(row)
+        self._close_section()
+
     def block(self, text: str) -> None:
         text = text.strip("\n")
         if not text.strip():

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from indexing import office
 from indexing.api_entries import API_REFERENCE, is_api_page
 from indexing.documents import Document, DocumentBuilder, PageProblem
+from indexing.tables import add_table
 from indexing.text import PARAGRAPH_BREAK
 from llama_rag.errors import LoadError
 from llama_rag.jsonl import records
@@ -124,8 +126,8 @@ def _main_rank(el) -> int:
 class _HtmlText:
     """Walks an lxml tree, feeding headings and paragraphs to a DocumentBuilder."""
 
-    def __init__(self) -> None:
-        self.builder = DocumentBuilder()
+    def __init__(self, builder: DocumentBuilder) -> None:
+        self.builder = builder
         self.title = ""
         self._inline: list[str] = []
 
@@ -146,6 +148,9 @@ class _HtmlText:
         elif el.tag == "pre":
             self.flush()
             self.builder.block(el.text_content().rstrip())
+        elif el.tag == "table" and (rows := _data_table(el)) is not None:
+            self.flush()
+            add_table(self.builder, rows[0], header=rows[1])
         else:
             block = el.tag in _BLOCKS
             if block:
@@ -158,7 +163,25 @@ class _HtmlText:
         self._inline.append(el.tail or "")
 
 
-def load_html(data: bytes, source: str) -> list[Document]:
+def _data_table(table) -> tuple[list[list[str]], bool] | None:
+    """(rows of cell texts, whether the first row is a header) of a table of data, or
+    None for a table used for layout (nested tables, a single column or row)."""
+    if table.find(".//table") is not None:
+        return None
+    trs = [tr for tr in table.iter("tr")]
+    rows = [[" ".join(c.text_content().split()) for c in tr if c.tag in ("td", "th")]
+            for tr in trs]
+    if len(rows) < 2 or max(len(r) for r in rows) < 2:
+        return None
+    first = [c for c in trs[0] if c.tag in ("td", "th")]
+    header = bool(first) and (all(c.tag == "th" for c in first)
+                              or trs[0].getparent().tag == "thead")
+    return rows, header
+
+
+def html_into(builder: DocumentBuilder, data: bytes) -> tuple[str, bool]:
+    """Feed an HTML page's main content to ``builder``: (its title, whether it is an API
+    reference page). Also reads the chapters of an epub and the HTML part of an e-mail."""
     from lxml import etree, html
 
     text = _decode(data)
@@ -178,13 +201,18 @@ def load_html(data: bytes, source: str) -> list[Document]:
             best, rank = el, r
     for el in chrome:
         el.drop_tree()  # keeps the tail text, which belongs to the parent
-    walker = _HtmlText()
+    walker = _HtmlText(builder)
     main = best if best is not None and best.getparent() is not None else root
     walker.walk(main)
     walker.flush()
-    profile = {"profile": API_REFERENCE} if is_api_page(root) else None
-    return [_finish(source, walker.title or page_title or Path(source).stem, walker.builder,
-                    metadata=profile)]
+    return walker.title or page_title, is_api_page(root)
+
+
+def load_html(data: bytes, source: str) -> list[Document]:
+    builder = DocumentBuilder()
+    title, api = html_into(builder, data)
+    return [_finish(source, title or Path(source).stem, builder,
+                    metadata={"profile": API_REFERENCE} if api else None)]
 
 
 def load_pdf(data: bytes, source: str, options: LoadOptions) -> list[Document]:
@@ -249,7 +277,11 @@ def load_docx(data: bytes, source: str) -> list[Document]:
     except Exception as exc:  # python-docx raises many types for a broken zip/xml
         raise LoadError(f"corrupt or unsupported .docx: {type(exc).__name__}: {exc}") from None
     builder, title = DocumentBuilder(), document.core_properties.title or ""
-    for para in document.paragraphs:
+    for part in document.iter_inner_content():
+        if isinstance(part, docx.table.Table):
+            add_table(builder, [[cell.text for cell in row.cells] for row in part.rows])
+            continue
+        para = part
         style = para.style.name if para.style is not None else ""
         m = re.match(r"Heading (\d)", style or "")
         if m or style == "Title":
@@ -263,7 +295,9 @@ def load_docx(data: bytes, source: str) -> list[Document]:
 
 LOADERS: dict[str, Callable[[bytes, str], list[Document]]] = {
     ".txt": load_text, ".md": load_markdown, ".markdown": load_markdown,
-    ".html": load_html, ".htm": load_html, ".docx": load_docx,
+    ".html": load_html, ".htm": load_html, ".xhtml": load_html, ".docx": load_docx,
+    ".pptx": office.load_pptx, ".xlsx": office.load_xlsx, ".ods": office.load_ods,
+    ".epub": office.load_epub, ".eml": office.load_eml,
 }
 WITH_OPTIONS: dict[str, Callable[[bytes, str, LoadOptions], list[Document]]] = {
     ".pdf": load_pdf, **{s: load_image for s in IMAGE_SUFFIXES},

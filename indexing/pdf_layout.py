@@ -14,6 +14,7 @@ _MONO_HINTS = ("mono", "courier", "cmtt", "typewriter", "consol", "sfmono", "men
                "inconsolata", "nimbusmon", "dejavusansmono")
 
 
+GUTTER_EMS = 2.5  # a horizontal gap this many character heights wide parts two lines
 FONT_SAMPLES = 6  # characters of a line whose fonts decide whether it is bold or code
 
 
@@ -53,44 +54,56 @@ def page_lines(page, number: int) -> PageText:
     try:
         count = textpage.count_chars()
         lines: list[Line] = []
-        chars: list[tuple[str, float, float, float, float, float, int]] = []
-
-        def close() -> None:
-            line = _line(chars, textpage, raw)
-            if line is not None:
-                lines.append(line)
-            chars.clear()
-
+        line = _Open()
         for i in range(count):
             ch = chr(raw.FPDFText_GetUnicode(textpage.raw, i) or 32)
             if ch in "\r\n":
-                close()
+                line = line.close(lines, textpage, raw)
                 continue
             if raw.FPDFText_IsGenerated(textpage.raw, i) == 1:
-                if ch == " " and chars:
-                    chars.append((" ",) + chars[-1][1:])
+                if ch == " " and line.chars:
+                    line.chars.append((" ",) + line.chars[-1][1:])
                 continue
             left, bottom, right, top = textpage.get_charbox(i)
-            if chars and ch.strip() and _new_line(chars, left, top, bottom):
-                close()
-            chars.append((ch, left, right, top, bottom,
-                          raw.FPDFText_GetFontSize(textpage.raw, i), i))
-        close()
+            if ch.strip() and line.starts_new(left, top):
+                line = line.close(lines, textpage, raw)
+            line.add((ch, left, right, top, bottom, raw.FPDFText_GetFontSize(textpage.raw, i), i))
+        line.close(lines, textpage, raw)
     finally:
         textpage.close()
     return PageText(number, width, height, reading_order(lines, width), count)
 
 
-def _new_line(chars, left: float, top: float, bottom: float) -> bool:
-    """A character that starts a new line PDFium did not mark: wholly below the line's
-    lowest point so far (a quote mark sits high, a comma low), or far back to the left
-    of the last character and lower."""
-    visible = [c for c in chars if c[0].strip()]
-    if not visible:
-        return False
-    last, floor = visible[-1], min(c[4] for c in visible)
-    height = max(last[3] - last[4], 1.0)
-    return top < floor or (left < last[1] - 4 * height and top < last[4])
+class _Open:
+    """The characters of the line being read, with its lowest point and last glyph."""
+
+    def __init__(self) -> None:
+        self.chars: list[tuple[str, float, float, float, float, float, int]] = []
+        self.floor = float("inf")
+        self.last: tuple | None = None
+
+    def add(self, char: tuple) -> None:
+        self.chars.append(char)
+        if char[0].strip():
+            self.floor = min(self.floor, char[4])
+            self.last = char
+
+    def starts_new(self, left: float, top: float) -> bool:
+        """A character that starts a new line PDFium did not mark: wholly below the
+        line's lowest point so far (a quote mark sits high, a comma low), far back to
+        the left of the last character and lower, or across a gutter (the next column)."""
+        last = self.last
+        if last is None:
+            return False
+        height = max(last[3] - last[4], last[5] * 0.7, 1.0)  # a period's box is tiny
+        return (top < self.floor or (left < last[1] - 4 * height and top < last[4])
+                or left > last[2] + GUTTER_EMS * height)
+
+    def close(self, lines: list[Line], textpage, raw) -> "_Open":
+        line = _line(self.chars, textpage, raw)
+        if line is not None:
+            lines.append(line)
+        return _Open()
 
 
 def _line(chars, textpage, raw) -> Line | None:
@@ -126,19 +139,20 @@ def reading_order(lines: list[Line], width: float) -> list[Line]:
     """Two-column text read column by column: between lines that span the middle, the
     left column's lines top to bottom, then the right's. One column stays as it is."""
     mid, slack = width / 2, width * GUTTER
-    left = [ln for ln in lines if ln.x1 <= mid + slack]
-    right = [ln for ln in lines if ln.x0 >= mid - slack]
-    if len(left) < 5 or len(right) < 5 or min(ln.x0 for ln in right) < mid - slack:
+    left = {id(ln) for ln in lines if ln.x1 <= mid + slack}
+    right = {id(ln) for ln in lines if ln.x0 >= mid - slack and id(ln) not in left}
+    if len(left) < 5 or len(right) < 5:
         return lines
-    spanning = sorted((ln for ln in lines if ln not in left and ln not in right),
+    spanning = sorted((ln for ln in lines if id(ln) not in left and id(ln) not in right),
                       key=lambda ln: -ln.top)
     ordered: list[Line] = []
     above = float("inf")
     for cut in spanning + [None]:
         below = cut.top if cut is not None else float("-inf")
-        band = [ln for ln in left + right if below < ln.top <= above and ln not in ordered]
-        ordered += sorted((ln for ln in band if ln in left), key=lambda ln: -ln.top)
-        ordered += sorted((ln for ln in band if ln in right), key=lambda ln: -ln.top)
+        band = [ln for ln in lines if below < ln.top <= above and id(ln) not in
+                {id(c) for c in spanning}]
+        ordered += sorted((ln for ln in band if id(ln) in left), key=lambda ln: -ln.top)
+        ordered += sorted((ln for ln in band if id(ln) in right), key=lambda ln: -ln.top)
         if cut is not None:
             ordered.append(cut)
             above = cut.top

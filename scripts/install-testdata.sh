@@ -2,7 +2,7 @@
 # Real corpora for tests and the demo, from Debian's packages (never committed):
 # python3.11-doc (the Python docs as HTML); Chromium's headless shell and a font for
 # the browser test of the question page (Playwright drives it; no browser download);
-# prometheus for promtool. With --dev-corpora, also the answer benchmark's corpora of
+# prometheus for promtool; Tesseract with English for OCR. With --dev-corpora, also the answer benchmark's corpora of
 # other kinds (bench/any_corpus.py): git's and PostgreSQL's HTML manuals, PDF manuals,
 # man pages.
 set -euo pipefail
@@ -22,6 +22,9 @@ if [ "${1:-}" = "--dev-corpora" ]; then
   [ -f /usr/share/man/man1/ps.1.gz ] || need+=(procps)
 fi
 [ -f /usr/share/doc/python3.11/html/library/zipfile.html ] || need+=(python3.11-doc)
+# OCR of scanned PDFs and images (ingest.ocr): Tesseract and its English data
+command -v tesseract >/dev/null || need+=(tesseract-ocr)
+[ -n "$(ls /usr/share/tesseract-ocr/*/tessdata/eng.traineddata 2>/dev/null)" ] || need+=(tesseract-ocr-eng)
 command -v chromium-headless-shell >/dev/null || command -v chromium >/dev/null \
   || need+=(chromium-headless-shell fonts-dejavu-core)
 command -v promtool >/dev/null || need+=(prometheus)  # promtool checks infra/monitoring
