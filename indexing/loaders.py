@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Callable
 
 from indexing import office
-from indexing.api_entries import API_REFERENCE, is_api_page
+from indexing.api_entries import API_REFERENCE
 from indexing.documents import Document, DocumentBuilder, PageProblem
 from indexing.tables import add_table
-from indexing.text import PARAGRAPH_BREAK
+from indexing.html import html_into
+from indexing.text import PARAGRAPH_BREAK, decode_text
 from llama_rag.errors import LoadError
 from llama_rag.jsonl import records
 
@@ -36,20 +37,6 @@ _MD_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 
 
-def _decode(data: bytes) -> str:
-    if not data.strip():
-        raise LoadError("empty file")
-    if b"\x00" in data[:8192]:
-        raise LoadError("binary file (NUL bytes), not text")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise LoadError(f"not valid UTF-8 (byte {exc.start}: {data[exc.start:exc.start+1]!r})") from None
-    if not text.strip():
-        raise LoadError("empty file")
-    return text
-
-
 def _finish(source: str, title: str, builder: DocumentBuilder, doc_id: str | None = None,
             metadata: dict | None = None) -> Document:
     text, sections = builder.build()
@@ -60,7 +47,7 @@ def _finish(source: str, title: str, builder: DocumentBuilder, doc_id: str | Non
 
 
 def load_text(data: bytes, source: str) -> list[Document]:
-    text = _decode(data)
+    text = decode_text(data)
     builder = DocumentBuilder()
     for para in PARAGRAPH_BREAK.split(text):
         builder.block(para.rstrip())
@@ -68,7 +55,7 @@ def load_text(data: bytes, source: str) -> list[Document]:
 
 
 def load_markdown(data: bytes, source: str) -> list[Document]:
-    text = _decode(data)
+    text = decode_text(data)
     builder = DocumentBuilder()
     title, para, in_fence = "", [], False
 
@@ -91,121 +78,6 @@ def load_markdown(data: bytes, source: str) -> list[Document]:
             para.append(line.rstrip())
     flush()
     return [_finish(source, title or Path(source).stem, builder)]
-
-
-_CHROME = {"script", "style", "noscript", "nav", "header", "footer", "aside", "form",
-           "iframe", "svg", "button", "template", "head"}
-_CHROME_ROLES = {"navigation", "search", "banner", "contentinfo"}
-_CHROME_CLASSES = {"sphinxsidebar", "related", "footer", "headerlink", "breadcrumb", "breadcrumbs",
-                   "sidebar", "navbar", "toc", "skip-link", "mobile-nav"}
-_CHROME_IDS = {"sidebar", "toc"}
-_BLOCKS = {"p", "pre", "li", "dt", "dd", "tr", "blockquote", "table", "div", "section", "ul",
-           "ol", "dl", "figure", "figcaption", "br", "hr", "article", "main", "td", "th"}
-_HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
-
-
-def _is_chrome(el) -> bool:
-    if el.tag in _CHROME:
-        return True
-    classes = (el.get("class") or "").split()
-    return (el.get("role") in _CHROME_ROLES or el.get("id") in _CHROME_IDS
-            or not _CHROME_CLASSES.isdisjoint(classes))
-
-
-def _main_rank(el) -> int:
-    """0 for the page's main content container, higher for weaker candidates."""
-    if el.tag == "main" or el.get("role") == "main":
-        return 0
-    if el.tag == "article":
-        return 1
-    if "body" in (el.get("class") or "").split() or el.get("id") == "content":
-        return 2
-    return 9
-
-
-class _HtmlText:
-    """Walks an lxml tree, feeding headings and paragraphs to a DocumentBuilder."""
-
-    def __init__(self, builder: DocumentBuilder) -> None:
-        self.builder = builder
-        self.title = ""
-        self._inline: list[str] = []
-
-    def flush(self) -> None:
-        text = " ".join("".join(self._inline).split())
-        self._inline.clear()
-        self.builder.block(text)
-
-    def walk(self, el) -> None:
-        if not isinstance(el.tag, str):  # comment or processing instruction
-            self._inline.append(el.tail or "")
-            return
-        if el.tag in _HEADINGS:
-            self.flush()
-            label = " ".join(el.text_content().replace("\u00b6", "").split())
-            self.title = self.title or (label if el.tag == "h1" else "")
-            self.builder.heading(_HEADINGS[el.tag], label)
-        elif el.tag == "pre":
-            self.flush()
-            self.builder.block(el.text_content().rstrip())
-        elif el.tag == "table" and (rows := _data_table(el)) is not None:
-            self.flush()
-            add_table(self.builder, rows[0], header=rows[1])
-        else:
-            block = el.tag in _BLOCKS
-            if block:
-                self.flush()
-            self._inline.append(el.text or "")
-            for child in el:
-                self.walk(child)
-            if block:
-                self.flush()
-        self._inline.append(el.tail or "")
-
-
-def _data_table(table) -> tuple[list[list[str]], bool] | None:
-    """(rows of cell texts, whether the first row is a header) of a table of data, or
-    None for a table used for layout (nested tables, a single column or row)."""
-    if table.find(".//table") is not None:
-        return None
-    trs = [tr for tr in table.iter("tr")]
-    rows = [[" ".join(c.text_content().split()) for c in tr if c.tag in ("td", "th")]
-            for tr in trs]
-    if len(rows) < 2 or max(len(r) for r in rows) < 2:
-        return None
-    first = [c for c in trs[0] if c.tag in ("td", "th")]
-    header = bool(first) and (all(c.tag == "th" for c in first)
-                              or trs[0].getparent().tag == "thead")
-    return rows, header
-
-
-def html_into(builder: DocumentBuilder, data: bytes) -> tuple[str, bool]:
-    """Feed an HTML page's main content to ``builder``: (its title, whether it is an API
-    reference page). Also reads the chapters of an epub and the HTML part of an e-mail."""
-    from lxml import etree, html
-
-    text = _decode(data)
-    try:
-        root = html.document_fromstring(text.encode("utf-8"),
-                                        parser=html.HTMLParser(encoding="utf-8"))
-    except (etree.ParserError, ValueError) as exc:
-        raise LoadError(f"cannot parse HTML: {exc}") from None
-    page_title = " ".join((root.findtext(".//title") or "").split())
-    chrome, best, rank = [], None, 9
-    for el in root.iter():
-        if not isinstance(el.tag, str):
-            continue
-        if _is_chrome(el):
-            chrome.append(el)
-        elif (r := _main_rank(el)) < rank:
-            best, rank = el, r
-    for el in chrome:
-        el.drop_tree()  # keeps the tail text, which belongs to the parent
-    walker = _HtmlText(builder)
-    main = best if best is not None and best.getparent() is not None else root
-    walker.walk(main)
-    walker.flush()
-    return walker.title or page_title, is_api_page(root)
 
 
 def load_html(data: bytes, source: str) -> list[Document]:
@@ -244,7 +116,7 @@ def load_image(data: bytes, source: str, options: LoadOptions) -> list[Document]
 
 
 def load_jsonl(data: bytes, source: str, text_field: str = "text") -> list[Document]:
-    text = _decode(data)
+    text = decode_text(data)
     docs, bad = [], []
     for number, record, error in records(text.splitlines()):
         if error:

@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 from indexing.documents import Document, DocumentBuilder
+from indexing.html import html_into
 from indexing.tables import add_table
 from llama_rag.errors import LoadError
 
@@ -126,7 +127,6 @@ def load_epub(data: bytes, source: str) -> list[Document]:
     """The chapters in the order of the package's spine, read as HTML."""
     from lxml import etree
 
-    from indexing.loaders import html_into
 
     try:
         book = zipfile.ZipFile(io.BytesIO(data))
@@ -157,7 +157,6 @@ def load_eml(data: bytes, source: str) -> list[Document]:
     from email import policy
     from email.parser import BytesParser
 
-    from indexing.loaders import html_into
 
     if not data.strip():
         raise LoadError("empty file")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
+from llama_rag.errors import LoadError
+
 PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 # where a paragraph too long for one chunk may be cut: after . ! ? : ; and whitespace
 CLAUSE_BREAK = re.compile(r"(?<=[.!?:;])\s+")
@@ -72,3 +74,18 @@ def words(text: str) -> list[str]:
 
 def content_words(text: str) -> set[str]:
     return {w for w in words(text) if w not in STOP_WORDS}
+
+
+def decode_text(data: bytes) -> str:
+    """UTF-8 text of a file, or a LoadError that says why it is not text."""
+    if not data.strip():
+        raise LoadError("empty file")
+    if b"\x00" in data[:8192]:
+        raise LoadError("binary file (NUL bytes), not text")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise LoadError(f"not valid UTF-8 (byte {exc.start}: {data[exc.start:exc.start+1]!r})") from None
+    if not text.strip():
+        raise LoadError("empty file")
+    return text
