@@ -168,10 +168,17 @@ def plan(files: list[SourceFile], roots: list[Path], previous: Manifest | None) 
                 deleted=deleted, failed_before=failed_before)
 
 
+class Loaded(BaseModel):
+    """One file's chunks, the pages that could not be read, how many pages it has."""
+
+    chunks: list[Chunk]
+    problems: list[PageProblem]
+    pages: int
+
+
 def load_chunks(file: SourceFile, chunker: Chunker, settings: IndexSettings,
-                ingest: IngestSettings | None = None) -> tuple[list[Chunk], list[PageProblem]]:
-    """Load and chunk one file: its chunks and the pages that could not be read; raises
-    LoadError with the reason when it yields nothing."""
+                ingest: IngestSettings | None = None) -> Loaded:
+    """Load and chunk one file; raises LoadError with the reason when it yields nothing."""
     if file.error:
         raise LoadError(file.error)
     ingest = ingest or IngestSettings()
@@ -181,9 +188,10 @@ def load_chunks(file: SourceFile, chunker: Chunker, settings: IndexSettings,
     chunks = [c for doc in docs for c in chunker.split(doc)]
     if not chunks:
         raise LoadError("no text found in the file")
-    return chunks, [p for doc in docs for p in doc.problems]
+    return Loaded(chunks=chunks, problems=[p for doc in docs for p in doc.problems],
+                  pages=sum(len(doc.pages) for doc in docs))
 
 
 def chunk_file(file: SourceFile, chunker: Chunker, settings: IndexSettings) -> list[Chunk]:
     """The chunks of one file (load_chunks without the page problems)."""
-    return load_chunks(file, chunker, settings)[0]
+    return load_chunks(file, chunker, settings).chunks

@@ -90,11 +90,11 @@ def load_html(data: bytes, source: str) -> list[Document]:
 def load_pdf(data: bytes, source: str, options: LoadOptions) -> list[Document]:
     from indexing import ocr, pdf
 
-    def read_page(page, number: int) -> str:
-        return ocr.page_text(page, options.ocr_language)
+    def read(images: list) -> list:
+        return ocr.read_images(images, options.ocr_language)
 
     return pdf.load_pdf(data, source, pdf.PdfOptions(options.ocr, options.ocr_language),
-                        None if options.ocr == "off" else read_page)
+                        None if options.ocr == "off" else read)
 
 
 def load_image(data: bytes, source: str, options: LoadOptions) -> list[Document]:
@@ -104,8 +104,13 @@ def load_image(data: bytes, source: str, options: LoadOptions) -> list[Document]
     if options.ocr == "off":
         raise LoadError("an image needs OCR and ingest.ocr is off")
     builder, problems = DocumentBuilder(), []
-    for number, frame in enumerate(ocr.open_image(data), start=1):
-        text = ocr.image_text(frame, options.ocr_language)
+    frames = ocr.open_image(data)
+    for number, text in enumerate(ocr.read_images(frames, options.ocr_language), start=1):
+        if isinstance(text, LoadError):
+            if len(frames) == 1:
+                raise text
+            problems.append(PageProblem(page=number, error=text.message))
+            continue
         if not text:
             problems.append(PageProblem(page=number, error="OCR found no text"))
         builder.page(number, ocr=True)

@@ -43,12 +43,13 @@ class PdfOptions:
     ocr_language: str = "eng"
 
 
-OcrPage = Callable[[object, int], str]  # (pypdfium2 page, number) -> text
+OcrRead = Callable[[list], list]  # PIL images -> their text, or the LoadError of each
 
 
 def load_pdf(data: bytes, source: str, options: PdfOptions = PdfOptions(),
-             ocr_page: OcrPage | None = None) -> list[Document]:
-    """One Document for the file; LoadError when it cannot be read at all."""
+             ocr_read: OcrRead | None = None, ocr_batch: int = 4) -> list[Document]:
+    """One Document for the file; LoadError when it cannot be read at all. Pages to OCR
+    are rendered ``ocr_batch`` at a time (a 300 dpi page is 25 MB) and read by ``ocr_read``."""
     import pypdfium2 as pdfium
 
     if not data.strip():
@@ -60,7 +61,7 @@ def load_pdf(data: bytes, source: str, options: PdfOptions = PdfOptions(),
             raise LoadError("encrypted PDF: it needs a password") from None
         return _pypdf_fallback(data, source, f"{exc}")
     try:
-        return [_read(pdf, source, options, ocr_page)]
+        return [_read(pdf, source, options, ocr_read, ocr_batch)]
     except _Unreadable as exc:
         return _pypdf_fallback(data, source, str(exc))
     finally:
@@ -71,12 +72,18 @@ class _Unreadable(Exception):
     """PDFium could open the file but read none of its pages."""
 
 
-def _read(pdf, source: str, options: PdfOptions, ocr_page: OcrPage | None) -> Document:
-    pages: list[PageText] = []
-    scanned: dict[int, str | None] = {}  # page -> OCR text (None: OCR found nothing)
-    problems: list[PageProblem] = []
+def _wants_ocr(options: PdfOptions, text: PageText) -> bool:
+    return options.ocr == "force" or (options.ocr == "auto" and text.chars < MIN_TEXT_CHARS)
+
+
+def _read(pdf, source: str, options: PdfOptions, ocr_read: OcrRead | None,
+          ocr_batch: int) -> Document:
     import pypdfium2 as pdfium
 
+    from indexing.ocr import render
+
+    pages: list[PageText] = []
+    problems: list[PageProblem] = []
     for i in range(len(pdf)):
         try:
             page = pdf[i]
@@ -84,21 +91,29 @@ def _read(pdf, source: str, options: PdfOptions, ocr_page: OcrPage | None) -> Do
             problems.append(PageProblem(page=i + 1, error=f"cannot read the page: {exc}"))
             continue
         try:
-            text = page_lines(page, i + 1)
-            if options.ocr == "force" or (options.ocr == "auto" and text.chars < MIN_TEXT_CHARS):
-                if options.ocr == "off" or ocr_page is None:
-                    pass
-                else:
-                    try:
-                        scanned[i + 1] = ocr_page(page, i + 1) or None
-                    except LoadError as exc:
-                        problems.append(PageProblem(page=i + 1, error=exc.message))
-                        continue
-                    if scanned[i + 1] is None:
-                        problems.append(PageProblem(page=i + 1, error="OCR found no text"))
-            pages.append(text)
+            pages.append(page_lines(page, i + 1))
         finally:
             page.close()
+    scanned: dict[int, str] = {}  # page -> its OCR text
+    todo = [p.number for p in pages if _wants_ocr(options, p)] if ocr_read else []
+    for at in range(0, len(todo), ocr_batch):
+        numbers = todo[at:at + ocr_batch]
+        images = []
+        for number in numbers:
+            page = pdf[number - 1]
+            try:
+                images.append(render(page))
+            finally:
+                page.close()
+        for number, got in zip(numbers, ocr_read(images)):
+            if isinstance(got, LoadError):
+                problems.append(PageProblem(page=number, error=got.message))
+            elif not got.strip():
+                problems.append(PageProblem(page=number, error="OCR found no text"))
+            else:
+                scanned[number] = got
+    failed = {p.page for p in problems}
+    pages = [p for p in pages if p.number not in failed or p.chars >= MIN_TEXT_CHARS]
     if not pages and problems:
         raise _Unreadable(problems[0].error)
     builder = DocumentBuilder()
@@ -109,7 +124,7 @@ def _read(pdf, source: str, options: PdfOptions, ocr_page: OcrPage | None) -> Do
     for page in pages:
         builder.page(page.number, ocr=page.number in scanned)
         if page.number in scanned:
-            for para in re.split(r"\n\s*\n", scanned[page.number] or ""):
+            for para in re.split(r"\n\s*\n", scanned[page.number]):
                 builder.block(_join_lines(para.splitlines()))
             continue
         lines = [ln for ln in page.lines if not _is_running(ln, page, running)

@@ -38,7 +38,7 @@ from pipelines.ingest_args import options, print_summary, stdout_for_json
 
 
 ROW_COLUMNS = ["id", "doc_id", "source", "title", "heading", "text", "start", "end", "index",
-               "metadata", "embed_text", "error", "file_chunks", "page"]
+               "metadata", "embed_text", "error", "file_chunks", "file_pages", "page"]
 
 
 class IngestSummary(BaseModel):
@@ -69,7 +69,8 @@ def file_rows(file: SourceFile, chunker: Chunker, settings: IndexSettings,
     not be read (``page`` > 0), or one error row with the reason. With ``mask_pii`` the
     stored and embedded text has PII replaced (llama_rag.pii)."""
     try:
-        chunks, problems = load_chunks(file, chunker, settings, ingest)
+        loaded = load_chunks(file, chunker, settings, ingest)
+        chunks = loaded.chunks
         if mask_pii:
             chunks = [c.model_copy(update={"text": mask(c.text), "title": mask(c.title),
                                            "heading": [mask(h) for h in c.heading]})
@@ -81,13 +82,15 @@ def file_rows(file: SourceFile, chunker: Chunker, settings: IndexSettings,
     return [_row(id=c.id, doc_id=c.doc_id, source=c.source, title=c.title,
                  heading=json.dumps(c.heading), text=c.text, start=c.start, end=c.end,
                  index=c.index, metadata=json.dumps(c.metadata, default=str),
-                 embed_text=c.embed_text(), file_chunks=len(chunks)) for c in chunks] + [
-        _row(source=file.source, error=p.error, page=p.page) for p in problems]
+                 embed_text=c.embed_text(), file_chunks=len(chunks), file_pages=loaded.pages)
+            for c in chunks] + [_row(source=file.source, error=p.error, page=p.page)
+                                for p in loaded.problems]
 
 
 def _row(**values: Any) -> dict[str, Any]:
     row: dict[str, Any] = {c: "" for c in ROW_COLUMNS}
-    row.update(start=0, end=0, index=0, file_chunks=0, heading="[]", metadata="{}", page=0)
+    row.update(start=0, end=0, index=0, file_chunks=0, heading="[]", metadata="{}", page=0,
+               file_pages=0)
     row.update(values)
     return row
 
@@ -191,6 +194,7 @@ def _collect(batches: Iterable[dict[str, Any]], total_files: int, progress: bool
 
     out = _Collected()
     seen: dict[str, int] = {}
+    pages, started = 0, time.perf_counter()
     bar = tqdm(total=total_files, unit="file", desc="indexing", disable=not progress,
                dynamic_ncols=True)
     with bar:
@@ -209,10 +213,12 @@ def _collect(batches: Iterable[dict[str, Any]], total_files: int, progress: bool
                 seen[src] = seen.get(src, 0) + 1
                 if seen[src] == int(batch["file_chunks"][i]):
                     bar.update(1)
+                    pages += int(batch["file_pages"][i])
                 out.rows.append({c: _plain(batch[c][i]) for c in CHUNK_SCHEMA.names})
             if keep:
                 out.vectors.append(np.asarray(batch["vector"])[keep])
-            bar.set_postfix(chunks=len(out.rows))
+            rate = {"pages/s": round(pages / (time.perf_counter() - started), 1)} if pages else {}
+            bar.set_postfix(chunks=len(out.rows), **rate)
     return out
 
 

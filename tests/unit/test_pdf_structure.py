@@ -85,13 +85,13 @@ def test_a_citation_names_the_page_its_quote_is_on():
 
 
 def test_an_unreadable_page_is_reported_and_the_rest_indexed():
-    def fails(page, number):
+    def fails(images):
         from llama_rag.errors import LoadError
-        raise LoadError("OCR failed: test")
+        return [LoadError("OCR failed: test") for _ in images]
 
     from indexing.pdf import load_pdf
     blank = make_pdf_pages([[PdfLine("Text on the first page, enough to count.", y=700)], []])
-    [doc] = load_pdf(blank, "half.pdf", ocr_page=fails)
+    [doc] = load_pdf(blank, "half.pdf", ocr_read=fails)
     assert "first page" in doc.text
     assert [(p.page, p.error) for p in doc.problems] == [(2, "OCR failed: test")]
 
