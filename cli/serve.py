@@ -19,9 +19,13 @@ from llama_rag.commands import config_option, settings_from
 @click.option("--passage-scorer", metavar="NAME",
               help="Choose extractive answers with this tuned passage scorer (`llama-rag "
               "tune`; default qa.passage_scorer).")
+@click.option("--documents-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The indexed folder: its files are served at /v1/files/ so the question "
+              "page opens a cited PDF at its page (serve.documents_dir).")
 @config_option
 def serve(host: str | None, port: int | None, index_dir: str | None,
-          passage_scorer: str | None, config_path: Path | None) -> None:
+          passage_scorer: str | None, documents_dir: Path | None,
+          config_path: Path | None) -> None:
     """Deploy the Serve application and wait for Ctrl-C.
 
     vLLM LLaMA replicas with the OpenAI routes, the retriever, and /v1/ask and
@@ -30,7 +34,8 @@ def serve(host: str | None, port: int | None, index_dir: str | None,
     """
     settings = settings_from(config_path, **{"serve.host": host, "serve.port": port,
                                          "index.dir": index_dir,
-                                         "qa.passage_scorer": passage_scorer})
+                                         "qa.passage_scorer": passage_scorer,
+                                         "serve.documents_dir": documents_dir})
     from llama_rag.adapters import AdapterStore
     from llama_rag.model_files import apply_offline_policy
     from llama_rag.ray_runtime import ensure_ray

@@ -281,6 +281,10 @@ class ServeSettings(StrictModel):
     """The HTTP side: where it listens and how it sheds load."""
 
     host: str = Field("127.0.0.1", description="Address the Serve proxy listens on.")
+    documents_dir: Path | None = Field(
+        None, description="The indexed folder whose files /v1/files/{source} serves (behind "
+        "the API-key check), so the question page opens a cited PDF at its page; unset "
+        "serves none.")
     port: int = Field(8000, ge=1, le=65535, description="Port of the Serve proxy.")
     max_running_requests: int = Field(
         64, ge=1, description="Requests the API replica runs at once (its admission control).")

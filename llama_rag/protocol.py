@@ -108,6 +108,8 @@ class IndexSummary(BaseModel):
     documents: int
     chunks: int
     failed_files: int
+    documents_served: bool = Field(False, description="Citations' files can be opened at "
+                                   "/v1/files/{source} (serve.documents_dir).")
 
 
 class AskRequest(BaseModel):

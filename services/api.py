@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 
 from llama_rag.config import DEFAULT_COLLECTION, Settings
 from llama_rag.pii import StreamMasker, mask_logs
@@ -28,7 +28,7 @@ from services.ray_compat import (ChatCompletionRequest, ChatCompletionStreamResp
 from llama_rag import sse
 from qa import grounding
 from qa.answerer import Answerer, Generation, answer_mode, check_question
-from services import chat
+from services import chat, documents
 from services.deployments import RetrieverClient
 from services.ingress import ENDPOINTS, LlamaRagIngress, check_max_tokens, responses
 from services.auth import SCOPE_STATE
@@ -64,7 +64,9 @@ class LlamaRagApi(LlamaRagIngress):
     async def index_summary(self, request: Request, collection: Collection | None = None
                             ) -> IndexSummary:
         _check_collection(request, collection)
-        return await self.retrieval.call("summary", collection)
+        summary = await self.retrieval.call("summary", collection)
+        served = self.settings.serve.documents_dir is not None and not collection
+        return summary.model_copy(update={"documents_served": served})
 
     async def model(self, model_id: str) -> ModelCard | None:
         """The LLM's cards and adapters (services.ingress), and the rag ids."""
@@ -84,6 +86,11 @@ class LlamaRagApi(LlamaRagIngress):
 
     async def page(self) -> HTMLResponse:
         return HTMLResponse((WEB / "index.html").read_text(encoding="utf-8"))
+
+    async def document(self, source: str, request: Request) -> FileResponse:
+        """A file of the indexed folder (serve.documents_dir), for a citation's link."""
+        allowed = getattr(request.state, SCOPE_STATE, None)
+        return FileResponse(documents.resolve(self.settings, source, allowed))
 
     async def ask(self, body: AskRequest, request: Request):
         plan = await self._plan(body, request)
@@ -261,7 +268,10 @@ API_ENDPOINTS = {**ENDPOINTS,
                                                 responses=responses(400, 404, 413, 503)),
                  "index_summary": lambda app: app.get("/v1/index", response_model=IndexSummary,
                                                       responses=responses(400, 404, 503)),
-                 "page": lambda app: app.get("/", include_in_schema=False)}
+                 "page": lambda app: app.get("/", include_in_schema=False),
+                 "document": lambda app: app.get("/v1/files/{source:path}",
+                                                 response_class=FileResponse,
+                                                 responses=responses(404))}
 
 
 def fastapi_app(settings: Settings):

@@ -54,7 +54,12 @@ function describeIndex(info) {
 async function loadIndexInfo() {
   try {
     const resp = await fetch("/v1/index", { headers: headers() });
-    if (resp.ok) { indexInfo.textContent = describeIndex(await resp.json()); return; }
+    if (resp.ok) {
+      const info = await resp.json();
+      documentsServed = Boolean(info.documents_served);
+      indexInfo.textContent = describeIndex(info);
+      return;
+    }
     if (resp.status === 401 || resp.status === 403) {
       needKey();
       indexInfo.textContent = "Index: enter an API key to see it";
@@ -68,6 +73,18 @@ async function loadIndexInfo() {
   }
 }
 
+let documentsServed = false;  // GET /v1/index says whether /v1/files/ serves the corpus
+
+// The file is fetched with the page's API key (a plain link would carry none), then
+// opened from a blob URL; "#page=N" makes the browser's PDF viewer open that page.
+async function openDocument(href) {
+  const [url, fragment] = href.split("#");
+  const resp = await fetch(url, { headers: headers() });
+  if (!resp.ok) { showError(await errorText(resp)); return; }
+  const blob = URL.createObjectURL(await resp.blob());
+  window.open(blob + (fragment ? "#" + fragment : ""), "_blank", "noopener");
+}
+
 function renderSources(citations) {
   sources.replaceChildren();
   for (const c of citations) {
@@ -79,7 +96,17 @@ function renderSources(citations) {
     title.textContent = "[" + c.n + "] " + (c.title || c.source);
     const path = document.createElement("div");
     path.className = "source-path";
-    path.textContent = c.source;
+    const where = c.source + (c.page ? ", page " + c.page : "");
+    if (documentsServed) {
+      const link = document.createElement("a");
+      link.href = "/v1/files/" + c.source.split("/").map(encodeURIComponent).join("/")
+        + (c.page ? "#page=" + c.page : "");
+      link.textContent = where;
+      link.addEventListener("click", (event) => { event.preventDefault(); openDocument(link.href); });
+      path.append(link);
+    } else {
+      path.textContent = where;
+    }
     const snippet = document.createElement("p");
     snippet.className = "source-snippet";
     snippet.textContent = c.snippet;
