@@ -176,8 +176,12 @@ def copy_pages(dst: Path, pages: list[str]) -> Path:
 @pytest.fixture(scope="session")
 def qa_index(ray_cluster, tmp_path_factory) -> Path:
     """A real index of QA_PAGES (about 2 minutes of embedding on 2 cores)."""
+    from tests.helpers import field_guide_pdf
+
     root = tmp_path_factory.mktemp("qa")
     corpus = copy_pages(root / "corpus", QA_PAGES)
+    (corpus / "manuals").mkdir()
+    (corpus / "manuals" / "field-guide.pdf").write_bytes(field_guide_pdf())  # pages known
     llama_rag(ray_cluster, "index", str(corpus), "--index-dir", str(root / "index"),
               "--no-progress", timeout=900)
     extra = copy_pages(root / "extra", EXTRA_PAGES)
@@ -195,8 +199,9 @@ def adapter_registry(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def llm_server(ray_cluster, qa_index):
-    """`llama-rag serve --index-dir` on the session cluster: one vLLM replica of the
-    bundled model, the retriever over ``qa_index``, API keys required.
+    """`llama-rag serve --index-dir --documents-dir` on the session cluster: one vLLM
+    replica of the bundled model, the retriever over ``qa_index``, its corpus served for
+    citations' links, API keys required.
 
     Small API limits (4 running, 2 queued) so the overload test can reach them, and
     a rate limit of 600/min with bursts of 40 per key (schemathesis runs at 500/min).
@@ -217,7 +222,8 @@ def llm_server(ray_cluster, qa_index):
                           LLAMA_RAG_QA__MAX_TOKENS="64",
                           LLAMA_RAG_SERVE__DEFAULT_MAX_TOKENS="64",
                           LLAMA_RAG_SERVE__MAX_TOKENS_LIMIT=str(MAX_TOKENS_LIMIT))
-    yield from serve_app(port, env, "--index-dir", str(qa_index))
+    yield from serve_app(port, env, "--index-dir", str(qa_index),
+                         "--documents-dir", str(qa_index.parent / "corpus"))
 
 
 def serve_app(port: int, env: dict[str, str], *args: str):

@@ -75,6 +75,34 @@ def make_pdf_pages(pages: list[list[PdfLine]], outline: list[tuple[str, int, flo
     return _pdf(objects, info=info)
 
 
+GUIDE_PAGES = [  # (chapter, sentences) of the field guide, one chapter a page
+    ("Calming a colony", ["A cool smoker puff at the entrance calms a colony before the hive "
+                          "is opened.", "Smoke masks the alarm scent the guard bees release."]),
+    ("Swarm season", ["A colony that runs out of room raises new queens and swarms in late "
+                      "spring.", "Adding a second brood box early in spring gives the colony "
+                      "room and delays swarming."]),
+    ("Winter care", ["A strong colony needs about twenty kilograms of stored honey to last the "
+                     "winter.", "Mouse guards fitted in autumn keep mice out of the hive."]),
+]
+
+
+def field_guide_pdf() -> bytes:
+    """A three-page PDF manual with an outline, a running header and page numbers: the
+    page of every sentence is known (GUIDE_PAGES)."""
+    pages, outline = [], []
+    for n, (chapter, sentences) in enumerate(GUIDE_PAGES):
+        lines = [PdfLine("Beekeeping Field Guide", y=760, size=9),
+                 PdfLine(str(n + 1), y=30, x=300, size=9),
+                 PdfLine(chapter, y=700, size=18, font="F2")]
+        y = 660
+        for sentence in sentences:
+            lines.append(PdfLine(sentence, y=y, size=10))
+            y -= 30
+        pages.append(lines)
+        outline.append((chapter, n, 720))
+    return make_pdf_pages(pages, outline=outline, title="Beekeeping Field Guide")
+
+
 def make_docx(path: Path, title: str, paragraphs: Iterable[str]) -> None:
     import docx
 
