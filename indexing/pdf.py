@@ -20,6 +20,7 @@ from typing import Callable
 
 from indexing.documents import Document, DocumentBuilder, PageProblem
 from indexing.pdf_layout import Line, PageText, page_lines
+from indexing.tables import add_table
 from llama_rag.errors import LoadError
 
 BAND = 0.09  # share of the page height at the top and bottom where running lines live
@@ -29,8 +30,8 @@ HEADING_WORDS = 14
 MIN_TEXT_CHARS = 20  # a page with fewer characters than this has no text layer
 
 _PAGE_NUMBER = re.compile(r"^(page\s*)?([\divxlcdm]+)(\s*(of|/)\s*\d+)?$", re.I)
-_LINE_HYPHENS = "-\u2010"
-_SOFT_HYPHENS = "\u00ad\x02"  # PDFium marks a hyphen the typesetter added with U+0002
+_LINE_HYPHENS = "-\u2010\x02"  # PDFium reports a line-end hyphen it takes for a break as U+0002
+_SOFT_HYPHENS = "\u00ad"
 _LEADERS = re.compile(r"(\.\s?){5,}\s*[\divxlc]+$", re.I)  # a table of contents' line
 
 
@@ -61,7 +62,7 @@ def load_pdf(data: bytes, source: str, options: PdfOptions = PdfOptions(),
             raise LoadError("encrypted PDF: it needs a password") from None
         return _pypdf_fallback(data, source, f"{exc}")
     try:
-        return [_read(pdf, source, options, ocr_read, ocr_batch)]
+        return [_read(pdf, data, source, options, ocr_read, ocr_batch)]
     except _Unreadable as exc:
         return _pypdf_fallback(data, source, str(exc))
     finally:
@@ -76,7 +77,7 @@ def _wants_ocr(options: PdfOptions, text: PageText) -> bool:
     return options.ocr == "force" or (options.ocr == "auto" and text.chars < MIN_TEXT_CHARS)
 
 
-def _read(pdf, source: str, options: PdfOptions, ocr_read: OcrRead | None,
+def _read(pdf, data: bytes, source: str, options: PdfOptions, ocr_read: OcrRead | None,
           ocr_batch: int) -> Document:
     import pypdfium2 as pdfium
 
@@ -84,6 +85,7 @@ def _read(pdf, source: str, options: PdfOptions, ocr_read: OcrRead | None,
 
     pages: list[PageText] = []
     problems: list[PageProblem] = []
+    ruled: list[int] = []  # pages drawn with enough rules to hold a table
     for i in range(len(pdf)):
         try:
             page = pdf[i]
@@ -92,6 +94,8 @@ def _read(pdf, source: str, options: PdfOptions, ocr_read: OcrRead | None,
             continue
         try:
             pages.append(page_lines(page, i + 1))
+            if _ruled(page):
+                ruled.append(i + 1)
         finally:
             page.close()
     scanned: dict[int, str] = {}  # page -> its OCR text
@@ -121,6 +125,8 @@ def _read(pdf, source: str, options: PdfOptions, ocr_read: OcrRead | None,
     running = _running_lines(pages)
     body = _body_size(pages)
     sizes = _heading_sizes(pages, body) if not outline else []
+    tables = find_tables(data, ruled, {p.number: p.height for p in pages}) if ruled else {}
+    words = vocabulary(pages)
     for page in pages:
         builder.page(page.number, ocr=page.number in scanned)
         if page.number in scanned:
@@ -129,7 +135,9 @@ def _read(pdf, source: str, options: PdfOptions, ocr_read: OcrRead | None,
             continue
         lines = [ln for ln in page.lines if not _is_running(ln, page, running)
                  and not _LEADERS.search(ln.text)]
-        _emit(builder, lines, outline.get(page.number, []), body, sizes)
+        found = tables.get(page.number, [])
+        lines = [ln for ln in lines if not any(t.holds(ln) for t in found)]
+        _emit(builder, lines, outline.get(page.number, []), body, sizes, found, words)
     title = _title(pdf) or Path(source).stem
     text, sections = builder.build()
     if not text.strip():
@@ -139,6 +147,62 @@ def _read(pdf, source: str, options: PdfOptions, ocr_read: OcrRead | None,
                                                        f"{problems[0].page})" if problems else ""))
     return Document(id=source, source=source, title=title, text=text, sections=sections,
                     pages=builder.pages, problems=problems)
+
+
+MIN_RULES = 16  # path objects on a page before pdfplumber looks for a ruled table there
+
+
+@dataclass(frozen=True)
+class Table:
+    """A ruled table found by pdfplumber, in PDF space (y up), and its rows of cells."""
+
+    top: float
+    bottom: float
+    x0: float
+    x1: float
+    rows: list
+
+    def holds(self, line: Line) -> bool:
+        middle = (line.top + line.bottom) / 2
+        return self.bottom <= middle <= self.top and line.x0 >= self.x0 - 2 and line.x1 <= self.x1 + 2
+
+
+def _ruled(page) -> bool:
+    """The page draws enough lines and boxes to hold a ruled table (cheap, PDFium)."""
+    import pypdfium2 as pdfium
+
+    count = 0
+    for _ in page.get_objects(filter=[pdfium.raw.FPDF_PAGEOBJ_PATH], max_depth=1):
+        count += 1
+        if count >= MIN_RULES:
+            return True
+    return False
+
+
+def find_tables(data: bytes, numbers: list[int], heights: dict[int, float]) -> dict[int, list[Table]]:
+    """pdfplumber's ruled tables on the given pages (it reads tables well, and only
+    these pages pay for it); a page it cannot read keeps its lines as text."""
+    import pdfplumber
+
+    found: dict[int, list[Table]] = {}
+    try:
+        with pdfplumber.open(io.BytesIO(data)) as doc:
+            for number in numbers:
+                try:
+                    page = doc.pages[number - 1]
+                    height = heights.get(number, float(page.height))
+                    for table in page.find_tables():
+                        rows = table.extract()
+                        if len(rows) < 2 or max(len(r) for r in rows) < 2:
+                            continue
+                        x0, top, x1, bottom = table.bbox
+                        found.setdefault(number, []).append(
+                            Table(height - top, height - bottom, x0, x1, rows))
+                except Exception:  # pdfminer's many parse errors: the page stays text
+                    continue
+    except Exception:
+        return {}
+    return found
 
 
 def _title(pdf) -> str:
@@ -223,20 +287,25 @@ def _level(line: Line, body: float, sizes: list[float]) -> int | None:
 
 
 def _emit(builder: DocumentBuilder, lines: list[Line], marks: list[tuple[int, str, float | None]],
-          body: float, sizes: list[float]) -> None:
-    """A page's lines as headings and paragraphs."""
+          body: float, sizes: list[float], tables: list[Table] = (),
+          words: frozenset[str] = frozenset()) -> None:
+    """A page's lines as headings and paragraphs, and its tables where they stand."""
     pending = list(marks)
+    waiting = sorted(tables, key=lambda t: -t.top)
     para: list[Line] = []
 
     def flush() -> None:
         if para:
             builder.block("\n".join(ln.text for ln in para) if para[0].mono
-                          else _join_lines([ln.text for ln in para]))
+                          else _join_lines([ln.text for ln in para], words))
             para.clear()
 
     i = 0
     while i < len(lines):
         line = lines[i]
+        while waiting and waiting[0].top >= line.top:  # a table above this line
+            flush()
+            add_table(builder, waiting.pop(0).rows)
         # bookmarks whose place is above this line come first
         while pending and pending[0][2] is not None and line.top < pending[0][2] - 2 * line.size \
                 and not _matches(pending[0][1], line.text):
@@ -266,6 +335,8 @@ def _emit(builder: DocumentBuilder, lines: list[Line], marks: list[tuple[int, st
         para.append(line)
         i += 1
     flush()
+    for table in waiting:
+        add_table(builder, table.rows)
     for level, title, _ in pending:
         builder.heading(level, title)
 
@@ -307,9 +378,21 @@ def _breaks(prev: Line, line: Line) -> bool:
     return prev.text.rstrip().endswith((".", ":", "!", "?")) and prev.x1 < line.x1 - 4 * size
 
 
-def _join_lines(lines: list[str]) -> str:
-    """Lines of one paragraph as one text; a word broken with a hyphen at a line end is
-    mended when the next line goes on in lower case."""
+_WORD = re.compile(r"[A-Za-z]+")
+
+
+def vocabulary(pages: list[PageText]) -> frozenset[str]:
+    """The words the document spells whole (lower case): a line-end hyphen is the
+    typesetter's when the word it splits appears whole elsewhere."""
+    return frozenset(w.lower() for p in pages for ln in p.lines for w in _WORD.findall(ln.text))
+
+
+def _join_lines(lines: list[str], words: frozenset[str] = frozenset()) -> str:
+    """Lines of one paragraph as one text. A soft hyphen (U+00AD) at a line end always
+    joins its word; a hyphen ("decom-" + "pressed"; PDFium's U+0002 too, which it gives
+    a hard hyphen as well) joins without it when the document spells the whole word
+    elsewhere (or no vocabulary is given), else it stays, without the space
+    ("floating-point")."""
     out = ""
     for raw in lines:
         line = raw.strip()
@@ -318,8 +401,12 @@ def _join_lines(lines: list[str]) -> str:
         if out and out[-1] in _SOFT_HYPHENS:
             out = out[:-1] + line
         elif out and out[-1] in _LINE_HYPHENS and len(out) > 1 and out[-2].isalpha() \
-                and line[:1].islower():
-            out = out[:-1] + line
+                and line[:1].isalpha():
+            head = _WORD.findall(out[-40:])[-1:] or [""]
+            tail = _WORD.match(line)
+            whole = (head[0] + (tail.group(0) if tail else "")).lower()
+            known = whole in words if words else line[:1].islower()
+            out = out[:-1] + ("" if known else "-") + line
         else:
             out = f"{out} {line}" if out else line
     return out.replace("\u00ad", "").replace("\x02", "")

@@ -55,10 +55,12 @@ def test_chunks_carry_the_section_heading_not_page_n_and_no_running_lines(outlin
 
 def test_paragraphs_are_rebuilt_from_lines_and_hyphens_mended():
     page = [PdfLine("A member that cannot be decom-", y=700),
-            PdfLine("pressed is skipped and reported.", y=686),
-            PdfLine("Another paragraph starts after a gap.", y=650)]
+            PdfLine("pressed is skipped and reported, and the floating-", y=686),
+            PdfLine("point sizes are listed.", y=672),
+            PdfLine("Another paragraph starts after a gap: decompressed data is checked.", y=636)]
     [doc] = load_bytes(make_pdf_pages([page]), "hyphen.pdf")
-    assert "A member that cannot be decompressed is skipped and reported." in doc.text
+    assert ("A member that cannot be decompressed is skipped and reported, and the "
+            "floating-point sizes are listed.") in doc.text  # "floatingpoint" is no word of it
     assert "\n\nAnother paragraph" in doc.text
 
 
