@@ -40,7 +40,7 @@ def image_text(image, language: str = "eng") -> str:
         image.convert("L").save(path)
         try:
             done = subprocess.run([binary, str(path), "stdout", "-l", language, "tsv"],
-                                  capture_output=True, timeout=PAGE_TIMEOUT_S,
+                                  capture_output=True, timeout=PAGE_TIMEOUT_S, check=False,
                                   env={**os.environ, "OMP_THREAD_LIMIT": "1"})
         except subprocess.TimeoutExpired:
             raise LoadError(f"OCR took longer than {PAGE_TIMEOUT_S} s") from None

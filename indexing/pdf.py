@@ -29,10 +29,10 @@ HEADING_RATIO = 1.12  # a line this much larger than the body text may be a head
 HEADING_WORDS = 14
 MIN_TEXT_CHARS = 20  # a page with fewer characters than this has no text layer
 
-_PAGE_NUMBER = re.compile(r"^(page\s*)?([\divxlcdm]+)(\s*(of|/)\s*\d+)?$", re.I)
+_PAGE_NUMBER = re.compile(r"^(page\s*)?([\divxlcdm]+)(\s*(of|/)\s*\d+)?$", re.IGNORECASE)
 _LINE_HYPHENS = "-\u2010\x02"  # PDFium reports a line-end hyphen it takes for a break as U+0002
 _SOFT_HYPHENS = "\u00ad"
-_LEADERS = re.compile(r"(\.\s?){5,}\s*[\divxlc]+$", re.I)  # a table of contents' line
+_LEADERS = re.compile(r"(\.\s?){5,}\s*[\divxlc]+$", re.IGNORECASE)  # a table of contents' line
 
 
 @dataclass(frozen=True)
@@ -171,12 +171,8 @@ def _ruled(page) -> bool:
     """The page draws enough lines and boxes to hold a ruled table (cheap, PDFium)."""
     import pypdfium2 as pdfium
 
-    count = 0
-    for _ in page.get_objects(filter=[pdfium.raw.FPDF_PAGEOBJ_PATH], max_depth=1):
-        count += 1
-        if count >= MIN_RULES:
-            return True
-    return False
+    paths = page.get_objects(filter=[pdfium.raw.FPDF_PAGEOBJ_PATH], max_depth=1)
+    return any(count >= MIN_RULES for count, _ in enumerate(paths, start=1))
 
 
 def find_tables(data: bytes, numbers: list[int], heights: dict[int, float]) -> dict[int, list[Table]]:

@@ -99,7 +99,7 @@ class _Open:
         return (top < self.floor or (left < last[1] - 4 * height and top < last[4])
                 or left > last[2] + GUTTER_EMS * height)
 
-    def close(self, lines: list[Line], textpage, raw) -> "_Open":
+    def close(self, lines: list[Line], textpage, raw) -> _Open:
         line = _line(self.chars, textpage, raw)
         if line is not None:
             lines.append(line)

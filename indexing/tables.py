@@ -1,5 +1,5 @@
 """Tables as text a retriever finds and an answer can quote: one line per row, each
-cell named by its column's header ("Size: 3 MB; Ratio: 0.31"), so a row read alone
+cell named by its column's header ("Size: 3 MB; Ratio: 0.31."), so a row read alone
 still says what its values are."""
 
 from __future__ import annotations
@@ -24,10 +24,16 @@ def row_lines(rows: list[list[object]], header: bool = True) -> list[str]:
     keep = [j for j in range(width) if any(row[j] for row in cells)]
     cells = [[row[j] for j in keep] for row in cells]
     if not header or len(cells) < 2 or not all(cells[0]):
-        return [" | ".join(c for c in row if c) for row in cells]
+        return [_stop(" | ".join(c for c in row if c)) for row in cells]
     names, body = cells[0], cells[1:]
-    return ["; ".join(f"{name}: {value}" for name, value in zip(names, row) if value)
+    return [_stop("; ".join(f"{name}: {value}" for name, value in zip(names, row) if value))
             for row in body if any(row)]
+
+
+def _stop(line: str) -> str:
+    """A row ends as a sentence does, so an answer can quote it (qa.passages reads a
+    short line without a final stop as a title)."""
+    return line if line[-1:] in ".!?" else line + "."
 
 
 def add_table(builder, rows: list[list[object]], header: bool = True) -> None:

@@ -119,7 +119,7 @@ def test_html_and_docx_tables_become_rows_of_their_own():
     [doc] = load_bytes(html, "limits.html")
     chunks = SPLIT.split(doc)
     row = next(c for c in chunks if "max_connections" in c.text)
-    assert row.text == "Setting: max_connections; Default: 100" and row.heading == ["Limits"]
+    assert row.text == "Setting: max_connections; Default: 100." and row.heading == ["Limits"]
 
     import docx
     document = docx.Document()
