@@ -16,7 +16,8 @@ from pipelines.ingest_args import options as ingest_options
 @click.command(context_settings={"max_content_width": 100})
 @ingest_options
 def index(**kwargs: Any) -> None:
-    """Index files and folders (txt, md, html, pdf, jsonl, docx) incrementally.
+    """Index files and folders incrementally: txt, md, html, pdf, jsonl, docx, pptx,
+    xlsx, ods, epub, eml, and scans (png, jpg, tiff, image-only PDF pages) by OCR.
 
     Runs the same job as `ray job submit -- python -m pipelines.ingest`.
     """

@@ -367,8 +367,10 @@ def run_from_cli(paths: tuple[Path, ...], index_dir: str | None, collection: str
                  concurrency: int | None, batch_size: int | None, num_gpus: float | None,
                  as_json: bool, progress: bool, gate_qa: Path | None, min_hit5: float | None,
                  min_answer_f1: float | None, gate_max_drop: float,
-                 config_path: Path | None) -> None:
-    """Index files and folders (txt, md, html, pdf, jsonl, docx) incrementally."""
+                 config_path: Path | None, ocr: str | None = None,
+                 ocr_language: str | None = None) -> None:
+    """Index files and folders (documents, slides, sheets, e-books, e-mail, scans)
+    incrementally."""
     check_paths(list(paths))  # fail in a second, before Ray and torch load
     if gate_qa is None and (min_hit5 is not None or min_answer_f1 is not None):
         raise click.UsageError("--min-hit5 and --min-answer-f1 need --gate QA.jsonl")
@@ -378,6 +380,7 @@ def run_from_cli(paths: tuple[Path, ...], index_dir: str | None, collection: str
     settings = settings_from(
         config_path, **{"index.dir": index_dir, "ingest.embed_concurrency": concurrency,
                         "ingest.embed_batch_size": batch_size, "ingest.embed_num_gpus": num_gpus,
+                        "ingest.ocr": ocr, "ingest.ocr_language": ocr_language,
                         # GPUs embed with torch (the CPU backends would leave them idle)
                         "models.embed_backend": "torch" if num_gpus else None})
     gate = GateSpec(qa=gate_qa, min_hit5=min_hit5, min_answer_f1=min_answer_f1,

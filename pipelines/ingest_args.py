@@ -28,6 +28,12 @@ def options(fn):
         click.option("--batch-size", type=click.IntRange(min=1), help="Chunks per embedder call."),
         click.option("--num-gpus", type=click.FloatRange(min=0),
                      help="GPUs per embedder actor (embeds with the torch backend)."),
+        click.option("--ocr", type=click.Choice(["auto", "off", "force"]),
+                     help="OCR (Tesseract) of scans and images: auto reads PDF pages without "
+                     "a text layer and image files, force every PDF page, off none "
+                     "(default ingest.ocr)."),
+        click.option("--ocr-language", metavar="LANGS",
+                     help="Tesseract languages, e.g. eng or deu+eng (default ingest.ocr_language)."),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
         click.option("--progress/--no-progress", default=True,
                      help="Show a progress bar on stderr."),
