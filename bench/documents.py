@@ -183,7 +183,7 @@ def table_items(pages: list[Path]):
     from qa.evaluation.report import QAItem
 
     rng = random.Random(1)
-    found = []
+    rows = []  # (page, header, cells)
     for page in pages:
         root = html.parse(str(page)).getroot()
         for table in root.iter("table"):
@@ -191,13 +191,21 @@ def table_items(pages: list[Path]):
             if len(head) < 2:
                 continue
             for tr in table.iterfind("./tbody/tr"):
-                cells = [" ".join(c.text_content().split()) for c in tr.iterfind("./td")]
-                if len(cells) != len(head) or not 0 < len(cells[0]) <= 40:
-                    continue
-                for j in range(1, len(head)):
-                    if 0 < len(cells[j]) <= 40 and cells[j] not in cells[0]:
-                        found.append(QAItem(question=f"What is the {head[j].lower()} of {cells[0]}?",
-                                            sources=[page.name], key_facts=[cells[j]]))
+                cells = [" ".join(c.text_content().replace("\u200b", "").split())
+                         for c in tr.iterfind("./td")]
+                if len(cells) == len(head):
+                    rows.append((page, head, cells))
+    # a question must name its row: the row's first cell has letters and names no other row
+    keys = [cells[0].lower() for _, _, cells in rows]
+    found = []
+    for page, head, cells in rows:
+        key = cells[0]
+        if not 0 < len(key) <= 40 or not re.search(r"[A-Za-z]{2}", key) or keys.count(key.lower()) > 1:
+            continue
+        for j in range(1, len(head)):
+            if 0 < len(cells[j]) <= 40 and cells[j] not in key:
+                found.append(QAItem(question=f"What is the {head[j].lower()} of {key}?",
+                                    sources=[page.name], key_facts=[cells[j]]))
     return rng.sample(found, min(TABLE_QUESTIONS, len(found)))
 
 

@@ -76,6 +76,9 @@ class Chunk(BaseModel):
         return f"{path}\n{self.text}" if path else self.text
 
 
+TABLE_ROWS = 1  # rows of a table per chunk at most
+
+
 class DocumentBuilder:
     """Collects headings and text blocks into a Document's text and sections."""
 
@@ -100,13 +103,16 @@ class DocumentBuilder:
         self._heading = self._heading[: max(level - 1, 0)] + [text]
         self.block(text)
 
-    def table(self, rows: list[str]) -> None:
-        """A table's rows (indexing.tables), one block each, as sections of their own
-        under the current heading: chunks never mix a table with the prose around it."""
+    def table(self, rows: list[str], group: int = TABLE_ROWS) -> None:
+        """A table's rows (indexing.tables), one block each, in sections of ``group``
+        rows under the current heading: chunks never mix a table with the prose around
+        it, and a chunk of a few rows stays close to a question about one of them (a
+        whole table's embedding is like none of its rows)."""
         self._close_section()
-        for row in rows:
-            self.block(row)
-        self._close_section()
+        for at in range(0, len(rows), group):
+            for row in rows[at:at + group]:
+                self.block(row)
+            self._close_section()
 
     def block(self, text: str) -> None:
         text = text.strip("\n")

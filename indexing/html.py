@@ -14,7 +14,8 @@ _CHROME = {"script", "style", "noscript", "nav", "header", "footer", "aside", "f
            "iframe", "svg", "button", "template", "head"}
 _CHROME_ROLES = {"navigation", "search", "banner", "contentinfo"}
 _CHROME_CLASSES = {"sphinxsidebar", "related", "footer", "headerlink", "breadcrumb", "breadcrumbs",
-                   "sidebar", "navbar", "toc", "skip-link", "mobile-nav"}
+                   "sidebar", "navbar", "toc", "skip-link", "mobile-nav",
+                   "navheader", "navfooter"}  # DocBook XSL's Prev | Up | Next tables
 _CHROME_IDS = {"sidebar", "toc"}
 _BLOCKS = {"p", "pre", "li", "dt", "dd", "tr", "blockquote", "table", "div", "section", "ul",
            "ol", "dl", "figure", "figcaption", "br", "hr", "article", "main", "td", "th"}

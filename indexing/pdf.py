@@ -150,6 +150,7 @@ def _read(pdf, data: bytes, source: str, options: PdfOptions, ocr_read: OcrRead 
 
 
 MIN_RULES = 16  # path objects on a page before pdfplumber looks for a ruled table there
+CONTINUED = 0.2  # a table this near a page's foot, and one this near the next's top, are one
 
 
 @dataclass(frozen=True)
@@ -177,10 +178,13 @@ def _ruled(page) -> bool:
 
 def find_tables(data: bytes, numbers: list[int], heights: dict[int, float]) -> dict[int, list[Table]]:
     """pdfplumber's ruled tables on the given pages (it reads tables well, and only
-    these pages pay for it); a page it cannot read keeps its lines as text."""
+    these pages pay for it); a page it cannot read keeps its lines as text. A table
+    that goes on from the foot of the page before (same columns, at the top of this
+    page) gets that table's header row back."""
     import pdfplumber
 
     found: dict[int, list[Table]] = {}
+    last: tuple[int, list, bool] | None = None  # (page, header, ends at the page's foot)
     try:
         with pdfplumber.open(io.BytesIO(data)) as doc:
             for number in numbers:
@@ -192,11 +196,16 @@ def find_tables(data: bytes, numbers: list[int], heights: dict[int, float]) -> d
                         if len(rows) < 2 or max(len(r) for r in rows) < 2:
                             continue
                         x0, top, x1, bottom = table.bbox
+                        if (last is not None and last[0] == number - 1 and last[2]
+                                and top < height * CONTINUED and len(last[1]) == len(rows[0])
+                                and rows[0] != last[1]):
+                            rows = [last[1]] + rows
+                        last = (number, rows[0], bottom > height * (1 - CONTINUED))
                         found.setdefault(number, []).append(
                             Table(height - top, height - bottom, x0, x1, rows))
                 except Exception:  # pdfminer's many parse errors: the page stays text
                     continue
-    except Exception:
+    except Exception:  # a file pdfminer cannot open at all: its lines stay text
         return {}
     return found
 

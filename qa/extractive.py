@@ -199,6 +199,7 @@ def _passage(found: list[Unit], start: int, best: int, score: float) -> Quote:
     chosen = [u for u in found[start:best + 1] if not u.code and not u.prompt] or [found[best]]
     k = best + 1
     while (k < len(found) and found[k].n == n and not found[k].code and not found[k].prompt
+           and not chosen[-1].row and not found[k].row
            and found[k].block == found[k - 1].block and len(chosen) < MAX_SENTENCES
            and sum(u.words for u in chosen) < SHORT_WORDS
            and sum(u.words for u in chosen) + found[k].words <= MAX_WORDS

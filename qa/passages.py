@@ -29,6 +29,8 @@ _NO_TITLE_END = (".", ",", ";", "!")
 _BULLET = re.compile(r"^\s*(?:[-*+\u2022]\s|\d+[.)]\s+[a-z])")
 _TITLE_WIDTH = 0.6  # a title line is at most this share of the block's widest line
 _QUESTION_END = ("?", "?)", "?\"", "::")
+# a table's row as indexing.tables writes it: "Name: bigint; Storage Size: 8 bytes."
+_ROW = re.compile(r"^[^:;\n]{1,80}: [^;\n]*(?:; [^:;\n]{1,80}: [^;\n]*)+[.!?]$")
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Unit:
     text: str
     code: bool = False
     prompt: bool = False
+    row: bool = False  # a table's row: complete on its own, never read on from
     words: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -85,6 +88,9 @@ def units(n: int, text: str) -> list[Unit]:
             continue  # an API signature line: the profile's business, not an answer
         if is_code(block):
             out.append(Unit(n, b, block.strip("\n"), code=True))
+            continue
+        if _ROW.match(block.strip()):
+            out.append(Unit(n, b, block.strip(), row=True))
             continue
         said = sentences(prose(block))
         asks = bool(said) and said[-1].endswith(_QUESTION_END)
