@@ -48,12 +48,17 @@ class Chunker:
         self.count = count_tokens
 
     def split(self, doc: Document) -> list[Chunk]:
+        chunks = self._split(doc, skip_headings=True)
+        # a page of headings alone (a chapter's contents page) is still a document
+        return chunks or self._split(doc, skip_headings=False)
+
+    def _split(self, doc: Document, skip_headings: bool) -> list[Chunk]:
         chunks: list[Chunk] = []
         for section in doc.sections:
             units = list(self._units(doc.text, section.start, section.end))
             heading_only = len(units) == 1 and section.heading and \
                 doc.text[units[0][0]:units[0][1]].strip() == section.heading[-1]
-            if heading_only:
+            if heading_only and skip_headings:
                 continue  # its heading is carried by the next section's heading path
             for start, end in self._pack(units):
                 text = doc.text[start:end]

@@ -73,3 +73,12 @@ def test_embed_text_carries_heading_path():
 def test_invalid_parameters_are_refused(max_tokens, overlap):
     with pytest.raises(ValueError):
         Chunker(max_tokens, overlap, whitespace_tokens)
+
+
+def test_a_page_of_headings_alone_is_still_indexed():
+    # a chapter's contents page: its title, the table of contents dropped as chrome
+    doc = load_bytes(b"<html><body><div class='chapter'><h2>Chapter 2. The SQL Language</h2>"
+                     b"<div class='toc'><a href='x.html'>2.1 Intro</a></div></div></body></html>",
+                     "chapter.html")[0]
+    assert [c.text for c in Chunker(100, 10, lambda t: len(t.split())).split(doc)] == [
+        "Chapter 2. The SQL Language"]
