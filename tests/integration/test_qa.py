@@ -58,8 +58,11 @@ def test_search_route_filters_by_source_prefix_and_type(llm_server):
     hits = httpx.post(f"{llm_server}/v1/search", headers=AUTH, timeout=60, json={
         "query": "compress files", "k": 5, "filters": {"source_prefix": "library/gz"}}).json()["hits"]
     assert hits and {h["source"] for h in hits} == {"library/gzip.html"}
-    none = httpx.post(f"{llm_server}/v1/search", headers=AUTH, timeout=60, json={
+    pdfs = httpx.post(f"{llm_server}/v1/search", headers=AUTH, timeout=60, json={
         "query": "compress files", "k": 5, "filters": {"file_type": ["pdf"]}}).json()["hits"]
+    assert pdfs and {h["source"] for h in pdfs} == {"manuals/field-guide.pdf"}
+    none = httpx.post(f"{llm_server}/v1/search", headers=AUTH, timeout=60, json={
+        "query": "compress files", "k": 5, "filters": {"file_type": ["docx"]}}).json()["hits"]
     assert none == []
 
 
