@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from indexing.access import own_groups
 from indexing.chunking import Chunker
 from indexing.documents import Chunk, PageProblem
 from indexing.loaders import LoadOptions, load_path
@@ -185,11 +186,26 @@ def load_chunks(file: SourceFile, chunker: Chunker, settings: IndexSettings,
     options = LoadOptions(jsonl_text_field=settings.jsonl_text_field, ocr=ingest.ocr,
                           ocr_language=ingest.ocr_language)
     docs = load_path(Path(file.path), file.source, options, int(settings.max_file_mb * 1e6))
+    modified = _modified(Path(file.path))
+    for doc in docs:
+        own_groups(doc.metadata)  # a bad access field refuses the file, as a bad sidecar does
+        doc.metadata.setdefault("modified", modified)
     chunks = [c for doc in docs for c in chunker.split(doc)]
     if not chunks:
         raise LoadError("no text found in the file")
     return Loaded(chunks=chunks, problems=[p for doc in docs for p in doc.problems],
                   pages=sum(len(doc.pages) for doc in docs))
+
+
+def _modified(path: Path) -> str:
+    """The file's modification time (UTC, ISO 8601): a metadata field to filter on."""
+    import datetime as dt
+
+    try:
+        stamp = path.stat().st_mtime
+    except OSError:
+        return ""
+    return dt.datetime.fromtimestamp(stamp, dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def chunk_file(file: SourceFile, chunker: Chunker, settings: IndexSettings) -> list[Chunk]:

@@ -7,6 +7,7 @@ not UTF-8, corrupt PDF ...); the pipeline records it per file and goes on.
 from __future__ import annotations
 
 import io
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +55,29 @@ def load_text(data: bytes, source: str) -> list[Document]:
     return [_finish(source, Path(source).stem, builder)]
 
 
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?\r?\n)(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.S)
+
+
+def front_matter(text: str) -> tuple[dict, str]:
+    """A Markdown file's YAML front matter (its metadata: title, tags, dates, access) and
+    the text after it; a block that is not a YAML mapping is left as text."""
+    import yaml
+
+    m = _FRONT_MATTER.match(text)
+    if not m:
+        return {}, text
+    try:
+        meta = yaml.safe_load(m.group(1))
+    except yaml.YAMLError:
+        return {}, text
+    if not isinstance(meta, dict):
+        return {}, text
+    plain = json.loads(json.dumps({str(k): v for k, v in meta.items()}, default=str))
+    return plain, text[m.end():]
+
+
 def load_markdown(data: bytes, source: str) -> list[Document]:
-    text = decode_text(data)
+    meta, text = front_matter(decode_text(data))
     builder = DocumentBuilder()
     title, para, in_fence = "", [], False
 
@@ -77,7 +99,8 @@ def load_markdown(data: bytes, source: str) -> list[Document]:
         else:
             para.append(line.rstrip())
     flush()
-    return [_finish(source, title or Path(source).stem, builder)]
+    return [_finish(source, str(meta.get("title") or title or Path(source).stem), builder,
+                    metadata=meta)]
 
 
 def load_html(data: bytes, source: str) -> list[Document]:
@@ -167,7 +190,23 @@ def load_docx(data: bytes, source: str) -> list[Document]:
             builder.heading(level, para.text)
         else:
             builder.block(para.text)
-    return [_finish(source, title or Path(source).stem, builder)]
+    return [_finish(source, title or Path(source).stem, builder,
+                    metadata=office_properties(document.core_properties))]
+
+
+def office_properties(props) -> dict:
+    """An Office file's core properties as metadata; ``access: hr, finance`` in its
+    keywords or category names its access groups (indexing.access)."""
+    meta: dict = {}
+    for name in ("author", "category", "keywords", "subject", "created", "modified"):
+        value = getattr(props, name, None)
+        if value:
+            meta[name] = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    for name in ("keywords", "category"):
+        m = re.search(r"access\s*:\s*([^;]+)", str(meta.get(name, "")), re.I)
+        if m:
+            meta["access"] = m.group(1).replace(",", " ").split()
+    return meta
 
 
 LOADERS: dict[str, Callable[[bytes, str], list[Document]]] = {

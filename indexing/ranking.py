@@ -49,7 +49,7 @@ def dense_rows(version: IndexVersion, vector: np.ndarray, n: int,
 
 
 def lexical_rows(version: IndexVersion, query: str, n: int, rows: np.ndarray | None) -> list[int]:
-    scores = version.lexical.scores(query, version.chunks.num_rows)
+    scores = version.lexical.scores(query, version.chunks.num_rows, rows)
     return top_rows(scores, n, rows, positive_only=True)
 
 

@@ -19,12 +19,14 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from indexing.filters import visible_rows
+from indexing.api_entries import is_api_chunk
 from indexing.ranking import CrossEncoderReranker, search_version
 from indexing.store import IndexStore, IndexVersion
 from llama_rag.config import DEFAULT_COLLECTION, Settings
 from llama_rag.errors import IndexUnavailableError, LlamaRagError, NotFoundError
 from llama_rag.pii import mask, mask_logs
-from llama_rag.protocol import Filters, Hit, IndexSummary, SearchRequest, SearchResponse
+from llama_rag.protocol import Access, Filters, Hit, IndexSummary, SearchRequest, SearchResponse
 
 log = logging.getLogger(__name__)
 
@@ -43,20 +45,6 @@ def settings_embedder(settings: Settings) -> QueryEmbedder:
     apply_offline_policy(settings.models)
     return Embedder(resolve_embedder(settings), settings.models.embed_device,
                     num_threads=settings.retrieval.embed_threads)
-
-
-def allowed_rows(version: IndexVersion, filters: Filters) -> np.ndarray:
-    """Row ids of ``version`` that pass ``filters`` (sources are relative paths)."""
-    sources = version.chunks.column("source").to_pylist()
-    keep = np.ones(len(sources), dtype=bool)
-    if filters.source_prefix:
-        keep &= np.fromiter((s.startswith(filters.source_prefix) for s in sources), bool,
-                            len(sources))
-    if filters.file_type:
-        wanted = set(filters.file_type)
-        keep &= np.fromiter((s.rsplit(".", 1)[-1].lower() in wanted for s in sources), bool,
-                            len(sources))
-    return np.flatnonzero(keep)
 
 
 class RetrieverCore:
@@ -137,20 +125,41 @@ class RetrieverCore:
             f"no index is published for collection {name!r}; run `llama-rag index PATH{hint}` "
             "with this server's index directory first")
 
-    def summary(self, collection: str | None = None) -> IndexSummary:
-        _, version = self._loaded(collection)
-        return IndexSummary(version=version.version, created_at=version.manifest.created_at,
-                            documents=len(version.chunks.column("source").unique()),
-                            chunks=version.chunks.num_rows,
-                            failed_files=len(version.manifest.failed()))
+    def scoped(self, access: Access | None) -> "RetrieverCore | ScopedRetriever":
+        """This core as ``access`` may use it (the answerer's retriever for one request)."""
+        return self if access is None or access.groups is None else ScopedRetriever(self, access)
 
-    def search(self, request: SearchRequest) -> SearchResponse:
+    def summary(self, collection: str | None = None, access: Access | None = None
+                ) -> IndexSummary:
+        """Counts of what the caller may read (a forbidden document is not counted)."""
+        _, version = self._loaded(collection)
+        groups = access.groups if access is not None else None
+        rows = version.groups.allowed(groups)
+        sources = version.chunks.column("source")
+        failed = [f for f in version.manifest.failed().values()
+                  if version.groups.readable(f.groups or [], groups)] if groups is not None \
+            else version.manifest.failed()
+        return IndexSummary(version=version.version, created_at=version.manifest.created_at,
+                            documents=len((sources if rows is None else sources.take(rows))
+                                          .unique()),
+                            chunks=version.chunks.num_rows if rows is None else len(rows),
+                            failed_files=len(failed))
+
+    def check_source(self, source: str, access: Access | None = None,
+                     collection: str | None = None) -> None:
+        """``NotFoundError`` unless the caller may read a chunk of ``source`` (/v1/files):
+        a forbidden document is as absent as a missing one."""
+        _, version = self._loaded(collection)
+        rows = version.groups.allowed(access.groups if access is not None else None)
+        sources = version.chunks.column("source").to_pylist()
+        if not any(sources[r] == source for r in (range(len(sources)) if rows is None else rows)):
+            raise NotFoundError(f"no document {source!r}", param="source")
+
+    def search(self, request: SearchRequest, access: Access | None = None) -> SearchResponse:
         name, version = self._loaded(request.collection)  # one version for the whole query
         started = time.perf_counter()
         query = self.embedder.encode([request.query])[0]
-        filters = request.filters
-        rows = (allowed_rows(version, filters)
-                if filters and (filters.source_prefix or filters.file_type) else None)
+        rows = visible_rows(version, request.filters, access)
         mode = request.mode or self.retrieval.mode
         hits = search_version(version, request.query, query, request.k, self.retrieval,
                               mode=mode, rows=rows, use_mmr=request.mmr, reranker=self.reranker)
@@ -163,12 +172,18 @@ class RetrieverCore:
             self.on_search(found)
         return found
 
-    def is_api_reference(self, collection: str | None = None) -> bool:
-        """The collection's version holds API reference pages (indexing.api_entries)."""
-        return self._loaded(collection)[1].api_reference
+    def is_api_reference(self, collection: str | None = None,
+                         access: Access | None = None) -> bool:
+        """The collection's version holds API reference pages (indexing.api_entries) the
+        caller may read."""
+        version = self._loaded(collection)[1]
+        if not version.api_reference or access is None or access.groups is None:
+            return version.api_reference
+        rows = version.groups.allowed(access.groups)
+        return any(is_api_chunk(version.chunks.column("metadata")[int(r)].as_py()) for r in rows)
 
     def entries(self, name: str, collection: str | None = None,
-                filters: Filters | None = None) -> list[Hit]:
+                filters: Filters | None = None, access: Access | None = None) -> list[Hit]:
         """The chunks holding the API entry for ``name`` (indexing.api_entries), score 1."""
         _, version = self._loaded(collection)
         sources = version.chunks.column("source")
@@ -176,19 +191,23 @@ class RetrieverCore:
         for row in version.symbols.rows(name):  # and the chunk after, which may hold the answer
             rows += [row] + ([row + 1] if row + 1 < len(sources)
                              and sources[row + 1] == sources[row] else [])
-        if filters and (filters.source_prefix or filters.file_type):
-            allowed = set(allowed_rows(version, filters).tolist())
+        visible = visible_rows(version, filters, access)
+        if visible is not None:
+            allowed = set(visible.tolist())
             rows = [r for r in rows if r in allowed]
         return self._hits(version, rows)
 
     def task_entries(self, pages: list[str], words: list[str], collection: str | None = None,
-                     limit: int = 12) -> list[Hit]:
+                     limit: int = 12, access: Access | None = None) -> list[Hit]:
         """Chunks of ``pages`` documenting entries named by ``words`` (and each one's
         successor), for how-to questions (qa.api_reference)."""
         _, version = self._loaded(collection)
         sources = version.chunks.column("source").to_pylist()
         wanted = set(pages)
-        on_pages = {r for r, s in enumerate(sources) if s in wanted}
+        visible = visible_rows(version, None, access)
+        readable = None if visible is None else set(visible.tolist())
+        on_pages = {r for r, s in enumerate(sources)
+                    if s in wanted and (readable is None or r in readable)}
         rows: list[int] = []
         for row in version.symbols.named(on_pages, words)[:limit]:
             rows += [r for r in (row, row + 1) if r in on_pages and r not in rows]
@@ -224,6 +243,35 @@ class RetrieverCore:
         found = dict(zip(missing, vectors[len(sentences):]))
         documents = np.stack([v if v is not None else found[i] for i, v in enumerate(stored)])
         return (vectors[: len(sentences)] @ documents.T).round(4).tolist()
+
+
+class ScopedRetriever:
+    """A RetrieverCore limited to one caller's ``access``: what the answerer is given, so
+    every lookup it makes (search, entries, the API profile's test) is limited too."""
+
+    def __init__(self, core: RetrieverCore, access: Access) -> None:
+        self.core, self.access = core, access
+
+    def search(self, request: SearchRequest) -> SearchResponse:
+        return self.core.search(request, self.access)
+
+    def is_api_reference(self, collection: str | None = None) -> bool:
+        return self.core.is_api_reference(collection, self.access)
+
+    def entries(self, name: str, collection: str | None = None,
+                filters: Filters | None = None) -> list[Hit]:
+        return self.core.entries(name, collection, filters, self.access)
+
+    def task_entries(self, pages: list[str], words: list[str], collection: str | None = None,
+                     limit: int = 12) -> list[Hit]:
+        return self.core.task_entries(pages, words, collection, limit, self.access)
+
+    def similarity(self, sentences: list[str], documents: list[str]) -> list[list[float]]:
+        return self.core.similarity(sentences, documents)
+
+    def hit_similarity(self, sentences: list[str], hits: list[Hit],
+                       collection: str | None = None) -> list[list[float]]:
+        return self.core.hit_similarity(sentences, hits, collection)
 
 
 class Poller:

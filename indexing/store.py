@@ -30,7 +30,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
-from indexing import faiss_index, lexical
+from indexing import faiss_index
+from indexing.access import FileLabel, GroupRows
 from indexing.api_entries import SymbolIndex, is_api_chunk
 from indexing.embedder import EmbedderInfo
 from indexing.faiss_index import IndexInfo
@@ -46,6 +47,7 @@ CHUNK_SCHEMA = pa.schema([
     ("id", pa.string()), ("doc_id", pa.string()), ("source", pa.string()),
     ("title", pa.string()), ("heading", pa.list_(pa.string())), ("text", pa.string()),
     ("start", pa.int64()), ("end", pa.int64()), ("index", pa.int64()), ("metadata", pa.string()),
+    ("groups", pa.list_(pa.string())),  # access groups (indexing.access); absent before them
 ])
 
 
@@ -56,6 +58,8 @@ class FileEntry(BaseModel):
     hash: str
     chunks: int = 0
     error: str | None = None
+    label: FileLabel | None = None  # what labels it outside its content (indexing.access)
+    groups: list[str] | None = None  # its groups, as its first chunk has them
 
 
 class Manifest(BaseModel):
@@ -65,6 +69,7 @@ class Manifest(BaseModel):
     chunking: dict[str, Any]
     index: IndexInfo | None = None
     files: dict[str, FileEntry] = Field(default_factory=dict)
+    unlabeled: str = "public"  # access.unlabeled when it was built (indexing.access)
 
     def failed(self) -> dict[str, FileEntry]:
         return {s: f for s, f in self.files.items() if f.error}
@@ -100,6 +105,25 @@ class IndexVersion:
         self._lexical: LexicalIndex | None = None
         self._symbols: SymbolIndex | None = None
         self._rows: dict[str, int] | None = None
+        self._groups: GroupRows | None = None
+        self._metadata: list[dict] | None = None
+
+    @property
+    def groups(self) -> GroupRows:
+        """Rows per access group; a version from before labels is public throughout."""
+        if self._groups is None:
+            column = self.chunks.column("groups").to_pylist() \
+                if "groups" in self.chunks.column_names else None
+            self._groups = GroupRows(column, self.chunks.num_rows)
+        return self._groups
+
+    @property
+    def metadata(self) -> list[dict]:
+        """Each row's stored metadata, parsed once (metadata filters)."""
+        if self._metadata is None:
+            self._metadata = [json.loads(m) if m else {}
+                              for m in self.chunks.column("metadata").to_pylist()]
+        return self._metadata
 
     def stored_vectors(self, chunk_ids: list[str]) -> list[np.ndarray | None]:
         """The vectors this version holds for ``chunk_ids`` (None: not in it)."""
@@ -127,9 +151,10 @@ class IndexVersion:
 
     @property
     def lexical(self) -> LexicalIndex:
-        """The version's BM25 index; built in memory for versions published before it existed."""
+        """The version's BM25 counts; built in memory for versions published before they
+        were stored (or stored as bm25s's precomputed scores)."""
         if self._lexical is None:
-            if (self.path / lexical.DIRNAME).is_dir():
+            if LexicalIndex.exists(self.path):
                 self._lexical = LexicalIndex.load(self.path)
             else:
                 self._lexical = LexicalIndex.build(self.chunks.column("text").to_pylist())

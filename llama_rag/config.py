@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, NamedTuple, get_args
 
 import yaml
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError,
@@ -260,21 +260,38 @@ class LLMSettings(StrictModel):
         "machine one core to decode on (docs/benchmarks.md).")
 
 
-def parse_api_key(entry: str) -> tuple[str, frozenset[str] | None]:
-    """``KEY`` (every collection) or ``KEY@docs+faq`` (only those collections)."""
-    key, sep, scope = entry.partition("@")
+class ApiKeyEntry(NamedTuple):
+    """One ``serve.api_keys`` entry: the key, its collections and its groups (None: all)."""
+
+    key: str
+    collections: frozenset[str] | None
+    groups: frozenset[str] | None
+
+
+def parse_api_key(entry: str) -> ApiKeyEntry:
+    """``KEY`` (every collection, every document), ``KEY@docs+faq`` (only those
+    collections), ``KEY#hr+finance`` (only documents of those access groups and public
+    ones), or both: ``KEY@docs#hr``."""
+    head, hash_sep, group_part = entry.partition("#")
+    key, sep, scope = head.partition("@")
     if not key.strip():
-        raise ValueError("an API key entry has no key before '@'")
-    if not sep:
-        return key, None
-    names = frozenset(n.strip() for n in scope.split("+") if n.strip())
-    if not names:
-        raise ValueError("an API key ends in '@' but names no collection")
-    bad = sorted(n for n in names if not re.match(COLLECTION_PATTERN, n))
-    if bad:
-        raise ValueError(f"an API key's scope names invalid collection(s) {', '.join(bad)}: "
-                         "use 1-64 lowercase letters, digits, '-' or '_'")
-    return key, names
+        raise ValueError("an API key entry has no key before '@' or '#'")
+    names = None
+    if sep:
+        names = frozenset(n.strip() for n in scope.split("+") if n.strip())
+        if not names:
+            raise ValueError("an API key has '@' but names no collection")
+        bad = sorted(n for n in names if not re.match(COLLECTION_PATTERN, n))
+        if bad:
+            raise ValueError(f"an API key's scope names invalid collection(s) {', '.join(bad)}: "
+                             "use 1-64 lowercase letters, digits, '-' or '_'")
+    groups = None
+    if hash_sep:
+        groups = frozenset(g.strip() for g in group_part.split("+") if g.strip())
+        if not groups:
+            raise ValueError("an API key has '#' but names no group")
+        check_groups(groups, "an API key")
+    return ApiKeyEntry(key, names, groups)
 
 
 class ServeSettings(StrictModel):
@@ -424,6 +441,63 @@ class PrivacySettings(StrictModel):
         "[EMAIL], [PHONE], [CARD], [IBAN] in indexed text, logs and answers.")
 
 
+GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+PUBLIC_GROUP = "public"  # the group every caller has: documents labeled so are open to all
+
+
+def check_groups(names: list[str] | frozenset[str], where: str) -> None:
+    bad = sorted(n for n in names if not re.match(GROUP_PATTERN, n))
+    if bad:
+        raise ValueError(f"{where} names invalid group(s) {', '.join(map(repr, bad))}: use 1-64 "
+                         "letters, digits, '_', '.', ':' or '-', starting with a letter or digit")
+
+
+class JwtSettings(StrictModel):
+    """Bearer JWTs from an identity provider (signature, issuer, audience, expiry checked)."""
+
+    jwks_url: str | None = Field(None, description="The provider's JWKS endpoint (https).")
+    jwks_file: Path | None = Field(None, description="A JWKS JSON file (instead of the URL).")
+    issuer: str = Field(..., description="Required `iss` claim.")
+    audience: str = Field(..., description="Required `aud` claim.")
+    groups_claim: str = Field(
+        "groups", description="Claim holding the caller's groups (a list or a space/comma "
+        "separated string); a dotted path reaches into objects (realm_access.roles).")
+    algorithms: list[str] = Field(["RS256", "ES256"], description="Accepted signing algorithms.")
+    leeway_s: float = Field(30, ge=0, description="Clock skew allowed on exp/nbf/iat.")
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> "JwtSettings":
+        if (self.jwks_url is None) == (self.jwks_file is None):
+            raise ValueError("set exactly one of access.jwt.jwks_url and access.jwt.jwks_file")
+        if any(a.upper().startswith("HS") or a.lower() == "none" for a in self.algorithms):
+            raise ValueError("access.jwt.algorithms takes public-key algorithms only "
+                             "(RS*, PS*, ES*, EdDSA)")
+        return self
+
+
+class AccessSettings(StrictModel):
+    """Who may read which document (docs/security.md): labels at ingest, identity at serve."""
+
+    rules: dict[str, list[str]] = Field(
+        {}, description="Glob over a file's source path -> its groups; a file matched by "
+        "several rules gets the union. Sidecars, front matter and folder .access files "
+        "take precedence.")
+    unlabeled: Literal["public", "none"] = Field(
+        "public", description="Groups of a document no label reaches: public (everyone may "
+        "read it) or none (only callers without group limits: local use, unscoped keys).")
+    jwt: JwtSettings | None = Field(None, description="Accept bearer JWTs besides API keys.")
+    audit_log: Path | None = Field(
+        None, description="JSONL file getting one line per answer and search (who, which "
+        "chunks, which version); unset: no audit trail.")
+
+    @field_validator("rules")
+    @classmethod
+    def _valid_groups(cls, rules: dict[str, list[str]]) -> dict[str, list[str]]:
+        for pattern, groups in rules.items():
+            check_groups(groups, f"access.rules[{pattern!r}]")
+        return rules
+
+
 class AdapterSettings(StrictModel):
     """Fine-tuned adapters (LoRA and embedding heads) and where their training runs keep state."""
 
@@ -468,6 +542,7 @@ class Settings(BaseSettings):
     serve: ServeSettings = Field(default_factory=ServeSettings)
     qa: QASettings = Field(default_factory=QASettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     adapters: AdapterSettings = Field(default_factory=AdapterSettings)
 

@@ -27,6 +27,21 @@ class Turn(BaseModel):
     content: str = Field(..., max_length=8000)
 
 
+class Access(BaseModel):
+    """Who asks, as the edge established it (services.auth): what the retriever may show.
+
+    ``groups`` None reads every document (no auth, an unscoped key, the local CLI
+    without ``--groups``); a set reads documents of those groups and public ones
+    (indexing.access). Never taken from a request body.
+    """
+
+    model_config = {"frozen": True}
+
+    subject: str = "local"  # a key's digest prefix or a token's `sub`: for the audit trail
+    groups: frozenset[str] | None = None
+    collections: frozenset[str] | None = None
+
+
 class Hit(BaseModel):
     """One search result, in the shape the CLI and the API return."""
 
@@ -51,6 +66,24 @@ class Hit(BaseModel):
         return self.page + sum(1 for b in self.page_breaks if b <= offset)
 
 
+Scalar = str | int | float | bool
+
+
+class Condition(BaseModel):
+    """Operators on one metadata field; every given one must hold. Ranges compare numbers
+    as numbers and ISO 8601 dates as dates; a list-valued field matches when any of its
+    elements does."""
+
+    model_config = {"extra": "forbid", "populate_by_name": True}
+
+    eq: Scalar | None = None
+    in_: list[Scalar] | None = Field(None, alias="in", max_length=100)
+    gt: Scalar | None = None
+    gte: Scalar | None = None
+    lt: Scalar | None = None
+    lte: Scalar | None = None
+
+
 class Filters(BaseModel):
     """Metadata filters; every given one must hold."""
 
@@ -60,6 +93,11 @@ class Filters(BaseModel):
         None, max_length=1000, description="Only sources starting with this (e.g. library/).")
     file_type: list[str] | None = Field(
         None, max_length=20, description="Only these suffixes, e.g. ['html', 'pdf'].")
+
+    metadata: dict[str, Scalar | Condition] | None = Field(
+        None, max_length=20, description="Stored metadata fields (front matter, document "
+        "properties, e-mail headers, `modified`: the file's date) -> a value, or operators "
+        "{eq, in, gt, gte, lt, lte}. An unknown field is a 400.")
 
     @field_validator("file_type")
     @classmethod

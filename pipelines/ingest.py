@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
+from indexing.access import FileLabel, label_file, row_groups
 from indexing.chunking import Chunker
 from indexing.corpus import Plan, SourceFile, check_paths, list_corpus, load_chunks, plan
 from indexing.embedder import Embedder, EmbedderInfo, EmbedderRef, resolve_embedder, token_counter
@@ -51,6 +52,8 @@ class IngestSummary(BaseModel):
     updated: int
     unchanged: int
     deleted: int
+    relabeled: int = Field(0, description="Unchanged files whose access labels changed: "
+                           "their chunks got the new groups, not new vectors.")
     failed: int
     chunks_embedded: int
     chunks_total: int
@@ -214,7 +217,8 @@ def _collect(batches: Iterable[dict[str, Any]], total_files: int, progress: bool
                 if seen[src] == int(batch["file_chunks"][i]):
                     bar.update(1)
                     pages += int(batch["file_pages"][i])
-                out.rows.append({c: _plain(batch[c][i]) for c in CHUNK_SCHEMA.names})
+                out.rows.append({c: _plain(batch[c][i]) for c in CHUNK_SCHEMA.names
+                                 if c != "groups"})  # groups: set for every row later
             if keep:
                 out.vectors.append(np.asarray(batch["vector"])[keep])
             rate = {"pages/s": round(pages / (time.perf_counter() - started), 1)} if pages else {}
@@ -226,14 +230,20 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _assemble(store: IndexStore, work: Plan, new: _Collected, dim: int) -> tuple[pa.Table, np.ndarray]:
-    """Unchanged files' rows from the current version plus the new rows, sorted by source."""
+def _assemble(store: IndexStore, work: Plan, new: _Collected, dim: int,
+              labels: dict[str, FileLabel], unlabeled: str) -> tuple[pa.Table, np.ndarray]:
+    """Unchanged files' rows from the current version plus the new rows, sorted by
+    source, every row's access groups computed afresh (indexing.access)."""
     parts, vecs = [], []
     current = store.current()
     if current and work.unchanged:
         table, vectors = store.read_version_rows(current)
         mask = np.isin(table.column("source").to_numpy(zero_copy_only=False), work.unchanged)
-        parts.append(table.filter(pa.array(mask)).cast(CHUNK_SCHEMA))
+        kept = table.filter(pa.array(mask))
+        if "groups" in kept.column_names:
+            kept = kept.drop_columns(["groups"])
+        parts.append(kept.append_column("groups", pa.nulls(kept.num_rows, pa.list_(pa.string())))
+                     .cast(CHUNK_SCHEMA))
         vecs.append(vectors[mask])
     if new.rows:
         for r in new.rows:
@@ -243,11 +253,16 @@ def _assemble(store: IndexStore, work: Plan, new: _Collected, dim: int) -> tuple
     table = pa.concat_tables(parts) if parts else CHUNK_SCHEMA.empty_table()
     vectors = np.vstack(vecs).astype(np.float32) if vecs else np.zeros((0, dim), np.float32)
     order = pa.compute.sort_indices(table, [("source", "ascending"), ("index", "ascending")])
-    return table.take(order), vectors[order.to_numpy()]
+    table = table.take(order)
+    groups = row_groups(labels, table.column("source").to_pylist(),
+                        table.column("metadata").to_pylist(), unlabeled)
+    table = table.set_column(table.schema.get_field_index("groups"), "groups",
+                             pa.array(groups, pa.list_(pa.string())))
+    return table, vectors[order.to_numpy()]
 
 
 def _manifest(previous: Manifest | None, work: Plan, new: _Collected, info: EmbedderInfo,
-              settings: Settings) -> Manifest:
+              settings: Settings, labels: dict[str, FileLabel], table: pa.Table) -> Manifest:
     old = previous.files if previous else {}
     entries = {s: old[s] for s in work.unchanged + work.failed_before}
     counts: dict[str, int] = {}
@@ -257,8 +272,47 @@ def _manifest(previous: Manifest | None, work: Plan, new: _Collected, info: Embe
     for f in work.todo:
         entries[f.source] = FileEntry(path=f.path, hash=f.hash, chunks=counts.get(f.source, 0),
                                       error=reasons.get(f.source))
-    return Manifest(embedder=info, chunking=chunking_of(settings),
+    first: dict[str, list[str]] = {}
+    for source, groups in zip(table.column("source").to_pylist(),
+                              table.column("groups").to_pylist()):
+        first.setdefault(source, groups)
+    unlabeled = settings.access.unlabeled
+    for source, entry in entries.items():
+        label = labels.get(source, FileLabel())
+        entries[source] = entry.model_copy(update={
+            "label": label, "groups": first.get(source, label.groups(None, unlabeled))})
+    return Manifest(embedder=info, chunking=chunking_of(settings), unlabeled=unlabeled,
                     files=dict(sorted(entries.items())))
+
+
+def file_labels(files: list[SourceFile], previous: Manifest | None,
+                settings: Settings) -> tuple[list[SourceFile], dict[str, FileLabel]]:
+    """Each file's access labels (indexing.access); a file whose labels cannot be read
+    is refused (indexed with the wrong groups it could be shown to anyone). Files kept
+    from other roots keep the labels they had."""
+    labels = {s: e.label for s, e in (previous.files.items() if previous else ())
+              if e.label is not None}
+    out = []
+    for f in files:
+        try:
+            labels[f.source] = label_file(Path(f.path), f.source, settings.access)
+        except LoadError as exc:
+            labels.pop(f.source, None)
+            f = f.model_copy(update={"error": exc.message, "hash": "refused:" + exc.message})
+        out.append(f)
+    return out, labels
+
+
+def relabeled(previous: Manifest | None, work: Plan, labels: dict[str, FileLabel],
+              settings: Settings) -> list[str]:
+    """Unchanged files whose labels changed since the current version (or every one,
+    when ``access.unlabeled`` did): they get a new groups column, not new vectors."""
+    if previous is None:
+        return []
+    if previous.unlabeled != settings.access.unlabeled:
+        return list(work.unchanged)
+    return [s for s in work.unchanged
+            if (previous.files[s].label or FileLabel()) != labels.get(s, FileLabel())]
 
 
 def chunking_of(settings: Settings) -> dict[str, Any]:
@@ -297,7 +351,9 @@ def run(paths: list[Path], settings: Settings, embed_files: EmbedFiles = ray_emb
                 f"(looked for {' '.join(settings.index.extensions)}); nothing was published",
                 param="paths")
         previous = store.previous_manifest()
+        files, labels = file_labels(files, previous, settings)
         work = plan(files, roots, previous)
+        moved = relabeled(previous, work, labels, settings)
         embedder = resolve_embedder(settings)
         if previous:
             check_embedder(previous, embedder.info(previous.embedder.dim))
@@ -307,14 +363,15 @@ def run(paths: list[Path], settings: Settings, embed_files: EmbedFiles = ray_emb
         info = _embedder_info(previous, embedder, new)
         failed = new.errors + [{"source": s, "error": previous.files[s].error or ""}
                                for s in work.failed_before] if previous else new.errors
-        changed = bool(work.todo or work.deleted)
+        changed = bool(work.todo or work.deleted or moved)
         version = store.current()
         chunks_total = sum(e.chunks for e in previous.files.values()) if previous else 0
         if changed:
-            table, vectors = _assemble(store, work, new, info.dim)
+            table, vectors = _assemble(store, work, new, info.dim, labels,
+                                       settings.access.unlabeled)
             if table.num_rows == 0:
                 raise EmptyCorpusError(_nothing_indexed(failed), param="paths")
-            manifest = _manifest(previous, work, new, info, settings)
+            manifest = _manifest(previous, work, new, info, settings, labels, table)
             staged = store.stage(table, vectors, manifest, failed, settings.index)
             if gate:
                 verdict = _judge(store, staged, version, settings, gate, gate_items)
@@ -328,7 +385,7 @@ def run(paths: list[Path], settings: Settings, embed_files: EmbedFiles = ray_emb
     return IngestSummary(
         index_dir=str(store), version=version, published=changed,
         added=len(work.added), updated=len(work.updated), unchanged=len(work.unchanged),
-        deleted=len(work.deleted), failed=sum("page" not in e for e in failed), chunks_embedded=len(new.rows),
+        deleted=len(work.deleted), relabeled=len(moved), failed=sum("page" not in e for e in failed), chunks_embedded=len(new.rows),
         chunks_total=chunks_total, seconds=round(seconds, 2),
         chunks_per_s=round(len(new.rows) / seconds, 2) if seconds else 0.0, errors=failed,
         gate=verdict)

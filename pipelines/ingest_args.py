@@ -80,7 +80,8 @@ def print_summary(summary) -> None:
             if refused else f"nothing changed; version {summary.version} stays current")
     click.echo(f"{summary.index_dir}: {what}")
     click.echo(f"files: {summary.added} added, {summary.updated} updated, "
-               f"{summary.unchanged} unchanged, {summary.deleted} deleted, {summary.failed} failed")
+               f"{summary.unchanged} unchanged, {summary.deleted} deleted, {summary.failed} failed"
+               + (f", {summary.relabeled} relabeled" if summary.relabeled else ""))
     click.echo(f"chunks: {summary.chunks_embedded} embedded ({summary.chunks_per_s} chunks/s), "
                f"{summary.chunks_total} in the index; {summary.seconds} s")
     for err in summary.errors[:20]:

@@ -26,14 +26,15 @@ from services.errors import validation_error
 from services.ray_compat import (ChatCompletionRequest, ChatCompletionStreamResponse, ErrorResponse,
                                  ModelCard, ModelList)
 from llama_rag import sse
+from services.audit import AuditLog
 from qa import grounding
 from qa.answerer import Answerer, Generation, answer_mode, check_question
 from services import chat, documents
 from services.deployments import RetrieverClient
 from services.ingress import ENDPOINTS, LlamaRagIngress, check_max_tokens, responses
-from services.auth import SCOPE_STATE
-from llama_rag.protocol import (AskRequest, AskResponse, Collection, IndexSummary, SearchRequest,
-                                SearchResponse, Usage)
+from services.auth import access_of
+from llama_rag.protocol import (Access, AskRequest, AskResponse, Collection, IndexSummary,
+                                SearchRequest, SearchResponse, Usage)
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +55,22 @@ class LlamaRagApi(LlamaRagIngress):
         self.retrieval = RetrieverClient(retriever, settings.serve)
         self.settings = settings
         self.refusals, self.tokens = refusals(), tokens_generated()
+        self.audit = AuditLog(settings.access.audit_log, settings.privacy.mask_pii)
         if settings.privacy.mask_pii:
             mask_logs()
 
     async def search(self, body: SearchRequest, request: Request) -> SearchResponse:
-        _check_collection(request, body.collection)
-        return await self.retrieval.call("search", body)
+        access = _check_collection(request, body.collection)
+        found = await self.retrieval.call("search", body, access)
+        self.audit.record("search", _request_id(request), access, index_version=found.version,
+                          chunk_ids=[h.chunk_id for h in found.hits], collection=body.collection,
+                          question=body.query)
+        return found
 
     async def index_summary(self, request: Request, collection: Collection | None = None
                             ) -> IndexSummary:
-        _check_collection(request, collection)
-        summary = await self.retrieval.call("summary", collection)
+        access = _check_collection(request, collection)
+        summary = await self.retrieval.call("summary", collection, access)
         served = self.settings.serve.documents_dir is not None and not collection
         return summary.model_copy(update={"documents_served": served})
 
@@ -89,8 +95,10 @@ class LlamaRagApi(LlamaRagIngress):
 
     async def document(self, source: str, request: Request) -> FileResponse:
         """A file of the indexed folder (serve.documents_dir), for a citation's link."""
-        allowed = getattr(request.state, SCOPE_STATE, None)
-        return FileResponse(documents.resolve(self.settings, source, allowed))
+        access = access_of(request)
+        if access is not None and access.groups is not None:  # the index knows its labels
+            await self.retrieval.call("check_source", source, access)
+        return FileResponse(documents.resolve(self.settings, source, access))
 
     async def ask(self, body: AskRequest, request: Request):
         plan = await self._plan(body, request)
@@ -122,12 +130,13 @@ class LlamaRagApi(LlamaRagIngress):
         what to ask the LLM."""
         cfg = self.settings.qa
         check_question(body, cfg)
-        _check_collection(request, body.collection)
+        access = _check_collection(request, body.collection)
         model = await self._get_model_id(body.model or self.settings.llm.model_id)  # 404 now
         mode = answer_mode(body, cfg)
         if mode == "generate":
             self.llm_gate.check()  # while the LLM is down: 503 now, before any retrieval work
-        planned = await self.retrieval.call("prepare", body, mode)
+        planned = await self.retrieval.call("prepare", body, mode, access)
+        self._audit(request, access, body, planned)
         if isinstance(planned, AskResponse):
             if not planned.answerable:
                 self.refusals.inc(tags={"reason": "no_relevant_chunks"})
@@ -138,6 +147,19 @@ class LlamaRagApi(LlamaRagIngress):
             temperature=planned.temperature, frequency_penalty=planned.frequency_penalty,
             stream=body.stream, stream_options={"include_usage": True} if body.stream else None)
         return _Plan(request_, planned)
+
+    def _audit(self, request: Request, access: Access | None, body: AskRequest,
+               planned: "AskResponse | Generation") -> None:
+        """The audit line of an answer: the chunks it cites, or every chunk the model is
+        given (a stream's sources event shows them all)."""
+        if isinstance(planned, AskResponse):
+            shown, version, answerable = planned.citations, planned.index_version, \
+                planned.answerable
+        else:
+            shown, version, answerable = planned.hits, planned.found.version, None
+        self.audit.record("ask", _request_id(request), access, index_version=version,
+                          chunk_ids=[h.chunk_id for h in shown], collection=body.collection,
+                          question=body.question, answerable=answerable)
 
     async def _generated(self, plan: "_Plan") -> AskResponse:
         started = time.perf_counter()
@@ -230,13 +252,23 @@ def _model_unavailable(exc: Exception) -> ModelUnavailableError:
                                  "may be restarting); retry in a few seconds")
 
 
-def _check_collection(request: Request, collection: str | None) -> None:
-    """403 when the caller's API key is limited to other collections (services.auth)."""
-    allowed = getattr(request.state, SCOPE_STATE, None)
+def _request_id(request: Request) -> str:
+    """Ray Serve's request id (its ``x-request-id``), or a new one."""
+    import uuid
+
+    return request.headers.get("x-request-id") or uuid.uuid4().hex
+
+
+def _check_collection(request: Request, collection: str | None) -> Access | None:
+    """The caller's Access (services.auth); 403 when its key is limited to other
+    collections."""
+    access = access_of(request)
+    allowed = access.collections if access is not None else None
     name = collection or DEFAULT_COLLECTION
     if allowed is not None and name not in allowed:
         raise ForbiddenError(f"this API key may use collection(s) {', '.join(sorted(allowed))}, "
                              f"not {name!r}", param="collection")
+    return access
 
 
 def _raise_if_error(response: Any) -> None:
@@ -283,6 +315,7 @@ def fastapi_app(settings: Settings):
 
     from services.admission import AdmissionControl
     from services.auth import ApiKeyGuard, key_digests
+    from services.tokens import TokenVerifier
     from services.errors import OpenAIErrorBodies, error_response
 
     app = ingress_fastapi_app()  # Ray's middleware stack (request ids, metrics, its exception handling)
@@ -295,7 +328,8 @@ def fastapi_app(settings: Settings):
     app.add_middleware(ApiKeyGuard, digests=key_digests([k.get_secret_value()
                                                          for k in settings.serve.api_keys]),
                        per_minute=settings.serve.rate_limit_per_minute,
-                       burst=settings.serve.rate_limit_burst)
+                       burst=settings.serve.rate_limit_burst,
+                       tokens=TokenVerifier(settings.access.jwt) if settings.access.jwt else None)
     app.add_middleware(OpenAIErrorBodies)  # added last, so outermost: sees every response
     return app
 

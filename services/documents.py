@@ -11,15 +11,17 @@ from pathlib import Path
 
 from llama_rag.config import DEFAULT_COLLECTION, Settings
 from llama_rag.errors import ForbiddenError, NotFoundError
+from llama_rag.protocol import Access
 
 
-def resolve(settings: Settings, source: str, allowed: set[str] | None = None) -> Path:
-    """The file a citation's ``source`` names; ``allowed``: the key's collections (the
-    folder is the default collection's)."""
+def resolve(settings: Settings, source: str, access: Access | None = None) -> Path:
+    """The file a citation's ``source`` names; ``access``: the caller's (the folder is
+    the default collection's; its document groups the retriever checked before)."""
     root = settings.serve.documents_dir
     if root is None:
         raise NotFoundError("this server serves no documents (serve.documents_dir is unset)",
                             param="source")
+    allowed = access.collections if access is not None else None
     if allowed is not None and DEFAULT_COLLECTION not in allowed:
         raise ForbiddenError("this API key may not read the default collection's documents",
                              param="source")

@@ -17,7 +17,7 @@ from ray import serve
 from indexing.passage_scorer import load_scorer
 from indexing.retriever import Poller, RetrieverCore
 from llama_rag.config import AnswerMode, Settings
-from llama_rag.protocol import AskRequest, AskResponse, IndexSummary, SearchRequest, \
+from llama_rag.protocol import Access, AskRequest, AskResponse, IndexSummary, SearchRequest, \
     SearchResponse, Usage
 from qa.answerer import Answerer, Generation
 
@@ -35,11 +35,16 @@ class Retriever:
         self.answerer = Answerer(self.core, settings, load_scorer(settings))
         self.poller = Poller(self.core, settings.qa.reload_interval_s)
 
-    async def search(self, request: SearchRequest) -> SearchResponse:
-        return await asyncio.to_thread(self.core.search, request)
+    async def search(self, request: SearchRequest, access: Access | None = None
+                     ) -> SearchResponse:
+        return await asyncio.to_thread(self.core.search, request, access)
 
-    async def prepare(self, body: AskRequest, mode: AnswerMode) -> AskResponse | Generation:
-        return await asyncio.to_thread(self.answerer.prepare, body, mode)
+    async def prepare(self, body: AskRequest, mode: AnswerMode, access: Access | None = None
+                      ) -> AskResponse | Generation:
+        """The answer or its prompt, by an answerer that sees what ``access`` may read."""
+        answerer = self.answerer if access is None else \
+            Answerer(self.core.scoped(access), self.answerer.settings, self.answerer.scorer)
+        return await asyncio.to_thread(answerer.prepare, body, mode)
 
     async def finish(self, text: str, generation: Generation, usage: Usage,
                      generate_ms: float) -> AskResponse:
@@ -50,8 +55,12 @@ class Retriever:
         """The collections served now (the default one included)."""
         return sorted(self.core.versions)
 
-    def summary(self, collection: str | None = None) -> IndexSummary:
-        return self.core.summary(collection)
+    def summary(self, collection: str | None = None, access: Access | None = None
+                ) -> IndexSummary:
+        return self.core.summary(collection, access)
+
+    def check_source(self, source: str, access: Access | None = None) -> None:
+        self.core.check_source(source, access)
 
     def check_health(self) -> None:
         pass

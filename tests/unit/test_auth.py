@@ -80,21 +80,29 @@ def test_the_page_and_its_assets_need_no_key_but_the_index_summary_does():
     assert call(g, path="/ui/../v1/index")[0] == 401
 
 
-def test_a_key_may_be_limited_to_collections():
+def test_a_key_may_be_limited_to_collections_and_groups():
     from llama_rag.config import parse_api_key as parse_key
-    from services.auth import SCOPE_STATE
+    from services.auth import ACCESS_STATE
 
-    assert parse_key("plain") == ("plain", None)
-    assert parse_key("team@docs+faq") == ("team", frozenset({"docs", "faq"}))
+    assert parse_key("plain") == ("plain", None, None)
+    assert parse_key("team@docs+faq") == ("team", frozenset({"docs", "faq"}), None)
+    assert parse_key("hr#hr+shared") == ("hr", None, frozenset({"hr", "shared"}))
+    assert parse_key("x@docs#eng") == ("x", frozenset({"docs"}), frozenset({"eng"}))
+    for bad in ("x#", "x@", "#hr", "x#bad group!"):
+        with pytest.raises(ValueError):
+            parse_key(bad)
     seen = {}
 
     async def inner(scope, receive, send):
         seen.update(scope.get("state", {}))
         await _inner(scope, receive, send)
 
-    g = ApiKeyGuard(inner, key_digests(["admin", "team@docs"]), 0, 5)
-    assert call(g, key="team")[0] == 200 and seen[SCOPE_STATE] == frozenset({"docs"})
-    assert call(g, key="admin")[0] == 200 and seen[SCOPE_STATE] is None
+    g = ApiKeyGuard(inner, key_digests(["admin", "team@docs", "hr#hr"]), 0, 5)
+    assert call(g, key="team")[0] == 200 and seen[ACCESS_STATE].collections == {"docs"}
+    assert call(g, key="admin")[0] == 200 and seen[ACCESS_STATE].collections is None
+    assert seen[ACCESS_STATE].groups is None and seen[ACCESS_STATE].subject.startswith("key:")
+    assert "admin" not in seen[ACCESS_STATE].subject
+    assert call(g, key="hr")[0] == 200 and seen[ACCESS_STATE].groups == {"hr"}
     assert call(g, key="team@docs")[0] == 403  # the scope is not part of the key
 
 

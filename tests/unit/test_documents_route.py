@@ -7,6 +7,7 @@ import pytest
 
 from llama_rag.config import Settings
 from llama_rag.errors import ForbiddenError, NotFoundError
+from llama_rag.protocol import Access
 from services.documents import resolve
 
 
@@ -37,4 +38,4 @@ def test_no_folder_no_files_and_a_key_of_other_collections_is_refused(settings):
     with pytest.raises(NotFoundError, match="documents_dir is unset"):
         resolve(Settings(), "manuals/guide.pdf")
     with pytest.raises(ForbiddenError):
-        resolve(settings, "manuals/guide.pdf", allowed={"faq"})
+        resolve(settings, "manuals/guide.pdf", Access(collections=frozenset({"faq"})))
