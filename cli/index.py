@@ -10,6 +10,7 @@ import click
 
 from llama_rag.commands import collection_name, config_option, settings_from
 from llama_rag.config import RETRIEVAL_MODES as MODES
+from llama_rag.config import groups_flag
 from pipelines.ingest_args import options as ingest_options
 
 
@@ -35,20 +36,36 @@ def index(**kwargs: Any) -> None:
 @click.option("--mode", type=click.Choice(MODES), help="Retrieval mode (default: retrieval.mode).")
 @click.option("--collection", callback=lambda c, p, v: collection_name(v), help="A named collection.")
 @click.option("--json", "as_json", is_flag=True, help="Print hits as a JSON list.")
+@click.option("--groups", metavar="G1,G2", help="Search as a reader of these access groups "
+              "(and public documents); default: every document (docs/security.md).")
+@click.option("--filter", "filters", metavar="FIELD=VALUE", multiple=True,
+              help="Only chunks whose metadata FIELD equals VALUE (repeatable).")
 @config_option
 def search(query: str, index_dir: str | None, k: int, mode: str | None, collection: str | None,
-           as_json: bool, config_path: Path | None) -> None:
+           as_json: bool, groups: str | None, filters: tuple[str, ...],
+           config_path: Path | None) -> None:
     """Search a published index from the command line."""
     settings = settings_from(config_path, **{"index.dir": index_dir})
     if not query.strip():
         raise click.BadParameter("must not be empty", param_hint="QUERY")
+    bad = [f for f in filters if "=" not in f]
+    if bad:
+        raise click.BadParameter(f"{bad[0]!r} is not FIELD=VALUE", param_hint="--filter")
+    from llama_rag.protocol import Access
+
+    try:
+        access = Access(subject="cli", groups=groups_flag(groups))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--groups") from None
     from llama_rag.model_files import apply_offline_policy
     from indexing.retriever import RetrieverCore
-    from llama_rag.protocol import SearchRequest
+    from llama_rag.protocol import Filters, SearchRequest
 
     apply_offline_policy(settings.models)
+    metadata = dict(f.split("=", 1) for f in filters)
     found = RetrieverCore(settings).search(
-        SearchRequest(query=query, k=k, mode=mode, collection=collection))
+        SearchRequest(query=query, k=k, mode=mode, collection=collection,
+                      filters=Filters(metadata=metadata) if metadata else None), access)
     if as_json:
         fields = {"rank", "score", "source", "title", "text", "chunk_id"}
         click.echo(json.dumps([h.model_dump(include=fields) for h in found.hits], indent=2))

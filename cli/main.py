@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from cli import adapters, ask, evaluate, index, jobs, serve, setup
+from cli import adapters, ask, audit, evaluate, index, jobs, serve, setup
 from llama_rag.commands import MappedGroup
 
 
@@ -27,7 +27,7 @@ def main() -> None:
 
 for command in (setup.setup, setup.show_config, index.index, index.search, serve.serve,
                 jobs.classify, jobs.finetune, jobs.tune, adapters.adapters, ask.ask, ask.chat,
-                evaluate.evaluate):
+                evaluate.evaluate, audit.audit):
     main.add_command(command)
 
 

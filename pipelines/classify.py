@@ -20,7 +20,7 @@ import click
 import pyarrow as pa
 from pydantic import BaseModel
 
-from llama_rag.config import Settings, load_settings
+from llama_rag.config import Settings, groups_flag, load_settings
 from llama_rag.errors import InvalidInputError
 from llama_rag.adapters import Adapter
 from llama_rag.prompts import LabelSet, PromptSpec
@@ -142,6 +142,7 @@ def prepare(args: ClassifyArgs, settings: Settings) -> Prepared:
            "prompt": classify_io.short_hash(spec.model_dump()), "mode": args.mode,
            "labels": labels.labels, "model": settings.models.llm or "bundled:smollm2",
            "context_index": str(args.context_index) if args.context_index else None,
+           "context_groups": args.context_groups,
            "examples_k": args.examples_k,
            "adapter": f"{adapter.manifest.name}@{adapter.manifest.version}" if adapter else None}
     classify_io.Output(args.output).check_job(job)
@@ -183,7 +184,8 @@ def _stage(ds, prep: Prepared, args: ClassifyArgs, settings: Settings):
 
         ds = ds.map_batches(Retrieve, fn_constructor_kwargs={
             "settings": settings.model_copy(update={"index": settings.index.model_copy(
-                update={"dir": args.context_index})})},
+                update={"dir": args.context_index})}),
+            "groups": groups_flag(args.context_groups)},
             batch_size=args.batch_size, concurrency=1, num_cpus=0.5)
     adapter = prep.adapter
     if adapter is not None and adapter.manifest.method == "embedding-head":

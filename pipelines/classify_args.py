@@ -35,6 +35,7 @@ class ClassifyArgs(BaseModel):
     max_rows: int | None = None
     gold_column: str | None = None
     context_index: str | None = None  # a folder or a filesystem URI (s3://, file://, ...)
+    context_groups: str | None = None  # the access groups the context may come from
     via_serve: str | None = None
     output_format: str = "parquet"
     max_text_tokens: int = PromptSpec.model_fields["max_text_tokens"].default
@@ -79,6 +80,9 @@ def options(fn):
         click.option("--context-index", metavar="DIR|URI",
                      help="Index to retrieve context from for each row (RAG classification); "
                      "a folder or a URI such as s3://bucket/index, like index.dir."),
+        click.option("--context-groups", metavar="G1,G2",
+                     help="Only documents of these access groups (and public ones) as "
+                     "context; default: every document (docs/security.md)."),
         click.option("--via-serve", help="URL of a running `llama-rag serve` to use instead."),
         click.option("--format", "output_format", type=click.Choice(["parquet", "jsonl"]),
                      default=_default("output_format"), show_default=True,

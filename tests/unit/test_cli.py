@@ -58,7 +58,7 @@ def _hybrid_hits(monkeypatch):
         def __init__(self, settings):
             pass
 
-        def search(self, request):
+        def search(self, request, access=None):
             return SearchResponse(version="v1", mode="hybrid", hits=hits, retrieve_ms=1.0)
 
     monkeypatch.setattr(search_mod, "RetrieverCore", Core)
