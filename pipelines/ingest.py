@@ -278,7 +278,10 @@ def _manifest(previous: Manifest | None, work: Plan, new: _Collected, info: Embe
         first.setdefault(source, groups)
     unlabeled = settings.access.unlabeled
     for source, entry in entries.items():
-        label = labels.get(source, FileLabel())
+        label = labels.get(source)
+        if label is None:  # its labels could not be read: no limited caller sees it
+            entries[source] = entry.model_copy(update={"label": None, "groups": []})
+            continue
         entries[source] = entry.model_copy(update={
             "label": label, "groups": first.get(source, label.groups(None, unlabeled))})
     return Manifest(embedder=info, chunking=chunking_of(settings), unlabeled=unlabeled,

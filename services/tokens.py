@@ -71,6 +71,9 @@ class TokenVerifier:
             raise AuthError(f"the identity provider's keys could not be read: {exc}") from None
         except jwt.PyJWTError as exc:
             raise AuthError(f"the bearer token is not valid: {exc}") from None
+        except (TypeError, ValueError):  # e.g. an ES256 header over the provider's RSA key
+            raise AuthError("the bearer token's algorithm does not fit the provider's "
+                            "key") from None
         return Access(subject=f"sub:{claims['sub']}", groups=self._groups(claims))
 
     def _groups(self, claims: dict[str, Any]) -> frozenset[str]:
