@@ -43,7 +43,7 @@ def dense_rows(version: IndexVersion, vector: np.ndarray, n: int,
                rows: np.ndarray | None) -> list[int]:
     if rows is not None:  # exact over the allowed rows: a filter loses no recall
         scores = np.zeros(version.chunks.num_rows, dtype=np.float32)
-        scores[rows] = np.asarray(version.vectors[rows]) @ np.asarray(vector, dtype=np.float32)
+        scores[rows] = version.rows_vectors(rows) @ np.asarray(vector, dtype=np.float32)
         return top_rows(scores, n, rows)
     return version.nearest(vector, n)[0]
 

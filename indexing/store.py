@@ -89,6 +89,9 @@ def check_embedder(built: Manifest, want: EmbedderInfo) -> None:
             "new directory", param="models.embedder")
 
 
+ROW_SETS_KEPT = 8  # vector copies of callers' row sets kept per loaded version
+
+
 class IndexVersion:
     """A loaded, immutable version: manifest, docstore, vectors and FAISS index."""
 
@@ -107,6 +110,7 @@ class IndexVersion:
         self._rows: dict[str, int] | None = None
         self._groups: GroupRows | None = None
         self._metadata: list[dict] | None = None
+        self._row_vectors: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     @property
     def groups(self) -> GroupRows:
@@ -116,6 +120,20 @@ class IndexVersion:
                 if "groups" in self.chunks.column_names else None
             self._groups = GroupRows(column, self.chunks.num_rows)
         return self._groups
+
+    def rows_vectors(self, rows: np.ndarray) -> np.ndarray:
+        """The vectors of ``rows`` as one array; the last few sets are kept, since a
+        caller's groups give the same rows query after query."""
+        rows = np.asarray(rows)
+        key = (len(rows), hash(rows.tobytes()))
+        kept = self._row_vectors.get(key)
+        if kept is not None and np.array_equal(kept[0], rows):
+            return kept[1]
+        found = np.ascontiguousarray(self.vectors[rows], dtype=np.float32)
+        if len(self._row_vectors) >= ROW_SETS_KEPT:
+            self._row_vectors.pop(next(iter(self._row_vectors)))
+        self._row_vectors[key] = (rows.copy(), found)
+        return found
 
     @property
     def metadata(self) -> list[dict]:

@@ -67,7 +67,10 @@ def ask_request(body: Any, collection: str) -> AskRequest:
             history=[Turn(role=m["role"], content=_text(m.get("content"))) for m in messages[:-1]],
             collection=collection or None, stream=bool(body.stream),
             max_tokens=getattr(body, "max_completion_tokens", None) or body.max_tokens,
-            temperature=body.temperature)
+            temperature=body.temperature,
+            # extension fields, as /v1/ask takes them (the OpenAI request allows extras)
+            filters=(body.model_extra or {}).get("filters"),
+            answer_mode=(body.model_extra or {}).get("answer_mode"))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

@@ -22,22 +22,40 @@ def looks_like_jwt(token: str) -> bool:
 
 
 class TokenVerifier:
-    """Verifies one provider's tokens; keys are read once (file) or cached (URL)."""
+    """Verifies one provider's tokens; keys are read on first use in the replica (the
+    app is pickled to its replicas, key objects are not picklable), once from a file,
+    cached from a URL."""
 
     def __init__(self, settings: JwtSettings) -> None:
+        self.settings = settings
+        self._keys = self._client = None
+        self._loaded = False
+
+    def _load(self) -> None:
         import jwt
 
-        self.settings = settings
-        if settings.jwks_file is not None:
-            self._keys = jwt.PyJWKSet.from_dict(json.loads(settings.jwks_file.read_text()))
-            self._client = None
+        cfg = self.settings
+        if cfg.jwks_file is not None:
+            try:
+                self._keys = jwt.PyJWKSet.from_dict(json.loads(cfg.jwks_file.read_text()))
+            except (OSError, ValueError, jwt.PyJWTError) as exc:
+                raise AuthError(f"the identity provider's keys could not be read: "
+                                f"{type(exc).__name__}") from None
         else:
-            self._keys, self._client = None, jwt.PyJWKClient(settings.jwks_url, cache_keys=True,
-                                                             timeout=5)
+            self._client = jwt.PyJWKClient(cfg.jwks_url, cache_keys=True, timeout=5)
+        self._loaded = True
+
+    def __getstate__(self) -> dict:
+        return {"settings": self.settings}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["settings"])
 
     def _key(self, token: str):
         import jwt
 
+        if not self._loaded:
+            self._load()
         if self._client is not None:
             return self._client.get_signing_key_from_jwt(token).key
         kid = jwt.get_unverified_header(token).get("kid")

@@ -25,6 +25,9 @@ DOCS_KEY = "it-extra-" + secrets.token_hex(8)  # may use the "extra" collection 
 LOAD_KEY = "it-load-" + secrets.token_hex(8)  # the load test's own rate-limit bucket
 SWAP_KEY = "it-swap-" + secrets.token_hex(8)  # the publish-under-queries test's bucket
 FUZZ_KEY = "it-fuzz-" + secrets.token_hex(8)  # schemathesis' bucket
+TEAM_KEY = "it-team-" + secrets.token_hex(8)  # reads group "eng" and public documents only
+GUIDE_GROUP = "beekeepers"  # the access group of the corpus's manuals/ folder
+ISSUER, AUDIENCE = "https://idp.test.invalid", "llama-rag-tests"  # the session's token issuer
 AUTH = {"authorization": f"Bearer {API_KEY}"}
 # Python docs pages the QA index holds (the dev QA set's questions are about them)
 QA_PAGES = ["zipfile", "tarfile", "gzip", "csv", "json", "glob", "tempfile", "shutil",
@@ -182,6 +185,7 @@ def qa_index(ray_cluster, tmp_path_factory) -> Path:
     corpus = copy_pages(root / "corpus", QA_PAGES)
     (corpus / "manuals").mkdir()
     (corpus / "manuals" / "field-guide.pdf").write_bytes(field_guide_pdf())  # pages known
+    (corpus / "manuals" / ".access").write_text(GUIDE_GROUP + "\n")  # the rest stays public
     llama_rag(ray_cluster, "index", str(corpus), "--index-dir", str(root / "index"),
               "--no-progress", timeout=900)
     extra = copy_pages(root / "extra", EXTRA_PAGES)
@@ -197,8 +201,42 @@ def adapter_registry(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("adapters")
 
 
+@dataclass(frozen=True)
+class IdentityProvider:
+    """The session's token issuer: an RSA key and its JWKS file, for minting test tokens."""
+
+    key: object
+    jwks: Path
+
+    def token(self, groups: list[str], expires_in: int = 300, **claims) -> str:
+        import jwt
+
+        now = int(time.time())
+        return jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": "tester", "iat": now,
+                           "exp": now + expires_in, "groups": groups, **claims},
+                          self.key, algorithm="RS256", headers={"kid": "session"})
+
+
 @pytest.fixture(scope="session")
-def llm_server(ray_cluster, qa_index):
+def identity_provider(tmp_path_factory) -> IdentityProvider:
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    path = tmp_path_factory.mktemp("idp") / "jwks.json"
+    path.write_text(json.dumps({"keys": [{**jwk, "kid": "session", "alg": "RS256"}]}))
+    return IdentityProvider(key, path)
+
+
+@pytest.fixture(scope="session")
+def audit_log(tmp_path_factory) -> Path:
+    """Where the session server writes its audit trail (access.audit_log)."""
+    return tmp_path_factory.mktemp("audit") / "audit.jsonl"
+
+
+@pytest.fixture(scope="session")
+def llm_server(ray_cluster, qa_index, identity_provider, audit_log):
     """`llama-rag serve --index-dir --documents-dir` on the session cluster: one vLLM
     replica of the bundled model, the retriever over ``qa_index``, its corpus served for
     citations' links, API keys required.
@@ -212,7 +250,12 @@ def llm_server(ray_cluster, qa_index):
                           LLAMA_RAG_SERVE__RATE_LIMIT_PER_MINUTE="600",
                           LLAMA_RAG_SERVE__RATE_LIMIT_BURST="40",
                           LLAMA_RAG_API_KEYS=",".join([API_KEY, LIMITED_KEY, f"{DOCS_KEY}@extra",
-                                                        LOAD_KEY, SWAP_KEY, FUZZ_KEY]),
+                                                        LOAD_KEY, SWAP_KEY, FUZZ_KEY,
+                                                        f"{TEAM_KEY}#eng"]),
+                          LLAMA_RAG_ACCESS__JWT=json.dumps({
+                              "jwks_file": str(identity_provider.jwks), "issuer": ISSUER,
+                              "audience": AUDIENCE}),
+                          LLAMA_RAG_ACCESS__AUDIT_LOG=str(audit_log),
                           LLAMA_RAG_LLM__MAX_MODEL_LEN="2048",
                           # the LLM writes answers here (the bundled model's default is
                           # extractive): streaming, load and replica-kill tests need the

@@ -8,8 +8,9 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 # Session fixtures (one Ray head, one index, one Serve app) for the integration and
 # reliability tests; unit tests never ask for them, so they start nothing there.
-from tests.cluster import (_figures, adapter_registry, llm_server, lora_adapter,  # noqa: E402,F401
-                           pace, qa_index, ray_cluster, record)
+from tests.cluster import (_figures, adapter_registry, audit_log,  # noqa: E402,F401
+                           identity_provider, llm_server, lora_adapter, pace, qa_index,
+                           ray_cluster, record)
 
 
 def pytest_collection_modifyitems(config, items):
