@@ -10,6 +10,7 @@ import json
 
 import httpx
 
+from services.tokens import digest, subject_of_key
 from tests.cluster import API_KEY, AUDIENCE, GUIDE_GROUP, TEAM_KEY
 from tests.helpers import GUIDE_PAGES
 
@@ -101,8 +102,10 @@ def test_metadata_filters_and_the_audit_trail(llm_server, audit_log):
     operator = search({"metadata": {"modified": {"between": [1, 2]}}})
     assert operator.status_code == 400
     lines = [json.loads(x) for x in audit_log.read_text().splitlines()]
-    mine = [x for x in lines if x.get("groups") == ["eng"]]
-    assert mine and all(x["subject"].startswith("key:") for x in mine)
+    team = subject_of_key(digest(TEAM_KEY))
+    mine = [x for x in lines if x["subject"] == team]
+    assert mine and all(x["groups"] == ["eng"] for x in mine)
+    assert any(x["subject"] == "sub:tester" for x in lines)  # the tokens' callers too
     assert {"ask", "search"} <= {x["route"] for x in mine}
     assert all(x["index_version"] and "request_id" in x for x in mine)
     assert TEAM_KEY not in audit_log.read_text() and API_KEY not in audit_log.read_text()
