@@ -31,6 +31,8 @@ def visible_rows(version: IndexVersion, filters: Filters | None,
     if not limited(filters, access):
         return None
     rows = version.groups.allowed(access.groups if access is not None else None)
+    if not (filters and (filters.source_prefix or filters.file_type or filters.metadata)):
+        return rows  # the caller's groups alone: the version's cached rows
     keep = np.ones(version.chunks.num_rows, dtype=bool)
     if rows is not None:
         keep[:] = False

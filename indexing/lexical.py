@@ -41,6 +41,7 @@ class LexicalIndex:
                  counts: np.ndarray, lengths: np.ndarray) -> None:
         self.vocab, self.indptr, self.rows, self.counts = vocab, indptr, rows, counts
         self.lengths = lengths.astype(np.float32)
+        self._kept: dict[tuple[int, int], tuple[np.ndarray, tuple]] = {}
 
     @classmethod
     def build(cls, texts: list[str]) -> "LexicalIndex":
@@ -87,15 +88,7 @@ class LexicalIndex:
         terms = Counter(t for t in _tokens([query])[0] if t in self.vocab) if num_rows else {}
         if not terms:  # only stopwords, punctuation or unknown words: nothing to match
             return out
-        mask = None
-        if allowed is None:
-            total, mean_length = num_rows, float(self.lengths.mean())
-        else:
-            mask = np.zeros(num_rows, dtype=bool)
-            mask[allowed] = True
-            total = len(allowed)
-            mean_length = float(self.lengths[allowed].mean()) if total else 1.0
-        norm = K1 * (1 - B + B * self.lengths / max(mean_length, 1e-9))
+        mask, total, mean_length = self._statistics(num_rows, allowed)
         for term, repeats in terms.items():
             tid = self.vocab[term]
             rows = self.rows[self.indptr[tid]:self.indptr[tid + 1]]
@@ -106,5 +99,26 @@ class LexicalIndex:
             if len(rows) == 0:
                 continue
             idf = np.log(1 + (total - len(rows) + 0.5) / (len(rows) + 0.5))
-            out[rows] += repeats * idf * counts / (counts + norm[rows])
+            norm = K1 * (1 - B + B * self.lengths[rows] / mean_length)
+            out[rows] += repeats * idf * counts / (counts + norm)
         return out
+
+    def _statistics(self, num_rows: int, allowed: np.ndarray | None
+                    ) -> tuple[np.ndarray | None, int, float]:
+        """(mask of the rows searched, their count, their mean length); kept for the last
+        few row sets, since a caller's groups give the same rows query after query."""
+        if allowed is None:
+            return None, num_rows, max(float(self.lengths.mean()), 1e-9)
+        allowed = np.asarray(allowed)
+        key = (len(allowed), hash(allowed.tobytes()))
+        kept = self._kept.get(key)
+        if kept is not None and np.array_equal(kept[0], allowed):
+            return kept[1]
+        mask = np.zeros(num_rows, dtype=bool)
+        mask[allowed] = True
+        mean = float(self.lengths[allowed].mean()) if len(allowed) else 1.0
+        stats = (mask, len(allowed), max(mean, 1e-9))
+        if len(self._kept) >= 8:
+            self._kept.pop(next(iter(self._kept)))
+        self._kept[key] = (allowed.copy(), stats)
+        return stats

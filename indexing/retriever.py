@@ -20,7 +20,6 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 
 from indexing.filters import visible_rows
-from indexing.api_entries import is_api_chunk
 from indexing.ranking import CrossEncoderReranker, search_version
 from indexing.store import IndexStore, IndexVersion
 from llama_rag.config import DEFAULT_COLLECTION, Settings
@@ -179,8 +178,7 @@ class RetrieverCore:
         version = self._loaded(collection)[1]
         if not version.api_reference or access is None or access.groups is None:
             return version.api_reference
-        rows = version.groups.allowed(access.groups)
-        return any(is_api_chunk(version.chunks.column("metadata")[int(r)].as_py()) for r in rows)
+        return bool(version.api_rows[version.groups.allowed(access.groups)].any())
 
     def entries(self, name: str, collection: str | None = None,
                 filters: Filters | None = None, access: Access | None = None) -> list[Hit]:

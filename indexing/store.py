@@ -110,6 +110,7 @@ class IndexVersion:
         self._rows: dict[str, int] | None = None
         self._groups: GroupRows | None = None
         self._metadata: list[dict] | None = None
+        self._api_rows: np.ndarray | None = None
         self._row_vectors: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     @property
@@ -156,10 +157,19 @@ class IndexVersion:
         """API entry names -> rows of the chunks of API reference pages
         (indexing.api_entries), built on first use; empty for any other corpus."""
         if self._symbols is None:
-            marked = [is_api_chunk(m) for m in self.chunks.column("metadata").to_pylist()]
+            marked = self.api_rows.tolist()
             self._symbols = SymbolIndex.build(self.chunks.column("text").to_pylist(), marked) \
                 if any(marked) else SymbolIndex({})
         return self._symbols
+
+    @property
+    def api_rows(self) -> np.ndarray:
+        """Which rows are chunks of API reference pages (bool per row), computed once."""
+        if self._api_rows is None:
+            self._api_rows = np.fromiter(
+                (is_api_chunk(m) for m in self.chunks.column("metadata").to_pylist()), bool,
+                self.chunks.num_rows)
+        return self._api_rows
 
     @property
     def api_reference(self) -> bool:

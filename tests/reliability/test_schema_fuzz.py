@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_schema_conformance")
 MAX_EXAMPLES = 6  # per operation and phase (generation routes run the model)
-MAX_TIME_S = 120  # the run's time budget (one request may still run to its timeout)
+MAX_TIME_S = 80  # the run's time budget (one request may still run to its timeout)
 
 
 def test_schemathesis_finds_no_server_error_and_no_undeclared_response(llm_server, pace,
