@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from typing import Any
 
@@ -54,6 +55,25 @@ class Document(BaseModel):
         marks = self.pages[first:last + 1]
         return ([p.number for p in marks], [p.start - start for p in marks[1:]],
                 any(p.ocr for p in marks))
+
+
+_ACCESS_FIELD = re.compile(r"access\s*:\s*([^;]+)", re.I)
+
+
+def property_metadata(values: dict[str, Any]) -> dict[str, Any]:
+    """A file's document properties (Office core properties, a PDF's info dictionary)
+    as metadata: empty ones dropped, dates as ISO 8601; ``access: hr, finance`` in its
+    keywords or category names its access groups (indexing.access)."""
+    meta: dict[str, Any] = {}
+    for name, value in values.items():
+        if value is None or value == "":
+            continue
+        meta[name] = value.isoformat() if hasattr(value, "isoformat") else str(value).strip()
+    for name in ("keywords", "category"):
+        m = _ACCESS_FIELD.search(str(meta.get(name, "")))
+        if m:
+            meta["access"] = m.group(1).replace(",", " ").split()
+    return meta
 
 
 class Chunk(BaseModel):

@@ -15,7 +15,7 @@ from typing import Callable
 
 from indexing import office
 from indexing.api_entries import API_REFERENCE
-from indexing.documents import Document, DocumentBuilder, PageProblem
+from indexing.documents import Document, DocumentBuilder, PageProblem, property_metadata
 from indexing.tables import add_table
 from indexing.html import html_into
 from indexing.text import PARAGRAPH_BREAK, decode_text
@@ -195,18 +195,10 @@ def load_docx(data: bytes, source: str) -> list[Document]:
 
 
 def office_properties(props) -> dict:
-    """An Office file's core properties as metadata; ``access: hr, finance`` in its
-    keywords or category names its access groups (indexing.access)."""
-    meta: dict = {}
-    for name in ("author", "category", "keywords", "subject", "created", "modified"):
-        value = getattr(props, name, None)
-        if value:
-            meta[name] = value.isoformat() if hasattr(value, "isoformat") else str(value)
-    for name in ("keywords", "category"):
-        m = re.search(r"access\s*:\s*([^;]+)", str(meta.get(name, "")), re.I)
-        if m:
-            meta["access"] = m.group(1).replace(",", " ").split()
-    return meta
+    """An Office file's core properties as metadata (indexing.documents)."""
+    return property_metadata({name: getattr(props, name, None) for name in
+                              ("author", "category", "keywords", "subject", "created",
+                               "modified")})
 
 
 LOADERS: dict[str, Callable[[bytes, str], list[Document]]] = {

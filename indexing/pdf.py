@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from indexing.documents import Document, DocumentBuilder, PageProblem
+from indexing.documents import Document, DocumentBuilder, PageProblem, property_metadata
 from indexing.pdf_layout import Line, PageText, page_lines
 from indexing.tables import add_table
 from llama_rag.errors import LoadError
@@ -146,7 +146,7 @@ def _read(pdf, data: bytes, source: str, options: PdfOptions, ocr_read: OcrRead 
         raise LoadError("no text found in the PDF" + (f" ({problems[0].error} on page "
                                                        f"{problems[0].page})" if problems else ""))
     return Document(id=source, source=source, title=title, text=text, sections=sections,
-                    pages=builder.pages, problems=problems)
+                    pages=builder.pages, problems=problems, metadata=_properties(pdf))
 
 
 MIN_RULES = 16  # path objects on a page before pdfplumber looks for a ruled table there
@@ -215,6 +215,27 @@ def _title(pdf) -> str:
         return (pdf.get_metadata_dict().get("Title") or "").strip()
     except Exception:  # a broken info dictionary is no reason to lose the file
         return ""
+
+
+_PDF_DATE = re.compile(r"D:(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?")
+
+
+def _properties(pdf) -> dict:
+    """The info dictionary's author, subject, keywords and dates as metadata."""
+    try:
+        info = pdf.get_metadata_dict()
+    except Exception:  # a broken info dictionary is no reason to lose the file
+        return {}
+    values = {"author": info.get("Author"), "subject": info.get("Subject"),
+              "keywords": info.get("Keywords")}
+    for name, key in (("created", "CreationDate"), ("modified", "ModDate")):
+        m = _PDF_DATE.match(info.get(key) or "")
+        if m:
+            year, month, day, hour, minute, second = (m.group(1), m.group(2) or "01",
+                                                      m.group(3) or "01", m.group(4) or "00",
+                                                      m.group(5) or "00", m.group(6) or "00")
+            values[name] = f"{year}-{month}-{day}T{hour}:{minute}:{second}"
+    return property_metadata(values)
 
 
 def _outline(pdf) -> dict[int, list[tuple[int, str, float | None]]]:

@@ -179,3 +179,30 @@ def test_a_version_from_before_labels_is_public(tmp_path):
     core = RetrieverCore(settings, embedder=FakeEmbedder())
     hits = core.search(SearchRequest(query="alpha"), Access(groups=frozenset())).hits
     assert len(hits) == 2  # rows without groups read as public, not as nobody's
+
+
+def test_pdf_and_docx_properties_become_metadata_and_may_name_groups():
+    import io
+
+    import docx
+    from pypdf import PdfReader, PdfWriter
+
+    from indexing.loaders import load_bytes
+    from tests.helpers import make_pdf
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(make_pdf("Quarterly figures"))))
+    writer.add_metadata({"/Author": "Ann Lee", "/Keywords": "budget; access: finance, board",
+                         "/CreationDate": "D:20240102030405Z"})
+    out = io.BytesIO()
+    writer.write(out)
+    [pdf] = load_bytes(out.getvalue(), "q.pdf")
+    assert pdf.metadata["author"] == "Ann Lee" and pdf.metadata["access"] == ["finance", "board"]
+    assert pdf.metadata["created"] == "2024-01-02T03:04:05"
+    document = docx.Document()
+    document.add_paragraph("Salary bands for 2026.")
+    document.core_properties.keywords = "access: hr"
+    document.core_properties.author = "HR team"
+    buf = io.BytesIO()
+    document.save(buf)
+    [doc] = load_bytes(buf.getvalue(), "bands.docx")
+    assert doc.metadata["access"] == ["hr"] and doc.metadata["author"] == "HR team"
