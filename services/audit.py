@@ -10,7 +10,6 @@ O_APPEND, so API replicas on one machine can share the file.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from pathlib import Path
 from typing import Iterator
