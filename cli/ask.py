@@ -8,7 +8,7 @@ from typing import Any, get_args
 import click
 
 from llama_rag.client import DEFAULT_URL
-from llama_rag.commands import collection_name
+from llama_rag.commands import collection_name, filter_option, metadata_filters
 from llama_rag.config import AnswerMode
 
 ANSWER_MODES: tuple[str, ...] = get_args(AnswerMode)
@@ -22,13 +22,14 @@ url_option = click.option("--url", default=DEFAULT_URL, show_default=True, envva
 @url_option
 @click.option("-k", "k", type=click.IntRange(1, 20), help="Chunks to quote (default qa.k).")
 @click.option("--source-prefix", help="Only sources starting with this, e.g. library/.")
+@filter_option
 @click.option("--stream/--no-stream", default=False, help="Print tokens as they come.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full JSON answer.")
 @click.option("--answer-mode", type=click.Choice(ANSWER_MODES),
               help="generate (the LLM writes it) or extractive (the answering sentence, "
               "quoted); default: the server's qa.answer_mode.")
-def ask(question: str, url: str, k: int | None, source_prefix: str | None, stream: bool,
-        as_json: bool, answer_mode: str | None) -> None:
+def ask(question: str, url: str, k: int | None, source_prefix: str | None,
+        filters: tuple[str, ...], stream: bool, as_json: bool, answer_mode: str | None) -> None:
     """Ask a question; the answer cites the indexed documents. Key: LLAMA_RAG_API_KEY."""
     from llama_rag.client import Client
 
@@ -37,8 +38,10 @@ def ask(question: str, url: str, k: int | None, source_prefix: str | None, strea
         body["k"] = k
     if answer_mode:
         body["answer_mode"] = answer_mode
-    if source_prefix:
-        body["filters"] = {"source_prefix": source_prefix}
+    metadata = metadata_filters(filters)
+    if source_prefix or metadata:
+        body["filters"] = {k: v for k, v in {"source_prefix": source_prefix,
+                                             "metadata": metadata}.items() if v}
     client = Client(url)
     if stream and not as_json:
         _print_citations(_streamed_answer(client, body))

@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from llama_rag.commands import collection_name, config_option, settings_from
+from llama_rag.commands import (collection_name, config_option, filter_option, metadata_filters,
+                                settings_from)
 from llama_rag.config import RETRIEVAL_MODES as MODES
 from llama_rag.config import groups_flag
 from pipelines.ingest_args import options as ingest_options
@@ -38,8 +39,7 @@ def index(**kwargs: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print hits as a JSON list.")
 @click.option("--groups", metavar="G1,G2", help="Search as a reader of these access groups "
               "(and public documents); default: every document (docs/security.md).")
-@click.option("--filter", "filters", metavar="FIELD=VALUE", multiple=True,
-              help="Only chunks whose metadata FIELD equals VALUE (repeatable).")
+@filter_option
 @config_option
 def search(query: str, index_dir: str | None, k: int, mode: str | None, collection: str | None,
            as_json: bool, groups: str | None, filters: tuple[str, ...],
@@ -48,9 +48,7 @@ def search(query: str, index_dir: str | None, k: int, mode: str | None, collecti
     settings = settings_from(config_path, **{"index.dir": index_dir})
     if not query.strip():
         raise click.BadParameter("must not be empty", param_hint="QUERY")
-    bad = [f for f in filters if "=" not in f]
-    if bad:
-        raise click.BadParameter(f"{bad[0]!r} is not FIELD=VALUE", param_hint="--filter")
+    metadata = metadata_filters(filters)
     from llama_rag.protocol import Access
 
     try:
@@ -62,7 +60,6 @@ def search(query: str, index_dir: str | None, k: int, mode: str | None, collecti
     from llama_rag.protocol import Filters, SearchRequest
 
     apply_offline_policy(settings.models)
-    metadata = dict(f.split("=", 1) for f in filters)
     found = RetrieverCore(settings).search(
         SearchRequest(query=query, k=k, mode=mode, collection=collection,
                       filters=Filters(metadata=metadata) if metadata else None), access)

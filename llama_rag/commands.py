@@ -61,6 +61,19 @@ collection_option = click.option(
     "default one.")
 
 
+filter_option = click.option(
+    "--filter", "filters", metavar="FIELD=VALUE", multiple=True,
+    help="Only chunks whose metadata FIELD equals VALUE (repeatable; docs/security.md).")
+
+
+def metadata_filters(values: tuple[str, ...]) -> dict[str, str] | None:
+    """``--filter FIELD=VALUE`` flags as ``filters.metadata`` (None without any)."""
+    bad = [v for v in values if "=" not in v or not v.split("=", 1)[0].strip()]
+    if bad:
+        raise click.BadParameter(f"{bad[0]!r} is not FIELD=VALUE", param_hint="--filter")
+    return {k.strip(): v.strip() for k, v in (x.split("=", 1) for x in values)} or None
+
+
 def settings_from(config_path: Path | None, **flags: Any):
     """Settings from the YAML file, the environment and the given flags (None: unset)."""
     from llama_rag.config import load_settings

@@ -59,9 +59,26 @@ def _hybrid_hits(monkeypatch):
             pass
 
         def search(self, request, access=None):
+            seen.update(request=request, access=access)
             return SearchResponse(version="v1", mode="hybrid", hits=hits, retrieve_ms=1.0)
 
+    seen: dict = {}
     monkeypatch.setattr(search_mod, "RetrieverCore", Core)
+    return seen
+
+
+def test_search_reads_as_a_group_and_filters_on_metadata(monkeypatch):
+    seen = _hybrid_hits(monkeypatch)
+    result = CliRunner().invoke(main, ["search", "zip", "--groups", "hr,eng", "--filter",
+                                       "year=2026", "--filter", "team = core"])
+    assert result.exit_code == 0, result.output
+    assert seen["access"].groups == {"hr", "eng"}
+    assert seen["request"].filters.metadata == {"year": "2026", "team": "core"}
+    assert CliRunner().invoke(main, ["search", "zip"]).exit_code == 0
+    assert seen["access"].groups is None  # no flag: every document
+    for bad in (["--groups", "no way!"], ["--filter", "nofield"], ["--filter", "=x"]):
+        result = CliRunner().invoke(main, ["search", "zip", *bad])
+        assert result.exit_code == 2 and bad[0] in result.output, result.output
 
 
 def test_search_output_says_what_ranks_the_hits_and_labels_the_cosine(monkeypatch):
