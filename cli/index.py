@@ -70,6 +70,8 @@ def search(query: str, index_dir: str | None, k: int, mode: str | None, collecti
     # the rank comes from the mode (fusion in hybrid), the number is always the cosine:
     # say so, or 0.660, 0.610, 0.644 reads as a sorting bug
     click.echo(f"ranked by {found.mode} retrieval; cos = cosine similarity to the query")
+    if not found.hits:
+        click.echo("no hits (nothing matches, or nothing these groups and filters may see)")
     for h in found.hits:
         snippet = " ".join(h.text.split())[:200]
         click.echo(f"{h.rank}. [cos {h.score:.3f}] {h.source} - {h.title}\n   {snippet}")
