@@ -36,6 +36,18 @@ def test_bm25_over_some_rows_scores_as_an_index_of_only_those_rows():
     assert not full.scores("leave", len(TEXTS), allowed).any()
 
 
+def test_bm25_scores_are_bm25s_lucene_scores():
+    import bm25s
+
+    reference = bm25s.BM25()
+    reference.index(bm25s.tokenize(TEXTS, stopwords="en", show_progress=False),
+                    show_progress=False)
+    ours = LexicalIndex.build(TEXTS)
+    for query in ("zip archive", "zip zip budget", "leave"):
+        tokens = bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)[0]
+        assert np.allclose(ours.scores(query, len(TEXTS)), reference.get_scores(tokens), atol=1e-5)
+
+
 def test_bm25_counts_survive_a_save_and_load(tmp_path: Path):
     full = LexicalIndex.build(TEXTS)
     full.save(tmp_path)
