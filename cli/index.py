@@ -49,7 +49,7 @@ def search(query: str, index_dir: str | None, k: int, mode: str | None, collecti
     if not query.strip():
         raise click.BadParameter("must not be empty", param_hint="QUERY")
     metadata = metadata_filters(filters)
-    from llama_rag.protocol import Access
+    from llama_rag.protocol import Access, Filters, SearchRequest
 
     try:
         access = Access(subject="cli", groups=groups_flag(groups))
@@ -57,7 +57,6 @@ def search(query: str, index_dir: str | None, k: int, mode: str | None, collecti
         raise click.BadParameter(str(exc), param_hint="--groups") from None
     from llama_rag.model_files import apply_offline_policy
     from indexing.retriever import RetrieverCore
-    from llama_rag.protocol import Filters, SearchRequest
 
     apply_offline_policy(settings.models)
     found = RetrieverCore(settings).search(

@@ -44,14 +44,24 @@ class FileLabel(BaseModel):
         return [PUBLIC_GROUP] if unlabeled == PUBLIC_GROUP else []
 
 
-def parse_groups(text: str, where: str) -> list[str]:
-    names = [n for line in text.splitlines() for n in
-             line.split("#", 1)[0].replace(",", " ").split()]
+def split_groups(text: str) -> list[str]:
+    """Group names separated by commas or whitespace."""
+    return text.replace(",", " ").split()
+
+
+def _checked(names: list[str], where: str) -> list[str]:
+    """``names``, sorted and once each; ``LoadError`` naming ``where`` for a bad one."""
     try:
         check_groups(names, where)
     except ValueError as exc:
         raise LoadError(str(exc)) from None
     return sorted(set(names))
+
+
+def parse_groups(text: str, where: str) -> list[str]:
+    """A labels file: names by commas, spaces or lines; ``#`` starts a comment."""
+    return _checked([n for line in text.splitlines()
+                     for n in split_groups(line.split("#", 1)[0])], where)
 
 
 def _read(path: Path, where: str) -> list[str] | None:
@@ -85,12 +95,8 @@ def own_groups(metadata: dict[str, Any]) -> list[str] | None:
     value = metadata.get("access")
     if value is None:
         return None
-    names = value if isinstance(value, list) else str(value).replace(",", " ").split()
-    try:
-        check_groups([str(n) for n in names], "the document's access field")
-    except ValueError as exc:
-        raise LoadError(str(exc)) from None
-    return sorted({str(n) for n in names})
+    names = value if isinstance(value, list) else split_groups(str(value))
+    return _checked([str(n) for n in names], "the document's access field")
 
 
 def row_groups(labels: dict[str, FileLabel], sources: Iterable[str], metadata: Iterable[str],

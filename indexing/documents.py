@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from indexing.access import split_groups
+
 
 class Section(BaseModel):
     """A run of a document's text under one heading path; [start, end) into Document.text."""
@@ -72,7 +74,7 @@ def property_metadata(values: dict[str, Any]) -> dict[str, Any]:
     for name in ("keywords", "category"):
         m = _ACCESS_FIELD.search(str(meta.get(name, "")))
         if m:
-            meta["access"] = m.group(1).replace(",", " ").split()
+            meta["access"] = split_groups(m.group(1))
     return meta
 
 

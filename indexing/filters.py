@@ -19,10 +19,13 @@ from llama_rag.protocol import Access, Condition, Filters
 BUILT_IN = ("source", "title")  # fields every row has, filterable by equality too
 
 
+def _narrows(filters: Filters | None) -> bool:
+    return bool(filters and (filters.source_prefix or filters.file_type or filters.metadata))
+
+
 def limited(filters: Filters | None, access: Access | None) -> bool:
     """Whether anything limits the rows (else the index's own fast path searches all)."""
-    return bool((access is not None and access.groups is not None) or (filters and (
-        filters.source_prefix or filters.file_type or filters.metadata)))
+    return (access is not None and access.groups is not None) or _narrows(filters)
 
 
 def visible_rows(version: IndexVersion, filters: Filters | None,
@@ -31,13 +34,13 @@ def visible_rows(version: IndexVersion, filters: Filters | None,
     if not limited(filters, access):
         return None
     rows = version.groups.allowed(access.groups if access is not None else None)
-    if not (filters and (filters.source_prefix or filters.file_type or filters.metadata)):
+    if not _narrows(filters):
         return rows  # the caller's groups alone: the version's cached rows
     keep = np.ones(version.chunks.num_rows, dtype=bool)
     if rows is not None:
         keep[:] = False
         keep[rows] = True
-    if filters and (filters.source_prefix or filters.file_type):
+    if filters.source_prefix or filters.file_type:
         sources = version.chunks.column("source").to_pylist()
         if filters.source_prefix:
             keep &= np.fromiter((s.startswith(filters.source_prefix) for s in sources), bool,
@@ -46,7 +49,7 @@ def visible_rows(version: IndexVersion, filters: Filters | None,
             wanted = set(filters.file_type)
             keep &= np.fromiter((s.rsplit(".", 1)[-1].lower() in wanted for s in sources), bool,
                                 len(sources))
-    if filters and filters.metadata:
+    if filters.metadata:
         keep &= _metadata_mask(version, filters.metadata, keep)
     return np.flatnonzero(keep)
 

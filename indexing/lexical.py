@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from indexing.rowsets import RowSetCache
+
 DIRNAME = "lexical"
 COUNTS = "counts.npz"  # this module's files; a directory without it is bm25s's (older versions)
 VOCAB = "vocab.json"
@@ -41,7 +43,7 @@ class LexicalIndex:
                  counts: np.ndarray, lengths: np.ndarray) -> None:
         self.vocab, self.indptr, self.rows, self.counts = vocab, indptr, rows, counts
         self.lengths = lengths.astype(np.float32)
-        self._kept: dict[tuple[int, int], tuple[np.ndarray, tuple]] = {}
+        self._kept: RowSetCache[tuple[np.ndarray, int, float]] = RowSetCache()
 
     @classmethod
     def build(cls, texts: list[str]) -> "LexicalIndex":
@@ -109,16 +111,11 @@ class LexicalIndex:
         few row sets, since a caller's groups give the same rows query after query."""
         if allowed is None:
             return None, num_rows, max(float(self.lengths.mean()), 1e-9)
-        allowed = np.asarray(allowed)
-        key = (len(allowed), hash(allowed.tobytes()))
-        kept = self._kept.get(key)
-        if kept is not None and np.array_equal(kept[0], allowed):
-            return kept[1]
-        mask = np.zeros(num_rows, dtype=bool)
-        mask[allowed] = True
-        mean = float(self.lengths[allowed].mean()) if len(allowed) else 1.0
-        stats = (mask, len(allowed), max(mean, 1e-9))
-        if len(self._kept) >= 8:
-            self._kept.pop(next(iter(self._kept)))
-        self._kept[key] = (allowed.copy(), stats)
-        return stats
+
+        def make(rows: np.ndarray) -> tuple[np.ndarray, int, float]:
+            mask = np.zeros(num_rows, dtype=bool)
+            mask[rows] = True
+            mean = float(self.lengths[rows].mean()) if len(rows) else 1.0
+            return mask, len(rows), max(mean, 1e-9)
+
+        return self._kept.get(allowed, make)

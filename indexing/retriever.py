@@ -150,8 +150,8 @@ class RetrieverCore:
         a forbidden document is as absent as a missing one."""
         _, version = self._loaded(collection)
         rows = version.groups.allowed(access.groups if access is not None else None)
-        sources = version.chunks.column("source").to_pylist()
-        if not any(sources[r] == source for r in (range(len(sources)) if rows is None else rows)):
+        sources = version.chunks.column("source").to_numpy(zero_copy_only=False)
+        if not (sources == source if rows is None else sources[rows] == source).any():
             raise NotFoundError(f"no document {source!r}", param="source")
 
     def search(self, request: SearchRequest, access: Access | None = None) -> SearchResponse:

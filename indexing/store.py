@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 from indexing import faiss_index
 from indexing.access import FileLabel, GroupRows
 from indexing.api_entries import SymbolIndex, is_api_chunk
+from indexing.rowsets import RowSetCache
 from indexing.embedder import EmbedderInfo
 from indexing.faiss_index import IndexInfo
 from indexing.lexical import LexicalIndex
@@ -111,7 +112,7 @@ class IndexVersion:
         self._groups: GroupRows | None = None
         self._metadata: list[dict] | None = None
         self._api_rows: np.ndarray | None = None
-        self._row_vectors: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._row_vectors: RowSetCache[np.ndarray] = RowSetCache(ROW_SETS_KEPT)
 
     @property
     def groups(self) -> GroupRows:
@@ -123,18 +124,9 @@ class IndexVersion:
         return self._groups
 
     def rows_vectors(self, rows: np.ndarray) -> np.ndarray:
-        """The vectors of ``rows`` as one array; the last few sets are kept, since a
-        caller's groups give the same rows query after query."""
-        rows = np.asarray(rows)
-        key = (len(rows), hash(rows.tobytes()))
-        kept = self._row_vectors.get(key)
-        if kept is not None and np.array_equal(kept[0], rows):
-            return kept[1]
-        found = np.ascontiguousarray(self.vectors[rows], dtype=np.float32)
-        if len(self._row_vectors) >= ROW_SETS_KEPT:
-            self._row_vectors.pop(next(iter(self._row_vectors)))
-        self._row_vectors[key] = (rows.copy(), found)
-        return found
+        """The vectors of ``rows`` as one array (kept for the last few row sets)."""
+        return self._row_vectors.get(
+            rows, lambda r: np.ascontiguousarray(self.vectors[r], dtype=np.float32))
 
     @property
     def metadata(self) -> list[dict]:

@@ -38,6 +38,8 @@ from llama_rag.ray_runtime import ensure_ray
 from pipelines.ingest_args import options, print_summary, stdout_for_json
 
 
+# the chunk columns the pipeline makes; the driver adds ``groups`` for every row
+ROW_SCHEMA = pa.schema([f for f in CHUNK_SCHEMA if f.name != "groups"])
 ROW_COLUMNS = ["id", "doc_id", "source", "title", "heading", "text", "start", "end", "index",
                "metadata", "embed_text", "error", "file_chunks", "file_pages", "page"]
 
@@ -217,8 +219,7 @@ def _collect(batches: Iterable[dict[str, Any]], total_files: int, progress: bool
                 if seen[src] == int(batch["file_chunks"][i]):
                     bar.update(1)
                     pages += int(batch["file_pages"][i])
-                out.rows.append({c: _plain(batch[c][i]) for c in CHUNK_SCHEMA.names
-                                 if c != "groups"})  # groups: set for every row later
+                out.rows.append({c: _plain(batch[c][i]) for c in ROW_SCHEMA.names})
             if keep:
                 out.vectors.append(np.asarray(batch["vector"])[keep])
             rate = {"pages/s": round(pages / (time.perf_counter() - started), 1)} if pages else {}
@@ -239,25 +240,21 @@ def _assemble(store: IndexStore, work: Plan, new: _Collected, dim: int,
     if current and work.unchanged:
         table, vectors = store.read_version_rows(current)
         mask = np.isin(table.column("source").to_numpy(zero_copy_only=False), work.unchanged)
-        kept = table.filter(pa.array(mask))
-        if "groups" in kept.column_names:
-            kept = kept.drop_columns(["groups"])
-        parts.append(kept.append_column("groups", pa.nulls(kept.num_rows, pa.list_(pa.string())))
-                     .cast(CHUNK_SCHEMA))
+        parts.append(table.filter(pa.array(mask)).select(ROW_SCHEMA.names).cast(ROW_SCHEMA))
         vecs.append(vectors[mask])
     if new.rows:
         for r in new.rows:
             r["heading"] = json.loads(r["heading"])
-        parts.append(pa.Table.from_pylist(new.rows, schema=CHUNK_SCHEMA))
+        parts.append(pa.Table.from_pylist(new.rows, schema=ROW_SCHEMA))
         vecs.extend(new.vectors)
-    table = pa.concat_tables(parts) if parts else CHUNK_SCHEMA.empty_table()
+    table = pa.concat_tables(parts) if parts else ROW_SCHEMA.empty_table()
     vectors = np.vstack(vecs).astype(np.float32) if vecs else np.zeros((0, dim), np.float32)
     order = pa.compute.sort_indices(table, [("source", "ascending"), ("index", "ascending")])
     table = table.take(order)
     groups = row_groups(labels, table.column("source").to_pylist(),
                         table.column("metadata").to_pylist(), unlabeled)
-    table = table.set_column(table.schema.get_field_index("groups"), "groups",
-                             pa.array(groups, pa.list_(pa.string())))
+    table = table.append_column(CHUNK_SCHEMA.field("groups"),
+                                pa.array(groups, CHUNK_SCHEMA.field("groups").type))
     return table, vectors[order.to_numpy()]
 
 
