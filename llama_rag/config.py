@@ -452,13 +452,13 @@ def check_groups(names: list[str] | frozenset[str], where: str) -> None:
                          "letters, digits, '_', '.', ':' or '-', starting with a letter or digit")
 
 
-def groups_flag(value: str | None) -> frozenset[str] | None:
+def groups_flag(value: str | None, flag: str = "--groups") -> frozenset[str] | None:
     """A ``--groups hr,finance`` flag: None (no flag: every document), or the groups
     (an empty value: public documents only)."""
     if value is None:
         return None
     names = frozenset(n for n in value.replace("+", ",").replace(" ", ",").split(",") if n)
-    check_groups(names, "--groups")
+    check_groups(names, flag)
     return names
 
 

@@ -131,6 +131,10 @@ def prepare(args: ClassifyArgs, settings: Settings) -> Prepared:
         if IndexStore(args.context_index, settings.index.cache_dir).current() is None:
             raise InvalidInputError(f"--context-index {args.context_index}: no published index "
                                     "there (run llama-rag index first)", param="context-index")
+    try:
+        groups_flag(args.context_groups, "--context-groups")
+    except ValueError as exc:  # before any work, not inside the job's retrieval stage
+        raise InvalidInputError(str(exc), param="context-groups") from None
     if args.output_format not in ("parquet", "jsonl"):
         raise InvalidInputError("--format must be parquet or jsonl", param="format")
     spec = PromptSpec(labels=labels, instructions=args.instructions, examples=examples,

@@ -160,3 +160,12 @@ def test_context_index_may_be_a_uri_and_must_hold_a_version(tmp_path):
     assert prep.job["context_index"] == uri
     with pytest.raises(InvalidInputError, match="no published index"):
         prepare(args(tmp_path, context_index=(tmp_path / "none").as_uri()), settings)
+
+
+def test_context_groups_are_checked_before_any_work(tmp_path):
+    write_inputs(tmp_path)
+    settings = load_settings(None, {})
+    with pytest.raises(InvalidInputError, match="--context-groups names invalid group") as err:
+        prepare(args(tmp_path, context_groups="hr,no!"), settings)
+    assert err.value.param == "context-groups"
+    assert prepare(args(tmp_path, context_groups="hr"), settings).job["context_groups"] == "hr"
