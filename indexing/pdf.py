@@ -149,7 +149,9 @@ def _read(pdf, data: bytes, source: str, options: PdfOptions, ocr_read: OcrRead 
                     pages=builder.pages, problems=problems, metadata=_properties(pdf))
 
 
-MIN_RULES = 16  # path objects on a page before pdfplumber looks for a ruled table there
+GRID_LINES = 3  # distinct rule positions each way that a grid of 2x2 cells needs
+RULE = 2.0  # points: a path this thin is a rule (a line or a border)
+SNAP = 3.0  # points: rules this near are one (pdfplumber's snap tolerance)
 CONTINUED = 0.2  # a table this near a page's foot, and one this near the next's top, are one
 
 
@@ -169,11 +171,24 @@ class Table:
 
 
 def _ruled(page) -> bool:
-    """The page draws enough lines and boxes to hold a ruled table (cheap, PDFium)."""
+    """The page draws a grid that could hold a ruled table: thin rules at three or more
+    places across and three or more down, as pdfplumber's line strategy needs for two
+    rows of two cells. Cheap (PDFium's path bounds). Boxes are not counted: code blocks'
+    backgrounds at a few indents make grids of edges on most pages of a printed manual,
+    which pdfplumber then parses whole to find no table in."""
     import pypdfium2 as pdfium
 
-    paths = page.get_objects(filter=[pdfium.raw.FPDF_PAGEOBJ_PATH], max_depth=1)
-    return any(count >= MIN_RULES for count, _ in enumerate(paths, start=1))
+    across: set[int] = set()  # x of vertical rules, snapped
+    down: set[int] = set()  # y of horizontal rules, snapped
+    for path in page.get_objects(filter=[pdfium.raw.FPDF_PAGEOBJ_PATH], max_depth=1):
+        left, bottom, right, top = path.get_bounds()
+        if top - bottom <= RULE < right - left:
+            down.add(round(bottom / SNAP))
+        elif right - left <= RULE < top - bottom:
+            across.add(round(left / SNAP))
+        if len(across) >= GRID_LINES and len(down) >= GRID_LINES:
+            return True
+    return False
 
 
 def find_tables(data: bytes, numbers: list[int], heights: dict[int, float]) -> dict[int, list[Table]]:

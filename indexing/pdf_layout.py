@@ -51,23 +51,32 @@ def page_lines(page, number: int) -> PageText:
 
     width, height = page.get_size()
     textpage = page.get_textpage()
+    # PDFium's calls bound once, one set of out-parameters reused: this loop runs once
+    # per character, and the helpers' per-call allocations were most of its time.
+    tp = textpage.raw
+    unicode, generated, size = raw.FPDFText_GetUnicode, raw.FPDFText_IsGenerated, raw.FPDFText_GetFontSize
+    charbox = raw.FPDFText_GetCharBox
+    box = [ctypes.c_double() for _ in range(4)]
+    refs = [ctypes.byref(b) for b in box]
     try:
         count = textpage.count_chars()
         lines: list[Line] = []
         line = _Open()
         for i in range(count):
-            ch = chr(raw.FPDFText_GetUnicode(textpage.raw, i) or 32)
+            ch = chr(unicode(tp, i) or 32)
             if ch in "\r\n":
                 line = line.close(lines, textpage, raw)
                 continue
-            if raw.FPDFText_IsGenerated(textpage.raw, i) == 1:
+            if generated(tp, i) == 1:
                 if ch == " " and line.chars:
                     line.chars.append((" ",) + line.chars[-1][1:])
                 continue
-            left, bottom, right, top = textpage.get_charbox(i)
+            if not charbox(tp, i, *refs):  # left, right, bottom, top
+                continue
+            left, right, bottom, top = (b.value for b in box)
             if ch.strip() and line.starts_new(left, top):
                 line = line.close(lines, textpage, raw)
-            line.add((ch, left, right, top, bottom, raw.FPDFText_GetFontSize(textpage.raw, i), i))
+            line.add((ch, left, right, top, bottom, size(tp, i), i))
         line.close(lines, textpage, raw)
     finally:
         textpage.close()

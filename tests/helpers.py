@@ -36,7 +36,34 @@ class PdfLine:
                 .encode("latin-1"))
 
 
-def make_pdf_pages(pages: list[list[PdfLine]], outline: list[tuple[str, int, float]] = (),
+class PdfBox:
+    """A filled rectangle on a test PDF page: a rule when thin, a code block's
+    background or a frame when not."""
+
+    def __init__(self, x: float, y: float, width: float, height: float) -> None:
+        self.x, self.y, self.width, self.height = x, y, width, height
+
+    def stream(self) -> bytes:
+        return f"0.5 g {self.x} {self.y} {self.width} {self.height} re f 0 g\n".encode()
+
+
+def ruled_table(rows: list[list[str]], x: float = 72.0, top: float = 700.0,
+                width: float = 150.0, height: float = 20.0) -> list["PdfLine | PdfBox"]:
+    """A table drawn as a word processor draws one: a rule above and below each row and
+    between the columns, each cell's text inside its box."""
+    cols = len(rows[0])
+    items: list[PdfLine | PdfBox] = []
+    for r in range(len(rows) + 1):
+        items.append(PdfBox(x, top - r * height, cols * width, 0.8))
+    for c in range(cols + 1):
+        items.append(PdfBox(x + c * width, top - len(rows) * height, 0.8, len(rows) * height))
+    for r, row in enumerate(rows):
+        for c, cell in enumerate(row):
+            items.append(PdfLine(cell, y=top - (r + 1) * height + 6, x=x + c * width + 4, size=10))
+    return items
+
+
+def make_pdf_pages(pages: list[list["PdfLine | PdfBox"]], outline: list[tuple[str, int, float]] = (),
                    title: str | None = None) -> bytes:
     """A PDF of US-letter pages with these lines, and bookmarks (title, 0-based page,
     y of the destination)."""

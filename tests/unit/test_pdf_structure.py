@@ -12,7 +12,7 @@ from indexing.chunking import Chunker
 from indexing.loaders import LoadOptions, load_bytes
 from llama_rag.protocol import Hit
 from qa.grounding import citation
-from tests.helpers import PdfLine, make_pdf_pages
+from tests.helpers import PdfBox, PdfLine, make_pdf_pages, ruled_table
 
 BODY = ("The archive tool keeps every member compressed on its own, so one damaged member "
         "does not spoil the others.")
@@ -132,3 +132,22 @@ def test_an_image_file_is_read_by_ocr():
     [doc] = load_bytes(out.getvalue(), "receipt.png")
     assert "Receipt total forty two euros." in doc.text
     assert doc.pages[0].ocr
+
+
+def test_a_ruled_table_is_read_as_rows_of_named_cells_and_code_boxes_are_not_tables():
+    from indexing.pdf import _ruled
+    import pypdfium2 as pdfium
+
+    table = ruled_table([["Type", "Storage size"], ["smallint", "2 bytes"],
+                         ["bigint", "8 bytes"]])
+    # code blocks: filled boxes at two indents, each with a frame of thin rules
+    code = [PdfBox(72, 500, 400, 60), PdfBox(100, 400, 300, 60),
+            PdfLine("make install", y=520, x=80, font="F3"),
+            PdfLine("make check", y=420, x=108, font="F3")]
+    prose = [PdfLine("Integer types differ in their range and storage size.", y=740)]
+    pdf = make_pdf_pages([prose + table, prose + code])
+    doc = pdfium.PdfDocument(pdf)
+    assert [_ruled(doc[0]), _ruled(doc[1])] == [True, False]
+    [loaded] = load_bytes(pdf, "types.pdf")
+    assert "Type: bigint; Storage size: 8 bytes." in loaded.text
+    assert "make install" in loaded.text
