@@ -158,7 +158,17 @@ class TorchEncoder:
 
 def token_counter(path: str) -> Callable[[str], int]:
     """A tokenizer-only counter (no model weights), for chunking workers: word pieces
-    without special tokens, the unit chunk sizes are measured in."""
+    without special tokens, the unit chunk sizes are measured in. Read from the model's
+    ``tokenizer.json`` with ``tokenizers`` where it has one (the same counts as
+    transformers' fast tokenizer; importing transformers pulls in torch and made each
+    loader actor start seconds later); transformers' AutoTokenizer otherwise."""
+    if (Path(path) / "tokenizer.json").is_file():
+        from tokenizers import Tokenizer
+
+        fast = Tokenizer.from_file(str(Path(path) / "tokenizer.json"))
+        fast.no_truncation()
+        fast.no_padding()
+        return lambda text: len(fast.encode(text, add_special_tokens=False).ids)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path)
