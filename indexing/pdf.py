@@ -125,7 +125,8 @@ def _read(pdf, data: bytes, source: str, options: PdfOptions, ocr_read: OcrRead 
     running = _running_lines(pages)
     body = _body_size(pages)
     sizes = _heading_sizes(pages, body) if not outline else []
-    tables = find_tables(data, ruled, {p.number: p.height for p in pages}) if ruled else {}
+    tables = find_tables(data, ruled, {p.number: p.height for p in pages},
+                         {p.number: _text_top(p, running) for p in pages}) if ruled else {}
     words = vocabulary(pages)
     for page in pages:
         builder.page(page.number, ocr=page.number in scanned)
@@ -191,11 +192,20 @@ def _ruled(page) -> bool:
     return False
 
 
-def find_tables(data: bytes, numbers: list[int], heights: dict[int, float]) -> dict[int, list[Table]]:
+def _text_top(page: PageText, running: set[tuple[str, str]]) -> float:
+    """The highest bottom edge of the page's body lines (running lines aside), PDF space."""
+    return max((ln.bottom for ln in page.lines if not _is_running(ln, page, running)),
+               default=0.0)
+
+
+def find_tables(data: bytes, numbers: list[int], heights: dict[int, float],
+                text_tops: dict[int, float] | None = None) -> dict[int, list[Table]]:
     """pdfplumber's ruled tables on the given pages (it reads tables well, and only
     these pages pay for it); a page it cannot read keeps its lines as text. A table
     that goes on from the foot of the page before (same columns, at the top of this
-    page) gets that table's header row back."""
+    page, no body text above it: a caption or a paragraph there starts a new table)
+    gets that table's header row back."""
+    text_tops = text_tops or {}
     import pdfplumber
 
     found: dict[int, list[Table]] = {}
@@ -213,7 +223,8 @@ def find_tables(data: bytes, numbers: list[int], heights: dict[int, float]) -> d
                         x0, top, x1, bottom = table.bbox
                         if (last is not None and last[0] == number - 1 and last[2]
                                 and top < height * CONTINUED and len(last[1]) == len(rows[0])
-                                and rows[0] != last[1]):
+                                and rows[0] != last[1]
+                                and text_tops.get(number, 0.0) <= height - top + 1):
                             rows = [last[1]] + rows
                         last = (number, rows[0], bottom > height * (1 - CONTINUED))
                         found.setdefault(number, []).append(

@@ -151,3 +151,19 @@ def test_a_ruled_table_is_read_as_rows_of_named_cells_and_code_boxes_are_not_tab
     [loaded] = load_bytes(pdf, "types.pdf")
     assert "Type: bigint; Storage size: 8 bytes." in loaded.text
     assert "make install" in loaded.text
+
+
+@pytest.mark.parametrize("caption", [False, True], ids=["continued", "new-table"])
+def test_a_table_at_a_page_top_continues_the_last_one_only_without_text_above_it(caption):
+    first = [PdfLine("Integer types differ in their range and storage size.", y=740)]
+    first += ruled_table([["Type", "Storage size"], ["smallint", "2 bytes"]], top=120)
+    second = [PdfLine("Table 2. Date order", y=770)] if caption else []
+    second += ruled_table([["SQL, DMY", "day/month/year"], ["SQL, MDY", "month/day/year"]],
+                          top=760)
+    [doc] = load_bytes(make_pdf_pages([first, second]), "types.pdf")
+    assert "Type: smallint; Storage size: 2 bytes." in doc.text
+    if caption:  # its own table, its first row the header
+        assert "SQL, DMY: SQL, MDY; day/month/year: month/day/year." in doc.text
+        assert "Type: SQL" not in doc.text
+    else:  # the last table's header named its cells
+        assert "Type: SQL, MDY; Storage size: month/day/year." in doc.text
