@@ -99,6 +99,10 @@ class Chunk(BaseModel):
 
 
 TABLE_ROWS = 1  # rows of a table per chunk at most
+# Invisible characters that only hint where a line may break (zero-width space, soft
+# hyphen, word joiner, a stray byte-order mark): read as text they split a word
+# ("P-1Y-2M3D\u200bT-4H") so that neither search nor a quoted answer matches it.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u00ad\u2060\ufeff"))
 
 
 class DocumentBuilder:
@@ -118,7 +122,7 @@ class DocumentBuilder:
         self._pending_page = (number, ocr)
 
     def heading(self, level: int, text: str) -> None:
-        text = " ".join(text.split())
+        text = " ".join(text.translate(_INVISIBLE).split())
         if not text:
             return
         self._close_section()
@@ -137,7 +141,7 @@ class DocumentBuilder:
             self._close_section()
 
     def block(self, text: str) -> None:
-        text = text.strip("\n")
+        text = text.translate(_INVISIBLE).strip("\n")
         if not text.strip():
             return
         if self._parts:

@@ -139,3 +139,11 @@ def test_html_and_docx_tables_become_rows_of_their_own():
 def test_a_corrupt_file_gets_a_reason(suffix):
     with pytest.raises(LoadError, match="corrupt or unsupported"):
         load_bytes(b"PK\x03\x04 not really a zip", "broken" + suffix)
+
+
+def test_invisible_break_hints_do_not_split_words():
+    html = ("<html><body><main><h2>Intervals\u00ad</h2><p>Mixed: P-1Y-2M3D\u200bT-4H-5M-6S, "
+            "\ufeffsoft\u00adware.</p></main></body></html>").encode()
+    [doc] = load_bytes(html, "intervals.html")
+    assert "P-1Y-2M3DT-4H-5M-6S" in doc.text and "software" in doc.text
+    assert not any(c in doc.text for c in "\u200b\u00ad\ufeff")
