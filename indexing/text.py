@@ -76,6 +76,28 @@ def content_words(text: str) -> set[str]:
     return {w for w in words(text) if w not in STOP_WORDS}
 
 
+_EDGE = "?!,;:()[]{}\"'`“”‘’<>"
+_LITERAL_CHARS = re.compile(r"\d|\w[-_./:]\w|^--?\w")
+
+
+def literals(question: str) -> list[str]:
+    """What the question names literally (a value, a version, an option, a dotted name:
+    ``08-Jan-99``, ``3.11``, ``--force``, ``core.editor``): the embedder reads these as
+    near any similar string, and a passage that spells one out is likely the one about it."""
+    found = []
+    for token in question.split():
+        token = token.strip(_EDGE).rstrip(".")
+        if len(token) >= 2 and _LITERAL_CHARS.search(token) and token.lower() not in found:
+            found.append(token.lower())
+    return found
+
+
+def spells(text: str, literal: str) -> bool:
+    """``literal`` stands in ``text`` as a whole token (``32`` is not in ``32-bit``)."""
+    return re.search(rf"(?<![\w.-]){re.escape(literal)}(?![\w-]|\.\w)", text,
+                     re.IGNORECASE) is not None
+
+
 def decode_text(data: bytes) -> str:
     """UTF-8 text of a file, or a LoadError that says why it is not text."""
     if not data.strip():

@@ -106,7 +106,7 @@ class Answerer:
         found = self.retriever.search(SearchRequest(
             query=query, k=body.k or cfg.k, filters=body.filters, collection=body.collection,
             mode=body.mode))
-        hits = grounding.relevant(found.hits, cfg)
+        hits = grounding.relevant(found.hits, cfg, query)
         shown = query if query != body.question else None
         if not hits:
             return refusal(found, shown)

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Protocol, Sequence
 
-from indexing.text import content_words
+from indexing.text import content_words, literals, spells
 from qa.passages import Unit, answerable, units
 
 
@@ -83,6 +83,11 @@ CODE_LINES = 8
 WINDOW = True  # embed each opening sentence with what its passage reads on to
 RERANK = 8  # openings a tuned scorer judges (the untuned engine's best)
 UNTUNED_WEIGHT = 0.5  # the untuned score's share beside a tuned scorer's probability
+LITERAL_WEIGHT = 0.1  # added for a passage that holds every literal the question names
+
+def literal_share(named: list[str], text: str) -> float:
+    """Share of the question's literals that ``text`` spells out (0 when it names none)."""
+    return sum(spells(text, lit) for lit in named) / len(named) if named else 0.0
 
 
 class PassageScorer(Protocol):
@@ -129,9 +134,11 @@ def best_passage(question: str, hits: Sequence[Passage], embedder: Similarity,
     run_sim = sims[len(opens):]
     # (untuned score, opening, passage start, the term it defines)
     scored: list[tuple[float, int, int, str | None]] = []
-    for i, sim in zip(opens, sims):
+    named = literals(question)
+    for i, sim, text in zip(opens, sims, seen.texts):
         u = found[i]
-        score = float(sim) + 0.2 * overlap(question, u.text) - RANK_STEP * (u.n - 1)
+        score = (float(sim) + 0.2 * overlap(question, u.text) - RANK_STEP * (u.n - 1)
+                 + LITERAL_WEIGHT * literal_share(named, text))
         start, term = i, None
         section = _section(found, runs, i)
         if section is not None:

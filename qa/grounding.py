@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from indexing.text import literals, spells
 from llama_rag.config import QASettings
 from llama_rag.protocol import Citation, Hit
 from qa.prompts import REFUSAL
@@ -19,9 +20,13 @@ _REFUSALS = re.compile(
     r"i (do not|don't) know)", re.I)
 
 
-def relevant(hits: list[Hit], settings: QASettings) -> list[Hit]:
-    """The hits that pass the relevance threshold (hits arrive best first)."""
-    return [h for h in hits if h.score >= settings.min_score]
+def relevant(hits: list[Hit], settings: QASettings, query: str = "") -> list[Hit]:
+    """The hits that pass the relevance threshold (hits arrive best first), and those
+    below it that spell out every literal the query names (a value, a code, an option:
+    indexing.text.literals), which the embedder scores low and the lexical side found."""
+    named = literals(query)
+    return [h for h in hits if h.score >= settings.min_score
+            or (named and all(spells(h.text, lit) for lit in named))]
 
 
 def cited_numbers(answer: str, available: int) -> list[int]:

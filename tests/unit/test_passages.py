@@ -126,3 +126,20 @@ def test_an_indented_code_block_stays_code_and_a_wrapped_first_line_is_no_title(
     prose = ("For example, the c option requires creating the archive, the v option\n"
              "       requests the verbose operation, and the f option takes an argument.")
     assert not any(u.prompt for u in units(1, prose))
+
+
+def test_the_passage_that_spells_the_questions_literal_wins_over_a_look_alike():
+    rows = ["Example: 1999-Jan-08; Description: January 8 in any mode.",
+            "Example: 08-Jan-99; Description: January 8, except error in YMD mode."]
+
+    class LookAlike:  # the embedder finds the first row a little closer
+        def similarity(self, sentences, documents):
+            return [[0.50 if "1999-Jan-08" in d else 0.46 for d in documents]]
+
+    quote = extractive.best_passage("What does 08-Jan-99 mean as a date?",
+                                    [hit(1, rows[0]), hit(2, rows[1])], LookAlike())
+    assert quote.n == 2 and "except error in YMD mode" in quote.text
+    assert extractive.literals("Is 32 the limit for --max-depth, or core.depth?") == [
+        "32", "--max-depth", "core.depth"]
+    assert not extractive.spells("Identifiers are 32-bit quantities.", "32")
+    assert extractive.literals("How do I make the file smaller after deleting rows?") == []

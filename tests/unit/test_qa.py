@@ -54,6 +54,12 @@ def test_refusals_are_recognised(answer, refusal):
 
 def test_relevance_threshold_filters_hits():
     assert [h.rank for h in qa.relevant([hit(1, 0.5), hit(2, 0.2)], QASettings(min_score=0.3))] == [1]
+    # below the threshold, a hit that spells every literal of the query stays
+    coded = hit(2, 0.2).model_copy(update={"text": "Error E1042: the lock file is stale."})
+    cfg = QASettings(min_score=0.3)
+    assert [h.rank for h in qa.relevant([hit(1, 0.5), coded], cfg, "What is error E1042?")] == [1, 2]
+    assert [h.rank for h in qa.relevant([hit(1, 0.5), coded], cfg, "What is error E1043?")] == [1]
+    assert [h.rank for h in qa.relevant([hit(1, 0.5), coded], cfg, "What is a lock file?")] == [1]
 
 
 def test_ask_request_validates_fields():
