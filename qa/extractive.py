@@ -109,9 +109,19 @@ class Openings:
     texts: list[str]
 
 
+def _headed(hit: Passage) -> str:
+    """The hit's text under its section's heading, when the chunk was cut from further
+    down the section and so lost it: the heading lends its likeness to the text under
+    it, as a heading inside the chunk does."""
+    title = hit.heading[-1] if hit.heading else ""
+    if not title or title in hit.text[:len(title) + 200]:
+        return hit.text
+    return f"{title}\n\n{hit.text}"
+
+
 def openings(hits: Sequence[Passage]) -> Openings:
     """Every answer the hits could give, as the engine and its tuning see them."""
-    found = [u for n, hit in enumerate(hits, start=1) for u in units(n, hit.text)]
+    found = [u for n, hit in enumerate(hits, start=1) for u in units(n, _headed(hit))]
     opens = [i for i, u in enumerate(found) if answerable(u)]
     texts = [_passage(found, i, i, 0.0).text if WINDOW else found[i].text for i in opens]
     return Openings(found, opens, texts)
@@ -146,7 +156,8 @@ def best_passage(question: str, hits: Sequence[Passage], embedder: Similarity,
             score += PROMPT_WEIGHT * max(0.0, run_sim[r] - PROMPT_FLOOR) * PROMPT_DECAY ** distance
             if distance == 0:
                 start = runs[r][-1] + 1  # the answer starts right under its prompt ("No. ...")
-                term = prompt_texts[r] if is_term(prompt_texts[r]) else None
+            if is_term(prompt_texts[r]):  # anywhere in a term's section: it is what it defines
+                term = prompt_texts[r]
         scored.append((score, i, start, term))
     untuned, best, best_start, term = max(scored, key=lambda s: s[0])
     if scorer is not None:

@@ -138,4 +138,17 @@ def _is_title_line(line: str, below: str | None, width: int) -> bool:
 def answerable(unit: Unit) -> bool:
     """A sentence that can open an answer: prose, not a prompt, a real sentence."""
     return (not unit.code and not unit.prompt and unit.words >= 4
-            and unit.text[-1:] in ".!:)")
+            and unit.text[-1:] in ".!:)" and (unit.row or reads_as_prose(unit.text)))
+
+
+SENTENCE_WORDS = 0.3  # share of plain lowercase words a sentence has at least
+
+
+def reads_as_prose(text: str) -> bool:
+    """Words as a sentence has them (two or more plain lowercase words, and
+    ``SENTENCE_WORDS`` of all), not a page's footer ("GNU sed 4.9 January 2023
+    SED(1)") or a usage synopsis ("cp [OPTION]... [-T] SOURCE DEST")."""
+    words = text.split()
+    plain = sum(1 for w in words if w.strip(".,;:!?'\"()[]`’“”").isalpha()
+                and w.strip(".,;:!?'\"()[]`’“”").islower())
+    return plain >= 2 and plain >= SENTENCE_WORDS * len(words)

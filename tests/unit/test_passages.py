@@ -143,3 +143,25 @@ def test_the_passage_that_spells_the_questions_literal_wins_over_a_look_alike():
         "32", "--max-depth", "core.depth"]
     assert not extractive.spells("Identifiers are 32-bit quantities.", "32")
     assert extractive.literals("How do I make the file smaller after deleting rows?") == []
+
+
+def test_a_passage_further_down_an_options_description_still_names_the_option():
+    page = ("       -c, --continue\n"
+            "              Continue getting a partially-downloaded file.  This is useful\n"
+            "              when a download was cut off by the network.\n\n"
+            "              If you use it on a file the server cannot resume, Wget restarts\n"
+            "              the download from scratch.\n")
+    quote = extractive.best_passage("What if the server cannot resume a cut download?",
+                                    [hit(1, page, "wget.txt")], WordEmbedder())
+    assert quote is not None and quote.text.startswith("If you use it on a file")
+    assert extractive.render(quote).startswith("-c, --continue: If you use it")
+
+
+def test_a_page_footer_or_a_usage_synopsis_is_never_the_answer():
+    page = ("SYNOPSIS\n       cp [OPTION]... [-T] SOURCE DEST\n\n"
+            "DESCRIPTION\n       Copy SOURCE to DEST, or multiple SOURCE(s) to DIRECTORY.\n\n"
+            "GNU coreutils 9.1 September 2022 CP(1)\n")
+    openings = [u.text for u in units(1, page) if answerable(u)]
+    assert openings == ["Copy SOURCE to DEST, or multiple SOURCE(s) to DIRECTORY."]
+    assert answerable(units(1, "Example: 08-Jan-99; Description: January 8, except error in YMD "
+                               "mode.")[0])  # a table's row stays
