@@ -211,14 +211,15 @@ def _section(found: list[Unit], runs: list[list[int]], i: int) -> tuple[int, int
 
 
 def _passage(found: list[Unit], start: int, best: int, score: float) -> Quote:
-    """Sentences from ``start`` through ``best``, read on while short, and the code block
-    the last one introduces."""
+    """Sentences from ``start`` through ``best``, read on while short (into the next
+    paragraph of the same hit too: a terse answer, "No.", or a problem stated in one
+    paragraph, is often explained or solved in the next), and the code block the last
+    one introduces."""
     n = found[best].n
     chosen = [u for u in found[start:best + 1] if not u.code and not u.prompt] or [found[best]]
     k = best + 1
     while (k < len(found) and found[k].n == n and not found[k].code and not found[k].prompt
-           and not chosen[-1].row and not found[k].row
-           and found[k].block == found[k - 1].block and len(chosen) < MAX_SENTENCES
+           and not chosen[-1].row and not found[k].row and len(chosen) < MAX_SENTENCES
            and sum(u.words for u in chosen) < SHORT_WORDS
            and sum(u.words for u in chosen) + found[k].words <= MAX_WORDS
            and not chosen[-1].text.endswith(":")):

@@ -153,8 +153,9 @@ def test_a_passage_further_down_an_options_description_still_names_the_option():
             "              the download from scratch.\n")
     quote = extractive.best_passage("What if the server cannot resume a cut download?",
                                     [hit(1, page, "wget.txt")], WordEmbedder())
-    assert quote is not None and quote.text.startswith("If you use it on a file")
-    assert extractive.render(quote).startswith("-c, --continue: If you use it")
+    assert quote is not None and "If you use it on a file" in quote.text
+    assert not quote.text.startswith("Continue getting")  # below the option's first sentence
+    assert extractive.render(quote).startswith("-c, --continue: ")
 
 
 def test_a_page_footer_or_a_usage_synopsis_is_never_the_answer():
@@ -165,3 +166,14 @@ def test_a_page_footer_or_a_usage_synopsis_is_never_the_answer():
     assert openings == ["Copy SOURCE to DEST, or multiple SOURCE(s) to DIRECTORY."]
     assert answerable(units(1, "Example: 08-Jan-99; Description: January 8, except error in YMD "
                                "mode.")[0])  # a table's row stays
+
+
+def test_a_short_passage_reads_on_into_the_next_paragraph_of_its_hit():
+    faq = ("Can I keep my local edits to a tracked file out of commits?\n\n"
+           "Not with a setting.\n\n"
+           "Copy the file to a template, ignore the real file and generate it from the "
+           "template in your build instead.\n\n"
+           "$ cp config.tmpl config")
+    quote = extractive.best_passage("Can I keep local edits of a tracked file out of commits?",
+                                    [hit(1, faq, "faq.html")], WordEmbedder())
+    assert quote.text.startswith("Not with a setting.") and "template" in quote.text
