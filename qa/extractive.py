@@ -85,6 +85,7 @@ RERANK = 8  # openings a tuned scorer judges (the untuned engine's best)
 UNTUNED_WEIGHT = 0.5  # the untuned score's share beside a tuned scorer's probability
 LITERAL_WEIGHT = 0.1  # added for a passage that holds every literal the question names
 
+
 def literal_share(named: list[str], text: str) -> float:
     """Share of the question's literals that ``text`` spells out (0 when it names none)."""
     return sum(spells(text, lit) for lit in named) / len(named) if named else 0.0

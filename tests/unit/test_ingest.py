@@ -189,11 +189,12 @@ def test_gate_refuses_a_worse_version_and_keeps_current(tmp_path, settings, monk
     docs = _corpus(tmp_path / "docs")
     qa = tmp_path / "qa.jsonl"
     qa.write_text(json.dumps({"question": "Beta text about zip archives", "sources": ["sub/b.txt"],
-                              "reference": "Beta text about zip archives."}) + "\n")
+                              "reference": "Beta text about zip archives. More beta."}) + "\n")
     gate = GateSpec(qa=qa, min_hit5=0.9)
     first = run([docs], settings, embed_files=FakeEmbedFiles(), gate=gate)
     assert first.published and first.gate.passed and first.gate.current is None
-    assert first.gate.candidate.answer_f1 == 1.0  # the extractive answer quotes the sentence
+    # the extractive answer quotes the sentence and the short paragraph it reads on into
+    assert first.gate.candidate.answer_f1 == 1.0
     store = IndexStore(settings.index.dir)
 
     (docs / "sub" / "b.txt").unlink()  # a corpus missing the page the QA set needs
@@ -202,7 +203,7 @@ def test_gate_refuses_a_worse_version_and_keeps_current(tmp_path, settings, monk
     assert store.current() == first.version and "hit@5 0.000" in worse.gate.reasons[0]
     assert sorted(p.name for p in store.versions.iterdir()) == [first.version]  # no half version
 
-    (docs / "sub" / "b.txt").write_text("Beta text about zip archives.\n\nMore beta, again.")
+    (docs / "sub" / "b.txt").write_text("Beta text about zip archives.\n\nMore beta.\n")
     better = run([docs], settings, embed_files=FakeEmbedFiles(), gate=gate)
     assert better.published and better.gate.passed and store.current() == better.version
     assert better.gate.current.hit_at_5 == 1.0
