@@ -126,7 +126,8 @@ def _read(pdf, data: bytes, source: str, options: PdfOptions, ocr_read: OcrRead 
     body = _body_size(pages)
     sizes = _heading_sizes(pages, body) if not outline else []
     tables = find_tables(data, ruled, {p.number: p.height for p in pages},
-                         {p.number: _text_top(p, running) for p in pages}) if ruled else {}
+                         {p.number: _text_top(p, running) for p in pages
+                          if p.number in ruled}) if ruled else {}
     words = vocabulary(pages)
     for page in pages:
         builder.page(page.number, ocr=page.number in scanned)
@@ -199,13 +200,12 @@ def _text_top(page: PageText, running: set[tuple[str, str]]) -> float:
 
 
 def find_tables(data: bytes, numbers: list[int], heights: dict[int, float],
-                text_tops: dict[int, float] | None = None) -> dict[int, list[Table]]:
+                text_tops: dict[int, float]) -> dict[int, list[Table]]:
     """pdfplumber's ruled tables on the given pages (it reads tables well, and only
     these pages pay for it); a page it cannot read keeps its lines as text. A table
     that goes on from the foot of the page before (same columns, at the top of this
     page, no body text above it: a caption or a paragraph there starts a new table)
-    gets that table's header row back."""
-    text_tops = text_tops or {}
+    gets that table's header row back. ``text_tops``: each page's highest body line."""
     import pdfplumber
 
     found: dict[int, list[Table]] = {}
