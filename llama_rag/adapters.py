@@ -68,6 +68,9 @@ class Manifest(BaseModel):
     hyperparameters: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
     lora_rank: int | None = None
+    # an ensemble (`finetune --method auto`): the share of the embedding head's
+    # probabilities (head.safetensors beside the LoRA weights) blended with the LLM's
+    head_weight: float | None = None
     files: list[str] = Field(default_factory=list)
 
 

@@ -91,6 +91,13 @@ def _adapter(args: ClassifyArgs, settings: Settings) -> Adapter | None:
     if m.method == "embedding-head" and args.via_serve:
         raise InvalidInputError(f"--adapter {m.name} is an embedding head: it runs in the job, "
                                 "not via --via-serve", param="via-serve")
+    if m.head_weight is not None and args.via_serve:
+        raise InvalidInputError(f"--adapter {m.name} is an ensemble of a LoRA adapter and an "
+                                "embedding head: it runs in the job, not via --via-serve",
+                                param="via-serve")
+    if m.head_weight is not None and args.mode != "choice":
+        raise InvalidInputError(f"--adapter {m.name} is an ensemble: it blends label "
+                                "probabilities, which only --mode choice gives", param="mode")
     return adapter
 
 
@@ -201,6 +208,14 @@ def _stage(ds, prep: Prepared, args: ClassifyArgs, settings: Settings):
             "head_path": str(adapter.path / HEAD_FILE), "labels": prep.spec.labels.labels},
             batch_size=args.batch_size, concurrency=args.concurrency,
             num_cpus=settings.ingest.embed_num_cpus)
+    if adapter is not None and adapter.manifest.head_weight is not None:
+        from indexing.embedder import resolve_embedder
+        from pipelines.embedding_head import HEAD_FILE, HeadScores
+
+        ds = ds.map_batches(HeadScores, fn_constructor_kwargs={
+            "ref": resolve_embedder(settings), "settings": settings,
+            "head_path": str(adapter.path / HEAD_FILE), "labels": prep.spec.labels.labels},
+            batch_size=args.batch_size, concurrency=1, num_cpus=0.5)
     if args.examples_k:
         from pipelines.classify_examples import NearestExamples
 
@@ -231,7 +246,8 @@ def _stage(ds, prep: Prepared, args: ClassifyArgs, settings: Settings):
     return ds.map_batches(VLLMClassifier, fn_constructor_kwargs={
         "model_path": model_path, "engine_kwargs": kwargs,
         "env": engine_env(settings), "spec": prep.spec, "mode": args.mode, "lora": lora,
-        "examples_k": args.examples_k},
+        "examples_k": args.examples_k,
+        "head_weight": adapter.manifest.head_weight if adapter is not None else None},
         batch_size=args.batch_size, concurrency=args.concurrency,
         num_cpus=settings.llm.num_cpus, num_gpus=settings.llm.num_gpus or None,
         resources=settings.llm.resources or None)  # only on nodes that offer LLM work

@@ -68,6 +68,12 @@ def label_probs(logprobs: dict[int, float], token_ids: list[int]) -> list[float]
     return [w / total for w in weights]
 
 
+def blended(llm: list[float], head: list[float], head_weight: float) -> list[float]:
+    """An ensemble's label probabilities: the head's share ``head_weight`` of its own,
+    the rest the LLM's (both sum to 1, so the blend does)."""
+    return [head_weight * h + (1 - head_weight) * p for p, h in zip(llm, head)]
+
+
 def pick(probs: list[float]) -> tuple[int, float]:
     """(index of the best label, its probability)."""
     best = max(range(len(probs)), key=probs.__getitem__)
@@ -79,7 +85,7 @@ class VLLMClassifier:
 
     def __init__(self, model_path: str, engine_kwargs: dict[str, Any], env: dict[str, str],
                  spec: PromptSpec, mode: Mode, lora: dict[str, Any] | None = None,
-                 examples_k: int | None = None) -> None:
+                 examples_k: int | None = None, head_weight: float | None = None) -> None:
         os.environ.update(env)
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # no orphan engine process
         from vllm import LLM, SamplingParams
@@ -87,6 +93,7 @@ class VLLMClassifier:
 
         labels = spec.labels.labels
         self.spec, self.mode, self.labels, self.examples_k = spec, mode, labels, examples_k
+        self.head_weight = head_weight  # an ensemble adapter: the head's share (head_probs)
         self.llm = LLM(model=model_path, logprobs_mode="processed_logprobs",
                        max_logprobs=max(20, len(labels)), **engine_kwargs)
         self.lora = None
@@ -141,7 +148,8 @@ class VLLMClassifier:
                    for i, t in enumerate(texts)]
         outputs = self._generate(prompts)
         labels, confidences, raws = [], [], []
-        for out in outputs:
+        head = batch.get("head_probs") if self.head_weight is not None else None
+        for i, out in enumerate(outputs):
             completion = out.outputs[0]
             raws.append(completion.text)
             if self.mode == "generate":
@@ -149,7 +157,10 @@ class VLLMClassifier:
                 confidences.append(None)
             elif self.token_ids:
                 probs = self._probs(completion)
-                best, p = pick(calibrated(probs, self.prior) if self.prior else probs)
+                probs = calibrated(probs, self.prior) if self.prior else probs
+                if head is not None:
+                    probs = blended(probs, list(head[i]), self.head_weight)
+                best, p = pick(probs)
                 labels.append(self.labels[best])
                 confidences.append(round(p, 4))
             else:

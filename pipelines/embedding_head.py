@@ -52,9 +52,11 @@ def fit(x: np.ndarray, y: np.ndarray, classes: int, seed: int = 0,
     return w.detach().numpy(), b.detach().numpy(), losses
 
 
-def predict(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """Softmax probabilities, one row per input."""
-    logits = x @ weight.T + bias
+def predict(x: np.ndarray, weight: np.ndarray, bias: np.ndarray,
+            temperature: float = 1.0) -> np.ndarray:
+    """Softmax probabilities, one row per input (logits divided by ``temperature``, the
+    calibration `--method auto` fits on held-out rows)."""
+    logits = (x @ weight.T + bias) / temperature
     logits -= logits.max(axis=1, keepdims=True)
     p = np.exp(logits)
     return p / p.sum(axis=1, keepdims=True)
@@ -64,8 +66,6 @@ def train_head(data: TrainingData, ref: EmbedderRef, settings: Settings, seed: i
                echo: Callable[[str], None]) -> tuple[dict[str, Any], Path]:
     """Embed, fit, evaluate; returns the metrics and a folder holding ``head.safetensors``."""
     import time
-
-    from safetensors.numpy import save_file
 
     from pipelines.classify_metrics import metrics
 
@@ -91,9 +91,16 @@ def train_head(data: TrainingData, ref: EmbedderRef, settings: Settings, seed: i
         out.update(eval_loss=round(float(-np.log(probs[np.arange(len(gold)), gold] + 1e-12).mean()), 4),
                    eval_accuracy=m.accuracy, per_label=m.per_label, eval_rows=len(data.eval))
     folder = Path(tempfile.mkdtemp(prefix="llama-rag-head-"))
-    save_file({"weight": weight.astype(np.float32), "bias": bias.astype(np.float32)},
-              str(folder / HEAD_FILE))
+    save_head(folder, weight, bias)
     return out, folder
+
+
+def save_head(folder: Path, weight: np.ndarray, bias: np.ndarray, temperature: float = 1.0) -> None:
+    """``head.safetensors`` in ``folder``: what :class:`HeadClassifier` loads."""
+    from safetensors.numpy import save_file
+
+    save_file({"weight": weight.astype(np.float32), "bias": bias.astype(np.float32),
+               "temperature": np.array([temperature], dtype=np.float32)}, str(folder / HEAD_FILE))
 
 
 class HeadClassifier:
@@ -104,13 +111,26 @@ class HeadClassifier:
 
         tensors = load_file(head_path)
         self.weight, self.bias, self.labels = tensors["weight"], tensors["bias"], labels
+        self.temperature = float(tensors["temperature"][0]) if "temperature" in tensors else 1.0
         self.embedder = job_embedder(ref, settings)
+
+    def probs(self, texts: list[str]) -> np.ndarray:
+        return predict(self.embedder.encode(texts), self.weight, self.bias, self.temperature)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         texts = [str(t) for t in batch["text"]]
-        probs = predict(self.embedder.encode(texts), self.weight, self.bias)
+        probs = self.probs(texts)
         best = probs.argmax(axis=1)
         return {"id": list(batch["id"]), "label": [self.labels[i] for i in best],
                 "confidence": [round(float(probs[n, i]), 4) for n, i in enumerate(best)],
                 "truncated": [False] * len(texts), "raw": [""] * len(texts),
                 "gold": list(batch["gold"])}
+
+
+class HeadScores(HeadClassifier):
+    """Ray Data actor: the row with the head's probabilities added as ``head_probs``, the
+    first stage of an ensemble adapter (the LLM stage blends them with its own)."""
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        probs = self.probs([str(t) for t in batch["text"]])
+        return {**batch, "head_probs": [row.tolist() for row in probs.astype(np.float32)]}

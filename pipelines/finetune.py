@@ -54,11 +54,17 @@ class FinetuneSummary(BaseModel):
     seconds: float
     train_rows_per_s: float | None = None
     resumed_from_step: int | None = None
+    chosen: str | None = None  # --method auto: the candidate published
+    chosen_because: str | None = None
+    candidates: list[dict[str, Any]] = []
 
 
 def check_args(args: FinetuneArgs, settings: Settings) -> None:
     check_name(args.name)
-    if args.method == "lora":
+    if args.method == "auto" and not args.eval_input and args.eval_fraction == 0:
+        raise InvalidInputError("--method auto picks the method on held-out rows: give "
+                                "--eval-input or an --eval-fraction above 0", param="eval-fraction")
+    if args.method in ("lora", "auto"):
         if args.lora_rank not in VLLM_LORA_RANKS:
             raise InvalidInputError(f"--lora-rank {args.lora_rank}: vLLM serves ranks "
                                     f"{', '.join(map(str, VLLM_LORA_RANKS))}", param="lora-rank")
@@ -184,6 +190,7 @@ def run(args: FinetuneArgs, settings: Settings, echo: Callable[[str], None] = pr
     echo(f"{len(data.train)} training rows, {len(data.eval)} eval rows, {len(data.errors)} "
          f"rows unusable (listed in errors.jsonl)")
     store = AdapterStore.of(settings.adapters)
+    method, head_weight, auto = args.method, None, None
     if args.method == "embedding-head":
         from pipelines.embedding_head import train_head
 
@@ -191,12 +198,18 @@ def run(args: FinetuneArgs, settings: Settings, echo: Callable[[str], None] = pr
         base = ref.base()
         metrics, files = train_head(data, ref, settings, args.seed, echo)
         name = None
+    elif args.method == "auto":
+        auto = _auto(args, data, settings, echo)
+        metrics, files, name, head_weight = auto.metrics, auto.files, auto.lora_run, auto.head_weight
+        method = "embedding-head" if auto.chosen == "embedding-head" else "lora"
+        base = resolve_embedder(settings).base() if method == "embedding-head" else _llm_base(settings)
     else:
         ref = resolve_llm(settings)
-        base = base_ref(ref.path, ref.name)
+        base = _llm_base(settings)
         name = run_name(args, data, base)
         metrics, files = _train_lora(args, data, ref.path, name, settings, echo)
         _clean_adapter_config(files, base)
+    metrics.pop("eval_probs", None)  # every eval row's probabilities: auto's, not the manifest's
     (files / "errors.jsonl").write_text("".join(json.dumps(e) + "\n" for e in data.errors))
     losses = metrics.pop("losses", [])
     loss_curve(losses, metrics.get("eval_loss"), files / "loss_curve.png")
@@ -211,11 +224,11 @@ def run(args: FinetuneArgs, settings: Settings, echo: Callable[[str], None] = pr
         raise GateRefusedError(f"gate refused adapter {args.name}: {'; '.join(refused)}; "
                                f"CURRENT stays {store.current(args.name) or 'unset'}")
     manifest = store.publish(files, Manifest(
-        name=args.name, method=args.method, task=args.task, base_model=base,
+        name=args.name, method=method, task=args.task, base_model=base, head_weight=head_weight,
         labels=data.labels.labels if data.labels else [], prompt=data.spec,
         data=data.fingerprint, hyperparameters=hyper,
         metrics={k: v for k, v in metrics.items() if k not in ("step",)},
-        lora_rank=args.lora_rank if args.method == "lora" else None))
+        lora_rank=args.lora_rank if method == "lora" else None))
     shutil.rmtree(files, ignore_errors=True)
     if name:
         _forget_run(name, settings)
@@ -223,7 +236,7 @@ def run(args: FinetuneArgs, settings: Settings, echo: Callable[[str], None] = pr
     recent = [loss for _, loss in losses[-10:]]
     seen = metrics.get("train_rows_seen")
     return FinetuneSummary(
-        name=args.name, version=manifest.version, method=args.method, task=args.task,
+        name=args.name, version=manifest.version, method=method, task=args.task,
         path=str(store.location), train_rows=len(data.train), eval_rows=len(data.eval),
         error_rows=len(data.errors), steps=metrics.get("step"),
         train_loss=round(sum(recent) / len(recent), 4) if recent else metrics.get("train_loss"),
@@ -231,7 +244,34 @@ def run(args: FinetuneArgs, settings: Settings, echo: Callable[[str], None] = pr
         per_label_f1={k: v["f1"] for k, v in per_label.items()}, seconds=round(seconds, 1),
         train_rows_per_s=round(seen / metrics["train_seconds"], 2)
         if seen and metrics.get("train_seconds") else None,
-        resumed_from_step=metrics.get("resumed_from_step"))
+        resumed_from_step=metrics.get("resumed_from_step"),
+        chosen=auto.chosen if auto else None, chosen_because=auto.why if auto else None,
+        candidates=[c.model_dump(exclude_none=True) for c in auto.candidates] if auto else [])
+
+
+def _llm_base(settings: Settings) -> BaseModelRef:
+    from llama_rag.model_files import resolve_llm
+
+    ref = resolve_llm(settings)
+    return base_ref(ref.path, ref.name)
+
+
+def _auto(args: FinetuneArgs, data: TrainingData, settings: Settings, echo):
+    """`--method auto` (pipelines.method_auto) with this job's embedder and LoRA trainer."""
+    from indexing.embedder import job_embedder, resolve_embedder
+    from llama_rag.model_files import resolve_llm
+    from pipelines.method_auto import run_auto
+
+    encoder = job_embedder(resolve_embedder(settings), settings)
+    base = _llm_base(settings)
+    name = run_name(args, data, base)
+
+    def train_lora():
+        metrics, files = _train_lora(args, data, resolve_llm(settings).path, name, settings, echo)
+        _clean_adapter_config(files, base)
+        return metrics, files, name
+
+    return run_auto(args, data, encoder.encode, train_lora, echo)
 
 
 def _current(store: AdapterStore, name: str) -> Manifest | None:

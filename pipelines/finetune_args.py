@@ -21,7 +21,8 @@ LLAMA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 class FinetuneArgs(BaseModel):
     input: list[str]
     name: str
-    method: Literal["lora", "embedding-head"] = "lora"
+    method: Literal["lora", "embedding-head", "auto"] = "lora"
+    budget_minutes: float = 20.0
     task: Literal["classify", "instruct"] = "classify"
     text_column: str | None = None
     label_column: str | None = None
@@ -63,10 +64,15 @@ def options(fn):
         click.option("--input", "input_", multiple=True, required=True,
                      help="csv/jsonl/parquet file, folder or glob (repeatable)."),
         click.option("--name", required=True, help="Adapter name (a plain name; re-use to resume)."),
-        click.option("--method", type=click.Choice(["lora", "embedding-head"]),
+        click.option("--method", type=click.Choice(["lora", "embedding-head", "auto"]),
                      default=_default("method"), show_default=True,
                      help="lora: adapt the LLM (Ray Train); embedding-head: a linear head on "
-                     "the embedder (no LLM at classification time)."),
+                     "the embedder (no LLM at classification time); auto (classify): train "
+                     "the head, and LoRA and the ensemble of both if they fit "
+                     "--budget-minutes, and publish the best on the held-out rows."),
+        click.option("--budget-minutes", type=click.FloatRange(0), default=_default("budget_minutes"),
+                     show_default=True, help="--method auto: LoRA is trained only if its "
+                     "estimated training time fits (on GPUs it is always tried)."),
         click.option("--task", type=click.Choice(["classify", "instruct"]),
                      default=_default("task"), show_default=True),
         click.option("--text-column", help="classify: column holding the text."),

@@ -49,7 +49,7 @@ def _columns(args: FinetuneArgs) -> tuple[str, str, str, str]:
         pairs = (("--text-column", args.text_column), ("--label-column", args.label_column))
     else:
         if args.method != "lora":
-            raise InvalidInputError("--method embedding-head trains a classifier: use "
+            raise InvalidInputError(f"--method {args.method} trains a classifier: use "
                                     "--task classify", param="method")
         pairs = (("--prompt-column", args.prompt_column), ("--response-column", args.response_column))
     for flag, column in pairs:

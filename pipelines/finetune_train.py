@@ -87,7 +87,8 @@ def answer_loss(model, batch, device):
 
 def _evaluate(model, tokenizer, config: dict[str, Any], device) -> dict[str, Any]:
     """Eval loss, and for classify the choice-mode answer (argmax over the labels' first
-    tokens, as the job picks) with accuracy and per-label F1."""
+    tokens, as the job picks) with accuracy, per-label F1 and each row's label
+    probabilities (what `--method auto` blends with the embedding head's)."""
     import torch
 
     from pipelines.classify_metrics import metrics
@@ -99,7 +100,7 @@ def _evaluate(model, tokenizer, config: dict[str, Any], device) -> dict[str, Any
     spec = config["spec"]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     model.eval()
-    losses, predicted = [], []
+    losses, predicted, probs = [], [], []
     labels = spec.labels.labels if spec else []
     token_ids = first_tokens(tokenizer, labels) if spec else None
     with torch.no_grad():
@@ -112,12 +113,14 @@ def _evaluate(model, tokenizer, config: dict[str, Any], device) -> dict[str, Any
                 ids, mask, pos, _, _ = _tensors(prompts, device)
                 last = model(input_ids=ids, attention_mask=mask, position_ids=pos,
                              logits_to_keep=1).logits[:, -1, :]
-                predicted += [labels[j] for j in last[:, token_ids].argmax(-1).tolist()]
+                chosen = last[:, token_ids].float()
+                predicted += [labels[j] for j in chosen.argmax(-1).tolist()]
+                probs += [[round(v, 5) for v in row] for row in torch.softmax(chosen, -1).tolist()]
     model.train()
     out: dict[str, Any] = {"eval_loss": round(sum(losses) / len(rows), 4), "eval_rows": len(rows)}
     if token_ids:
         m = metrics(predicted, [r.target for r in rows])
-        out.update(eval_accuracy=m.accuracy, per_label=m.per_label)
+        out.update(eval_accuracy=m.accuracy, per_label=m.per_label, eval_probs=probs)
     return out
 
 

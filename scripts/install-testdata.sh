@@ -4,7 +4,7 @@
 # the browser test of the question page (Playwright drives it; no browser download);
 # prometheus for promtool; Tesseract with English for OCR. With --dev-corpora, also the answer benchmark's corpora of
 # other kinds (bench/any_corpus.py): git's and PostgreSQL's HTML manuals, PDF manuals,
-# man pages.
+# man pages; and fortune's files, the second label set of bench/finetune.py.
 set -euo pipefail
 need=()
 if [ "${1:-}" = "--dev-corpora" ]; then
@@ -20,6 +20,7 @@ if [ "${1:-}" = "--dev-corpora" ]; then
   done
   [ -f /usr/share/man/man1/ssh.1.gz ] || need+=(openssh-client)
   [ -f /usr/share/man/man1/ps.1.gz ] || need+=(procps)
+  [ -f /usr/share/games/fortunes/computers ] || need+=(fortunes)
 fi
 [ -f /usr/share/doc/python3.11/html/library/zipfile.html ] || need+=(python3.11-doc)
 # OCR of scanned PDFs and images (ingest.ocr): Tesseract and its English data

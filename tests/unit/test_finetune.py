@@ -276,7 +276,7 @@ def test_merged_adapter_answers_as_the_adapter(tmp_path):
     assert not should_merge(gpu)
 
 
-def _published(tmp_path, monkeypatch, method="lora", base=None) -> None:
+def _published(tmp_path, monkeypatch, method="lora", base=None, **extra) -> None:
     """An adapter in a registry the settings point at, trained on the bundled model."""
     from llama_rag.adapters import base_ref
     from indexing.embedder import resolve_embedder
@@ -295,7 +295,7 @@ def _published(tmp_path, monkeypatch, method="lora", base=None) -> None:
     spec = PromptSpec(labels=LabelSet(labels=["games", "science"]), calibrate=False)
     AdapterStore(tmp_path / "reg", tmp_path / "cache").publish(files, manifest(
         method=method, prompt=spec, labels=["games", "science"],
-        base_model=base or own))
+        base_model=base or own, **extra))
     monkeypatch.setenv("LLAMA_RAG_ADAPTERS__DIR", str(tmp_path / "reg"))
 
 
@@ -340,6 +340,17 @@ def test_classify_refuses_an_adapter_for_another_model_and_heads_via_serve(tmp_p
     _published(tmp_path, monkeypatch, method="embedding-head")
     with pytest.raises(InvalidInputError, match="embedding head: it runs in the job"):
         prepare(classify_args(tmp_path, via_serve="http://127.0.0.1:1"), load_settings())
+
+
+def test_an_ensemble_adapter_runs_in_the_job_in_choice_mode(tmp_path, monkeypatch):
+    from pipelines.classify import prepare
+
+    _published(tmp_path, monkeypatch, head_weight=0.5)
+    assert prepare(classify_args(tmp_path), load_settings()).adapter.manifest.head_weight == 0.5
+    with pytest.raises(InvalidInputError, match="ensemble of a LoRA adapter and an embedding head"):
+        prepare(classify_args(tmp_path, via_serve="http://127.0.0.1:1"), load_settings())
+    with pytest.raises(InvalidInputError, match="only --mode choice gives"):
+        prepare(classify_args(tmp_path, mode="generate"), load_settings())
 
 
 def test_examples_k_needs_examples(tmp_path):
