@@ -55,6 +55,7 @@ class Summary(BaseModel):
     label_distribution: dict[str, int]
     metrics: Metrics | None = None
     complete: bool
+    trained: dict[str, Any] | None = None  # --train: what `finetune --method auto` published
 
 
 class Prepared(BaseModel):
@@ -123,15 +124,7 @@ def prepare(args: ClassifyArgs, settings: Settings) -> Prepared:
     if args.examples_k and not examples:
         raise InvalidInputError("--examples-k picks from --examples: give the examples file",
                                 param="examples-k")
-    files = classify_io.list_inputs(args.input)
-    root = Path(args.input) if Path(args.input).is_dir() else _common_root(files)
-    for f in files:
-        columns = classify_io.columns_of(f)
-        for flag, column in (("--text-column", args.text_column), ("--id-column", args.id_column),
-                             ("--gold-column", args.gold_column)):
-            if column and column not in columns:
-                raise InvalidInputError(f"{flag} {column!r} is not a column of {f} (columns: "
-                                        f"{', '.join(columns) or 'none'})", param=flag[2:])
+    files, root = _inputs(args)
     if args.context_index:
         from indexing.store import IndexStore  # a folder or a URI, as index.dir accepts
 
@@ -158,6 +151,20 @@ def prepare(args: ClassifyArgs, settings: Settings) -> Prepared:
            "adapter": f"{adapter.manifest.name}@{adapter.manifest.version}" if adapter else None}
     classify_io.Output(args.output).check_job(job)
     return Prepared(files=files, root=root, spec=spec, job=job, adapter=adapter)
+
+
+def _inputs(args: ClassifyArgs) -> tuple[list[Path], Path]:
+    """The input files and their root, every named column checked in each."""
+    files = classify_io.list_inputs(args.input)
+    root = Path(args.input) if Path(args.input).is_dir() else _common_root(files)
+    for f in files:
+        columns = classify_io.columns_of(f)
+        for flag, column in (("--text-column", args.text_column), ("--id-column", args.id_column),
+                             ("--gold-column", args.gold_column)):
+            if column and column not in columns:
+                raise InvalidInputError(f"{flag} {column!r} is not a column of {f} (columns: "
+                                        f"{', '.join(columns) or 'none'})", param=flag[2:])
+    return files, root
 
 
 def _common_root(files: list[Path]) -> Path:
@@ -254,10 +261,21 @@ def _stage(ds, prep: Prepared, args: ClassifyArgs, settings: Settings):
 
 
 def run(args: ClassifyArgs, settings: Settings, echo=print) -> Summary:
+    trained = None
+    if args.train:
+        from pipelines.classify_train import train_for
+
+        _inputs(args)  # a wrong input column fails now, not after the training
+        name, trained = train_for(args, settings, echo)
+        args = args.model_copy(update={"adapter": name})
     prep = prepare(args, settings)
     out = classify_io.Output(args.output)
     with out.lock():  # one driver per output folder
-        return _classify(prep, out, args, settings, echo)
+        summary = _classify(prep, out, args, settings, echo)
+    if trained:
+        summary.trained = trained
+        (out.root / "summary.json").write_text(summary.model_dump_json(indent=2))
+    return summary
 
 
 class _Pending(BaseModel):
@@ -341,8 +359,12 @@ def _classify(prep: Prepared, out: classify_io.Output, args: ClassifyArgs, setti
     out.start(prep.job)
     started = time.perf_counter()
     pending = _pending(prep, out, args)
-    how = (f"adapter {prep.adapter.manifest.name} ({prep.adapter.manifest.method})"
-           if prep.adapter else f"{args.mode} mode")
+    how = f"{args.mode} mode"
+    if prep.adapter:
+        m = prep.adapter.manifest
+        how = f"adapter {m.name} ({m.method}" + (
+            f" with an embedding head, weight {m.head_weight:g})" if m.head_weight is not None
+            else ")")
     echo(f"{pending.total} input rows: {pending.skipped} already done, {len(pending.rows)} to "
          f"classify ({how}, {len(prep.spec.labels.labels)} labels)")
     progress = (_label(pending, prep, out, args, settings, started, echo) if pending.rows

@@ -40,6 +40,9 @@ class ClassifyArgs(BaseModel):
     output_format: str = "parquet"
     max_text_tokens: int = PromptSpec.model_fields["max_text_tokens"].default
     calibrate: bool = PromptSpec.model_fields["calibrate"].default
+    train: str | None = None  # labeled rows: train with `finetune --method auto` first
+    label_column: str | None = None  # --train's label column (default: --gold-column)
+    budget_minutes: float = 20.0
 
 
 def _default(field: str):
@@ -92,6 +95,15 @@ def options(fn):
                      help="Longer texts are truncated and flagged."),
         click.option("--calibrate/--no-calibrate", default=_default("calibrate"), show_default=True,
                      help="choice mode: divide out the model's label prior (see classify_llm)."),
+        click.option("--train", metavar="FILE",
+                     help="Labeled rows (csv/jsonl/parquet, file, folder or glob): train the "
+                     "method that labels them best (finetune --method auto) and label the input "
+                     "with it; a re-run of the same command reuses it."),
+        click.option("--label-column", help="--train: the labeled rows' label column "
+                     "(default: --gold-column)."),
+        click.option("--budget-minutes", type=click.FloatRange(0), default=_default("budget_minutes"),
+                     show_default=True, help="--train: LoRA is a candidate only if its "
+                     "estimated training time fits."),
         click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
                      envvar="LLAMA_RAG_CONFIG", help="YAML settings file."),
     ]

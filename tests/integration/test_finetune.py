@@ -1,7 +1,8 @@
 """Fine-tuning as a real Ray job: Ray Train with 2 workers on the bundled model, the
 driver killed with SIGKILL after the first checkpoint and the job resubmitted (it must
-resume, not restart); the published adapter used by a classification job
-(tests/cluster.py: lora_adapter). test_serve_config.py serves it."""
+resume, not restart); the published adapter used by a classification job as an
+ensemble with an embedding head (tests/cluster.py: lora_adapter); `--method auto` and
+the gate. test_serve_config.py serves the adapter."""
 
 from __future__ import annotations
 
@@ -61,42 +62,77 @@ def test_killed_driver_resumes_from_its_checkpoint_and_publishes(lora_adapter):
     assert not list(lora_adapter.checkpoints.glob(f"{lora_adapter.name}-*"))  # run cleaned up
 
 
-def test_classify_job_labels_with_the_adapter(ray_cluster, lora_adapter, tmp_path):
+def test_classify_job_labels_with_an_ensemble_of_the_adapter_and_a_head(ray_cluster, lora_adapter,
+                                                                        tmp_path):
+    """The session's LoRA adapter published with an embedding head beside it, as
+    `finetune --method auto` publishes an ensemble: the job runs the head stage before the
+    LLM stage and blends them. The head is fit on the very rows classified and given most
+    of the weight, so a job that dropped it would label them as the 10-step adapter does."""
+    import csv
+    import shutil
+
+    import numpy as np
+
+    from indexing.embedder import job_embedder, resolve_embedder
+    from llama_rag.adapters import AdapterStore
+    from llama_rag.config import load_settings
+    from pipelines.embedding_head import fit, save_head
+
+    lora = AdapterStore(lora_adapter.registry, tmp_path / "c").open(lora_adapter.name)
+    labels = lora.manifest.labels
+    rows = [r for r in csv.DictReader(lora_adapter.held_out.open())][:24]
+    settings = load_settings()
+    x = job_embedder(resolve_embedder(settings), settings).encode([r["text"] for r in rows])
+    weight, bias, _ = fit(x, np.array([labels.index(r["section"]) for r in rows]), len(labels),
+                          c=100.0)
+    files = tmp_path / "files"
+    files.mkdir()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy(lora.path / name, files / name)
+    save_head(files, weight, bias)
+    registry = tmp_path / "registry"
+    AdapterStore(registry, tmp_path / "c2").publish(files, lora.manifest.model_copy(update={
+        "name": "ensemble", "version": "", "files": [], "head_weight": 0.9}))
     out = tmp_path / "out"
     run = subprocess.run(
         [sys.executable, "-m", "pipelines.classify", "--input", str(lora_adapter.held_out),
          "--text-column", "text", "--id-column", "id", "--gold-column", "section",
-         "--adapter", lora_adapter.name, "--output", str(out), "--max-rows", "24"],
+         "--adapter", "ensemble", "--output", str(out), "--max-rows", "24"],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
-        env=ray_cluster.env(LLAMA_RAG_ADAPTERS__DIR=str(lora_adapter.registry)))
+        env=ray_cluster.env(LLAMA_RAG_ADAPTERS__DIR=str(registry)))
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    assert "adapter ensemble (lora with an embedding head, weight 0.9)" in run.stdout + run.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["adapter"] == {"name": lora_adapter.name, "version": lora_adapter.version,
-                                  "method": "lora"}
+    assert summary["adapter"]["method"] == "lora" and summary["adapter"]["name"] == "ensemble"
     assert summary["complete"] and summary["labeled"] == 24
-    labels = [ln.split(":")[0].strip() for ln in DEBIAN_LABELS.read_text().splitlines()
-              if ln and not ln.startswith("#")]
     assert set(summary["label_distribution"]) <= set(labels)
+    assert summary["metrics"]["accuracy"] >= 0.9, summary["metrics"]
 
 
 def test_adapter_gate_keeps_current_when_a_new_version_scores_lower(lora_adapter, tmp_path):
-    """Embedding heads (seconds each) on the Debian rows: the first publishes through the
-    gate; one held to an accuracy it cannot reach exits 5 and CURRENT stays."""
+    """Embedding heads (seconds each) on the Debian rows: the first (by `--method auto`)
+    publishes through the gate; one held to an accuracy it cannot reach exits 5 and
+    CURRENT stays."""
     from llama_rag.adapters import AdapterStore
 
     env = {**__import__("os").environ, "LLAMA_RAG_ADAPTERS__DIR": str(tmp_path / "reg")}
     base = finetune_command(lora_adapter.held_out, "--method", "embedding-head",
                             "--eval-fraction", "0.3", "--json")
-    first = subprocess.run(base + ["--gate"], cwd=ROOT, env=env, capture_output=True,
-                           text=True, timeout=300)
+    # the first by `--method auto`: the head only, LoRA being over the budget
+    first = subprocess.run(base + ["--gate", "--method", "auto", "--budget-minutes", "0"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
-    version = json.loads(first.stdout)["version"]
-    accuracy = json.loads(first.stdout)["eval_accuracy"]
-    assert accuracy < 1.0
+    published = json.loads(first.stdout)
+    version, accuracy = published["version"], published["eval_accuracy"]
+    assert published["method"] == published["chosen"] == "embedding-head"
+    assert [c["method"] for c in published["candidates"]] == ["embedding-head", "lora", "ensemble"]
+    assert "over --budget-minutes 0" in published["candidates"][1]["skipped"]
+    assert published["candidates"][0]["params"]["C"] in (0.25, 1.0, 4.0, 16.0)
+    assert 0 < accuracy < 1.0
     refused = subprocess.run(base + ["--min-eval-accuracy", "1.0"], cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode == 5, refused.stdout + refused.stderr[-2000:]
-    assert f"eval accuracy {accuracy} is under --min-eval-accuracy 1.0" in refused.stderr
+    assert re.search(r"eval accuracy [\d.]+ is under --min-eval-accuracy 1.0", refused.stderr)
     assert f"CURRENT stays {version}" in refused.stderr and "Traceback" not in refused.stderr
     store = AdapterStore(tmp_path / "reg", tmp_path / "cache")
     assert store.current(lora_adapter.name) == version and store.versions(lora_adapter.name) == [

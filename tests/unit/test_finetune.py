@@ -384,3 +384,29 @@ def test_unknown_placement_strategy_is_refused_by_name(tmp_path):
     result = CliRunner().invoke(main, ["finetune", "--input", str(write_csv(tmp_path)),
                                        "--name", "x", "--placement-strategy", "ANYWHERE"])
     assert result.exit_code == 2 and "ANYWHERE" in result.output
+
+
+def test_classify_train_names_its_adapter_after_the_labeled_data_and_checks_flags(tmp_path):
+    from pipelines.classify_train import adapter_name, train_for
+
+    a = classify_args(tmp_path, adapter=None, train=str(tmp_path / "train.csv"),
+                      labels="games,science")
+    name = adapter_name(a, "label")
+    assert name.startswith("classify-") and name == adapter_name(a, "label")
+    assert adapter_name(a.model_copy(update={"labels": "science,games,net"}), "label") != name
+    write_csv(tmp_path, ROWS + [("more", "games")])
+    assert adapter_name(a, "label") != name  # other labeled rows: another adapter
+    with pytest.raises(InvalidInputError, match="leave --adapter out"):
+        train_for(a.model_copy(update={"adapter": "x"}), load_settings(), print)
+    with pytest.raises(InvalidInputError, match="give --label-column"):
+        train_for(a, load_settings(), print)
+
+
+def test_classify_train_checks_the_input_columns_before_training(tmp_path, monkeypatch):
+    from pipelines import classify
+
+    monkeypatch.setattr("pipelines.classify_train.train_for", lambda *a: pytest.fail("trained"))
+    a = classify_args(tmp_path, adapter=None, train=str(tmp_path / "train.csv"),
+                      labels="games,science", text_column="body", label_column="label")
+    with pytest.raises(InvalidInputError, match="--text-column 'body' is not a column"):
+        classify.run(a, load_settings())
