@@ -71,6 +71,8 @@ class Manifest(BaseModel):
     # an ensemble (`finetune --method auto`): the share of the embedding head's
     # probabilities (head.safetensors beside the LoRA weights) blended with the LLM's
     head_weight: float | None = None
+    # a multi-label head (finetune --multi-label): what joins a row's labels
+    multi_label_separator: str | None = None
     files: list[str] = Field(default_factory=list)
 
 

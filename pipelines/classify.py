@@ -27,7 +27,8 @@ from llama_rag.prompts import LabelSet, PromptSpec
 from pipelines import classify_io
 from pipelines.classify_args import ClassifyArgs, options
 from pipelines.classify_labels import load_examples, load_labels
-from pipelines.classify_metrics import Metrics, metrics
+from pipelines.classify_metrics import Metrics, MultiLabelMetrics, metrics, multilabel_metrics
+from pipelines.finetune_data import split_labels
 
 PROGRESS_EVERY_S = 10
 
@@ -54,6 +55,7 @@ class Summary(BaseModel):
     unmapped: int
     label_distribution: dict[str, int]
     metrics: Metrics | None = None
+    multi_label_metrics: MultiLabelMetrics | None = None  # a multi-label adapter's
     complete: bool
     trained: dict[str, Any] | None = None  # --train: what `finetune --method auto` published
 
@@ -118,6 +120,9 @@ def _labels(args: ClassifyArgs, adapter: Adapter | None) -> LabelSet:
 
 def prepare(args: ClassifyArgs, settings: Settings) -> Prepared:
     """Every check that can fail, before any work: raises InvalidInputError (exit 2)."""
+    if args.multi_label and not args.train:
+        raise InvalidInputError("--multi-label goes with --train (a published adapter knows "
+                                "whether it labels one or several a row)", param="multi-label")
     adapter = _adapter(args, settings)
     labels = _labels(args, adapter)
     examples = load_examples(args.examples, labels)
@@ -212,7 +217,8 @@ def _stage(ds, prep: Prepared, args: ClassifyArgs, settings: Settings):
 
         return ds.map_batches(HeadClassifier, fn_constructor_kwargs={
             "ref": resolve_embedder(settings), "settings": settings,
-            "head_path": str(adapter.path / HEAD_FILE), "labels": prep.spec.labels.labels},
+            "head_path": str(adapter.path / HEAD_FILE), "labels": prep.spec.labels.labels,
+            "separator": adapter.manifest.multi_label_separator},
             batch_size=args.batch_size, concurrency=args.concurrency,
             num_cpus=settings.ingest.embed_num_cpus)
     if adapter is not None and adapter.manifest.head_weight is not None:
@@ -364,7 +370,7 @@ def _classify(prep: Prepared, out: classify_io.Output, args: ClassifyArgs, setti
         m = prep.adapter.manifest
         how = f"adapter {m.name} ({m.method}" + (
             f" with an embedding head, weight {m.head_weight:g})" if m.head_weight is not None
-            else ")")
+            else ", multi-label)" if m.multi_label_separator else ")")
     echo(f"{pending.total} input rows: {pending.skipped} already done, {len(pending.rows)} to "
          f"classify ({how}, {len(prep.spec.labels.labels)} labels)")
     progress = (_label(pending, prep, out, args, settings, started, echo) if pending.rows
@@ -374,7 +380,7 @@ def _classify(prep: Prepared, out: classify_io.Output, args: ClassifyArgs, setti
     steady = (labeled_after / (ended - first_at)
               if first_at and labeled_after > 0 and ended > first_at else None)
     summary = _summarise(out, args, pending.total, pending.skipped, progress.processed,
-                         ended - started)
+                         ended - started, _separator(prep))
     if prep.adapter is not None:
         m = prep.adapter.manifest
         summary.adapter = AdapterUsed(name=m.name, version=m.version, method=m.method)
@@ -384,20 +390,30 @@ def _classify(prep: Prepared, out: classify_io.Output, args: ClassifyArgs, setti
     return summary
 
 
+def _separator(prep: Prepared) -> str | None:
+    """A multi-label adapter's label separator (None: one label a row)."""
+    return prep.adapter.manifest.multi_label_separator if prep.adapter is not None else None
+
+
 def _summarise(out: classify_io.Output, args: ClassifyArgs, total: int, skipped: int, processed: int,
-               seconds: float) -> Summary:
+               seconds: float, separator: str | None = None) -> Summary:
     error_records = out.merge_errors()
     errors = len(error_records)
     results = out.results()
     labels = results.column("label").to_pylist()
+    gold = results.column("gold").to_pylist()
     summary = Summary(
         output=str(out.root), input=total, labeled=results.num_rows, errors=errors,
         skipped_already_done=skipped, processed_this_run=processed, seconds=round(seconds, 2),
         rows_per_s=round(processed / seconds, 2) if seconds else 0.0,
         truncated=sum(bool(t) for t in results.column("truncated").to_pylist()),
         unmapped=sum(r["reason"].startswith("unmapped model output") for r in error_records),
-        label_distribution=dict(Counter(labels).most_common()),
-        metrics=metrics(labels, results.column("gold").to_pylist()) if args.gold_column else None,
+        label_distribution=dict(Counter(
+            [t for x in labels for t in split_labels(x, separator)] if separator else labels
+        ).most_common()),
+        metrics=metrics(labels, gold) if args.gold_column and not separator else None,
+        multi_label_metrics=multilabel_metrics(labels, gold, separator)
+        if args.gold_column and separator else None,
         complete=total == results.num_rows + errors)
     return summary
 

@@ -43,6 +43,8 @@ class ClassifyArgs(BaseModel):
     train: str | None = None  # labeled rows: train with `finetune --method auto` first
     label_column: str | None = None  # --train's label column (default: --gold-column)
     budget_minutes: float = 20.0
+    multi_label: bool = False  # --train: rows may have several labels
+    label_separator: str = ";"
 
 
 def _default(field: str):
@@ -104,6 +106,11 @@ def options(fn):
         click.option("--budget-minutes", type=click.FloatRange(0), default=_default("budget_minutes"),
                      show_default=True, help="--train: LoRA is a candidate only if its "
                      "estimated training time fits."),
+        click.option("--multi-label", is_flag=True, help="--train: the label column lists "
+                     "each row's labels (split by --label-separator); trains a one-vs-rest "
+                     "embedding head, and each output row gets every label that applies."),
+        click.option("--label-separator", default=_default("label_separator"), show_default=True,
+                     help="--multi-label: what separates a row's labels."),
         click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
                      envvar="LLAMA_RAG_CONFIG", help="YAML settings file."),
     ]

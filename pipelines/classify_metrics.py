@@ -34,3 +34,41 @@ def metrics(predicted: list[str], gold: list[str | None]) -> Metrics | None:
                            "f1": round(f1, 4), "support": gold_n}
     return Metrics(evaluated=len(pairs), accuracy=round(sum(g == p for g, p in pairs) / len(pairs), 4),
                    per_label=per_label, confusion=confusion)
+
+
+class MultiLabelMetrics(BaseModel):
+    evaluated: int
+    micro_f1: float
+    macro_f1: float
+    exact_match: float  # rows whose whole label set is right
+    per_label: dict[str, dict[str, float]]
+
+
+def multilabel_metrics(predicted: list[str], gold: list[str | None], separator: str
+                       ) -> MultiLabelMetrics | None:
+    """Micro/macro F1, exact-set match and per-label precision/recall/F1 of label sets
+    written as ``separator``-joined strings."""
+    from pipelines.finetune_data import split_labels
+
+    pairs = [(set(split_labels(g, separator)), set(split_labels(p or "", separator)))
+             for g, p in zip(gold, predicted) if g not in (None, "")]
+    if not pairs:
+        return None
+    names = sorted(set().union(*(g | p for g, p in pairs)))
+    per_label, tp_all, fp_all, fn_all = {}, 0, 0, 0
+    for name in names:
+        tp = sum(name in g and name in p for g, p in pairs)
+        fp = sum(name not in g and name in p for g, p in pairs)
+        fn = sum(name in g and name not in p for g, p in pairs)
+        tp_all, fp_all, fn_all = tp_all + tp, fp_all + fp, fn_all + fn
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+        per_label[name] = {"precision": round(precision, 4), "recall": round(recall, 4),
+                           "f1": round(f1, 4), "support": tp + fn}
+    supported = [v["f1"] for v in per_label.values() if v["support"]]
+    micro = 2 * tp_all / (2 * tp_all + fp_all + fn_all) if tp_all + fp_all + fn_all else 0.0
+    return MultiLabelMetrics(
+        evaluated=len(pairs), micro_f1=round(micro, 4),
+        macro_f1=round(sum(supported) / len(supported), 4) if supported else 0.0,
+        exact_match=round(sum(g == p for g, p in pairs) / len(pairs), 4), per_label=per_label)

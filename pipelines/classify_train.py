@@ -28,7 +28,8 @@ def adapter_name(args: ClassifyArgs, label_column: str) -> str:
     decided = {"train": classify_io.fingerprint(files), "columns": [args.text_column, label_column],
                "labels": args.labels, "labels_file": str(args.labels_file or ""),
                "instructions": args.instructions, "budget": args.budget_minutes,
-               "max_text_tokens": args.max_text_tokens}
+               "max_text_tokens": args.max_text_tokens,
+               "multi_label": args.label_separator if args.multi_label else None}
     return f"classify-{classify_io.short_hash(decided)[:12]}"
 
 
@@ -58,7 +59,9 @@ def train_for(args: ClassifyArgs, settings: Settings, echo: Callable[[str], None
         text_column=args.text_column, label_column=label_column, labels=args.labels,
         labels_file=args.labels_file, instructions=args.instructions,
         max_text_tokens=args.max_text_tokens, eval_fraction=EVAL_FRACTION,
-        budget_minutes=args.budget_minutes), settings, echo)
+        budget_minutes=args.budget_minutes, multi_label=args.multi_label,
+        label_separator=args.label_separator), settings, echo)
     return name, summary.model_dump(include={"name", "version", "method", "chosen",
                                              "chosen_because", "eval_accuracy", "train_rows",
-                                             "eval_rows", "seconds", "candidates"})
+                                             "eval_rows", "seconds", "candidates",
+                                             "eval_micro_f1", "eval_macro_f1"})

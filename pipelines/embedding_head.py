@@ -106,11 +106,14 @@ def save_head(folder: Path, weight: np.ndarray, bias: np.ndarray, temperature: f
 class HeadClassifier:
     """Ray Data actor: embed a batch, apply the head; the job's result columns."""
 
-    def __init__(self, ref: EmbedderRef, settings: Settings, head_path: str, labels: list[str]) -> None:
+    def __init__(self, ref: EmbedderRef, settings: Settings, head_path: str, labels: list[str],
+                 separator: str | None = None) -> None:
         from safetensors.numpy import load_file
 
         tensors = load_file(head_path)
         self.weight, self.bias, self.labels = tensors["weight"], tensors["bias"], labels
+        self.bars = tensors.get("thresholds")  # a multi-label head (pipelines.multilabel)
+        self.separator = separator or ";"
         self.temperature = float(tensors["temperature"][0]) if "temperature" in tensors else 1.0
         self.embedder = job_embedder(ref, settings)
 
@@ -119,10 +122,18 @@ class HeadClassifier:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         texts = [str(t) for t in batch["text"]]
-        probs = self.probs(texts)
-        best = probs.argmax(axis=1)
-        return {"id": list(batch["id"]), "label": [self.labels[i] for i in best],
-                "confidence": [round(float(probs[n, i]), 4) for n, i in enumerate(best)],
+        if self.bars is not None:
+            from pipelines.multilabel import picked, probabilities
+
+            labels, confidence = picked(probabilities(self.embedder.encode(texts), self.weight,
+                                                      self.bias), self.bars, self.labels,
+                                        self.separator)
+        else:
+            probs = self.probs(texts)
+            best = probs.argmax(axis=1)
+            labels = [self.labels[i] for i in best]
+            confidence = [round(float(probs[n, i]), 4) for n, i in enumerate(best)]
+        return {"id": list(batch["id"]), "label": labels, "confidence": confidence,
                 "truncated": [False] * len(texts), "raw": [""] * len(texts),
                 "gold": list(batch["gold"])}
 

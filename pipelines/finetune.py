@@ -51,6 +51,8 @@ class FinetuneSummary(BaseModel):
     eval_loss: float | None = None
     eval_accuracy: float | None = None
     per_label_f1: dict[str, float] = {}
+    eval_micro_f1: float | None = None  # --multi-label (eval_accuracy: whole sets right)
+    eval_macro_f1: float | None = None
     seconds: float
     train_rows_per_s: float | None = None
     resumed_from_step: int | None = None
@@ -64,7 +66,13 @@ def check_args(args: FinetuneArgs, settings: Settings) -> None:
     if args.method == "auto" and not args.eval_input and args.eval_fraction == 0:
         raise InvalidInputError("--method auto picks the method on held-out rows: give "
                                 "--eval-input or an --eval-fraction above 0", param="eval-fraction")
-    if args.method in ("lora", "auto"):
+    if args.multi_label and (args.method == "lora" or args.task != "classify"):
+        raise InvalidInputError("--multi-label trains a one-vs-rest embedding head: use "
+                                "--task classify with --method embedding-head or auto",
+                                param="multi-label")
+    if args.multi_label and not args.label_separator.strip():
+        raise InvalidInputError("--label-separator is empty", param="label-separator")
+    if args.method in ("lora", "auto") and not args.multi_label:
         if args.lora_rank not in VLLM_LORA_RANKS:
             raise InvalidInputError(f"--lora-rank {args.lora_rank}: vLLM serves ranks "
                                     f"{', '.join(map(str, VLLM_LORA_RANKS))}", param="lora-rank")
@@ -191,7 +199,14 @@ def run(args: FinetuneArgs, settings: Settings, echo: Callable[[str], None] = pr
          f"rows unusable (listed in errors.jsonl)")
     store = AdapterStore.of(settings.adapters)
     method, head_weight, auto = args.method, None, None
-    if args.method == "embedding-head":
+    if args.multi_label:  # the one-vs-rest head, whether asked for by name or by auto
+        from pipelines.multilabel import train_multi_head
+
+        ref = resolve_embedder(settings)
+        base, method, name = ref.base(), "embedding-head", None
+        metrics, files = train_multi_head(data, ref, settings, args.seed, args.label_separator,
+                                          echo)
+    elif args.method == "embedding-head":
         from pipelines.embedding_head import train_head
 
         ref = resolve_embedder(settings)
@@ -225,6 +240,7 @@ def run(args: FinetuneArgs, settings: Settings, echo: Callable[[str], None] = pr
                                f"CURRENT stays {store.current(args.name) or 'unset'}")
     manifest = store.publish(files, Manifest(
         name=args.name, method=method, task=args.task, base_model=base, head_weight=head_weight,
+        multi_label_separator=args.label_separator if args.multi_label else None,
         labels=data.labels.labels if data.labels else [], prompt=data.spec,
         data=data.fingerprint, hyperparameters=hyper,
         metrics={k: v for k, v in metrics.items() if k not in ("step",)},
@@ -242,6 +258,7 @@ def run(args: FinetuneArgs, settings: Settings, echo: Callable[[str], None] = pr
         train_loss=round(sum(recent) / len(recent), 4) if recent else metrics.get("train_loss"),
         eval_loss=metrics.get("eval_loss"), eval_accuracy=metrics.get("eval_accuracy"),
         per_label_f1={k: v["f1"] for k, v in per_label.items()}, seconds=round(seconds, 1),
+        eval_micro_f1=metrics.get("eval_micro_f1"), eval_macro_f1=metrics.get("eval_macro_f1"),
         train_rows_per_s=round(seen / metrics["train_seconds"], 2)
         if seen and metrics.get("train_seconds") else None,
         resumed_from_step=metrics.get("resumed_from_step"),

@@ -23,6 +23,8 @@ class FinetuneArgs(BaseModel):
     name: str
     method: Literal["lora", "embedding-head", "auto"] = "lora"
     budget_minutes: float = 20.0
+    multi_label: bool = False
+    label_separator: str = ";"
     task: Literal["classify", "instruct"] = "classify"
     text_column: str | None = None
     label_column: str | None = None
@@ -75,6 +77,12 @@ def options(fn):
                      "estimated training time fits (on GPUs it is always tried)."),
         click.option("--task", type=click.Choice(["classify", "instruct"]),
                      default=_default("task"), show_default=True),
+        click.option("--multi-label", is_flag=True,
+                     help="classify: a row may have several labels (the label column lists "
+                     "them, split by --label-separator); trains a one-vs-rest embedding head "
+                     "with a threshold per label."),
+        click.option("--label-separator", default=_default("label_separator"), show_default=True,
+                     help="--multi-label: what separates a row's labels in the label column."),
         click.option("--text-column", help="classify: column holding the text."),
         click.option("--label-column", help="classify: column holding the true label."),
         click.option("--labels", help="classify: comma-separated labels."),

@@ -82,6 +82,11 @@ def _read(specs: Sequence[str], text_col: str, target_col: str, text_flag: str,
     return rows, errors, files
 
 
+def split_labels(target: str, separator: str) -> list[str]:
+    """A multi-label row's labels, in the order given, each once."""
+    return list(dict.fromkeys(part.strip() for part in target.split(separator) if part.strip()))
+
+
 def in_eval(row_id: str, fraction: float, seed: int) -> bool:
     """Stable split: the same id lands on the same side in every run."""
     digest = hashlib.sha256(f"{seed}:{row_id}".encode()).digest()
@@ -106,8 +111,14 @@ def load(args: FinetuneArgs) -> TrainingData:
         eval_files = []
         train = [r for r in rows if not in_eval(r.id, args.eval_fraction, args.seed)]
         eval_rows = [r for r in rows if in_eval(r.id, args.eval_fraction, args.seed)]
+    if labels is not None and args.multi_label:
+        for row in train + eval_rows:  # one spelling of each row's set: the labels' own order
+            given = set(split_labels(row.target, args.label_separator))
+            row.target = args.label_separator.join(
+                [x for x in labels.labels if x in given] + sorted(given - set(labels.labels)))
     if labels is not None:
-        unknown = Counter(r.target for r in train + eval_rows if r.target not in labels.labels)
+        unknown = Counter(t for r in train + eval_rows for t in _targets(r.target, args)
+                          if t not in labels.labels)
         if unknown:
             listed = ", ".join(f"{k!r} ({n} rows)" for k, n in unknown.most_common(10))
             raise InvalidInputError(f"labels in the data missing from --labels: {listed}",
@@ -125,9 +136,14 @@ def load(args: FinetuneArgs) -> TrainingData:
                    "columns": [text_col, target_col], "rows": len(rows) + len(errors),
                    "train_rows": len(train), "eval_rows": len(eval_rows),
                    "error_rows": len(errors),
-                   "train_label_counts": dict(Counter(r.target for r in train).most_common())}
+                   "train_label_counts": dict(Counter(
+                       t for r in train for t in _targets(r.target, args)).most_common())}
     return TrainingData(train=train, eval=eval_rows, errors=errors, labels=labels, spec=spec,
                         fingerprint=fingerprint)
+
+
+def _targets(target: str, args: FinetuneArgs) -> list[str]:
+    return split_labels(target, args.label_separator) if args.multi_label else [target]
 
 
 def messages(row_text: str, spec: PromptSpec | None) -> list[dict[str, str]]:

@@ -1,4 +1,5 @@
-"""Real labelled text for classification: Debian package descriptions labelled by Section.
+"""Real labelled text for classification: Debian package descriptions labelled by Section
+(or, with ``--tags``, by their debtags: several labels a row).
 
 Reads `apt-cache dumpavail` (the package lists of this machine; `apt-get update`
 fills them) and writes a CSV of id (package), text (name, short and start of the
@@ -6,16 +7,22 @@ long description) and section, balanced across the chosen sections and stable fo
 a given package list (every k-th package in name order).
 
     python scripts/debian_packages.py OUT.csv [--rows 5000] [--sections games,science,...]
+    python scripts/debian_packages.py OUT.csv --tags [--rows 3000]   # id, text, tags ("a;b")
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import subprocess
 from collections import defaultdict
 
+from labeled_csv import write  # scripts/ is on the path (run as a script, or by the bench)
+
 SECTIONS = ["games", "science", "python", "perl", "doc", "net"]
+# debtags of programs, from three facets (what it is used for, works with, looks like)
+TAGS = ["interface::commandline", "interface::graphical", "interface::daemon",
+        "works-with::text", "works-with::audio", "works-with::image", "works-with::mail",
+        "use::gameplaying", "use::converting", "use::editing"]
 
 
 def packages() -> list[dict[str, str]]:
@@ -36,14 +43,30 @@ def packages() -> list[dict[str, str]]:
     return out
 
 
+def _text(p: dict[str, str]) -> str:
+    short, _, long = p["Description"].partition("\n")
+    long = " ".join(ln for ln in long.splitlines() if ln != ".")
+    return f"{p['Package']}: {short}. {long[:300]}".strip()
+
+
+def tagged_rows(n: int, tags: list[str]) -> list[dict[str, str]]:
+    """Programs with one or more of ``tags``: every k-th in name order, tags joined by ";"."""
+    found = {}
+    for p in packages():
+        have = {t.strip() for t in p.get("Tag", "").split(",")}
+        chosen = [t for t in tags if t in have]
+        if chosen and "role::program" in have:
+            found[p["Package"]] = {"id": p["Package"], "text": _text(p), "tags": ";".join(chosen)}
+    names = sorted(found)
+    return [found[name] for name in names[::max(1, len(names) // n)][:n]]
+
+
 def rows(n: int, sections: list[str]) -> list[dict[str, str]]:
     by_section: dict[str, dict[str, str]] = defaultdict(dict)
     for p in packages():
         section = p["Section"].split("/")[-1]
         if section in sections:
-            short, _, long = p["Description"].partition("\n")
-            long = " ".join(ln for ln in long.splitlines() if ln != ".")
-            by_section[section][p["Package"]] = f"{p['Package']}: {short}. {long[:300]}".strip()
+            by_section[section][p["Package"]] = _text(p)
     per = -(-n // len(sections))
     out = []
     for section in sections:
@@ -60,13 +83,13 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--rows", type=int, default=5000)
     parser.add_argument("--sections", default=",".join(SECTIONS))
+    parser.add_argument("--tags", nargs="?", const=",".join(TAGS),
+                        help="debtags as labels instead of sections (default: TAGS)")
     args = parser.parse_args()
-    data = rows(args.rows, args.sections.split(","))
-    with open(args.out, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["id", "text", "section"])
-        writer.writeheader()
-        writer.writerows(data)
-    print(f"{args.out}: {len(data)} rows")
+    if args.tags:
+        write(args.out, tagged_rows(args.rows, args.tags.split(",")))
+    else:
+        write(args.out, rows(args.rows, args.sections.split(",")))
 
 
 if __name__ == "__main__":

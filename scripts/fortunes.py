@@ -12,8 +12,9 @@ entries in file order, every k-th one. A second label set beside Debian's sectio
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
+
+from labeled_csv import write  # scripts/ is on the path (run as a script, or by the bench)
 
 FOLDER = Path("/usr/share/games/fortunes")
 FILES = ["computers", "definitions", "people", "politics", "science", "songs-poems"]
@@ -48,12 +49,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=3600)
     parser.add_argument("--files", default=",".join(FILES))
     args = parser.parse_args()
-    data = rows(args.rows, args.files.split(","))
-    with open(args.out, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["id", "text", "label"])
-        writer.writeheader()
-        writer.writerows(data)
-    print(f"{args.out}: {len(data)} rows")
+    write(args.out, rows(args.rows, args.files.split(",")))
 
 
 if __name__ == "__main__":
