@@ -360,6 +360,21 @@ def _job_logs(cluster: Cluster, job_id: str) -> str:
     return out.stdout
 
 
+def job_submit(cluster: Cluster, command: list[str], runtime_env: dict, *flags: str
+               ) -> subprocess.CompletedProcess:
+    """`ray job submit` of ``command`` from the repository (waiting for the job unless
+    ``--no-wait`` is among ``flags``)."""
+    deadline = time.time() + 120
+    while True:  # a fresh head's job agent takes a few seconds to register
+        out = subprocess.run(
+            [RAY, "job", "submit", f"--address={cluster.dashboard}", "--working-dir",
+             ".", "--runtime-env-json", json.dumps(runtime_env), *flags, "--", *command],
+            cwd=ROOT, env=cluster.env(), capture_output=True, text=True, timeout=900)
+        if "No available agent" not in out.stderr or time.time() > deadline:
+            return out
+        time.sleep(3)
+
+
 def finetune_command(train: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "pipelines.finetune", "--input", str(train), "--name", ADAPTER,
             "--text-column", "text", "--label-column", "section",
@@ -390,15 +405,7 @@ def lora_adapter(ray_cluster, adapter_registry, tmp_path_factory) -> TrainedAdap
                                "--learning-rate", "1e-3", "--eval-fraction", "0.2", "--json")
 
     def submit(*flags: str) -> subprocess.CompletedProcess:
-        deadline = time.time() + 120
-        while True:  # a fresh head's job agent takes a few seconds to register
-            out = subprocess.run(
-                [RAY, "job", "submit", f"--address={ray_cluster.dashboard}", "--working-dir",
-                 ".", "--runtime-env-json", json.dumps(runtime_env), *flags, "--", *command],
-                cwd=ROOT, env=ray_cluster.env(), capture_output=True, text=True, timeout=900)
-            if "No available agent" not in out.stderr or time.time() > deadline:
-                return out
-            time.sleep(3)
+        return job_submit(ray_cluster, command, runtime_env, *flags)
 
     first = submit("--no-wait")
     assert first.returncode == 0, first.stderr[-2000:]

@@ -7,6 +7,7 @@ the gate. test_serve_config.py serves the adapter."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -115,7 +116,7 @@ def test_adapter_gate_keeps_current_when_a_new_version_scores_lower(lora_adapter
     CURRENT stays."""
     from llama_rag.adapters import AdapterStore
 
-    env = {**__import__("os").environ, "LLAMA_RAG_ADAPTERS__DIR": str(tmp_path / "reg")}
+    env = {**os.environ, "LLAMA_RAG_ADAPTERS__DIR": str(tmp_path / "reg")}
     base = finetune_command(lora_adapter.held_out, "--method", "embedding-head",
                             "--eval-fraction", "0.3", "--json")
     # the first by `--method auto`: the head only, LoRA being over the budget
@@ -137,3 +138,45 @@ def test_adapter_gate_keeps_current_when_a_new_version_scores_lower(lora_adapter
     store = AdapterStore(tmp_path / "reg", tmp_path / "cache")
     assert store.current(lora_adapter.name) == version and store.versions(lora_adapter.name) == [
         version]
+
+
+def test_multi_label_classify_train_through_ray_job_submit_and_resubmit(ray_cluster, tmp_path):
+    """`classify --train --multi-label` as a Ray job on Debian programs' debtags: the job
+    trains the one-vs-rest head, labels every input id once with label sets, scores them
+    against the gold tags; the same command again reuses the adapter and labels nothing."""
+    import csv
+
+    from tests.cluster import job_submit
+
+    rows = tmp_path / "tags.csv"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "debian_packages.py"), str(rows),
+                    "--tags", "--rows", "500"], check=True, capture_output=True)
+    lines = rows.read_text().splitlines()
+    train, data = tmp_path / "train.csv", tmp_path / "input.csv"
+    train.write_text("\n".join(lines[:401]) + "\n")
+    data.write_text("\n".join(lines[:1] + lines[401:]) + "\n")
+    tags = sorted({t for r in csv.DictReader(data.open()) for t in r["tags"].split(";")}
+                  | {t for r in csv.DictReader(train.open()) for t in r["tags"].split(";")})
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "pipelines.classify", "--input", str(data), "--text-column",
+               "text", "--id-column", "id", "--gold-column", "tags", "--train", str(train),
+               "--labels", ",".join(tags), "--multi-label", "--output", str(out)]
+    home = os.environ.get("LLAMA_RAG_HOME", str(Path("~/.cache/llama-rag").expanduser()))
+    env = {"env_vars": {"HF_HUB_OFFLINE": "1", "LLAMA_RAG_ADAPTERS__DIR": str(tmp_path / "reg"),
+                        "LLAMA_RAG_HOME": home}}
+    first = job_submit(ray_cluster, command, env)
+    log = first.stdout + first.stderr
+    assert first.returncode == 0 and "succeeded" in log.lower(), log[-3000:]
+    assert "held-out rows: micro-F1" in log and "multi-label)" in log
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] and summary["input"] == 100 == summary["labeled"]
+    assert summary["trained"]["eval_micro_f1"] > 0.4 and summary["multi_label_metrics"][
+        "micro_f1"] > 0.4
+    assert set(summary["label_distribution"]) <= set(tags)
+    from tests.integration.test_classify import input_ids, output_ids
+
+    assert sorted(output_ids(out)) == sorted(input_ids(data))  # every id exactly once
+    again = job_submit(ray_cluster, command, env)
+    log = again.stdout + again.stderr
+    assert again.returncode == 0 and "by an earlier run" in log and "100 already done" in log, \
+        log[-3000:]
