@@ -62,6 +62,23 @@ def predict(x: np.ndarray, weight: np.ndarray, bias: np.ndarray,
     return p / p.sum(axis=1, keepdims=True)
 
 
+def probabilities(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """A multi-label head's (pipelines.multilabel): each label's own sigmoid."""
+    return 1.0 / (1.0 + np.exp(-(x @ weight.T + bias)))
+
+
+def picked(probs: np.ndarray, bars: np.ndarray, labels: list[str], separator: str
+           ) -> tuple[list[str], list[float]]:
+    """(each row's labels joined by ``separator``, "" for none; its confidence: the least
+    sure chosen label's probability, or for none the chance that the likeliest is absent)."""
+    out, confidence = [], []
+    for row in probs:
+        chosen = [j for j in range(len(labels)) if row[j] >= bars[j]]
+        out.append(separator.join(labels[j] for j in chosen))
+        confidence.append(round(float(min(row[j] for j in chosen) if chosen else 1 - row.max()), 4))
+    return out, confidence
+
+
 def train_head(data: TrainingData, ref: EmbedderRef, settings: Settings, seed: int,
                echo: Callable[[str], None]) -> tuple[dict[str, Any], Path]:
     """Embed, fit, evaluate; returns the metrics and a folder holding ``head.safetensors``."""
@@ -123,8 +140,6 @@ class HeadClassifier:
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         texts = [str(t) for t in batch["text"]]
         if self.bars is not None:
-            from pipelines.multilabel import picked, probabilities
-
             labels, confidence = picked(probabilities(self.embedder.encode(texts), self.weight,
                                                       self.bias), self.bars, self.labels,
                                         self.separator)

@@ -20,7 +20,7 @@ import numpy as np
 from llama_rag.config import Settings
 from indexing.embedder import EmbedderRef, job_embedder
 from pipelines.classify_metrics import multilabel_metrics
-from pipelines.embedding_head import C, HEAD_FILE
+from pipelines.embedding_head import C, HEAD_FILE, picked, probabilities
 from pipelines.finetune_data import TrainingData, split_labels
 
 
@@ -64,10 +64,6 @@ def fit_multi(x: np.ndarray, y: np.ndarray, seed: int = 0, c: float = C
     return w.detach().numpy(), b.detach().numpy(), losses
 
 
-def probabilities(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-(x @ weight.T + bias)))
-
-
 def thresholds(probs: np.ndarray, y: np.ndarray, default: float = 0.5) -> np.ndarray:
     """Per label, the probability bar that maximises its F1 on these rows, the one
     nearest ``default`` among equals (``default`` for a label with no positive row:
@@ -85,18 +81,6 @@ def thresholds(probs: np.ndarray, y: np.ndarray, default: float = 0.5) -> np.nda
             if best == (round(f1, 9), -abs(bar - default)):
                 out[j] = bar
     return out
-
-
-def picked(probs: np.ndarray, bars: np.ndarray, labels: list[str], separator: str
-           ) -> tuple[list[str], list[float]]:
-    """(each row's labels joined by ``separator``, "" for none; its confidence: the least
-    sure chosen label's probability, or for none the chance that the likeliest is absent)."""
-    out, confidence = [], []
-    for row in probs:
-        chosen = [j for j in range(len(labels)) if row[j] >= bars[j]]
-        out.append(separator.join(labels[j] for j in chosen))
-        confidence.append(round(float(min(row[j] for j in chosen) if chosen else 1 - row.max()), 4))
-    return out, confidence
 
 
 def train_multi_head(data: TrainingData, ref: EmbedderRef, settings: Settings, seed: int,

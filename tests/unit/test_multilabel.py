@@ -14,7 +14,8 @@ from pipelines.classify_metrics import multilabel_metrics
 from pipelines.finetune import check_args
 from pipelines.finetune_args import FinetuneArgs
 from pipelines.finetune_data import load, split_labels
-from pipelines.multilabel import fit_multi, indicator, picked, probabilities, thresholds
+from pipelines.embedding_head import picked, probabilities
+from pipelines.multilabel import fit_multi, indicator, thresholds
 
 LABELS = ["cli", "gui", "audio"]
 
