@@ -14,7 +14,6 @@ rows; micro/macro F1 and exact-set match on the test rows.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import shutil
 import sys
@@ -26,16 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from bench.report import save  # noqa: E402
+from labeled_csv import write as write_rows  # noqa: E402
 
 SEPARATOR = ";"
-
-
-def write(rows: list[dict], path: Path) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["id", "text", "tags"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 def ours(train_csv: Path, test_csv: Path, name: str, settings) -> dict:
@@ -95,11 +87,13 @@ def main() -> None:
     rows = tagged_rows(3000, TAGS)
     test = rows[::5]
     pool = [r for i, r in enumerate(rows) if i % 5]
-    test_csv = write(test, work / "test.csv")
+    test_csv = work / "test.csv"
+    write_rows(str(test_csv), test)
     results: dict[str, dict] = {"ours": {}, "sklearn-ovr-0.5": {}}
     for n in [int(v) for v in args.train_rows.split(",")]:
         train = pool[::max(1, len(pool) // n)][:n]
-        train_csv = write(train, work / f"train-{n}.csv")
+        train_csv = work / f"train-{n}.csv"
+        write_rows(str(train_csv), train)
         results["sklearn-ovr-0.5"][str(n)] = reference(train, test, settings)
         results["ours"][str(n)] = ours(train_csv, test_csv, f"tags-{n}", settings)
         for method in results:
