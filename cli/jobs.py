@@ -1,4 +1,4 @@
-"""`llama-rag classify` and `llama-rag finetune`: the batch jobs, with the jobs' own flags."""
+"""`llama-rag classify`, `extract`, `finetune` and `tune`: the batch jobs, with the jobs' own flags."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from pipelines.classify_args import options as _classify_options
+from pipelines.extract_args import options as _extract_options
 from pipelines.finetune_args import options as _finetune_options
 from pipelines.tune_args import options as _tune_options
 
@@ -19,6 +20,19 @@ def classify(**kwargs: Any) -> None:
     Runs the same Ray Data job as `ray job submit -- python -m pipelines.classify`.
     """
     from pipelines.classify import run_from_cli
+
+    run_from_cli(**kwargs)
+
+
+@click.command(context_settings={"max_content_width": 100})
+@_extract_options
+def extract(**kwargs: Any) -> None:
+    """Extract one JSON object per row of csv/jsonl/parquet files, valid against a JSON
+    Schema, with the LLM under guided decoding (resumable; see pipelines.extract).
+
+    Runs the same Ray Data job as `ray job submit -- python -m pipelines.extract`.
+    """
+    from pipelines.extract import run_from_cli
 
     run_from_cli(**kwargs)
 

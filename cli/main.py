@@ -26,7 +26,7 @@ def main() -> None:
 
 
 for command in (setup.setup, setup.show_config, index.index, index.search, serve.serve,
-                jobs.classify, jobs.finetune, jobs.tune, adapters.adapters, ask.ask, ask.chat,
+                jobs.classify, jobs.extract, jobs.finetune, jobs.tune, adapters.adapters, ask.ask, ask.chat,
                 evaluate.evaluate, audit.audit):
     main.add_command(command)
 

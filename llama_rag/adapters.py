@@ -28,12 +28,12 @@ from pydantic import BaseModel, Field
 from llama_rag.config import AdapterSettings
 from llama_rag.errors import InvalidInputError, NotFoundError
 from llama_rag.location import is_uri, join, shared_root
-from llama_rag.prompts import PromptSpec
+from llama_rag.prompts import ExtractSpec, PromptSpec
 from llama_rag.versioned import VersionedStore
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 Method = Literal["lora", "embedding-head", "cross-encoder"]
-Task = Literal["classify", "instruct", "answer"]
+Task = Literal["classify", "instruct", "answer", "extract"]
 # vLLM accepts these LoRA ranks (vllm/config/lora.py); anything else fails at load time.
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
@@ -64,6 +64,7 @@ class Manifest(BaseModel):
     base_model: BaseModelRef
     labels: list[str] = []
     prompt: PromptSpec | None = None  # classify: the job's prompt the adapter was trained on
+    extraction: ExtractSpec | None = None  # extract: the schema and prompt it was trained on
     data: dict[str, Any] = {}  # fingerprint of the inputs, columns, row counts
     hyperparameters: dict[str, Any] = {}
     metrics: dict[str, Any] = {}

@@ -62,3 +62,11 @@ def engine_env(settings: Settings) -> dict[str, str]:
         if llm.cpu_kvcache_space_gb:
             env["VLLM_CPU_KVCACHE_SPACE"] = str(llm.cpu_kvcache_space_gb)
     return env
+
+
+def actor_resources(settings: Settings) -> dict[str, Any]:
+    """Ray resources of a job's vLLM actor: its CPUs or GPUs, and only on nodes that
+    offer LLM work (``llm.resources``)."""
+    llm = settings.llm
+    return {"num_cpus": llm.num_cpus, "num_gpus": llm.num_gpus or None,
+            "resources": llm.resources or None}

@@ -1,15 +1,16 @@
-"""The classification prompt, and the one fence escaper every prompt shares.
+"""The classification and extraction prompts, and the one fence escaper every prompt shares.
 
 Retrieved text reaches the model as quoted data inside fences (``<document>`` for
 answers, qa.prompts; ``<context>`` for classification with ``--context-index``),
 after instructions that say so. ``quote`` neutralises anything inside such text that
 looks like one of those fences, so a document cannot close its fence and pose as
-instructions. Pure functions, no Ray: the classification job, the fine-tuning job
-and the adapter registry (its manifests record the prompt) build on them.
+instructions. Pure functions, no Ray: the classification and extraction jobs, the
+fine-tuning job and the adapter registry (its manifests record the prompt) build on them.
 """
 
 from __future__ import annotations
 
+import json
 import re
 
 from pydantic import BaseModel, Field
@@ -61,3 +62,26 @@ def messages_for(spec: PromptSpec, text: str, context: str | None = None,
                 f"</context>\n\n{user}")
     turns.append({"role": "user", "content": user})
     return turns
+
+
+DEFAULT_EXTRACT_INSTRUCTIONS = ("Extract the fields the JSON schema describes from the text. "
+                                "Use null for a field the text does not give.")
+
+
+class ExtractSpec(BaseModel):
+    """The extraction prompt: the JSON Schema the output must satisfy (vLLM guided
+    decoding holds the model to it) and how much of each row the model reads."""
+
+    json_schema: dict
+    instructions: str = DEFAULT_EXTRACT_INSTRUCTIONS
+    max_text_tokens: int = 512
+    max_output_tokens: int = 256
+
+
+def extract_messages(spec: ExtractSpec, text: str) -> list[dict[str, str]]:
+    """Chat turns: instructions and schema first (one shared prefix for the cache), the
+    row's text last."""
+    system = (f"{spec.instructions}\nJSON schema:\n"
+              f"{json.dumps(spec.json_schema, separators=(',', ':'))}\n"
+              "Answer with one JSON object only.")
+    return [{"role": "system", "content": system}, {"role": "user", "content": f"Text: {text}"}]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from llama_rag.adapters import Adapter
 from llama_rag.config import Settings
@@ -51,3 +52,20 @@ def merged_model(adapter: Adapter, base_path: str, settings: Settings) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dst
+
+
+def engine_for(adapter: Adapter | None, settings: Settings
+               ) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
+    """(model path, engine kwargs, LoRA to request or None) for a job's vLLM stage: the
+    base model, a merged copy with ``adapter`` folded in, or the base with vLLM's LoRA."""
+    from llama_rag.engine import engine_kwargs
+    from llama_rag.model_files import resolve_llm
+
+    kwargs = engine_kwargs(settings)
+    model_path = resolve_llm(settings).path
+    if adapter is None:
+        return model_path, kwargs, None
+    if should_merge(settings):  # one adapter for every row: fold it in once
+        return str(merged_model(adapter, model_path, settings)), kwargs, None
+    kwargs.update(enable_lora=True, max_loras=1, max_lora_rank=adapter.manifest.lora_rank)
+    return model_path, kwargs, {"name": adapter.manifest.name, "path": str(adapter.path)}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import click
 import pyarrow as pa
@@ -24,7 +24,7 @@ from llama_rag.config import Settings, groups_flag, load_settings
 from llama_rag.errors import InvalidInputError
 from llama_rag.adapters import Adapter
 from llama_rag.prompts import LabelSet, PromptSpec
-from pipelines import classify_io
+from pipelines import classify_io, row_job
 from pipelines.classify_args import ClassifyArgs, options
 from pipelines.classify_labels import load_examples, load_labels
 from pipelines.classify_metrics import Metrics, MultiLabelMetrics, metrics, multilabel_metrics
@@ -61,8 +61,7 @@ class Summary(BaseModel):
 
 
 class Prepared(BaseModel):
-    files: list[Path]
-    root: Path
+    inputs: row_job.Inputs
     spec: PromptSpec
     job: dict[str, Any]
     adapter: Adapter | None = None
@@ -129,7 +128,7 @@ def prepare(args: ClassifyArgs, settings: Settings) -> Prepared:
     if args.examples_k and not examples:
         raise InvalidInputError("--examples-k picks from --examples: give the examples file",
                                 param="examples-k")
-    files, root = _inputs(args)
+    found = row_job.inputs(args)
     if args.context_index:
         from indexing.store import IndexStore  # a folder or a URI, as index.dir accepts
 
@@ -146,7 +145,7 @@ def prepare(args: ClassifyArgs, settings: Settings) -> Prepared:
                       max_text_tokens=args.max_text_tokens, calibrate=args.calibrate)
     if adapter is not None:
         spec = adapter.manifest.prompt  # the very prompt it was trained on, not calibrated
-    job = {"inputs": classify_io.fingerprint(files), "text_column": args.text_column,
+    job = {"inputs": classify_io.fingerprint(found.files), "text_column": args.text_column,
            "id_column": args.id_column, "gold_column": args.gold_column,
            "prompt": classify_io.short_hash(spec.model_dump()), "mode": args.mode,
            "labels": labels.labels, "model": settings.models.llm or "bundled:smollm2",
@@ -155,52 +154,12 @@ def prepare(args: ClassifyArgs, settings: Settings) -> Prepared:
            "examples_k": args.examples_k,
            "adapter": f"{adapter.manifest.name}@{adapter.manifest.version}" if adapter else None}
     classify_io.Output(args.output).check_job(job)
-    return Prepared(files=files, root=root, spec=spec, job=job, adapter=adapter)
-
-
-def _inputs(args: ClassifyArgs) -> tuple[list[Path], Path]:
-    """The input files and their root, every named column checked in each."""
-    files = classify_io.list_inputs(args.input)
-    root = Path(args.input) if Path(args.input).is_dir() else _common_root(files)
-    for f in files:
-        columns = classify_io.columns_of(f)
-        for flag, column in (("--text-column", args.text_column), ("--id-column", args.id_column),
-                             ("--gold-column", args.gold_column)):
-            if column and column not in columns:
-                raise InvalidInputError(f"{flag} {column!r} is not a column of {f} (columns: "
-                                        f"{', '.join(columns) or 'none'})", param=flag[2:])
-    return files, root
-
-
-def _common_root(files: list[Path]) -> Path:
-    import os
-
-    return Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
-
-
-def _rows(prep: Prepared, args: ClassifyArgs) -> Iterator[list[dict[str, Any]]]:
-    """Input rows in order, ids made unique, stopping after --max-rows."""
-    seen: set[str] = set()
-    left = args.max_rows if args.max_rows is not None else -1
-    for f in prep.files:
-        for batch in classify_io.read_rows(f.resolve(), prep.root.resolve(), args.text_column,
-                                  args.id_column, args.gold_column):
-            if left == 0:
-                return
-            if left > 0:
-                batch = batch[:left]
-                left -= len(batch)
-            for row in batch:
-                if row["id"] in seen:
-                    row["id"], row["error"] = f"{row['id']}#dup", "duplicate id in the input"
-                seen.add(row["id"])
-            yield batch
+    return Prepared(inputs=found, spec=spec, job=job, adapter=adapter)
 
 
 def _stage(ds, prep: Prepared, args: ClassifyArgs, settings: Settings):
     """The Ray Data LLM stage: vLLM actors, or HTTP calls to a running deployment."""
-    from llama_rag.model_files import resolve_llm
-    from llama_rag.engine import engine_env, engine_kwargs
+    from llama_rag.engine import actor_resources, engine_env
 
     if args.context_index:
         from pipelines.classify_context import Retrieve
@@ -243,27 +202,16 @@ def _stage(ds, prep: Prepared, args: ClassifyArgs, settings: Settings):
             "url": args.via_serve, "model": model, "spec": prep.spec,
             "mode": args.mode}, batch_size=args.batch_size, concurrency=args.concurrency,
             num_cpus=0.25)
+    from pipelines.adapter_merge import engine_for
     from pipelines.classify_llm import VLLMClassifier
 
-    kwargs = engine_kwargs(settings)
-    model_path, lora = resolve_llm(settings).path, None
-    if adapter is not None:
-        from pipelines.adapter_merge import merged_model, should_merge
-
-        if should_merge(settings):  # one adapter for every row: fold it in once
-            model_path = str(merged_model(adapter, model_path, settings))
-        else:
-            lora = {"name": adapter.manifest.name, "path": str(adapter.path)}
-            kwargs.update(enable_lora=True, max_loras=1,
-                          max_lora_rank=adapter.manifest.lora_rank)
+    model_path, kwargs, lora = engine_for(adapter, settings)
     return ds.map_batches(VLLMClassifier, fn_constructor_kwargs={
         "model_path": model_path, "engine_kwargs": kwargs,
         "env": engine_env(settings), "spec": prep.spec, "mode": args.mode, "lora": lora,
         "examples_k": args.examples_k,
         "head_weight": adapter.manifest.head_weight if adapter is not None else None},
-        batch_size=args.batch_size, concurrency=args.concurrency,
-        num_cpus=settings.llm.num_cpus, num_gpus=settings.llm.num_gpus or None,
-        resources=settings.llm.resources or None)  # only on nodes that offer LLM work
+        batch_size=args.batch_size, concurrency=args.concurrency, **actor_resources(settings))
 
 
 def run(args: ClassifyArgs, settings: Settings, echo=print) -> Summary:
@@ -271,7 +219,7 @@ def run(args: ClassifyArgs, settings: Settings, echo=print) -> Summary:
     if args.train:
         from pipelines.classify_train import train_for
 
-        _inputs(args)  # a wrong input column fails now, not after the training
+        row_job.inputs(args)  # a wrong input column fails now, not after the training
         name, trained = train_for(args, settings, echo)
         args = args.model_copy(update={"adapter": name})
     prep = prepare(args, settings)
@@ -282,30 +230,6 @@ def run(args: ClassifyArgs, settings: Settings, echo=print) -> Summary:
         summary.trained = trained
         (out.root / "summary.json").write_text(summary.model_dump_json(indent=2))
     return summary
-
-
-class _Pending(BaseModel):
-    rows: list[dict[str, Any]]  # {id, text, gold} still to label
-    total: int  # input rows
-    skipped: int  # already labeled (or failed) in an earlier run
-    failed: int  # failed at input (empty, undecodable, missing column): in errors.jsonl
-
-
-def _pending(prep: Prepared, out: classify_io.Output, args: ClassifyArgs) -> _Pending:
-    """Stage 1: every input row, minus those done before; input failures recorded now."""
-    done = out.done_ids()
-    rows: list[dict[str, Any]] = []
-    total = skipped = failed_n = 0
-    for batch in _rows(prep, args):
-        total += len(batch)
-        fresh = [r for r in batch if r["id"] not in done]
-        skipped += len(batch) - len(fresh)
-        failed = [{"id": r["id"], "reason": r["error"]} for r in fresh if r["error"]]
-        out.write_errors(failed)
-        failed_n += len(failed)
-        rows += [{"id": r["id"], "text": r["text"], "gold": r["gold"]}
-                 for r in fresh if not r["error"]]
-    return _Pending(rows=rows, total=total, skipped=skipped, failed=failed_n)
 
 
 def _write_batch(result: pa.Table, out: classify_io.Output, args: ClassifyArgs, rows_done) -> int:
@@ -332,7 +256,7 @@ class _Progress(BaseModel):
     first_rows: int = 0
 
 
-def _label(pending: _Pending, prep: Prepared, out: classify_io.Output, args: ClassifyArgs,
+def _label(pending: row_job.Pending, prep: Prepared, out: classify_io.Output, args: ClassifyArgs,
            settings: Settings, started: float, echo) -> _Progress:
     """Stage 2: the rows through the Ray Data LLM stage, written batch by batch."""
     from llama_rag.ray_runtime import ensure_ray
@@ -364,7 +288,7 @@ def _classify(prep: Prepared, out: classify_io.Output, args: ClassifyArgs, setti
               echo) -> Summary:
     out.start(prep.job)
     started = time.perf_counter()
-    pending = _pending(prep, out, args)
+    pending = row_job.pending(prep.inputs, out, args)
     how = f"{args.mode} mode"
     if prep.adapter:
         m = prep.adapter.manifest

@@ -11,33 +11,23 @@ from pathlib import Path
 from typing import Literal
 
 import click
-from pydantic import BaseModel
 
 from llama_rag.prompts import DEFAULT_INSTRUCTIONS, PromptSpec
+from pipelines.row_args import RowJobArgs, apply, row_flags
 
 Mode = Literal["choice", "generate"]
 
 
-class ClassifyArgs(BaseModel):
-    input: str
-    text_column: str
-    output: Path
+class ClassifyArgs(RowJobArgs):
     labels: str | None = None
     labels_file: Path | None = None
-    id_column: str | None = None
     instructions: str = DEFAULT_INSTRUCTIONS
     examples: Path | None = None
     examples_k: int | None = None  # per row, the k nearest --examples (kNN over the embedder)
     adapter: str | None = None  # a published adapter: LoRA on the LLM, or an embedding head
     mode: Mode = "choice"
-    batch_size: int = 64
-    concurrency: int = 1
-    max_rows: int | None = None
-    gold_column: str | None = None
     context_index: str | None = None  # a folder or a filesystem URI (s3://, file://, ...)
     context_groups: str | None = None  # the access groups the context may come from
-    via_serve: str | None = None
-    output_format: str = "parquet"
     max_text_tokens: int = PromptSpec.model_fields["max_text_tokens"].default
     calibrate: bool = PromptSpec.model_fields["calibrate"].default
     train: str | None = None  # labeled rows: train with `finetune --method auto` first
@@ -54,10 +44,7 @@ def _default(field: str):
 
 def options(fn):
     """The job's flags, shared by `python -m pipelines.classify` and `llama-rag classify`."""
-    flags = [
-        click.option("--input", "input_", required=True, help="csv/jsonl/parquet file, folder or glob."),
-        click.option("--text-column", required=True, help="Column holding the text."),
-        click.option("--id-column", help="Column with row ids (default: <file>:<row>)."),
+    flags = row_flags(_default, "Column with true labels: adds accuracy and more.") + [
         click.option("--labels", help="Comma-separated labels, e.g. sports,politics,tech."),
         click.option("--labels-file", type=click.Path(dir_okay=False, path_type=Path),
                      help="YAML mapping label: description."),
@@ -71,27 +58,14 @@ def options(fn):
         click.option("--adapter", metavar="NAME",
                      help="A published adapter (llama-rag adapters list): a LoRA adapter runs "
                      "the LLM with it, an embedding head labels without the LLM."),
-        click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
-                     help="Output folder (re-use it to resume)."),
         click.option("--mode", type=click.Choice(["choice", "generate"]), default=_default("mode"),
                      show_default=True, help="choice: always a label, with confidence."),
-        click.option("--batch-size", type=click.IntRange(1), default=_default("batch_size"),
-                     show_default=True),
-        click.option("--concurrency", type=click.IntRange(1), default=_default("concurrency"),
-                     show_default=True,
-                     help="LLM actors (vLLM engines, or HTTP workers with --via-serve)."),
-        click.option("--max-rows", type=click.IntRange(0), help="Only the first N input rows."),
-        click.option("--gold-column", help="Column with true labels: adds accuracy and more."),
         click.option("--context-index", metavar="DIR|URI",
                      help="Index to retrieve context from for each row (RAG classification); "
                      "a folder or a URI such as s3://bucket/index, like index.dir."),
         click.option("--context-groups", metavar="G1,G2",
                      help="Only documents of these access groups (and public ones) as "
                      "context; default: every document (docs/security.md)."),
-        click.option("--via-serve", help="URL of a running `llama-rag serve` to use instead."),
-        click.option("--format", "output_format", type=click.Choice(["parquet", "jsonl"]),
-                     default=_default("output_format"), show_default=True,
-                     help="Format of the result parts."),
         click.option("--max-text-tokens", type=click.IntRange(16), default=_default("max_text_tokens"),
                      show_default=True,
                      help="Longer texts are truncated and flagged."),
@@ -111,9 +85,5 @@ def options(fn):
                      "embedding head, and each output row gets every label that applies."),
         click.option("--label-separator", default=_default("label_separator"), show_default=True,
                      help="--multi-label: what separates a row's labels."),
-        click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-                     envvar="LLAMA_RAG_CONFIG", help="YAML settings file."),
     ]
-    for flag in reversed(flags):
-        fn = flag(fn)
-    return fn
+    return apply(fn, flags)

@@ -151,10 +151,13 @@ def read_rows(path: Path, root: Path, text_column: str, id_column: str | None,
 
 
 class Output:
-    """The job's output directory: job.json, parts/, errors/ and, at the end, the summary."""
+    """The job's output directory: job.json, parts/, errors/ and, at the end, the summary.
+    ``schema`` is the result parts' (the extraction job has its own), ``job`` names the
+    job in messages."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, schema: pa.Schema = RESULT_SCHEMA, job: str = "classify") -> None:
         self.root = Path(root)
+        self.schema, self.job = schema, job
         self.parts = self.root / "parts"
         self.errors = self.root / "errors"
 
@@ -171,7 +174,7 @@ class Output:
                     f"{', '.join(changed)}); use a new --output folder", param="output")
             return True
         if self.root.exists() and any(p.name != ".lock" for p in self.root.iterdir()):
-            raise InvalidInputError(f"--output {self.root} exists and is not a classify "
+            raise InvalidInputError(f"--output {self.root} exists and is not a {self.job} "
                                     "output folder; use a new or empty folder", param="output")
         return False
 
@@ -180,7 +183,7 @@ class Output:
         while the first still runs) would delete its unfinished parts and write ids twice."""
         def busy(holder: str) -> OutputLockedError:
             return OutputLockedError(
-                f"--output {self.root} is being written by another classify job ({holder}); "
+                f"--output {self.root} is being written by another {self.job} job ({holder}); "
                 "wait for it or stop it (`ray job stop`), then run again to resume",
                 param="output")
 
@@ -201,7 +204,7 @@ class Output:
     def done_ids(self) -> set[str]:
         done: set[str] = set()
         for part in self._parts():
-            done.update(_read_part(part, ["id"]).column("id").to_pylist())
+            done.update(_read_part(part, self.schema, ["id"]).column("id").to_pylist())
         for part in self.errors.glob("errors-*.jsonl"):
             with open(part, encoding="utf-8") as fh:
                 done.update(json.loads(line)["id"] for line in fh if line.strip())
@@ -225,8 +228,8 @@ class Output:
     def results(self) -> pa.Table:
         parts = self._parts()
         if not parts:
-            return RESULT_SCHEMA.empty_table()
-        return pa.concat_tables(_read_part(p) for p in parts)
+            return self.schema.empty_table()
+        return pa.concat_tables(_read_part(p, self.schema) for p in parts)
 
     def merge_errors(self) -> list[dict[str, str]]:
         """Write errors.jsonl from the error parts; returns the records."""
@@ -237,12 +240,12 @@ class Output:
         return [json.loads(ln) for ln in lines]
 
 
-def _read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
+def _read_part(path: Path, schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
     if path.suffix == ".parquet":
-        table = pq.read_table(path, schema=RESULT_SCHEMA)
+        table = pq.read_table(path, schema=schema)
     else:
         rows = [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln]
-        table = pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
+        table = pa.Table.from_pylist(rows, schema=schema)
     return table.select(columns) if columns else table
 
 

@@ -30,6 +30,7 @@ from llama_rag.adapters import (VLLM_LORA_RANKS, AdapterStore, BaseModelRef, Man
                                 base_ref, check_name)
 from llama_rag.config import Settings, load_settings
 from llama_rag.errors import GateRefusedError, InvalidInputError, LlamaRagError
+from llama_rag.prompts import ExtractSpec, PromptSpec
 from pipelines.finetune_args import FinetuneArgs, options
 from pipelines import classify_io
 from pipelines.finetune_data import TrainingData, load
@@ -241,7 +242,9 @@ def run(args: FinetuneArgs, settings: Settings, echo: Callable[[str], None] = pr
     manifest = store.publish(files, Manifest(
         name=args.name, method=method, task=args.task, base_model=base, head_weight=head_weight,
         multi_label_separator=args.label_separator if args.multi_label else None,
-        labels=data.labels.labels if data.labels else [], prompt=data.spec,
+        labels=data.labels.labels if data.labels else [],
+        prompt=data.spec if isinstance(data.spec, PromptSpec) else None,
+        extraction=data.spec if isinstance(data.spec, ExtractSpec) else None,
         data=data.fingerprint, hyperparameters=hyper,
         metrics={k: v for k, v in metrics.items() if k not in ("step",)},
         lora_rank=args.lora_rank if method == "lora" else None))
@@ -298,7 +301,7 @@ def _current(store: AdapterStore, name: str) -> Manifest | None:
 def gate_reasons(args: FinetuneArgs, metrics: dict[str, Any], current: Manifest | None
                  ) -> list[str]:
     """Why the trained adapter must not be published (empty: publish). Classify adapters
-    are judged by eval accuracy, instruct ones by eval loss, against the thresholds and
+    are judged by eval accuracy, instruct and extract ones by eval loss, against the thresholds and
     the current version of the same name."""
     if not (args.gate or args.min_eval_accuracy is not None):
         return []
@@ -311,7 +314,7 @@ def gate_reasons(args: FinetuneArgs, metrics: dict[str, Any], current: Manifest 
             and acc < old["eval_accuracy"] - args.gate_max_drop:
         reasons.append(f"eval accuracy {acc:.3f} fell below version {current.version}'s "
                        f"{old['eval_accuracy']:.3f} by more than {args.gate_max_drop}")
-    if args.task == "instruct" and loss is not None and old.get("eval_loss") is not None \
+    if args.task in ("instruct", "extract") and loss is not None and old.get("eval_loss") is not None \
             and loss > old["eval_loss"] + args.gate_max_drop:
         reasons.append(f"eval loss {loss:.4f} rose above version {current.version}'s "
                        f"{old['eval_loss']:.4f} by more than {args.gate_max_drop}")

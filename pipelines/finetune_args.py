@@ -25,7 +25,8 @@ class FinetuneArgs(BaseModel):
     budget_minutes: float = 20.0
     multi_label: bool = False
     label_separator: str = ";"
-    task: Literal["classify", "instruct"] = "classify"
+    task: Literal["classify", "instruct", "extract"] = "classify"
+    schema_ref: str | None = None  # extract: the output's JSON Schema (file or module:Model)
     text_column: str | None = None
     label_column: str | None = None
     labels: str | None = None
@@ -75,21 +76,27 @@ def options(fn):
         click.option("--budget-minutes", type=click.FloatRange(0), default=_default("budget_minutes"),
                      show_default=True, help="--method auto: LoRA is trained only if its "
                      "estimated training time fits (on GPUs it is always tried)."),
-        click.option("--task", type=click.Choice(["classify", "instruct"]),
-                     default=_default("task"), show_default=True),
+        click.option("--task", type=click.Choice(["classify", "instruct", "extract"]),
+                     default=_default("task"), show_default=True,
+                     help="extract: text in, the gold JSON object of --label-column out, "
+                     "for the extraction job's prompt and --schema."),
+        click.option("--schema", "schema_ref", metavar="FILE|MODULE:MODEL",
+                     help="extract: the objects' JSON Schema (as the extract job takes it)."),
         click.option("--multi-label", is_flag=True,
                      help="classify: a row may have several labels (the label column lists "
                      "them, split by --label-separator); trains a one-vs-rest embedding head "
                      "with a threshold per label."),
         click.option("--label-separator", default=_default("label_separator"), show_default=True,
                      help="--multi-label: what separates a row's labels in the label column."),
-        click.option("--text-column", help="classify: column holding the text."),
-        click.option("--label-column", help="classify: column holding the true label."),
+        click.option("--text-column", help="classify, extract: column holding the text."),
+        click.option("--label-column", help="classify: column holding the true label; "
+                     "extract: the true object, as JSON."),
         click.option("--labels", help="classify: comma-separated labels."),
         click.option("--labels-file", type=click.Path(dir_okay=False, path_type=Path),
                      help="classify: YAML mapping label: description (as the classify job)."),
         click.option("--instructions", default=_default("instructions"), show_default=True,
-                     help="classify: task instructions (as the classify job)."),
+                     help="classify: task instructions (as the classify job); extract: the "
+                     "extract job's default unless given."),
         click.option("--prompt-column", help="instruct: column holding the prompt."),
         click.option("--response-column", help="instruct: column holding the response."),
         click.option("--eval-fraction", type=click.FloatRange(0, 0.5), default=_default("eval_fraction"),

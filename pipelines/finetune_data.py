@@ -13,6 +13,7 @@ projection of every prompt position would be most of the work on a CPU.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,7 +22,8 @@ from pydantic import BaseModel
 
 from llama_rag.errors import InvalidInputError
 from pipelines.finetune_args import FinetuneArgs
-from llama_rag.prompts import LabelSet, PromptSpec, messages_for
+from llama_rag.prompts import (DEFAULT_EXTRACT_INSTRUCTIONS, DEFAULT_INSTRUCTIONS, ExtractSpec,
+                               LabelSet, PromptSpec, extract_messages, messages_for)
 from pipelines import classify_io
 from pipelines.classify_labels import load_labels
 
@@ -39,18 +41,18 @@ class TrainingData(BaseModel):
     eval: list[Row]
     errors: list[dict[str, str]]
     labels: LabelSet | None
-    spec: PromptSpec | None  # classify: the classification job's prompt
+    spec: PromptSpec | ExtractSpec | None  # classify, extract: the job's prompt
     fingerprint: dict[str, Any]
 
 
 def _columns(args: FinetuneArgs) -> tuple[str, str, str, str]:
     """(text column, target column, their flag names) for the task."""
-    if args.task == "classify":
+    if args.task != "classify" and args.method != "lora":
+        raise InvalidInputError(f"--method {args.method} trains a classifier: use "
+                                "--task classify", param="method")
+    if args.task in ("classify", "extract"):
         pairs = (("--text-column", args.text_column), ("--label-column", args.label_column))
     else:
-        if args.method != "lora":
-            raise InvalidInputError(f"--method {args.method} trains a classifier: use "
-                                    "--task classify", param="method")
         pairs = (("--prompt-column", args.prompt_column), ("--response-column", args.response_column))
     for flag, column in pairs:
         if not column:
@@ -101,6 +103,8 @@ def load(args: FinetuneArgs) -> TrainingData:
         labels = load_labels(args.labels, args.labels_file)
         spec = PromptSpec(labels=labels, instructions=args.instructions, calibrate=False,
                           max_text_tokens=args.max_text_tokens)
+    if args.task == "extract":
+        spec = _extract_spec(args)
     rows, errors, files = _read(args.input, text_col, target_col, text_flag, target_flag)
     if args.eval_input:
         eval_rows, eval_errors, eval_files = _read(args.eval_input, text_col, target_col,
@@ -111,6 +115,8 @@ def load(args: FinetuneArgs) -> TrainingData:
         eval_files = []
         train = [r for r in rows if not in_eval(r.id, args.eval_fraction, args.seed)]
         eval_rows = [r for r in rows if in_eval(r.id, args.eval_fraction, args.seed)]
+    if isinstance(spec, ExtractSpec):
+        rows, eval_rows, train = (_objects(x, spec, errors) for x in (rows, eval_rows, train))
     if labels is not None and args.multi_label:
         for row in train + eval_rows:  # one spelling of each row's set: the labels' own order
             given = set(split_labels(row.target, args.label_separator))
@@ -142,13 +148,45 @@ def load(args: FinetuneArgs) -> TrainingData:
                         fingerprint=fingerprint)
 
 
+def _extract_spec(args: FinetuneArgs) -> ExtractSpec:
+    from pipelines.extract_schema import load_schema
+
+    if not args.schema_ref:
+        raise InvalidInputError("--task extract needs --schema (the objects' JSON Schema)",
+                                param="schema")
+    instructions = (DEFAULT_EXTRACT_INSTRUCTIONS if args.instructions == DEFAULT_INSTRUCTIONS
+                    else args.instructions)
+    return ExtractSpec(json_schema=load_schema(args.schema_ref), instructions=instructions,
+                       max_text_tokens=args.max_text_tokens)
+
+
+def _objects(rows: list[Row], spec: ExtractSpec, errors: list[dict[str, str]]) -> list[Row]:
+    """Extract rows whose target is an object valid against the schema, written as the
+    model should write it; the rest listed in the errors with why (once per row)."""
+    from pipelines.extract_schema import Checker
+
+    checker, kept = Checker(spec.json_schema), []
+    listed = {e["id"] for e in errors}
+    for row in rows:
+        value, why = checker.check(row.target)
+        if value is None:
+            if row.id not in listed:
+                errors.append({"id": row.id, "reason": f"label column: {why}"})
+                listed.add(row.id)
+            continue
+        kept.append(row.model_copy(update={"target": json.dumps(value, ensure_ascii=False)}))
+    return kept
+
+
 def _targets(target: str, args: FinetuneArgs) -> list[str]:
     return split_labels(target, args.label_separator) if args.multi_label else [target]
 
 
-def messages(row_text: str, spec: PromptSpec | None) -> list[dict[str, str]]:
-    """The prompt's chat turns: the classification job's for classify, the user turn for
+def messages(row_text: str, spec: PromptSpec | ExtractSpec | None) -> list[dict[str, str]]:
+    """The prompt's chat turns: the classification or extraction job's, the user turn for
     instruct."""
+    if isinstance(spec, ExtractSpec):
+        return extract_messages(spec, row_text)
     if spec is not None:
         return messages_for(spec, row_text)
     return [{"role": "user", "content": row_text}]
@@ -160,7 +198,7 @@ def truncate(tokenizer, text: str, max_tokens: int) -> str:
     return text if len(ids) <= max_tokens else tokenizer.decode(ids[:max_tokens])
 
 
-def encode(tokenizer, row: Row, spec: PromptSpec | None, max_tokens: int) -> tuple[list[int], list[int]]:
+def encode(tokenizer, row: Row, spec: PromptSpec | ExtractSpec | None, max_tokens: int) -> tuple[list[int], list[int]]:
     """(prompt ids, answer ids) where the answer is the assistant turn the chat template
     writes after the prompt (for SmolLM2: the label, then ``<|im_end|>``)."""
     turns = messages(truncate(tokenizer, row.text, max_tokens), spec)

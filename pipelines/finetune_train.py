@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from llama_rag.prompts import PromptSpec
 from pipelines.finetune_data import IGNORE, Row, collate, encode
 
 STATE = "trainer_state.json"
@@ -101,8 +102,8 @@ def _evaluate(model, tokenizer, config: dict[str, Any], device) -> dict[str, Any
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     model.eval()
     losses, predicted, probs = [], [], []
-    labels = spec.labels.labels if spec else []
-    token_ids = first_tokens(tokenizer, labels) if spec else None
+    labels = spec.labels.labels if isinstance(spec, PromptSpec) else []
+    token_ids = first_tokens(tokenizer, labels) if labels else None
     with torch.no_grad():
         for i in range(0, len(rows), 16):
             chunk = rows[i:i + 16]

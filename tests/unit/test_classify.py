@@ -12,7 +12,8 @@ import pytest
 from llama_rag.config import load_settings
 from llama_rag.errors import InvalidInputError
 from pipelines import classify_io
-from pipelines.classify import ClassifyArgs, _rows, prepare
+from pipelines.classify import ClassifyArgs, prepare
+from pipelines.row_job import rows as _rows
 from pipelines.classify_labels import load_labels
 from pipelines.classify_llm import (PromptSpec, calibrated, label_probs, map_generated,
                                    messages_for, pick)
@@ -39,13 +40,13 @@ def args(tmp: Path, **kw) -> ClassifyArgs:
 def test_rows_get_stable_ids_and_bad_rows_become_errors(tmp_path):
     write_inputs(tmp_path)
     prep = prepare(args(tmp_path), load_settings())
-    rows = [r for batch in _rows(prep, args(tmp_path)) for r in batch]
+    rows = [r for batch in _rows(prep.inputs, args(tmp_path)) for r in batch]
     assert [r["id"] for r in rows] == ["a.csv:1", "a.csv:2", "a.csv:3", "b.jsonl:1", "b.jsonl:2",
                                       "b.jsonl:3"]
     assert [r["error"] for r in rows] == [None, "empty text", "undecodable: text is not valid UTF-8",
                                           None, rows[4]["error"], "missing column 'text'"]
     assert rows[4]["error"].startswith("undecodable: invalid JSON")
-    assert [r["id"] for b in _rows(prep, args(tmp_path, max_rows=2)) for r in b] == ["a.csv:1", "a.csv:2"]
+    assert [r["id"] for b in _rows(prep.inputs, args(tmp_path, max_rows=2)) for r in b] == ["a.csv:1", "a.csv:2"]
 
 
 @pytest.mark.parametrize("change,words", [
