@@ -8,11 +8,19 @@ a given package list (every k-th package in name order).
 
     python scripts/debian_packages.py OUT.csv [--rows 5000] [--sections games,science,...]
     python scripts/debian_packages.py OUT.csv --tags [--rows 3000]   # id, text, tags ("a;b")
+    python scripts/debian_packages.py OUT.csv --extract [--rows 200]  # id, text, fields (JSON)
+
+``--extract`` rows are for the extraction job: the text is the package's record as
+`apt show` prints it (its fields in the archive's order, the description cut), the
+gold object the values a user would pull out of it (examples/debian-package.schema.json;
+no homepage in the record: null).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import subprocess
 from collections import defaultdict
 
@@ -61,6 +69,26 @@ def tagged_rows(n: int, tags: list[str]) -> list[dict[str, str]]:
     return [found[name] for name in names[::max(1, len(names) // n)][:n]]
 
 
+RECORD_FIELDS = ["Package", "Version", "Priority", "Section", "Maintainer", "Installed-Size",
+                 "Depends", "Homepage", "Description"]
+_EMAIL = re.compile(r"<([^>]+)>")
+
+
+def extract_rows(n: int) -> list[dict[str, str]]:
+    """Every k-th package in name order: its record as text, the fields to extract as JSON."""
+    found = {}
+    for p in packages():
+        email = _EMAIL.search(p.get("Maintainer", ""))
+        if not email or "Version" not in p:
+            continue
+        text = "\n".join(f"{k}: {p[k][:400]}" for k in RECORD_FIELDS if k in p)
+        fields = {"package": p["Package"], "version": p["Version"],
+                  "maintainer_email": email.group(1), "homepage": p.get("Homepage")}
+        found[p["Package"]] = {"id": p["Package"], "text": text, "fields": json.dumps(fields)}
+    names = sorted(found)
+    return [found[name] for name in names[::max(1, len(names) // n)][:n]]
+
+
 def rows(n: int, sections: list[str]) -> list[dict[str, str]]:
     by_section: dict[str, dict[str, str]] = defaultdict(dict)
     for p in packages():
@@ -85,8 +113,12 @@ def main() -> None:
     parser.add_argument("--sections", default=",".join(SECTIONS))
     parser.add_argument("--tags", nargs="?", const=",".join(TAGS),
                         help="debtags as labels instead of sections (default: TAGS)")
+    parser.add_argument("--extract", action="store_true",
+                        help="records and the fields to extract from them (JSON) instead")
     args = parser.parse_args()
-    if args.tags:
+    if args.extract:
+        write(args.out, extract_rows(args.rows))
+    elif args.tags:
         write(args.out, tagged_rows(args.rows, args.tags.split(",")))
     else:
         write(args.out, rows(args.rows, args.sections.split(",")))

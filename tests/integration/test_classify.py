@@ -44,6 +44,7 @@ def input_ids(packages: Path) -> list[str]:
 
 
 def output_ids(out: Path) -> list[str]:
+    """Every id in a job's result parts and its errors.jsonl (with repeats, if any)."""
     ids = [i for p in (out / "parts").glob("part-*.parquet")
            for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()]
     return ids + [json.loads(ln)["id"] for ln in (out / "errors.jsonl").read_text().splitlines()]

@@ -140,17 +140,22 @@ def test_adapter_gate_keeps_current_when_a_new_version_scores_lower(lora_adapter
         version]
 
 
-def test_multi_label_classify_train_through_ray_job_submit_and_resubmit(ray_cluster, tmp_path):
-    """`classify --train --multi-label` as a Ray job on Debian programs' debtags: the job
-    trains the one-vs-rest head, labels every input id once with label sets, scores them
-    against the gold tags; the same command again reuses the adapter and labels nothing."""
+def test_multi_label_classify_train_through_ray_job_submit_killed_and_resubmitted(ray_cluster,
+                                                                                  tmp_path):
+    """`classify --train --multi-label` as a Ray job on Debian programs' debtags, two
+    labelling actors: the job trains the one-vs-rest head and starts labelling; its driver
+    is killed (SIGKILL) after the first parts; the same command again reuses the published
+    head, labels only the rest, every input id exactly once, scored against the gold tags."""
     import csv
 
+    import psutil
+
     from tests.cluster import job_submit
+    from tests.integration.test_classify import input_ids, output_ids
 
     rows = tmp_path / "tags.csv"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "debian_packages.py"), str(rows),
-                    "--tags", "--rows", "500"], check=True, capture_output=True)
+                    "--tags", "--rows", "900"], check=True, capture_output=True)
     lines = rows.read_text().splitlines()
     train, data = tmp_path / "train.csv", tmp_path / "input.csv"
     train.write_text("\n".join(lines[:401]) + "\n")
@@ -160,23 +165,36 @@ def test_multi_label_classify_train_through_ray_job_submit_and_resubmit(ray_clus
     out = tmp_path / "out"
     command = [sys.executable, "-m", "pipelines.classify", "--input", str(data), "--text-column",
                "text", "--id-column", "id", "--gold-column", "tags", "--train", str(train),
-               "--labels", ",".join(tags), "--multi-label", "--output", str(out)]
+               "--labels", ",".join(tags), "--multi-label", "--output", str(out),
+               "--batch-size", "4", "--concurrency", "2"]
     home = os.environ.get("LLAMA_RAG_HOME", str(Path("~/.cache/llama-rag").expanduser()))
     env = {"env_vars": {"HF_HUB_OFFLINE": "1", "LLAMA_RAG_ADAPTERS__DIR": str(tmp_path / "reg"),
                         "LLAMA_RAG_HOME": home}}
-    first = job_submit(ray_cluster, command, env)
-    log = first.stdout + first.stderr
-    assert first.returncode == 0 and "succeeded" in log.lower(), log[-3000:]
-    assert "held-out rows: micro-F1" in log and "multi-label)" in log
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["complete"] and summary["input"] == 100 == summary["labeled"]
-    assert summary["trained"]["eval_micro_f1"] > 0.4 and summary["multi_label_metrics"][
-        "micro_f1"] > 0.4
-    assert set(summary["label_distribution"]) <= set(tags)
-    from tests.integration.test_classify import input_ids, output_ids
-
-    assert sorted(output_ids(out)) == sorted(input_ids(data))  # every id exactly once
+    first = job_submit(ray_cluster, command, env, "--no-wait")
+    assert first.returncode == 0, first.stderr[-2000:]
+    deadline = time.time() + 600
+    while len(list((out / "parts").glob("part-*"))) < 2:
+        assert time.time() < deadline, "no parts written in 600 s"
+        assert not (out / "summary.json").exists(), "the job ended before its driver was killed"
+        time.sleep(0.2)
+    drivers = [p for p in psutil.process_iter(["cmdline"])
+               if "pipelines.classify" in " ".join(p.info["cmdline"] or [])
+               and str(out) in " ".join(p.info["cmdline"] or [])]
+    assert drivers, "the driver ended before it could be killed"
+    for driver in drivers:
+        driver.kill()
+    psutil.wait_procs(drivers, timeout=30)
+    assert not (out / "summary.json").exists()
+    time.sleep(3)
     again = job_submit(ray_cluster, command, env)
     log = again.stdout + again.stderr
-    assert again.returncode == 0 and "by an earlier run" in log and "100 already done" in log, \
-        log[-3000:]
+    assert again.returncode == 0 and "succeeded" in log.lower(), log[-3000:]
+    assert "by an earlier run" in log and "multi-label)" in log  # the head the killed run published
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] and summary["input"] == 499 == summary["labeled"]
+    assert 0 < summary["skipped_already_done"] < 499
+    assert summary["adapter"]["method"] == "embedding-head" and summary["trained"] is None
+    assert summary["multi_label_metrics"]["micro_f1"] > 0.4
+    assert set(summary["label_distribution"]) <= set(tags)
+    assert sorted(output_ids(out)) == sorted(input_ids(data))  # every id exactly once
+

@@ -1,7 +1,8 @@
 """Jobs on three nodes, submitted with `ray job submit` (the driver runs on the head):
 a classification job whose vLLM actors run on both workers survives losing one with
-every input id exactly once, and fine-tuning trains with one Ray Train worker on each
-worker node."""
+every input id exactly once, an extraction job with an engine on each worker survives
+its driver's SIGKILL the same way, and fine-tuning trains with one Ray Train worker on
+each worker node."""
 
 from __future__ import annotations
 
@@ -100,6 +101,59 @@ def test_classification_job_survives_losing_a_worker_node(whole_cluster, package
     record("multi-node: lose a worker node during a classification job", rows=summary["input"],
            actors_on=["worker-a", "worker-b"], parts_before_kill=parts_at_kill,
            first_run=status, ended_s_after_kill=round(ended_s, 1), resubmitted=resubmitted,
+           ids_exactly_once=True)
+
+
+def test_extraction_job_on_both_workers_survives_a_killed_driver(whole_cluster, tmp_path, record):
+    """Debian package records to JSON objects (examples/debian-package.schema.json) by an
+    engine on each worker; the driver is killed (SIGKILL) after the first parts, and the
+    same command again finishes: each id once, in the results or errors.jsonl (outputs that
+    fail the schema, with the reason), field accuracy against the gold objects."""
+    import psutil
+
+    records = tmp_path / "records.csv"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "debian_packages.py"), str(records),
+                    "--extract", "--rows", "48"], check=True, capture_output=True)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "pipelines.extract", "--input", str(records),
+               "--text-column", "text", "--id-column", "id", "--gold-column", "fields",
+               "--schema", str(ROOT / "examples" / "debian-package.schema.json"),
+               "--output", str(out), "--batch-size", "4", "--concurrency", "2",
+               "--max-output-tokens", "96"]
+    first = submit(whole_cluster, command, ON_LLM_NODES, wait=False)
+    assert first.returncode == 0, first.stderr[-2000:]
+    job, deadline = job_id(first), time.time() + 600
+    while True:
+        nodes = set(whole_cluster.processes("ray::MapWorker(MapBatches(VLLMExtractor))"))
+        parts = len(list((out / "parts").glob("part-*")) + list((out / "errors").glob("errors-*")))
+        if nodes == {"worker-a", "worker-b"} and parts >= 2:
+            break
+        assert job_status(whole_cluster, job) in ("PENDING", "RUNNING"), job_status(whole_cluster, job)
+        assert time.time() < deadline, f"actors on {nodes}, {parts} parts after 600 s"
+        time.sleep(1)
+    drivers = [p for p in psutil.process_iter(["cmdline"])
+               if "pipelines.extract" in " ".join(p.info["cmdline"] or [])
+               and str(out) in " ".join(p.info["cmdline"] or [])]
+    assert drivers, "the driver ended before it could be killed"
+    for driver in drivers:
+        driver.kill()
+    psutil.wait_procs(drivers, timeout=30)
+    assert not (out / "summary.json").exists()
+    time.sleep(5)  # the job's actors go with their owner
+    again = submit(whole_cluster, command, ON_LLM_NODES, wait=True)
+    log = again.stdout + again.stderr
+    assert again.returncode == 0 and "succeeded" in log.lower(), log[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] and summary["input"] == summary["extracted"] + summary["errors"]
+    assert 0 < summary["skipped_already_done"] < summary["input"]
+    assert sorted(output_ids(out)) == sorted(input_ids(records))  # each id once
+    errors = [json.loads(ln) for ln in (out / "errors.jsonl").read_text().splitlines()]
+    assert all(e["reason"] and "raw" in e for e in errors)
+    m = summary["metrics"]
+    assert m["evaluated"] == summary["input"] and m["per_field"]["package"]["accuracy"] > 0.3
+    record("multi-node: kill an extraction job's driver and resubmit", rows=summary["input"],
+           actors_on=["worker-a", "worker-b"], resumed_skipped=summary["skipped_already_done"],
+           failed_schema=summary["failed_schema"], field_accuracy=m["field_accuracy"],
            ids_exactly_once=True)
 
 

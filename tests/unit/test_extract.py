@@ -162,3 +162,21 @@ def test_extract_fine_tuning_rows_are_objects_valid_against_the_schema(tmp_path)
         load(FinetuneArgs(input=[str(path)], name="ex", task="extract", method="auto",
                           text_column="text", label_column="obj",
                           schema_ref=str(schema_file(tmp_path))))
+
+
+def test_extract_training_prompt_is_the_jobs_and_the_answer_is_the_object(tmp_path):
+    pytest.importorskip("transformers")
+    from transformers import AutoTokenizer
+
+    from llama_rag.model_files import resolve_llm
+    from llama_rag.prompts import ExtractSpec, extract_messages
+    from pipelines.finetune_data import Row, encode
+
+    tok = AutoTokenizer.from_pretrained(resolve_llm(load_settings()).path)
+    spec = ExtractSpec(json_schema=SCHEMA)
+    target = '{"name": "0ad", "year": 2009}'
+    prompt, answer = encode(tok, Row(id="1", text="0ad, a game from 2009", target=target),
+                            spec, 256)
+    assert tok.decode(prompt) == tok.apply_chat_template(
+        extract_messages(spec, "0ad, a game from 2009"), tokenize=False, add_generation_prompt=True)
+    assert tok.decode(answer) == target + "<|im_end|>"
