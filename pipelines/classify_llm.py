@@ -74,6 +74,14 @@ def blended(llm: list[float], head: list[float], head_weight: float) -> list[flo
     return [head_weight * h + (1 - head_weight) * p for p, h in zip(llm, head)]
 
 
+def truncated(tokenizer, text: str, max_tokens: int) -> tuple[str, bool]:
+    """``text`` cut to ``max_tokens`` tokens, and whether it was (the job flags such rows)."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if len(ids) <= max_tokens:
+        return text, False
+    return tokenizer.decode(ids[:max_tokens]), True
+
+
 def pick(probs: list[float]) -> tuple[int, float]:
     """(index of the best label, its probability)."""
     best = max(range(len(probs)), key=probs.__getitem__)
@@ -134,14 +142,9 @@ class VLLMClassifier:
         probs = [self._probs(o.outputs[0]) for o in outs]
         return [sum(col) / len(col) for col in zip(*probs)]
 
-    def _truncate(self, text: str) -> tuple[str, bool]:
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
-        if len(ids) <= self.spec.max_text_tokens:
-            return text, False
-        return self.tokenizer.decode(ids[: self.spec.max_text_tokens]), True
-
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        texts, truncated = zip(*(self._truncate(str(t)) for t in batch["text"]))
+        texts, cut = zip(*(truncated(self.tokenizer, str(t), self.spec.max_text_tokens)
+                           for t in batch["text"]))
         contexts = batch.get("context")
         prompts = [self._prompt(t, contexts[i] if contexts is not None else None,
                                 chosen(self.spec.examples, batch, i))
@@ -169,4 +172,4 @@ class VLLMClassifier:
                 total = sum(next(iter(s.values())).logprob for s in completion.logprobs or [])
                 confidences.append(round(math.exp(total), 4))
         return {"id": list(batch["id"]), "label": labels, "confidence": confidences,
-                "truncated": list(truncated), "raw": raws, "gold": list(batch["gold"])}
+                "truncated": list(cut), "raw": raws, "gold": list(batch["gold"])}

@@ -14,6 +14,7 @@ from typing import Any
 
 from llama_rag.client import ApiError, Client
 from llama_rag.prompts import ExtractSpec, extract_messages
+from pipelines.classify_llm import truncated as cut_to
 
 THREADS = 8
 
@@ -48,14 +49,9 @@ class VLLMExtractor:
             temperature=0, max_tokens=spec.max_output_tokens,
             structured_outputs=StructuredOutputsParams(json=spec.json_schema))
 
-    def _truncate(self, text: str) -> tuple[str, bool]:
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
-        if len(ids) <= self.spec.max_text_tokens:
-            return text, False
-        return self.tokenizer.decode(ids[: self.spec.max_text_tokens]), True
-
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        texts, truncated = zip(*(self._truncate(str(t)) for t in batch["text"]))
+        texts, truncated = zip(*(cut_to(self.tokenizer, str(t), self.spec.max_text_tokens)
+                                 for t in batch["text"]))
         prompts = [self.tokenizer.apply_chat_template(extract_messages(self.spec, t),
                                                       tokenize=False, add_generation_prompt=True)
                    for t in texts]

@@ -375,6 +375,21 @@ def job_submit(cluster: Cluster, command: list[str], runtime_env: dict, *flags: 
         time.sleep(3)
 
 
+def kill_job_driver(module: str, out: Path) -> None:
+    """SIGKILL the driver of the ``python -m MODULE ... --output OUT`` job (and the job's
+    shell), as a crashed head or an OOM kill would: no cleanup of any kind."""
+    import psutil
+
+    drivers = [p for p in psutil.process_iter(["cmdline"])
+               if module in " ".join(p.info["cmdline"] or [])
+               and str(out) in " ".join(p.info["cmdline"] or [])]
+    assert drivers, "the driver ended before it could be killed"
+    for driver in drivers:
+        driver.kill()
+    psutil.wait_procs(drivers, timeout=30)
+    assert not (out / "summary.json").exists(), "the job finished before its driver was killed"
+
+
 def finetune_command(train: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "pipelines.finetune", "--input", str(train), "--name", ADAPTER,
             "--text-column", "text", "--label-column", "section",

@@ -148,9 +148,7 @@ def test_multi_label_classify_train_through_ray_job_submit_killed_and_resubmitte
     head, labels only the rest, every input id exactly once, scored against the gold tags."""
     import csv
 
-    import psutil
-
-    from tests.cluster import job_submit
+    from tests.cluster import job_submit, kill_job_driver
     from tests.integration.test_classify import input_ids, output_ids
 
     rows = tmp_path / "tags.csv"
@@ -177,22 +175,15 @@ def test_multi_label_classify_train_through_ray_job_submit_killed_and_resubmitte
         assert time.time() < deadline, "no parts written in 600 s"
         assert not (out / "summary.json").exists(), "the job ended before its driver was killed"
         time.sleep(0.2)
-    drivers = [p for p in psutil.process_iter(["cmdline"])
-               if "pipelines.classify" in " ".join(p.info["cmdline"] or [])
-               and str(out) in " ".join(p.info["cmdline"] or [])]
-    assert drivers, "the driver ended before it could be killed"
-    for driver in drivers:
-        driver.kill()
-    psutil.wait_procs(drivers, timeout=30)
-    assert not (out / "summary.json").exists()
+    kill_job_driver("pipelines.classify", out)
     time.sleep(3)
     again = job_submit(ray_cluster, command, env)
     log = again.stdout + again.stderr
     assert again.returncode == 0 and "succeeded" in log.lower(), log[-3000:]
     assert "by an earlier run" in log and "multi-label)" in log  # the head the killed run published
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["complete"] and summary["input"] == 499 == summary["labeled"]
-    assert 0 < summary["skipped_already_done"] < 499
+    assert summary["complete"] and summary["input"] == 500 == summary["labeled"]
+    assert 0 < summary["skipped_already_done"] < 500
     assert summary["adapter"]["method"] == "embedding-head" and summary["trained"] is None
     assert summary["multi_label_metrics"]["micro_f1"] > 0.4
     assert set(summary["label_distribution"]) <= set(tags)

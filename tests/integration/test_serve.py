@@ -104,3 +104,27 @@ def test_overload_is_answered_503_with_retry_after_at_once(llm_server):
     assert refused and served
     assert all(r[2] is not None for r in refused)  # Retry-After on every refusal
     assert max(r[1] for r in refused) < min(r[1] for r in served)  # refused before served
+
+
+def test_extraction_via_serve_gets_objects_valid_against_the_schema(llm_server, monkeypatch):
+    """`extract --via-serve`: the schema reaches the deployment as structured_outputs (guided
+    decoding in the served engine), so even the 135M model's replies are the schema's
+    objects; the job's own validation (pipelines.extract_schema) accepts each one."""
+    from llama_rag.prompts import ExtractSpec
+    from pipelines.extract_llm import ServeExtractor
+    from pipelines.extract_schema import Checker
+
+    monkeypatch.setenv("LLAMA_RAG_API_KEY", API_KEY)
+    schema = {"type": "object", "properties": {
+        "tool": {"type": "string", "maxLength": 20},
+        "kind": {"type": "string", "enum": ["archiver", "editor", "game"]}},
+        "required": ["tool", "kind"], "additionalProperties": False}
+    stage = ServeExtractor(str(llm_server), "smollm2", ExtractSpec(json_schema=schema,
+                                                              max_output_tokens=48))
+    texts = ["gzip compresses files.", "vim edits text.", "0ad is a strategy game."]
+    out = stage({"id": ["a", "b", "c"], "text": texts, "gold": [None] * 3})
+    checker = Checker(schema)
+    assert out["id"] == ["a", "b", "c"] and not any(out["truncated"])
+    for raw, finish in zip(out["raw"], out["finish"]):
+        value, why = checker.check(raw)
+        assert value is not None, (why, finish)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import ROOT, finetune_command
+from tests.cluster import ROOT, finetune_command, kill_job_driver
 from tests.integration.test_classify import input_ids, job_args, output_ids
 
 pytestmark = [pytest.mark.integration, pytest.mark.multinode]
@@ -109,8 +109,6 @@ def test_extraction_job_on_both_workers_survives_a_killed_driver(whole_cluster, 
     engine on each worker; the driver is killed (SIGKILL) after the first parts, and the
     same command again finishes: each id once, in the results or errors.jsonl (outputs that
     fail the schema, with the reason), field accuracy against the gold objects."""
-    import psutil
-
     records = tmp_path / "records.csv"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "debian_packages.py"), str(records),
                     "--extract", "--rows", "48"], check=True, capture_output=True)
@@ -131,14 +129,7 @@ def test_extraction_job_on_both_workers_survives_a_killed_driver(whole_cluster, 
         assert job_status(whole_cluster, job) in ("PENDING", "RUNNING"), job_status(whole_cluster, job)
         assert time.time() < deadline, f"actors on {nodes}, {parts} parts after 600 s"
         time.sleep(1)
-    drivers = [p for p in psutil.process_iter(["cmdline"])
-               if "pipelines.extract" in " ".join(p.info["cmdline"] or [])
-               and str(out) in " ".join(p.info["cmdline"] or [])]
-    assert drivers, "the driver ended before it could be killed"
-    for driver in drivers:
-        driver.kill()
-    psutil.wait_procs(drivers, timeout=30)
-    assert not (out / "summary.json").exists()
+    kill_job_driver("pipelines.extract", out)
     time.sleep(5)  # the job's actors go with their owner
     again = submit(whole_cluster, command, ON_LLM_NODES, wait=True)
     log = again.stdout + again.stderr
