@@ -34,7 +34,9 @@ SCHEMA = Path(__file__).resolve().parents[1] / "examples" / "debian-package.sche
 
 
 def unguided(test: list[dict], settings) -> dict:
-    """The baseline: the job's prompt, free generation, the reply parsed and validated."""
+    """The baseline: the job's prompt, free generation, the reply parsed as people do (the
+    span from the first ``{`` to the last ``}``, so code fences and chatter around the
+    object do not count against it) and validated."""
     from llama_rag.engine import engine_env, engine_kwargs
     from llama_rag.model_files import resolve_llm
     from llama_rag.prompts import ExtractSpec, extract_messages
@@ -54,12 +56,17 @@ def unguided(test: list[dict], settings) -> dict:
     outs = llm.generate(prompts, SamplingParams(temperature=0, max_tokens=spec.max_output_tokens),
                         use_tqdm=False)
     checker = Checker(spec.json_schema)
-    predicted = [checker.check(o.outputs[0].text.strip())[0] for o in outs]
+    predicted = [checker.check(_span(o.outputs[0].text))[0] for o in outs]
     m = extract_metrics(predicted, [json.loads(r["fields"]) for r in test],
                         fields(spec.json_schema))
     del llm
     gc.collect()
     return _figures(m, len(test), time.perf_counter() - started)
+
+
+def _span(text: str) -> str:
+    start, end = text.find("{"), text.rfind("}")
+    return text[start:end + 1] if 0 <= start < end else text
 
 
 def _figures(m, rows: int, seconds: float, **extra) -> dict:
@@ -123,11 +130,13 @@ def main() -> None:
     results["guided+lora"] = job(test_csv, work, settings, adapter="records")
     results["guided+lora"]["training"] = trained
     print(f"guided+lora     {results['guided+lora']}", flush=True)
-    base = results["unguided"]["field_accuracy"] or 1e-9
+    base = results["unguided"]
     for name in ("guided", "guided+lora"):
-        print(f"{name}: field accuracy {results[name]['field_accuracy'] / base:.2f}x the "
-              f"unguided baseline's, valid {results[name]['valid']:.2f} vs "
-              f"{results['unguided']['valid']:.2f}")
+        ratio = (f"{results[name]['field_accuracy'] / base['field_accuracy']:.2f}x"
+                 if base["field_accuracy"] else "n/a (baseline 0)")
+        print(f"{name}: field accuracy {results[name]['field_accuracy']:.3f} against the "
+              f"unguided baseline's {base['field_accuracy']:.3f} ({ratio}), valid "
+              f"{results[name]['valid']:.2f} vs {base['valid']:.2f}")
     save("extract", {"data": f"Debian package records, {len(test)} test rows, "
                      f"{len(train_rows)} training rows", "results": results})
     shutil.rmtree(work, ignore_errors=True)
