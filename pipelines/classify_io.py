@@ -174,8 +174,9 @@ class Output:
                     f"{', '.join(changed)}); use a new --output folder", param="output")
             return True
         if self.root.exists() and any(p.name != ".lock" for p in self.root.iterdir()):
-            raise InvalidInputError(f"--output {self.root} exists and is not a {self.job} "
-                                    "output folder; use a new or empty folder", param="output")
+            raise InvalidInputError(f"--output {self.root} exists and is not the output "
+                                    f"folder of the {self.job} job; use a new or empty folder",
+                                    param="output")
         return False
 
     def lock(self):

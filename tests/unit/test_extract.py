@@ -95,7 +95,7 @@ def test_bad_arguments_are_refused_before_any_work(tmp_path):
         prepare(args(tmp_path, text_column="body"), load_settings())
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "x.txt").write_text("x")
-    with pytest.raises(InvalidInputError, match="not a extract output folder"):
+    with pytest.raises(InvalidInputError, match="not the output folder of the extract job"):
         prepare(args(tmp_path, output=tmp_path / "other"), load_settings())
     assert not (tmp_path / "out").exists()
 
