@@ -7,6 +7,7 @@ Layout of ``adapters.dir`` (a folder or a filesystem URI, as ``index.dir``)::
     NAME/versions/<id>/adapter_config.json, adapter_model.safetensors   (method lora)
     NAME/versions/<id>/head.safetensors                              (method embedding-head)
     NAME/versions/<id>/config.json, model.safetensors, tokenizer...   (method cross-encoder)
+    NAME/versions/<id>/thresholds.json                               (method llm-yes-no)
 
 Each NAME is a ``llama_rag.versioned.VersionedStore``, as an index is: a version is
 complete before CURRENT names it, so a classification job or a server never loads a
@@ -32,7 +33,7 @@ from llama_rag.prompts import ExtractSpec, PromptSpec
 from llama_rag.versioned import VersionedStore
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-Method = Literal["lora", "embedding-head", "cross-encoder"]
+Method = Literal["lora", "embedding-head", "cross-encoder", "llm-yes-no"]
 Task = Literal["classify", "instruct", "answer", "extract"]
 # vLLM accepts these LoRA ranks (vllm/config/lora.py); anything else fails at load time.
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)

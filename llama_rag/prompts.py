@@ -85,3 +85,19 @@ def extract_messages(spec: ExtractSpec, text: str) -> list[dict[str, str]]:
               f"{json.dumps(spec.json_schema, separators=(',', ':'))}\n"
               "Answer with one JSON object only.")
     return [{"role": "system", "content": system}, {"role": "user", "content": f"Text: {text}"}]
+
+
+YES_NO_INSTRUCTIONS = ("Decide whether a label applies to the text. A text can have several "
+                       "of the labels, or none.")
+
+
+def yes_no_messages(spec: PromptSpec, text: str, label: str) -> list[dict[str, str]]:
+    """Chat turns asking whether one ``label`` applies (multi-label with the LLM): the
+    label comes last, so a row's questions share everything before it in the prefix cache."""
+    listing = "\n".join(f"- {name}" + (f": {spec.labels.descriptions[name]}"
+                                       if name in spec.labels.descriptions else "")
+                        for name in spec.labels.labels)
+    system = f"{YES_NO_INSTRUCTIONS}\nLabels:\n{listing}\nAnswer yes or no."
+    return [{"role": "system", "content": system},
+            {"role": "user", "content": f"Text: {text}\n\nDoes the label \"{label}\" apply "
+                                        "to this text? Answer yes or no."}]

@@ -90,6 +90,9 @@ def _adapter(args: ClassifyArgs, settings: Settings) -> Adapter | None:
         if value:
             raise InvalidInputError(f"{flag} changes the prompt the adapter {m.name} was trained "
                                     "on: leave it out with --adapter", param=flag[2:])
+    if m.method == "llm-yes-no" and args.via_serve:
+        raise InvalidInputError(f"--adapter {m.name} asks the LLM one yes/no question a label "
+                                "in the job, not via --via-serve", param="via-serve")
     if m.method == "embedding-head" and args.via_serve:
         raise InvalidInputError(f"--adapter {m.name} is an embedding head: it runs in the job, "
                                 "not via --via-serve", param="via-serve")
@@ -119,9 +122,11 @@ def _labels(args: ClassifyArgs, adapter: Adapter | None) -> LabelSet:
 
 def prepare(args: ClassifyArgs, settings: Settings) -> Prepared:
     """Every check that can fail, before any work: raises InvalidInputError (exit 2)."""
-    if args.multi_label and not args.train:
-        raise InvalidInputError("--multi-label goes with --train (a published adapter knows "
-                                "whether it labels one or several a row)", param="multi-label")
+    if args.multi_label and args.adapter and not args.train:
+        raise InvalidInputError("--adapter knows whether it labels one or several a row: "
+                                "leave --multi-label out", param="multi-label")
+    if args.multi_label and not args.adapter:  # the LLM's yes/no per label
+        _check_yes_no(args)
     adapter = _adapter(args, settings)
     labels = _labels(args, adapter)
     examples = load_examples(args.examples, labels)
@@ -152,9 +157,26 @@ def prepare(args: ClassifyArgs, settings: Settings) -> Prepared:
            "context_index": str(args.context_index) if args.context_index else None,
            "context_groups": args.context_groups,
            "examples_k": args.examples_k,
-           "adapter": f"{adapter.manifest.name}@{adapter.manifest.version}" if adapter else None}
+           "adapter": f"{adapter.manifest.name}@{adapter.manifest.version}" if adapter else None,
+           **({"multi_label": args.label_separator} if args.multi_label else {})}
     classify_io.Output(args.output).check_job(job)
     return Prepared(inputs=found, spec=spec, job=job, adapter=adapter)
+
+
+def _check_yes_no(args: ClassifyArgs) -> None:
+    """What the LLM's multi-label path (one yes/no question a label) cannot take."""
+    for flag, given in (("--examples", args.examples), ("--context-index", args.context_index),
+                        ("--via-serve", args.via_serve), ("--mode generate", args.mode == "generate")):
+        if given:
+            raise InvalidInputError(f"--multi-label asks the LLM one yes/no question a label "
+                                    f"in the job: {flag} does not apply", param="multi-label")
+
+
+def _yes_no(prep: Prepared, args: ClassifyArgs) -> bool:
+    """The LLM labels several a row: a published llm-yes-no version, or --multi-label alone."""
+    if prep.adapter is not None:
+        return prep.adapter.manifest.method == "llm-yes-no"
+    return args.multi_label
 
 
 def _stage(ds, prep: Prepared, args: ClassifyArgs, settings: Settings):
@@ -180,6 +202,13 @@ def _stage(ds, prep: Prepared, args: ClassifyArgs, settings: Settings):
             "separator": adapter.manifest.multi_label_separator},
             batch_size=args.batch_size, concurrency=args.concurrency,
             num_cpus=settings.ingest.embed_num_cpus)
+    if _yes_no(prep, args):
+        from pipelines.multilabel_llm import VLLMYesNo, load_thresholds, stage_kwargs
+
+        bars = load_thresholds(adapter.path, prep.spec.labels.labels) if adapter else None
+        return ds.map_batches(VLLMYesNo, fn_constructor_kwargs=stage_kwargs(
+            prep.spec, settings, _separator(prep, args), bars), batch_size=args.batch_size,
+            concurrency=args.concurrency, **actor_resources(settings))
     if adapter is not None and adapter.manifest.head_weight is not None:
         from indexing.embedder import resolve_embedder
         from pipelines.embedding_head import HEAD_FILE, HeadScores
@@ -289,7 +318,8 @@ def _classify(prep: Prepared, out: classify_io.Output, args: ClassifyArgs, setti
     out.start(prep.job)
     started = time.perf_counter()
     pending = row_job.pending(prep.inputs, out, args)
-    how = f"{args.mode} mode"
+    how = "the LLM's yes/no per label" if _yes_no(prep, args) and not prep.adapter \
+        else f"{args.mode} mode"
     if prep.adapter:
         m = prep.adapter.manifest
         how = f"adapter {m.name} ({m.method}" + (
@@ -304,7 +334,7 @@ def _classify(prep: Prepared, out: classify_io.Output, args: ClassifyArgs, setti
     steady = (labeled_after / (ended - first_at)
               if first_at and labeled_after > 0 and ended > first_at else None)
     summary = _summarise(out, args, pending.total, pending.skipped, progress.processed,
-                         ended - started, _separator(prep))
+                         ended - started, _separator(prep, args))
     if prep.adapter is not None:
         m = prep.adapter.manifest
         summary.adapter = AdapterUsed(name=m.name, version=m.version, method=m.method)
@@ -314,9 +344,12 @@ def _classify(prep: Prepared, out: classify_io.Output, args: ClassifyArgs, setti
     return summary
 
 
-def _separator(prep: Prepared) -> str | None:
-    """A multi-label adapter's label separator (None: one label a row)."""
-    return prep.adapter.manifest.multi_label_separator if prep.adapter is not None else None
+def _separator(prep: Prepared, args: ClassifyArgs) -> str | None:
+    """What joins a row's labels: a multi-label adapter's separator, or --label-separator
+    for the LLM's multi-label path (None: one label a row)."""
+    if prep.adapter is not None:
+        return prep.adapter.manifest.multi_label_separator
+    return args.label_separator if args.multi_label else None
 
 
 def _summarise(out: classify_io.Output, args: ClassifyArgs, total: int, skipped: int, processed: int,

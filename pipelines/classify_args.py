@@ -33,7 +33,7 @@ class ClassifyArgs(RowJobArgs):
     train: str | None = None  # labeled rows: train with `finetune --method auto` first
     label_column: str | None = None  # --train's label column (default: --gold-column)
     budget_minutes: float = 20.0
-    multi_label: bool = False  # --train: rows may have several labels
+    multi_label: bool = False  # rows may have several labels (alone: the LLM's yes/no)
     label_separator: str = ";"
 
 
@@ -80,10 +80,13 @@ def options(fn):
         click.option("--budget-minutes", type=click.FloatRange(0), default=_default("budget_minutes"),
                      show_default=True, help="--train: LoRA is a candidate only if its "
                      "estimated training time fits."),
-        click.option("--multi-label", is_flag=True, help="--train: the label column lists "
-                     "each row's labels (split by --label-separator); trains a one-vs-rest "
-                     "embedding head, and each output row gets every label that applies."),
+        click.option("--multi-label", is_flag=True, help="Each output row gets every label "
+                     "that applies (joined by --label-separator). Alone: the LLM is asked of "
+                     "each label, yes or no (calibrated, bar 0.5). With --train: the label "
+                     "column lists each row's labels, and the better of a one-vs-rest "
+                     "embedding head and the LLM's yes/no, each with bars chosen on held-out "
+                     "rows, labels the input."),
         click.option("--label-separator", default=_default("label_separator"), show_default=True,
-                     help="--multi-label: what separates a row's labels."),
+                     help="--multi-label: what joins (and in --train's rows, separates) a row's labels."),
     ]
     return apply(fn, flags)

@@ -57,6 +57,8 @@ class FinetuneSummary(BaseModel):
     seconds: float
     train_rows_per_s: float | None = None
     resumed_from_step: int | None = None
+    epochs_eval: list[dict[str, Any]] = []  # LoRA with held-out rows: each epoch's figures
+    published_epoch: int | None = None  # the epoch whose weights were published
     chosen: str | None = None  # --method auto: the candidate published
     chosen_because: str | None = None
     candidates: list[dict[str, Any]] = []
@@ -68,9 +70,12 @@ def check_args(args: FinetuneArgs, settings: Settings) -> None:
         raise InvalidInputError("--method auto picks the method on held-out rows: give "
                                 "--eval-input or an --eval-fraction above 0", param="eval-fraction")
     if args.multi_label and (args.method == "lora" or args.task != "classify"):
-        raise InvalidInputError("--multi-label trains a one-vs-rest embedding head: use "
-                                "--task classify with --method embedding-head or auto",
-                                param="multi-label")
+        raise InvalidInputError("--multi-label trains a one-vs-rest embedding head or the "
+                                "LLM's per-label bars: use --task classify with --method "
+                                "embedding-head, llm-yes-no or auto", param="multi-label")
+    if args.method == "llm-yes-no" and not args.multi_label:
+        raise InvalidInputError("--method llm-yes-no asks the LLM of each label of a row: it "
+                                "goes with --multi-label", param="method")
     if args.multi_label and not args.label_separator.strip():
         raise InvalidInputError("--label-separator is empty", param="label-separator")
     if args.method in ("lora", "auto") and not args.multi_label:
@@ -123,6 +128,7 @@ def _train_lora(args: FinetuneArgs, data: TrainingData, model_path: str, name: s
         "model_path": model_path, "spec": data.spec, "eval_rows": [r.model_dump() for r in data.eval],
         "train_rows": len(data.train), "batch_size": args.batch_size, "epochs": args.epochs,
         "max_steps": args.max_steps, "learning_rate": args.learning_rate,
+        "early_stopping": args.early_stopping,
         "lora_rank": args.lora_rank, "lora_alpha": args.lora_alpha,
         "target_modules": [m.strip() for m in args.target_modules.split(",") if m.strip()],
         "threads": args.cpus_per_worker, "seed": args.seed,
@@ -159,7 +165,8 @@ def _shuffled(rows, seed: int) -> list[dict[str, Any]]:
     return out
 
 
-def loss_curve(losses: list[list[float]], eval_loss: float | None, out: Path) -> None:
+def loss_curve(losses: list[list[float]], eval_loss: float | None, out: Path,
+               epochs: list[dict[str, Any]] = ()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -171,10 +178,14 @@ def loss_curve(losses: list[list[float]], eval_loss: float | None, out: Path) ->
         ax.plot(steps, values, label="train loss (answer tokens)")
     if eval_loss is not None and losses:
         ax.axhline(eval_loss, color="tab:orange", linestyle="--", label=f"eval loss {eval_loss:.3f}")
+    if epochs:
+        ax.plot([e["step"] for e in epochs], [e["eval_loss"] for e in epochs], "o",
+                color="tab:orange", label="eval loss after each epoch")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_yscale("log")
-    ax.legend()
+    if losses:  # a head or the LLM's bars have no curve to label
+        ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
@@ -200,13 +211,13 @@ def run(args: FinetuneArgs, settings: Settings, echo: Callable[[str], None] = pr
          f"rows unusable (listed in errors.jsonl)")
     store = AdapterStore.of(settings.adapters)
     method, head_weight, auto = args.method, None, None
-    if args.multi_label:  # the one-vs-rest head, whether asked for by name or by auto
-        from pipelines.multilabel import train_multi_head
-
-        ref = resolve_embedder(settings)
-        base, method, name = ref.base(), "embedding-head", None
-        metrics, files = train_multi_head(data, ref, settings, args.seed, args.label_separator,
-                                          echo)
+    if args.multi_label:
+        auto = _multi_label(args, data, settings, echo)
+        metrics, files, method, name = auto.metrics, auto.files, auto.chosen, None
+        base = resolve_embedder(settings).base() if method == "embedding-head" \
+            else _llm_base(settings)
+        if args.method != "auto":
+            auto = None
     elif args.method == "embedding-head":
         from pipelines.embedding_head import train_head
 
@@ -228,7 +239,8 @@ def run(args: FinetuneArgs, settings: Settings, echo: Callable[[str], None] = pr
     metrics.pop("eval_probs", None)  # every eval row's probabilities: auto's, not the manifest's
     (files / "errors.jsonl").write_text("".join(json.dumps(e) + "\n" for e in data.errors))
     losses = metrics.pop("losses", [])
-    loss_curve(losses, metrics.get("eval_loss"), files / "loss_curve.png")
+    loss_curve(losses, metrics.get("eval_loss"), files / "loss_curve.png",
+               metrics.get("epochs_eval") or [])
     seconds = time.perf_counter() - started
     hyper = args.model_dump(mode="json", exclude={"input", "eval_input", "json_output", "name",
                                                   "gate", "min_eval_accuracy", "gate_max_drop"})
@@ -265,6 +277,7 @@ def run(args: FinetuneArgs, settings: Settings, echo: Callable[[str], None] = pr
         train_rows_per_s=round(seen / metrics["train_seconds"], 2)
         if seen and metrics.get("train_seconds") else None,
         resumed_from_step=metrics.get("resumed_from_step"),
+        epochs_eval=metrics.get("epochs_eval") or [], published_epoch=metrics.get("published_epoch"),
         chosen=auto.chosen if auto else None, chosen_because=auto.why if auto else None,
         candidates=[c.model_dump(exclude_none=True) for c in auto.candidates] if auto else [])
 
@@ -292,6 +305,30 @@ def _auto(args: FinetuneArgs, data: TrainingData, settings: Settings, echo):
         return metrics, files, name
 
     return run_auto(args, data, encoder.encode, train_lora, echo)
+
+
+def _multi_label(args: FinetuneArgs, data: TrainingData, settings: Settings, echo):
+    """`--multi-label`: the one-vs-rest head, the LLM's yes/no per label, or (auto) the
+    better of the two on the held-out rows (pipelines.method_auto.run_multi_auto)."""
+    from indexing.embedder import resolve_embedder
+    from pipelines.method_auto import Candidate, Outcome, run_multi_auto
+    from pipelines.multilabel import train_multi_head
+    from pipelines.multilabel_llm import train_llm_multi
+
+    def head():
+        return train_multi_head(data, resolve_embedder(settings), settings, args.seed,
+                                args.label_separator, echo)
+
+    def llm():
+        return train_llm_multi(data, settings, args.label_separator, echo)
+
+    if args.method == "auto":
+        return run_multi_auto(args, data, head, llm, echo)
+    metrics, files = llm() if args.method == "llm-yes-no" else head()
+    metrics.pop("eval_probs", None)
+    chosen = "llm-yes-no" if args.method == "llm-yes-no" else "embedding-head"
+    return Outcome(chosen=chosen, why="asked for", candidates=[Candidate(method=chosen)],
+                   metrics=metrics, files=files)
 
 
 def _current(store: AdapterStore, name: str) -> Manifest | None:

@@ -21,7 +21,7 @@ LLAMA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 class FinetuneArgs(BaseModel):
     input: list[str]
     name: str
-    method: Literal["lora", "embedding-head", "auto"] = "lora"
+    method: Literal["lora", "embedding-head", "auto", "llm-yes-no"] = "lora"
     budget_minutes: float = 20.0
     multi_label: bool = False
     label_separator: str = ";"
@@ -37,6 +37,7 @@ class FinetuneArgs(BaseModel):
     eval_fraction: float = 0.1
     eval_input: list[str] = []
     epochs: float = 2.0
+    early_stopping: bool = True  # with held-out rows: stop when eval loss rises, keep the best epoch
     max_steps: int | None = None
     learning_rate: float = 3e-4
     lora_rank: int = 16
@@ -67,12 +68,14 @@ def options(fn):
         click.option("--input", "input_", multiple=True, required=True,
                      help="csv/jsonl/parquet file, folder or glob (repeatable)."),
         click.option("--name", required=True, help="Adapter name (a plain name; re-use to resume)."),
-        click.option("--method", type=click.Choice(["lora", "embedding-head", "auto"]),
+        click.option("--method", type=click.Choice(["lora", "embedding-head", "auto", "llm-yes-no"]),
                      default=_default("method"), show_default=True,
                      help="lora: adapt the LLM (Ray Train); embedding-head: a linear head on "
                      "the embedder (no LLM at classification time); auto (classify): train "
                      "the head, and LoRA and the ensemble of both if they fit "
-                     "--budget-minutes, and publish the best on the held-out rows."),
+                     "--budget-minutes, and publish the best on the held-out rows; llm-yes-no "
+                     "(--multi-label): the LLM asked of each label, a bar per label chosen on "
+                     "the held-out rows (no weights trained)."),
         click.option("--budget-minutes", type=click.FloatRange(0), default=_default("budget_minutes"),
                      show_default=True, help="--method auto: LoRA is trained only if its "
                      "estimated training time fits (on GPUs it is always tried)."),
@@ -84,8 +87,9 @@ def options(fn):
                      help="extract: the objects' JSON Schema (as the extract job takes it)."),
         click.option("--multi-label", is_flag=True,
                      help="classify: a row may have several labels (the label column lists "
-                     "them, split by --label-separator); trains a one-vs-rest embedding head "
-                     "with a threshold per label."),
+                     "them, split by --label-separator); a one-vs-rest embedding head, or "
+                     "the LLM's yes/no per label (--method llm-yes-no), with a threshold per "
+                     "label; auto keeps the better on the held-out rows."),
         click.option("--label-separator", default=_default("label_separator"), show_default=True,
                      help="--multi-label: what separates a row's labels in the label column."),
         click.option("--text-column", help="classify, extract: column holding the text."),
@@ -103,7 +107,11 @@ def options(fn):
                      show_default=True, help="Rows held out for evaluation (stable split)."),
         click.option("--eval-input", multiple=True, help="Evaluation rows instead of a split."),
         click.option("--epochs", type=click.FloatRange(0, min_open=True), default=_default("epochs"),
-                     show_default=True),
+                     show_default=True, help="LoRA: passes over the rows (with --early-stopping, "
+                     "the most)."),
+        click.option("--early-stopping/--no-early-stopping", default=_default("early_stopping"),
+                     show_default=True, help="LoRA with held-out rows: evaluate after each "
+                     "epoch, stop when the eval loss rises, publish the best epoch's weights."),
         click.option("--max-steps", type=click.IntRange(1), help="Stop after N optimizer steps."),
         click.option("--learning-rate", type=click.FloatRange(0, min_open=True),
                      default=_default("learning_rate"), show_default=True),

@@ -7,6 +7,11 @@ on CPU, NCCL on GPU), and trains on its shard of the Ray Dataset. Every
 checkpoint (adapter, optimizer, scheduler, step, loss history); a run started again
 with the same name gets it back from ``ray.train.get_checkpoint()`` and continues at
 that step, skipping the batches of the epoch it had already seen.
+
+With held-out rows, rank 0 evaluates at the end of every epoch (``early_stopping``):
+training stops once the eval loss rises above the best so far, and the adapter
+published is the best epoch's (its weights kept in memory and in the checkpoint), so
+``--epochs`` is a ceiling the held-out rows choose under.
 """
 
 from __future__ import annotations
@@ -33,23 +38,41 @@ def _eta(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s"
 
 
-def _save(model, opt, sched, state: dict[str, Any], folder: Path) -> None:
+BEST = "best_epoch.safetensors"
+
+
+def _save(model, opt, sched, state: dict[str, Any], folder: Path,
+          best: dict[str, Any] | None = None) -> None:
     import torch
+    from safetensors.torch import save_file
 
     model.save_pretrained(folder)
     torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()},
                folder / "optimizer.pt")
+    if best is not None:
+        save_file(best, str(folder / BEST))
     (folder / STATE).write_text(json.dumps(state))
 
 
-def _restore(model, folder: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def _restore(model, folder: Path
+             ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
     import torch
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
     set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors"))
     state = json.loads((folder / STATE).read_text())
-    return state, torch.load(folder / "optimizer.pt", weights_only=False)
+    best = load_file(folder / BEST) if (folder / BEST).is_file() else None
+    return state, torch.load(folder / "optimizer.pt", weights_only=False), best
+
+
+def _weights(model) -> dict[str, Any]:
+    """A copy of the adapter's weights (what the best epoch is kept as)."""
+    from peft import get_peft_model_state_dict
+
+    inner = model.module if hasattr(model, "module") else model
+    return {k: v.detach().clone().cpu().contiguous()
+            for k, v in get_peft_model_state_dict(inner).items()}
 
 
 def _lora_model(config: dict[str, Any], device):
@@ -144,13 +167,15 @@ def train_loop(config: dict[str, Any]) -> None:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     model = _lora_model(config, device)
     state: dict[str, Any] = {"step": 0, "losses": [], "rows": 0, "seconds": 0.0,
-                             "resumed_from_step": None}
+                             "resumed_from_step": None, "epochs_eval": [], "best": None}
     resumed = ray.train.get_checkpoint()
-    saved = None
+    saved = best = None
     if resumed:
         with resumed.as_directory() as folder:
-            state, saved = _restore(model, Path(folder))
+            state, saved, best = _restore(model, Path(folder))
         state["resumed_from_step"] = state["step"]
+        state.setdefault("epochs_eval", [])  # a checkpoint from before early stopping
+        state.setdefault("best", None)
         if rank == 0:
             _log(f"resuming from the checkpoint at step {state['step']}")
     model = ray.train.torch.prepare_model(model)
@@ -201,12 +226,59 @@ def train_loop(config: dict[str, Any]) -> None:
             state["losses"].append([state["step"], round(value.item(), 4)])
             if rank == 0:
                 _progress(state, started, first_step, total, world, config)
+            if _epoch_ends(state["step"], steps_per_epoch, total, config):
+                kept = _epoch_eval(model, state, rank, tokenizer, config, device)
+                best = kept if kept is not None else best
+                if _stop(state, rank, world, device):
+                    total = state["step"]
             if state["step"] % config["checkpoint_every"] == 0 or state["step"] == total:
                 _report(model, opt, sched, state, rank, tokenizer, config, device,
-                        final=state["step"] == total)
+                        final=state["step"] == total, best=best)
         else:
             if state["step"] < total and i + 1 < steps_per_epoch:
                 state["step"] = (epoch + 1) * steps_per_epoch  # a short shard: next epoch
+
+
+def _epoch_ends(step: int, steps_per_epoch: int, total: int, config: dict[str, Any]) -> bool:
+    """An epoch ended before the last step, and there are held-out rows to judge it by."""
+    return (config.get("early_stopping", True) and bool(config["eval_rows"])
+            and not config["max_steps"] and step % steps_per_epoch == 0 and step < total)
+
+
+def _epoch_eval(model, state, rank, tokenizer, config, device) -> dict[str, Any] | None:
+    """Rank 0: the epoch's eval loss into ``state``; the weights, when they are the best
+    so far (None otherwise, and on other ranks)."""
+    if rank != 0:
+        return None
+    inner = model.module if hasattr(model, "module") else model
+    m = _evaluate(inner, tokenizer, config, device)
+    epoch = len(state["epochs_eval"]) + 1
+    state["epochs_eval"].append({"epoch": epoch, "step": state["step"],
+                                 "eval_loss": m["eval_loss"],
+                                 "eval_accuracy": m.get("eval_accuracy")})
+    _log(f"epoch {epoch}: eval loss {m['eval_loss']}"
+         + (f", accuracy {m['eval_accuracy']}" if m.get("eval_accuracy") is not None else ""))
+    if state["best"] is None or m["eval_loss"] < state["best"]["eval_loss"]:
+        state["best"] = {"epoch": epoch, "step": state["step"], **{
+            k: v for k, v in m.items() if k != "eval_probs"}, "eval_probs": m.get("eval_probs")}
+        return _weights(model)
+    return None
+
+
+def _stop(state, rank: int, world: int, device) -> bool:
+    """Whether the last epoch's eval loss rose above the best (rank 0 decides for all)."""
+    import torch
+    import torch.distributed as dist
+
+    worse = rank == 0 and state["best"] is not None and \
+        state["epochs_eval"][-1]["eval_loss"] > state["best"]["eval_loss"]
+    if world > 1:
+        flag = torch.tensor([1 if worse else 0], device=device)
+        dist.broadcast(flag, src=0)
+        worse = bool(flag.item())
+    if worse and rank == 0:
+        _log(f"eval loss rose after epoch {state['best']['epoch']}: stopping, keeping that epoch")
+    return worse
 
 
 def _progress(state, started, first_step, total, world, config) -> None:
@@ -220,10 +292,13 @@ def _progress(state, started, first_step, total, world, config) -> None:
          f"{rate:.1f} rows/s ETA {_eta(eta)}")
 
 
-def _report(model, opt, sched, state, rank, tokenizer, config, device, final: bool) -> None:
+def _report(model, opt, sched, state, rank, tokenizer, config, device, final: bool,
+            best: dict[str, Any] | None = None) -> None:
     """Every worker reports (a barrier); rank 0 attaches the checkpoint, and at the end
-    the evaluation."""
+    the evaluation (of the best epoch's weights, when an earlier epoch's eval loss was
+    lower than the last one's: those weights are then the checkpoint's adapter)."""
     import ray.train
+    from peft import set_peft_model_state_dict
     from ray.train import Checkpoint
 
     metrics: dict[str, Any] = {"step": state["step"], "loss": state["losses"][-1][1]}
@@ -232,11 +307,20 @@ def _report(model, opt, sched, state, rank, tokenizer, config, device, final: bo
         return
     inner = model.module if hasattr(model, "module") else model
     if final:
-        metrics.update(_evaluate(inner, tokenizer, config, device))
+        last = _evaluate(inner, tokenizer, config, device)
+        kept, epochs = state["best"], len(state["epochs_eval"]) + 1
+        if kept is not None and best is not None and last.get("eval_loss", 0) > kept["eval_loss"]:
+            set_peft_model_state_dict(inner, best)
+            last, epochs = {k: v for k, v in kept.items() if k not in ("epoch", "step")}, kept["epoch"]
+            _log(f"published: epoch {kept['epoch']}'s weights (eval loss {kept['eval_loss']}, "
+                 f"the last epoch's was higher)")
+        metrics.update(last)
+        if state["epochs_eval"]:  # each epoch's held-out figures, and the one published
+            metrics.update(epochs_eval=state["epochs_eval"], published_epoch=epochs)
         metrics["losses"] = state["losses"]
         metrics.update(train_rows_seen=state["rows"], train_seconds=round(state["seconds"], 2),
                        resumed_from_step=state["resumed_from_step"])
     with tempfile.TemporaryDirectory() as folder:
-        _save(inner, opt, sched, state, Path(folder))
+        _save(inner, opt, sched, state, Path(folder), best)
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(folder))
     _log(f"checkpoint at step {state['step']}" + (" (final)" if final else ""))

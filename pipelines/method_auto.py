@@ -42,9 +42,12 @@ HEAD_WEIGHT = 0.5  # the head's share of an ensemble's probabilities
 # LoRA training rows per second for one CPU worker of 2 threads (float32, SmolLM2-135M);
 # docs/benchmarks.md has the measurement. Used only to decide whether LoRA fits.
 LORA_CPU_ROWS_PER_S = 2.0
-COST = {"embedding-head": 0, "lora": 1, "ensemble": 2}  # tie-break: cheaper to run first
+# the LLM's multi-label yes/no prompts per second, one CPU engine of 2 threads (the
+# labels of a row share its prefix); used only to decide whether it fits the budget
+YES_NO_CPU_PROMPTS_PER_S = 20.0
+COST = {"embedding-head": 0, "lora": 1, "llm-yes-no": 1, "ensemble": 2}  # ties: cheaper first
 
-CandidateMethod = Literal["embedding-head", "lora", "ensemble"]
+CandidateMethod = Literal["embedding-head", "lora", "ensemble", "llm-yes-no"]
 
 
 class Candidate(BaseModel):
@@ -52,6 +55,7 @@ class Candidate(BaseModel):
 
     method: CandidateMethod
     eval_accuracy: float | None = None
+    eval_micro_f1: float | None = None  # multi-label: what the choice is made on
     eval_loss: float | None = None
     seconds: float = 0.0
     params: dict[str, Any] = {}
@@ -145,13 +149,19 @@ def scored(method: CandidateMethod, probs: np.ndarray, gold: np.ndarray, labels:
                      params=params)
 
 
-def choose(candidates: list[Candidate]) -> tuple[Candidate, str]:
-    """The best held-out accuracy; on a tie the cheaper to run; and why, in words."""
-    ran = [c for c in candidates if c.eval_accuracy is not None]
-    best = max(ran, key=lambda c: (c.eval_accuracy, -COST[c.method]))
-    others = ", ".join(f"{c.method} {c.eval_accuracy:.3f}" for c in ran if c is not best)
-    tied = [c.method for c in ran if c is not best and c.eval_accuracy == best.eval_accuracy]
-    why = f"{best.method} has the best held-out accuracy, {best.eval_accuracy:.3f}"
+def choose(candidates: list[Candidate], measure: str = "eval_accuracy"
+           ) -> tuple[Candidate, str]:
+    """The best held-out ``measure`` (accuracy; micro-F1 for multi-label); on a tie the
+    cheaper to run; and why, in words."""
+    def value(c: Candidate) -> float | None:
+        return getattr(c, measure)
+
+    ran = [c for c in candidates if value(c) is not None]
+    best = max(ran, key=lambda c: (value(c), -COST[c.method]))
+    others = ", ".join(f"{c.method} {value(c):.3f}" for c in ran if c is not best)
+    tied = [c.method for c in ran if c is not best and value(c) == value(best)]
+    said = "accuracy" if measure == "eval_accuracy" else "micro-F1"
+    why = f"{best.method} has the best held-out {said}, {value(best):.3f}"
     why += f" (against {others})" if others else " (the only candidate trained)"
     if tied:
         why += f"; it ties {', '.join(tied)} and is cheaper to run"
@@ -202,7 +212,9 @@ def run_auto(args: FinetuneArgs, data: TrainingData, encode: Callable[[list[str]
         lora_s = time.perf_counter() - lora_started
         candidates.append(scored("lora", lora_probs, gold, labels, lora_s,
                                  {"epochs": args.epochs, "lora_rank": args.lora_rank,
-                                  "learning_rate": args.learning_rate}))
+                                  "learning_rate": args.learning_rate,
+                                  "published_epoch": lora_metrics.get("published_epoch"),
+                                  "epochs_eval": lora_metrics.get("epochs_eval")}))
         probs["lora"] = lora_probs
         probs["ensemble"] = HEAD_WEIGHT * head_probs + (1 - HEAD_WEIGHT) * lora_probs
         candidates.append(scored("ensemble", probs["ensemble"], gold, labels, lora_s + head.seconds,
@@ -236,6 +248,52 @@ def run_auto(args: FinetuneArgs, data: TrainingData, encode: Callable[[list[str]
     return Outcome(chosen=best.method, why=why, candidates=candidates, files=lora_dir,
                    lora_run=lora_run, metrics=lora_metrics,
                    head_weight=HEAD_WEIGHT if best.method == "ensemble" else None)
+
+
+def yes_no_estimate_minutes(args: FinetuneArgs, eval_rows: int, labels: int) -> float | None:
+    """Estimated time of the LLM scoring the held-out rows' labels; None on GPUs (tried)."""
+    if args.gpus_per_worker > 0:
+        return None
+    return eval_rows * labels / YES_NO_CPU_PROMPTS_PER_S / 60
+
+
+def run_multi_auto(args: FinetuneArgs, data: TrainingData,
+                   train_head: Callable[[], tuple[dict[str, Any], Path]],
+                   train_llm: Callable[[], tuple[dict[str, Any], Path]],
+                   echo: Callable[[str], None]) -> Outcome:
+    """Multi-label auto: the one-vs-rest head, and the LLM's per-label yes/no when scoring
+    the held-out rows fits ``--budget-minutes``; each with its bars chosen on the
+    held-out rows, the better micro-F1 published."""
+    trained: dict[str, tuple[dict[str, Any], Path]] = {}
+    candidates: list[Candidate] = []
+    for method, train in (("embedding-head", train_head), ("llm-yes-no", train_llm)):
+        estimate = yes_no_estimate_minutes(args, len(data.eval), len(data.labels.labels)) \
+            if method == "llm-yes-no" else None
+        if estimate is not None and estimate > args.budget_minutes:
+            candidates.append(Candidate(method=method, skipped=(
+                f"about {estimate:.0f} min to score the held-out rows on this CPU, over "
+                f"--budget-minutes {args.budget_minutes:g}")))
+            continue
+        started = time.perf_counter()
+        metrics, folder = train()
+        metrics.pop("eval_probs", None)
+        trained[method] = metrics, folder
+        candidates.append(Candidate(
+            method=method, eval_accuracy=metrics.get("eval_exact_match"),
+            eval_micro_f1=metrics.get("eval_micro_f1"),
+            seconds=round(time.perf_counter() - started, 2),
+            params={"eval_macro_f1": metrics.get("eval_macro_f1"),
+                    "thresholds": metrics.get("thresholds")}))
+    best, why = choose(candidates, "eval_micro_f1")
+    echo(f"chose {why}")
+    for method, (_, folder) in trained.items():
+        if method != best.method:
+            _remove(folder)
+    metrics, folder = trained[best.method]
+    metrics.update(candidates=[c.model_dump(exclude_none=True) for c in candidates],
+                   chosen=best.method, chosen_because=why)
+    return Outcome(chosen=best.method, why=why, candidates=candidates, metrics=metrics,
+                   files=folder)
 
 
 def _remove(folder: Path) -> None:

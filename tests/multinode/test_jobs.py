@@ -160,14 +160,17 @@ def test_finetune_runs_one_worker_on_each_node(whole_cluster, tmp_path, record):
     started = time.perf_counter()
     out = submit(whole_cluster, finetune_command(
         data, "--workers", "2", "--cpus-per-worker", "1", "--placement-strategy", "STRICT_SPREAD",
-        "--batch-size", "2", "--max-steps", "4", "--checkpoint-every", "2",
+        "--batch-size", "4", "--epochs", "2", "--checkpoint-every", "2",
         "--eval-fraction", "0.2", "--json"), env, wait=True)
     log = out.stdout + out.stderr
     assert out.returncode == 0 and "succeeded" in log.lower(), log[-4000:]
+    # early stopping across nodes: rank 0 judges epoch 1 and tells the other worker
+    assert re.search(r"\[finetune\] epoch 1: eval loss [\d.]+", log), log[-4000:]
+    assert re.search(r'"published_epoch": [12]', log), log[-4000:]
     nodes = dict(re.findall(r"\[finetune\] worker (\d)/2 on node (\w+)", log))
     workers = {v: k for k, v in whole_cluster.node_ids().items()}
     assert sorted(workers.get(n) for n in nodes.values()) == ["worker-a", "worker-b"], nodes
     assert AdapterStore(registry, tmp_path / "cache").current("it-sections")
     record("multi-node: fine-tune with a Ray Train worker on each node", workers=2,
-           placement_strategy="STRICT_SPREAD", steps=4,
+           placement_strategy="STRICT_SPREAD", epochs=2,
            seconds=round(time.perf_counter() - started, 1))

@@ -87,11 +87,33 @@ def test_metrics_micro_macro_exact_and_per_label():
     assert indicator(["cli;audio", "gui"], LABELS, ";").tolist() == [[1, 0, 1], [0, 1, 0]]
 
 
-def test_multi_label_in_the_classify_job_comes_with_train(tmp_path):
-    from pipelines.classify import ClassifyArgs, prepare
+def _classify_args(tmp: Path, **kw):
+    from pipelines.classify import ClassifyArgs
 
-    write(tmp_path, [("a", "cli")])
-    with pytest.raises(InvalidInputError, match="--multi-label goes with --train"):
-        prepare(ClassifyArgs(input=str(tmp_path / "tags.csv"), text_column="text",
-                             output=tmp_path / "out", labels="cli,gui", multi_label=True),
-                load_settings())
+    write(tmp, [("a", "cli")])
+    return ClassifyArgs(**{"input": str(tmp / "tags.csv"), "text_column": "text",
+                           "output": tmp / "out", "labels": "cli,gui", "multi_label": True, **kw})
+
+
+@pytest.mark.parametrize("change,words", [
+    (dict(adapter="tags"), "leave --multi-label out"),
+    (dict(examples=Path("shots.jsonl")), "--examples does not apply"),
+    (dict(mode="generate"), "--mode generate does not apply"),
+    (dict(via_serve="http://127.0.0.1:8000"), "--via-serve does not apply"),
+])
+def test_the_llms_multi_label_path_refuses_what_it_cannot_take(tmp_path, change, words):
+    from pipelines.classify import prepare
+
+    with pytest.raises(InvalidInputError, match=words):
+        prepare(_classify_args(tmp_path, **change), load_settings())
+
+
+def test_multi_label_alone_is_the_llms_yes_no_with_its_own_job_fingerprint(tmp_path):
+    from pipelines.classify import _separator, _yes_no, prepare
+
+    args = _classify_args(tmp_path, label_separator="|")
+    prep = prepare(args, load_settings())
+    assert _yes_no(prep, args) and _separator(prep, args) == "|"
+    assert prep.job["multi_label"] == "|"
+    single = prepare(_classify_args(tmp_path, multi_label=False), load_settings())
+    assert "multi_label" not in single.job  # one label a row: the fingerprint as before

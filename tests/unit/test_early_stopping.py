@@ -1,0 +1,46 @@
+"""LoRA early stopping: an eval after each epoch, a stop once the eval loss rises, and the
+best epoch's weights kept (pipelines.finetune_train)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines import finetune_train as ft
+
+CONFIG = {"eval_rows": [{"id": "1", "text": "t", "target": "a"}], "max_steps": None}
+
+
+@pytest.mark.parametrize("step,change,ends", [
+    (10, {}, True), (20, {}, True), (15, {}, False),
+    (30, {}, False),  # the last step: the final evaluation does it
+    (10, {"max_steps": 30}, False),  # an explicit step budget: no epochs to choose from
+    (10, {"eval_rows": []}, False), (10, {"early_stopping": False}, False),
+])
+def test_an_epoch_is_judged_only_when_it_ends_before_the_last_step(step, change, ends):
+    assert ft._epoch_ends(step, 10, 30, {**CONFIG, **change}) is ends
+
+
+def test_the_eval_loss_rising_stops_training_and_the_best_epochs_weights_are_kept(monkeypatch):
+    losses = iter([1.0, 0.8, 0.9])
+    monkeypatch.setattr(ft, "_evaluate", lambda *a: {"eval_loss": next(losses),
+                                                     "eval_accuracy": 0.5, "eval_probs": [[1.0]]})
+    weights = iter([{"w": 1}, {"w": 2}, {"w": 3}])
+    monkeypatch.setattr(ft, "_weights", lambda model: next(weights))
+    state = {"step": 0, "epochs_eval": [], "best": None}
+    kept, stops = None, []
+    for epoch in (1, 2, 3):
+        state["step"] = epoch * 10
+        new = ft._epoch_eval(object(), state, 0, None, CONFIG, None)
+        kept = new if new is not None else kept
+        stops.append(ft._stop(state, 0, 1, None))
+    assert stops == [False, False, True] and kept == {"w": 2}
+    assert state["best"]["epoch"] == 2 and state["best"]["eval_loss"] == 0.8
+    assert state["best"]["eval_probs"] == [[1.0]]  # what auto blends: the kept epoch's
+    assert [e["eval_loss"] for e in state["epochs_eval"]] == [1.0, 0.8, 0.9]
+
+
+def test_other_ranks_neither_evaluate_nor_decide(monkeypatch):
+    monkeypatch.setattr(ft, "_evaluate", lambda *a: pytest.fail("rank 1 evaluated"))
+    state = {"step": 10, "epochs_eval": [], "best": None}
+    assert ft._epoch_eval(object(), state, 1, None, CONFIG, None) is None
+    assert ft._stop(state, 1, 1, None) is False and state["epochs_eval"] == []
