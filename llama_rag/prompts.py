@@ -93,7 +93,7 @@ YES_NO_INSTRUCTIONS = ("Decide whether a label applies to the text. A text can h
 
 def yes_no_messages(spec: PromptSpec, text: str, label: str) -> list[dict[str, str]]:
     """Chat turns asking whether one ``label`` applies (multi-label with the LLM): the
-    label comes last, so a row's questions share everything before it in the prefix cache."""
+    label comes last, so a row's questions share everything before it."""
     listing = "\n".join(f"- {name}" + (f": {spec.labels.descriptions[name]}"
                                        if name in spec.labels.descriptions else "")
                         for name in spec.labels.labels)

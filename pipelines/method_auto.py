@@ -42,9 +42,9 @@ HEAD_WEIGHT = 0.5  # the head's share of an ensemble's probabilities
 # LoRA training rows per second for one CPU worker of 2 threads (float32, SmolLM2-135M);
 # docs/benchmarks.md has the measurement. Used only to decide whether LoRA fits.
 LORA_CPU_ROWS_PER_S = 2.0
-# the LLM's multi-label yes/no prompts per second, one CPU engine of 2 threads (the
-# labels of a row share its prefix); used only to decide whether it fits the budget
-YES_NO_CPU_PROMPTS_PER_S = 20.0
+# the LLM's multi-label yes/no prompts per second, one CPU engine of 2 threads
+# (docs/finetune.md has the measurement); used only to decide whether it fits the budget
+YES_NO_CPU_PROMPTS_PER_S = 15.0
 COST = {"embedding-head": 0, "lora": 1, "llm-yes-no": 1, "ensemble": 2}  # ties: cheaper first
 
 CandidateMethod = Literal["embedding-head", "lora", "ensemble", "llm-yes-no"]

@@ -2,9 +2,11 @@
 yes or no?", and P(yes) read off one decoding step.
 
 A row's questions differ only in their last words (llama_rag.prompts.yes_no_messages),
-so vLLM's prefix cache reads the row once and every label costs a few tokens; a batch
-of rows x labels is one ``generate`` call. The answer is restricted to the first
-tokens of "yes" and "no" (``allowed_token_ids``), so P(yes) is their softmax.
+and a batch of rows x labels is one ``generate`` call. The prefix cache reuses the
+shared instructions; a short row's own text is read again for each label (the CPU
+backend caches whole 128-token blocks; the cost per label is in docs/finetune.md).
+The answer is restricted to the first tokens of "yes" and "no"
+(``allowed_token_ids``), so P(yes) is their softmax.
 
 A label applies when its P(yes) clears its bar. With no labeled rows the scores are
 calibrated (each label's P(yes) on content-free inputs divided out, as choice mode

@@ -65,24 +65,3 @@ def test_bad_arguments_exit_2_before_any_work(ray_cluster, packages, tmp_path):
         assert "Traceback" not in out.stderr
     assert not (tmp_path / "o").exists()
 
-
-def test_multi_label_with_the_llm_asks_of_every_label_of_every_row(ray_cluster, packages,
-                                                                    tmp_path):
-    """`--multi-label` alone: the LLM's yes/no per label (calibrated, bar 0.5) in a real
-    engine; each row's score for every label in ``raw``, metrics against the gold column
-    (one label a row here, so each row's set is one label)."""
-    out = tmp_path / "multi"
-    done = subprocess.run([sys.executable, *job_args(packages, out, "--multi-label",
-                                                     "--label-separator", "|", "--max-rows", "8")],
-                          cwd=ROOT, env=ray_cluster.env(), capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "the LLM's yes/no per label" in done.stdout
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["labeled"] == 8 and summary["multi_label_metrics"]["evaluated"] == 8
-    rows = [r for p in (out / "parts").glob("part-*.parquet") for r in pq.read_table(p).to_pylist()]
-    for row in rows:
-        scores = json.loads(row["raw"])
-        assert list(scores) == LABELS.split(",") and all(0 <= v <= 1 for v in scores.values())
-        given = [x for x in row["label"].split("|") if x]
-        assert given == [x for x in LABELS.split(",") if scores[x] >= 0.5]

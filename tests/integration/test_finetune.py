@@ -158,7 +158,7 @@ def test_multi_label_classify_train_through_ray_job_submit_killed_and_resubmitte
                     "--tags", "--rows", "900"], check=True, capture_output=True)
     lines = rows.read_text().splitlines()
     train, data = tmp_path / "train.csv", tmp_path / "input.csv"
-    train.write_text("\n".join(lines[:201]) + "\n")  # 40 held out: 400 yes/no prompts
+    train.write_text("\n".join(lines[:151]) + "\n")  # 30 held out: 300 yes/no prompts
     data.write_text("\n".join(lines[:1] + lines[401:]) + "\n")
     tags = sorted({t for r in csv.DictReader(data.open()) for t in r["tags"].split(";")}
                   | {t for r in csv.DictReader(train.open()) for t in r["tags"].split(";")})

@@ -107,3 +107,61 @@ def test_auto_skips_the_llm_when_scoring_the_held_out_rows_would_not_fit(tmp_pat
     assert called == ["embedding-head"] and out.chosen == "embedding-head"
     assert "over --budget-minutes 0" in out.why
     assert np.isclose(out.candidates[0].eval_micro_f1, 0.5)
+
+
+class _Out:
+    def __init__(self, p: float) -> None:
+        from types import SimpleNamespace
+
+        lp = {1: SimpleNamespace(logprob=math.log(p)), 4: SimpleNamespace(logprob=math.log(1 - p))}
+        self.outputs = [SimpleNamespace(logprobs=[lp], text="")]
+
+
+class _Engine:
+    """Says yes with P 0.8 to a text that names the label, 0.3 otherwise, and 0.4 to a
+    content-free text (the lean the calibration divides out)."""
+
+    def generate(self, prompts, params, use_tqdm=False):
+        def p(prompt: str) -> float:
+            text = prompt.split("Text: ")[1].split("\n\n")[0]
+            label = prompt.split('Does the label "')[1].split('"')[0]
+            return 0.4 if text in ("N/A", "") else 0.8 if label in text else 0.3
+        return [_Out(p(x)) for x in prompts]
+
+
+class _ChatTokenizer(Tokenizer):
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
+        return "\n".join(m["content"] for m in messages)
+
+    def decode(self, ids):
+        return "".join(chr(i) for i in ids)
+
+
+def _actor(thresholds=None):
+    from pipelines.multilabel_llm import VLLMYesNo
+
+    actor = VLLMYesNo.__new__(VLLMYesNo)  # the engine is faked: no vLLM start
+    actor.spec, actor.labels, actor.separator = SPEC, SPEC.labels.labels, "|"
+    actor.llm, actor.tokenizer, actor.yes, actor.no = _Engine(), _ChatTokenizer(), [1], [4]
+    actor.bars = np.asarray(thresholds or [0.5, 0.5], dtype=np.float32)
+    actor.prior, actor.params = None, None
+    if thresholds is None:
+        actor.prior = actor.scores(["N/A", ""], calibrate=False).mean(axis=0)
+    return actor
+
+
+def test_without_labeled_rows_each_label_is_judged_against_its_lean(monkeypatch):
+    monkeypatch.setattr("pipelines.multilabel_llm.truncated", lambda tok, t, n: (t, False))
+    out = _actor()({"id": ["a", "b"], "text": ["a cli tool", "a gui and cli app"],
+                    "gold": ["cli", "cli|gui"]})
+    assert out["label"] == ["cli", "cli|gui"] and out["gold"] == ["cli", "cli|gui"]
+    scores = json.loads(out["raw"][0])
+    assert list(scores) == ["cli", "gui"] and scores["gui"] < 0.5 < scores["cli"]
+    assert scores["cli"] == pytest.approx(calibrated_yes(0.8, 0.4), abs=1e-4)
+
+
+def test_published_bars_apply_to_the_raw_scores(monkeypatch):
+    monkeypatch.setattr("pipelines.multilabel_llm.truncated", lambda tok, t, n: (t, False))
+    out = _actor([0.25, 0.9])({"id": ["a"], "text": ["a cli tool"], "gold": [None]})
+    assert out["label"] == ["cli"]  # gui's 0.3 clears no bar of 0.9; cli's 0.8 clears 0.25
+    assert json.loads(out["raw"][0]) == {"cli": 0.8, "gui": 0.3}
