@@ -36,4 +36,11 @@ def ensure_ray(num_cpus: int | None = None, dashboard: bool = False) -> None:
         kwargs.update(num_cpus=num_cpus or max(4, os.cpu_count() or 1),
                       include_dashboard=dashboard,
                       **({"dashboard_host": "127.0.0.1"} if dashboard else {}))
-    ray.init(**kwargs)
+    try:
+        ray.init(**kwargs)
+    except ValueError as exc:
+        if "existing cluster" not in str(exc):
+            raise
+        # a cluster started on this machine with `ray start` (found as ray.init() finds
+        # it): join it as it is; its CPUs and dashboard are its own
+        ray.init(address="auto", logging_level=logging.WARNING, log_to_driver=True)

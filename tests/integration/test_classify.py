@@ -65,3 +65,16 @@ def test_bad_arguments_exit_2_before_any_work(ray_cluster, packages, tmp_path):
         assert "Traceback" not in out.stderr
     assert not (tmp_path / "o").exists()
 
+
+
+def test_a_job_with_no_ray_address_joins_the_cluster_started_on_this_machine(ray_cluster):
+    """A user's `ray start --head` is up and RAY_ADDRESS is not set: a job's driver joins
+    that cluster (as ray.init() finds it) instead of failing on the local-Ray flags."""
+    env = ray_cluster.env()
+    env.pop("RAY_ADDRESS")
+    code = ("from llama_rag.ray_runtime import ensure_ray; ensure_ray(4); import ray; "
+            "print('GCS', ray.get_runtime_context().gcs_address)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"GCS {ray_cluster.address}" in out.stdout, out.stdout
