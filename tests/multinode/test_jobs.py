@@ -160,7 +160,7 @@ def test_finetune_runs_one_worker_on_each_node(whole_cluster, tmp_path, record):
     started = time.perf_counter()
     out = submit(whole_cluster, finetune_command(
         data, "--workers", "2", "--cpus-per-worker", "1", "--placement-strategy", "STRICT_SPREAD",
-        "--batch-size", "4", "--epochs", "2", "--checkpoint-every", "2",
+        "--batch-size", "4", "--epochs", "1.2", "--checkpoint-every", "2",
         "--eval-fraction", "0.2", "--json"), env, wait=True)
     log = out.stdout + out.stderr
     assert out.returncode == 0 and "succeeded" in log.lower(), log[-4000:]
@@ -172,5 +172,5 @@ def test_finetune_runs_one_worker_on_each_node(whole_cluster, tmp_path, record):
     assert sorted(workers.get(n) for n in nodes.values()) == ["worker-a", "worker-b"], nodes
     assert AdapterStore(registry, tmp_path / "cache").current("it-sections")
     record("multi-node: fine-tune with a Ray Train worker on each node", workers=2,
-           placement_strategy="STRICT_SPREAD", epochs=2,
+           placement_strategy="STRICT_SPREAD", epochs=1.2,
            seconds=round(time.perf_counter() - started, 1))
