@@ -165,6 +165,8 @@ def prepare(args: ClassifyArgs, settings: Settings) -> Prepared:
 
 def _check_yes_no(args: ClassifyArgs) -> None:
     """What the LLM's multi-label path (one yes/no question a label) cannot take."""
+    if not args.label_separator.strip():
+        raise InvalidInputError("--label-separator is empty", param="label-separator")
     for flag, given in (("--examples", args.examples), ("--context-index", args.context_index),
                         ("--via-serve", args.via_serve), ("--mode generate", args.mode == "generate")):
         if given:

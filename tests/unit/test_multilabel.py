@@ -100,6 +100,7 @@ def _classify_args(tmp: Path, **kw):
     (dict(examples=Path("shots.jsonl")), "--examples does not apply"),
     (dict(mode="generate"), "--mode generate does not apply"),
     (dict(via_serve="http://127.0.0.1:8000"), "--via-serve does not apply"),
+    (dict(label_separator=" "), "--label-separator is empty"),
 ])
 def test_the_llms_multi_label_path_refuses_what_it_cannot_take(tmp_path, change, words):
     from pipelines.classify import prepare
