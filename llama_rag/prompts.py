@@ -44,14 +44,18 @@ class PromptSpec(BaseModel):
     calibrate: bool = True
 
 
+def _listing(spec: PromptSpec) -> str:
+    """The labels, one a line, each with its description where it has one."""
+    return "\n".join(f"- {label}" + (f": {spec.labels.descriptions[label]}"
+                                     if label in spec.labels.descriptions else "")
+                     for label in spec.labels.labels)
+
+
 def messages_for(spec: PromptSpec, text: str, context: str | None = None,
                  examples: list[Example] | None = None) -> list[dict[str, str]]:
     """Chat turns; everything before the row's text is identical for every row, unless
     the row brings its own ``examples`` (kNN examples, pipelines.classify_examples)."""
-    listing = "\n".join(f"- {label}" + (f": {spec.labels.descriptions[label]}"
-                                        if label in spec.labels.descriptions else "")
-                        for label in spec.labels.labels)
-    system = f"{spec.instructions}\nLabels:\n{listing}\nAnswer with the label only."
+    system = f"{spec.instructions}\nLabels:\n{_listing(spec)}\nAnswer with the label only."
     turns = [{"role": "system", "content": system}]
     for ex in spec.examples if examples is None else examples:
         turns += [{"role": "user", "content": f"Text: {ex.text}"},
@@ -94,10 +98,7 @@ YES_NO_INSTRUCTIONS = ("Decide whether a label applies to the text. A text can h
 def yes_no_messages(spec: PromptSpec, text: str, label: str) -> list[dict[str, str]]:
     """Chat turns asking whether one ``label`` applies (multi-label with the LLM): the
     label comes last, so a row's questions share everything before it."""
-    listing = "\n".join(f"- {name}" + (f": {spec.labels.descriptions[name]}"
-                                       if name in spec.labels.descriptions else "")
-                        for name in spec.labels.labels)
-    system = f"{YES_NO_INSTRUCTIONS}\nLabels:\n{listing}\nAnswer yes or no."
+    system = f"{YES_NO_INSTRUCTIONS}\nLabels:\n{_listing(spec)}\nAnswer yes or no."
     return [{"role": "system", "content": system},
             {"role": "user", "content": f"Text: {text}\n\nDoes the label \"{label}\" apply "
                                         "to this text? Answer yes or no."}]

@@ -325,7 +325,6 @@ def _multi_label(args: FinetuneArgs, data: TrainingData, settings: Settings, ech
     if args.method == "auto":
         return run_multi_auto(args, data, head, llm, echo)
     metrics, files = llm() if args.method == "llm-yes-no" else head()
-    metrics.pop("eval_probs", None)
     chosen = "llm-yes-no" if args.method == "llm-yes-no" else "embedding-head"
     return Outcome(chosen=chosen, why="asked for", candidates=[Candidate(method=chosen)],
                    metrics=metrics, files=files)

@@ -70,9 +70,13 @@ def _weights(model) -> dict[str, Any]:
     """A copy of the adapter's weights (what the best epoch is kept as)."""
     from peft import get_peft_model_state_dict
 
-    inner = model.module if hasattr(model, "module") else model
     return {k: v.detach().clone().cpu().contiguous()
-            for k, v in get_peft_model_state_dict(inner).items()}
+            for k, v in get_peft_model_state_dict(_unwrapped(model)).items()}
+
+
+def _unwrapped(model):
+    """The PEFT model inside DDP's wrapper (what is evaluated and saved)."""
+    return model.module if hasattr(model, "module") else model
 
 
 def _lora_model(config: dict[str, Any], device):
@@ -250,8 +254,7 @@ def _epoch_eval(model, state, rank, tokenizer, config, device) -> dict[str, Any]
     so far (None otherwise, and on other ranks)."""
     if rank != 0:
         return None
-    inner = model.module if hasattr(model, "module") else model
-    m = _evaluate(inner, tokenizer, config, device)
+    m = _evaluate(_unwrapped(model), tokenizer, config, device)
     epoch = len(state["epochs_eval"]) + 1
     state["epochs_eval"].append({"epoch": epoch, "step": state["step"],
                                  "eval_loss": m["eval_loss"],
@@ -259,8 +262,7 @@ def _epoch_eval(model, state, rank, tokenizer, config, device) -> dict[str, Any]
     _log(f"epoch {epoch}: eval loss {m['eval_loss']}"
          + (f", accuracy {m['eval_accuracy']}" if m.get("eval_accuracy") is not None else ""))
     if state["best"] is None or m["eval_loss"] < state["best"]["eval_loss"]:
-        state["best"] = {"epoch": epoch, "step": state["step"], **{
-            k: v for k, v in m.items() if k != "eval_probs"}, "eval_probs": m.get("eval_probs")}
+        state["best"] = {"epoch": epoch, "step": state["step"], **m}
         return _weights(model)
     return None
 
@@ -305,7 +307,7 @@ def _report(model, opt, sched, state, rank, tokenizer, config, device, final: bo
     if rank != 0:
         ray.train.report(metrics, checkpoint=None)
         return
-    inner = model.module if hasattr(model, "module") else model
+    inner = _unwrapped(model)
     if final:
         last = _evaluate(inner, tokenizer, config, device)
         kept, epochs = state["best"], len(state["epochs_eval"]) + 1

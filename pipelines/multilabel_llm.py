@@ -62,7 +62,7 @@ def calibrated_yes(p: float, prior: float) -> float:
 
 
 def load_thresholds(folder: Path, labels: list[str]) -> list[float]:
-    """A published ``prompt`` version's bars, in ``labels``' order."""
+    """A published ``llm-yes-no`` version's bars, in ``labels``' order."""
     saved = json.loads((Path(folder) / THRESHOLDS_FILE).read_text())
     return [float(saved["thresholds"][label]) for label in labels]
 
@@ -92,10 +92,17 @@ class VLLMYesNo:
         self.prior = self.scores(CONTENT_FREE, calibrate=False).mean(axis=0) \
             if thresholds is None and spec.calibrate else None
 
+    def _cut(self, texts) -> tuple[list[str], list[bool]]:
+        """Each text cut to the prompt's token limit, and whether it was."""
+        pairs = [truncated(self.tokenizer, str(t), self.spec.max_text_tokens) for t in texts]
+        return [t for t, _ in pairs], [c for _, c in pairs]
+
     def scores(self, texts: list[str], calibrate: bool = True) -> np.ndarray:
         """Rows x labels P(yes) (each text cut to the prompt's token limit), calibrated
         when this actor labels without bars."""
-        texts = [truncated(self.tokenizer, str(t), self.spec.max_text_tokens)[0] for t in texts]
+        return self._scores(self._cut(texts)[0], calibrate)
+
+    def _scores(self, texts: list[str], calibrate: bool = True) -> np.ndarray:
         prompts = [self.tokenizer.apply_chat_template(
             yes_no_messages(self.spec, text, label), tokenize=False, add_generation_prompt=True)
             for text in texts for label in self.labels]
@@ -108,9 +115,8 @@ class VLLMYesNo:
         return probs
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        cut = [truncated(self.tokenizer, str(t), self.spec.max_text_tokens)[1]
-               for t in batch["text"]]
-        probs = self.scores([str(t) for t in batch["text"]])
+        texts, cut = self._cut(batch["text"])
+        probs = self._scores(texts)
         labels, confidence = picked(probs, self.bars, self.labels, self.separator)
         raws = [json.dumps({label: round(float(p), 4) for label, p in zip(self.labels, row)})
                 for row in probs]
@@ -166,6 +172,5 @@ def train_llm_multi(data, settings: Settings, separator: str, echo: Callable[[st
     return {"eval_rows": len(gold), "eval_micro_f1": m.micro_f1, "eval_macro_f1": m.macro_f1,
             "eval_exact_match": m.exact_match, "eval_accuracy": m.exact_match,
             "per_label": m.per_label, "thresholds": chosen,
-            "train_seconds": round(time.perf_counter() - started, 2),
-            "eval_probs": probs.round(5).tolist()}, folder
+            "train_seconds": round(time.perf_counter() - started, 2)}, folder
 
