@@ -122,6 +122,9 @@ def _labels(args: ClassifyArgs, adapter: Adapter | None) -> LabelSet:
 
 def prepare(args: ClassifyArgs, settings: Settings) -> Prepared:
     """Every check that can fail, before any work: raises InvalidInputError (exit 2)."""
+    if args.class_weight != "none" and not args.train:
+        raise InvalidInputError("--class-weight weighs labels in training: it goes with "
+                                "--train", param="class-weight")
     if args.multi_label and args.adapter and not args.train:
         raise InvalidInputError("--adapter knows whether it labels one or several a row: "
                                 "leave --multi-label out", param="multi-label")

@@ -33,6 +33,7 @@ class ClassifyArgs(RowJobArgs):
     train: str | None = None  # labeled rows: train with `finetune --method auto` first
     label_column: str | None = None  # --train's label column (default: --gold-column)
     budget_minutes: float = 20.0
+    class_weight: Literal["none", "balanced"] = "none"  # --train: as finetune's
     multi_label: bool = False  # rows may have several labels (alone: the LLM's yes/no)
     label_separator: str = ";"
 
@@ -80,6 +81,10 @@ def options(fn):
         click.option("--budget-minutes", type=click.FloatRange(0), default=_default("budget_minutes"),
                      show_default=True, help="--train: LoRA is a candidate only if its "
                      "estimated training time fits."),
+        click.option("--class-weight", type=click.Choice(["none", "balanced"]),
+                     default=_default("class_weight"), show_default=True,
+                     help="--train: weigh each label as if the labeled rows were balanced, "
+                     "and pick the method on held-out macro-F1 (finetune's --class-weight)."),
         click.option("--multi-label", is_flag=True, help="Each output row gets every label "
                      "that applies (joined by --label-separator). Alone: the LLM is asked of "
                      "each label, yes or no (calibrated, bar 0.5). With --train: the label "

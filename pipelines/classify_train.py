@@ -29,7 +29,8 @@ def adapter_name(args: ClassifyArgs, label_column: str) -> str:
                "labels": args.labels, "labels_file": str(args.labels_file or ""),
                "instructions": args.instructions, "budget": args.budget_minutes,
                "max_text_tokens": args.max_text_tokens,
-               "multi_label": args.label_separator if args.multi_label else None}
+               "multi_label": args.label_separator if args.multi_label else None,
+               **({"class_weight": args.class_weight} if args.class_weight != "none" else {})}
     return f"classify-{classify_io.short_hash(decided)[:12]}"
 
 
@@ -59,7 +60,8 @@ def train_for(args: ClassifyArgs, settings: Settings, echo: Callable[[str], None
         text_column=args.text_column, label_column=label_column, labels=args.labels,
         labels_file=args.labels_file, instructions=args.instructions,
         max_text_tokens=args.max_text_tokens, eval_fraction=EVAL_FRACTION,
-        budget_minutes=args.budget_minutes, multi_label=args.multi_label,
+        budget_minutes=args.budget_minutes, class_weight=args.class_weight,
+        multi_label=args.multi_label,
         label_separator=args.label_separator), settings, echo)
     return name, summary.model_dump(include={"name", "version", "method", "chosen",
                                              "chosen_because", "eval_accuracy", "train_rows",

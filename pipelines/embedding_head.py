@@ -25,15 +25,33 @@ HEAD_FILE = "head.safetensors"
 C = 1.0  # inverse L2 strength, as scikit-learn's default
 
 
-def fit(x: np.ndarray, y: np.ndarray, classes: int, seed: int = 0,
-        c: float = C) -> tuple[np.ndarray, np.ndarray, list[list[float]]]:
+def balanced_weights(y: np.ndarray, classes: int) -> np.ndarray:
+    """scikit-learn's ``class_weight="balanced"``: n / (classes x rows of the label), so
+    every label weighs as much in the loss as if the rows were balanced (a label with no
+    rows: 1, it never occurs)."""
+    counts = np.bincount(y, minlength=classes).astype(np.float64)
+    return np.where(counts > 0, len(y) / (classes * np.maximum(counts, 1)), 1.0)
+
+
+def label_weights(data: TrainingData) -> dict[str, float]:
+    """:func:`balanced_weights` by label name, for the LoRA loss (pipelines.finetune_train)."""
+    labels = data.labels.labels
+    y = np.array([labels.index(r.target) for r in data.train], dtype=np.int64)
+    return {k: round(float(v), 6) for k, v in zip(labels, balanced_weights(y, len(labels)))}
+
+
+def fit(x: np.ndarray, y: np.ndarray, classes: int, seed: int = 0, c: float = C,
+        balanced: bool = False) -> tuple[np.ndarray, np.ndarray, list[list[float]]]:
     """(weight [classes, dim], bias [classes], loss per iteration): minimises
-    mean cross-entropy + ||W||^2 / (2 c n)."""
+    mean cross-entropy + ||W||^2 / (2 c n); ``balanced``: each row's cross-entropy
+    weighted by :func:`balanced_weights`."""
     import torch
 
     torch.manual_seed(seed)
     xs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     ys = torch.from_numpy(y.astype(np.int64))
+    per_class = torch.from_numpy(balanced_weights(y, classes).astype(np.float32)) \
+        if balanced else None
     w = torch.zeros(classes, xs.shape[1], requires_grad=True)
     b = torch.zeros(classes, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=500, tolerance_grad=1e-6,
@@ -42,7 +60,7 @@ def fit(x: np.ndarray, y: np.ndarray, classes: int, seed: int = 0,
 
     def closure():
         opt.zero_grad()
-        loss = (torch.nn.functional.cross_entropy(xs @ w.T + b, ys)
+        loss = (torch.nn.functional.cross_entropy(xs @ w.T + b, ys, weight=per_class)
                 + (w * w).sum() / (2 * c * len(ys)))
         loss.backward()
         losses.append([len(losses) + 1, round(loss.item(), 5)])
@@ -80,7 +98,8 @@ def picked(probs: np.ndarray, bars: np.ndarray, labels: list[str], separator: st
 
 
 def train_head(data: TrainingData, ref: EmbedderRef, settings: Settings, seed: int,
-               echo: Callable[[str], None]) -> tuple[dict[str, Any], Path]:
+               echo: Callable[[str], None], balanced: bool = False
+               ) -> tuple[dict[str, Any], Path]:
     """Embed, fit, evaluate; returns the metrics and a folder holding ``head.safetensors``."""
     import time
 
@@ -94,7 +113,7 @@ def train_head(data: TrainingData, ref: EmbedderRef, settings: Settings, seed: i
     echo(f"embedded {len(x)} training rows in {embed_s:.1f} s ({len(x) / embed_s:.0f} rows/s)")
     y = np.array([labels.index(r.target) for r in data.train])
     fit_started = time.perf_counter()
-    weight, bias, losses = fit(x, y, len(labels), seed)
+    weight, bias, losses = fit(x, y, len(labels), seed, balanced=balanced)
     out: dict[str, Any] = {"step": len(losses), "losses": losses,
                            "train_loss": losses[-1][1] if losses else None,
                            "train_seconds": round(time.perf_counter() - started, 2),

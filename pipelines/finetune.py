@@ -73,6 +73,11 @@ def check_args(args: FinetuneArgs, settings: Settings) -> None:
         raise InvalidInputError("--multi-label trains a one-vs-rest embedding head or the "
                                 "LLM's per-label bars: use --task classify with --method "
                                 "embedding-head, llm-yes-no or auto", param="multi-label")
+    if args.class_weight != "none" and (args.multi_label or args.task != "classify"
+                                        or args.method == "llm-yes-no"):
+        raise InvalidInputError("--class-weight weighs the labels of a single-label "
+                                "classifier: use it with --task classify, without "
+                                "--multi-label", param="class-weight")
     if args.method == "llm-yes-no" and not args.multi_label:
         raise InvalidInputError("--method llm-yes-no asks the LLM of each label of a row: it "
                                 "goes with --multi-label", param="method")
@@ -120,6 +125,7 @@ def _train_lora(args: FinetuneArgs, data: TrainingData, model_path: str, name: s
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from pipelines.embedding_head import label_weights
     from pipelines.finetune_train import train_loop
 
     use_gpu = args.gpus_per_worker > 0
@@ -129,6 +135,7 @@ def _train_lora(args: FinetuneArgs, data: TrainingData, model_path: str, name: s
         "train_rows": len(data.train), "batch_size": args.batch_size, "epochs": args.epochs,
         "max_steps": args.max_steps, "learning_rate": args.learning_rate,
         "early_stopping": args.early_stopping,
+        "class_weights": label_weights(data) if args.class_weight == "balanced" else None,
         "lora_rank": args.lora_rank, "lora_alpha": args.lora_alpha,
         "target_modules": [m.strip() for m in args.target_modules.split(",") if m.strip()],
         "threads": args.cpus_per_worker, "seed": args.seed,
@@ -223,7 +230,8 @@ def run(args: FinetuneArgs, settings: Settings, echo: Callable[[str], None] = pr
 
         ref = resolve_embedder(settings)
         base = ref.base()
-        metrics, files = train_head(data, ref, settings, args.seed, echo)
+        metrics, files = train_head(data, ref, settings, args.seed, echo,
+                                    balanced=args.class_weight == "balanced")
         name = None
     elif args.method == "auto":
         auto = _auto(args, data, settings, echo)

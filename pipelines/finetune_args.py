@@ -23,6 +23,7 @@ class FinetuneArgs(BaseModel):
     name: str
     method: Literal["lora", "embedding-head", "auto", "llm-yes-no"] = "lora"
     budget_minutes: float = 20.0
+    class_weight: Literal["none", "balanced"] = "none"  # classify: a label's weight in the loss
     multi_label: bool = False
     label_separator: str = ";"
     task: Literal["classify", "instruct", "extract"] = "classify"
@@ -79,6 +80,13 @@ def options(fn):
         click.option("--budget-minutes", type=click.FloatRange(0), default=_default("budget_minutes"),
                      show_default=True, help="--method auto: LoRA is trained only if its "
                      "estimated training time fits (on GPUs it is always tried)."),
+        click.option("--class-weight", type=click.Choice(["none", "balanced"]),
+                     default=_default("class_weight"), show_default=True,
+                     help="classify (single label): balanced weighs each row's loss by "
+                     "rows / (labels x rows of its label), as scikit-learn's "
+                     "class_weight='balanced', for the head and LoRA; auto then picks on "
+                     "held-out macro-F1 instead of accuracy. For labeled rows whose labels "
+                     "are skewed when every label matters."),
         click.option("--task", type=click.Choice(["classify", "instruct", "extract"]),
                      default=_default("task"), show_default=True,
                      help="extract: text in, the gold JSON object of --label-column out, "

@@ -102,15 +102,24 @@ def _tensors(batch, device):
             t(batch.labels), batch.keep)
 
 
-def answer_loss(model, batch, device):
-    """Mean cross-entropy over the answer tokens only (prompt positions are IGNORE)."""
+def answer_loss(model, batch, device, row_weights: list[float] | None = None):
+    """Mean cross-entropy over the answer tokens only (prompt positions are IGNORE).
+    ``row_weights`` (``--class-weight balanced``): each row's mean answer-token loss
+    times its label's weight, averaged over the batch (the weights average 1 over the
+    training rows, so the loss keeps its scale and only the labels' shares move)."""
+    import torch
     import torch.nn.functional as F
 
     ids, mask, pos, labels, keep = _tensors(batch, device)
     logits = model(input_ids=ids, attention_mask=mask, position_ids=pos,
                    logits_to_keep=keep).logits.float()
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                           ignore_index=IGNORE)
+    if row_weights is None:
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                               ignore_index=IGNORE)
+    per_token = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                ignore_index=IGNORE, reduction="none").view(labels.shape)
+    per_row = per_token.sum(1) / (labels != IGNORE).sum(1).clamp(min=1)
+    return (per_row * torch.tensor(row_weights, dtype=per_row.dtype, device=device)).mean()
 
 
 def _evaluate(model, tokenizer, config: dict[str, Any], device) -> dict[str, Any]:
@@ -215,7 +224,9 @@ def train_loop(config: dict[str, Any]) -> None:
             batch = collate([encode(tokenizer, r, config["spec"], config["max_text_tokens"])
                              for r in rows], pad)
             step_started = time.perf_counter()
-            loss = answer_loss(model, batch, device)
+            weights = config.get("class_weights")
+            loss = answer_loss(model, batch, device,
+                               [weights[r.target] for r in rows] if weights else None)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()

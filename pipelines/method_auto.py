@@ -56,6 +56,7 @@ class Candidate(BaseModel):
     method: CandidateMethod
     eval_accuracy: float | None = None
     eval_micro_f1: float | None = None  # multi-label: what the choice is made on
+    eval_macro_f1: float | None = None  # single label: the choice's measure under --class-weight balanced
     eval_loss: float | None = None
     seconds: float = 0.0
     params: dict[str, Any] = {}
@@ -88,10 +89,11 @@ def stratified_folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 
 def cross_validate(x: np.ndarray, y: np.ndarray, classes: int, seed: int,
-                   grid: tuple[float, ...] = C_GRID, folds: int = FOLDS
+                   grid: tuple[float, ...] = C_GRID, folds: int = FOLDS, balanced: bool = False
                    ) -> tuple[float, dict[float, float], np.ndarray | None]:
     """(best C, cross-validated accuracy per C, the best C's out-of-fold logits). With
-    fewer than 2 rows of some label there is nothing to validate on: C=1, no logits."""
+    fewer than 2 rows of some label there is nothing to validate on: C=1, no logits.
+    ``balanced``: class-weighted fits, judged by macro-F1 (what that weighting is for)."""
     k = min(folds, int(np.bincount(y, minlength=classes).min()))
     if k < 2:
         return 1.0, {}, None
@@ -102,12 +104,22 @@ def cross_validate(x: np.ndarray, y: np.ndarray, classes: int, seed: int,
         out = np.zeros((len(y), classes), dtype=np.float64)
         for f in range(k):
             train, test = fold != f, fold == f
-            weight, bias, _ = fit(x[train], y[train], classes, seed, c)
+            weight, bias, _ = fit(x[train], y[train], classes, seed, c, balanced)
             out[test] = x[test] @ weight.T + bias
         logits[c] = out
-        scores[c] = float((out.argmax(axis=1) == y).mean())
+        scores[c] = macro_f1(out.argmax(axis=1), y, classes) if balanced \
+            else float((out.argmax(axis=1) == y).mean())
     best = max(grid, key=lambda c: (round(scores[c], 6), -abs(math.log(c))))  # ties: nearest C=1
     return best, scores, logits[best]
+
+
+def macro_f1(predicted: np.ndarray, y: np.ndarray, classes: int) -> float:
+    """The mean F1 over the labels that occur in ``y``."""
+    f1 = []
+    for label in np.unique(y):
+        tp = int(((predicted == label) & (y == label)).sum())
+        f1.append(2 * tp / ((predicted == label).sum() + (y == label).sum()))
+    return float(np.mean(f1)) if f1 else 0.0
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
@@ -145,7 +157,8 @@ def scored(method: CandidateMethod, probs: np.ndarray, gold: np.ndarray, labels:
            seconds: float, params: dict[str, Any]) -> Candidate:
     m = metrics([labels[i] for i in probs.argmax(axis=1)], [labels[i] for i in gold])
     return Candidate(method=method, eval_accuracy=m.accuracy if m else None,
-                     eval_loss=round(nll(probs, gold), 4), seconds=round(seconds, 2),
+                     eval_macro_f1=round(macro_f1(probs.argmax(axis=1), gold, len(labels)), 4)
+                     if len(gold) else None, eval_loss=round(nll(probs, gold), 4), seconds=round(seconds, 2),
                      params=params)
 
 
@@ -160,7 +173,7 @@ def choose(candidates: list[Candidate], measure: str = "eval_accuracy"
     best = max(ran, key=lambda c: (value(c), -COST[c.method]))
     others = ", ".join(f"{c.method} {value(c):.3f}" for c in ran if c is not best)
     tied = [c.method for c in ran if c is not best and value(c) == value(best)]
-    said = "accuracy" if measure == "eval_accuracy" else "micro-F1"
+    said = {"eval_accuracy": "accuracy", "eval_micro_f1": "micro-F1"}.get(measure, "macro-F1")
     why = f"{best.method} has the best held-out {said}, {value(best):.3f}"
     why += f" (against {others})" if others else " (the only candidate trained)"
     if tied:
@@ -185,15 +198,17 @@ def run_auto(args: FinetuneArgs, data: TrainingData, encode: Callable[[list[str]
     y = np.array([labels.index(r.target) for r in data.train])
     gold = np.array([labels.index(r.target) for r in data.eval])
     x_eval = encode([r.text for r in data.eval])
-    c, cv, oof = cross_validate(x, y, len(labels), args.seed)
+    balanced = args.class_weight == "balanced"
+    c, cv, oof = cross_validate(x, y, len(labels), args.seed, balanced=balanced)
     temperature = fit_temperature(oof, y) if oof is not None else 1.0
-    weight, bias, losses = fit(x, y, len(labels), args.seed, c)
+    weight, bias, losses = fit(x, y, len(labels), args.seed, c, balanced)
     head_probs = predict(x_eval, weight, bias, temperature)
+    judged = "macro_f1" if balanced else "accuracy"
     head = scored("embedding-head", head_probs, gold, labels, time.perf_counter() - started,
-                  {"C": c, "temperature": temperature,
-                   "cross_validated_accuracy": {str(k): round(v, 4) for k, v in cv.items()}})
+                  {"C": c, "temperature": temperature, "class_weight": args.class_weight,
+                   f"cross_validated_{judged}": {str(k): round(v, 4) for k, v in cv.items()}})
     echo(f"embedding head: C={c} (cross-validated), temperature {temperature}, held-out "
-         f"accuracy {head.eval_accuracy}")
+         f"accuracy {head.eval_accuracy}, macro-F1 {head.eval_macro_f1}")
     candidates = [head]
     probs = {"embedding-head": head_probs}
     estimate = lora_estimate_minutes(args, len(data.train))
@@ -212,6 +227,7 @@ def run_auto(args: FinetuneArgs, data: TrainingData, encode: Callable[[list[str]
         lora_s = time.perf_counter() - lora_started
         candidates.append(scored("lora", lora_probs, gold, labels, lora_s,
                                  {"epochs": args.epochs, "lora_rank": args.lora_rank,
+                                  "class_weight": args.class_weight,
                                   "learning_rate": args.learning_rate,
                                   "published_epoch": lora_metrics.get("published_epoch"),
                                   "epochs_eval": lora_metrics.get("epochs_eval")}))
@@ -219,19 +235,20 @@ def run_auto(args: FinetuneArgs, data: TrainingData, encode: Callable[[list[str]
         probs["ensemble"] = HEAD_WEIGHT * head_probs + (1 - HEAD_WEIGHT) * lora_probs
         candidates.append(scored("ensemble", probs["ensemble"], gold, labels, lora_s + head.seconds,
                                  {"head_weight": HEAD_WEIGHT}))
-    best, why = choose(candidates)
+    best, why = choose(candidates, "eval_macro_f1" if balanced else "eval_accuracy")
     echo(f"chose {why}")
     head_dir = Path(tempfile.mkdtemp(prefix="llama-rag-head-"))
     if best.method != "lora":  # the method is chosen: the head it publishes learns every row
         weight, bias, losses = fit(np.vstack([x, x_eval]), np.concatenate([y, gold]),
-                                   len(labels), args.seed, c)
+                                   len(labels), args.seed, c, balanced)
         save_head(head_dir, weight, bias, temperature)
     figures = [c.model_dump(exclude_none=True) for c in candidates]
     m = metrics([labels[i] for i in probs[best.method].argmax(axis=1)],
                 [r.target for r in data.eval])
     common = {"candidates": figures, "chosen": best.method, "chosen_because": why,
               "eval_rows": len(data.eval), "eval_accuracy": best.eval_accuracy,
-              "eval_loss": best.eval_loss, "per_label": m.per_label if m else {}}
+              "eval_loss": best.eval_loss, "eval_macro_f1": best.eval_macro_f1,
+              "per_label": m.per_label if m else {}}
     if best.method == "embedding-head":
         if lora_dir is not None:
             _remove(lora_dir)

@@ -56,6 +56,7 @@ def test_rows_get_stable_ids_and_bad_rows_become_errors(tmp_path):
     (dict(labels="solo"), "at least two"),
     (dict(input="/nonexistent/*.csv"), "no csv, jsonl or parquet"),
     (dict(labels=None), "exactly one of --labels"),
+    (dict(class_weight="balanced"), "--class-weight weighs labels in training"),
 ])
 def test_wrong_arguments_are_refused_before_any_work(tmp_path, change, words):
     write_inputs(tmp_path)

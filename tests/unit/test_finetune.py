@@ -394,6 +394,7 @@ def test_classify_train_names_its_adapter_after_the_labeled_data_and_checks_flag
     name = adapter_name(a, "label")
     assert name.startswith("classify-") and name == adapter_name(a, "label")
     assert adapter_name(a.model_copy(update={"labels": "science,games,net"}), "label") != name
+    assert adapter_name(a.model_copy(update={"class_weight": "balanced"}), "label") != name
     write_csv(tmp_path, ROWS + [("more", "games")])
     assert adapter_name(a, "label") != name  # other labeled rows: another adapter
     with pytest.raises(InvalidInputError, match="leave --adapter out"):
