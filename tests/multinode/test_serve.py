@@ -1,8 +1,9 @@
 """The Serve app on three nodes, in order: placed by resources (nothing on the head, the
-API over both workers, LLM replicas only where `llm` is offered); the LLM deployment
+API over both workers, LLM replicas only where `llm` is offered); the worker node of
+the one LLM replica is lost during traffic and its replicas (that LLM replica among
+them) come back on the survivor, then a replacement node joins; the LLM deployment
 scales 1 -> 2 under a bounded load and the second replica lands on the other worker;
-a worker node is lost during traffic and its replicas come back on the survivor; after
-the load the deployment scales back to 1. Serve's autoscaling decisions are read from
+after the load the deployment scales back to 1. Serve's autoscaling decisions are read from
 Ray's metrics the whole time. Tests run in file order (each leaves the app as the next
 needs it)."""
 
@@ -165,6 +166,70 @@ def test_replicas_are_placed_by_resources(mn_app, mn_cluster, sampler, record):
            app_start_s=round(mn_app.startup_s, 1), placement=where)
 
 
+def test_losing_a_worker_node_during_traffic(mn_app, mn_cluster, whole_cluster, sampler, record):
+    """Before the scale-up, so the one LLM replica is lost with its node and must come back
+    on the survivor for the API to answer (two clients: under the scale-up's bar, so the
+    lost replicas, not the autoscaler, are what comes back)."""
+    before = placement(mn_cluster)
+    victim = before[LLM][0]  # the node of the only LLM replica: nothing answers until it is back
+    survivor = next(n for n in ("worker-a", "worker-b") if n != victim)
+    lost = sorted(kind for kind, nodes in before.items() for node in nodes if node == victim)
+    killed: dict[str, float] = {}
+    kill_at = time.perf_counter() + 10  # after 10 s of traffic
+    deadline = kill_at + STARTUP_BOUND_S
+
+    def back_on_survivor() -> bool:
+        if not killed:
+            if time.perf_counter() > kill_at:
+                killed["at"] = mn_cluster.kill(victim)
+            return False
+        assert time.perf_counter() < deadline, f"replicas not back in time: {placement(mn_cluster)}"
+        if "dead" not in killed:  # Serve's view of the lost replicas is stale until then
+            if victim in mn_cluster.node_ids():
+                return False
+            killed["dead"] = time.perf_counter()
+        states = running(mn_cluster)
+        where = placement(mn_cluster)
+        if count(states, LLM) >= 1 and count(states, API) == 2 and count(states, RETRIEVER) == 1 \
+                and set(sum(where.values(), [])) == {survivor} and set(where) == {LLM, API, RETRIEVER}:
+            killed["back"] = time.perf_counter()
+            return True
+        return False
+
+    results = asyncio.run(traffic(mn_app, back_on_survivor, clients=2))
+    where = placement(mn_cluster)
+    assert set(sum(where.values(), [])) == {survivor}, where  # every replica on the survivor
+    hung = [(o, round(t, 1)) for o, t, *_ in results if o.startswith("client:") and "Timeout" in o]
+    assert not hung, f"requests ended by the client's {REQUEST_BOUND_S} s timeout: {hung}"
+    # requests the lost API replica was running: the process writing them is gone, so
+    # Serve's proxy answers its plain 500 or closes a stream mid-body (no `done` event).
+    # Only those in flight at the kill, at most one per client, none slow.
+    cut = [r for r in results if lost_with_node(r)]
+    assert len(cut) <= 2 and all(r[3] < killed["at"] and r[1] < REQUEST_BOUND_S
+                                 for r in cut), [(r[0], r[1], r[3] - killed["at"]) for r in cut]
+    failed = [r for r in results if r[0] != "200" and not lost_with_node(r)]
+    # a failed retrieval or LLM call is a 503 to retry (services.deployments, the LLM gate):
+    # a 500 from the API itself would be an error nobody mapped
+    unclear = [(o, t[:200]) for o, _, t, _ in failed if o == "500" or not _clear_error(o, t)]
+    assert not unclear, (unclear[:3], sorted({r[0] for r in results}),
+                         mn_cluster.serve_log_errors())
+    after = [r for r in results if r[3] > killed["at"]]
+    answered = [r[3] + r[1] - killed["at"] for r in after if r[0] == "200"]
+    assert answered, "the API never answered after the node was lost"
+    recovered_s = min(answered)
+    resp = httpx.post(f"{mn_app}/v1/ask", headers=AUTH, timeout=REQUEST_BOUND_S, json=BODY)
+    assert resp.status_code == 200, resp.text[:300]
+    outcomes = [r[0] for r in results]
+    record("multi-node: lose a worker node during /v1/ask traffic", victim=victim,
+           lost=lost, clients=2, requests=len(results),
+           ok=outcomes.count("200"), failed={o: outcomes.count(o) for o in set(outcomes) - {"200"}},
+           lost_in_flight=sorted(r[0] for r in cut),
+           slowest_failure_s=round(max((r[1] for r in failed + cut), default=0), 1),
+           node_marked_dead_after_s=round(killed["dead"] - killed["at"], 1),
+           answered_again_after_s=round(recovered_s, 1),
+           replicas_back_on_survivor_after_s=round(killed["back"] - killed["at"], 1))
+
+
 def test_llm_scales_up_under_load_onto_the_other_worker(mn_app, mn_cluster, sampler, record):
     started = time.perf_counter()
     deadline = started + STARTUP_BOUND_S
@@ -188,67 +253,6 @@ def test_llm_scales_up_under_load_onto_the_other_worker(mn_app, mn_cluster, samp
            decision_after_s=round(decided - (started - sampler.started), 1),
            second_replica_running_after_s=round(up_s, 1), requests=len(results),
            ok=[r[0] for r in results].count("200"))
-
-
-def test_losing_a_worker_node_during_traffic(mn_app, mn_cluster, whole_cluster, sampler, record):
-    victim = placement(mn_cluster)[RETRIEVER][0]  # the node with the one retriever: the worst case
-    survivor = next(n for n in ("worker-a", "worker-b") if n != victim)
-    killed: dict[str, float] = {}
-    kill_at = time.perf_counter() + 10  # after 10 s of traffic
-    deadline = kill_at + STARTUP_BOUND_S
-
-    def back_on_survivor() -> bool:
-        if not killed:
-            if time.perf_counter() > kill_at:
-                killed["at"] = mn_cluster.kill(victim)
-            return False
-        assert time.perf_counter() < deadline, f"replicas not back in time: {placement(mn_cluster)}"
-        if "dead" not in killed:  # Serve's view of the lost replicas is stale until then
-            if victim in mn_cluster.node_ids():
-                return False
-            killed["dead"] = time.perf_counter()
-        states = running(mn_cluster)
-        if count(states, LLM) == 2 and count(states, API) == 2 and count(states, RETRIEVER) == 1 \
-                and placement(mn_cluster) == {LLM: [survivor] * 2, API: [survivor] * 2,
-                                              RETRIEVER: [survivor]}:
-            killed["back"] = time.perf_counter()
-            return True
-        return False
-
-    results = asyncio.run(traffic(mn_app, back_on_survivor))
-    where = placement(mn_cluster)
-    assert set(sum(where.values(), [])) == {survivor}, where  # every replica on the survivor
-    assert where[LLM] == [survivor, survivor]
-    hung = [(o, round(t, 1)) for o, t, *_ in results if o.startswith("client:") and "Timeout" in o]
-    assert not hung, f"requests ended by the client's {REQUEST_BOUND_S} s timeout: {hung}"
-    # requests the lost API replica was running: the process writing them is gone, so
-    # Serve's proxy answers its plain 500 or closes a stream mid-body (no `done` event).
-    # Only those in flight at the kill, at most one per client, none slow.
-    lost = [r for r in results if lost_with_node(r)]
-    assert len(lost) <= 4 and all(r[3] < killed["at"] and r[1] < REQUEST_BOUND_S
-                                  for r in lost), [(r[0], r[1], r[3] - killed["at"]) for r in lost]
-    failed = [r for r in results if r[0] != "200" and not lost_with_node(r)]
-    # a failed retrieval or LLM call is a 503 to retry (services.deployments, the LLM gate):
-    # a 500 from the API itself would be an error nobody mapped
-    unclear = [(o, t[:200]) for o, _, t, _ in failed if o == "500" or not _clear_error(o, t)]
-    assert not unclear, (unclear[:3], sorted({r[0] for r in results}),
-                         mn_cluster.serve_log_errors())
-    after = [r for r in results if r[3] > killed["at"]]
-    answered = [r[3] + r[1] - killed["at"] for r in after if r[0] == "200"]
-    assert answered, "the API never answered after the node was lost"
-    # the service answers again long before the lost LLM replica is replaced
-    recovered_s = min(answered)
-    resp = httpx.post(f"{mn_app}/v1/ask", headers=AUTH, timeout=REQUEST_BOUND_S, json=BODY)
-    assert resp.status_code == 200, resp.text[:300]
-    outcomes = [r[0] for r in results]
-    record("multi-node: lose a worker node during /v1/ask traffic", victim=victim,
-           lost=["LLM replica", "API replica", "retriever"], requests=len(results),
-           ok=outcomes.count("200"), failed={o: outcomes.count(o) for o in set(outcomes) - {"200"}},
-           lost_in_flight=sorted(r[0] for r in lost),
-           slowest_failure_s=round(max((r[1] for r in failed + lost), default=0), 1),
-           node_marked_dead_after_s=round(killed["dead"] - killed["at"], 1),
-           answered_again_after_s=round(recovered_s, 1),
-           replicas_back_on_survivor_after_s=round(killed["back"] - killed["at"], 1))
 
 
 def test_llm_scales_back_down_after_the_load(mn_app, mn_cluster, sampler, record):
