@@ -17,7 +17,6 @@ classification job; the reference fits scikit-learn on the same MiniLM embedding
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import shutil
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.finetune import finetune, label_rows, split, write_csv  # noqa: E402
-from bench.report import save  # noqa: E402
+from bench.report import save, scratch_settings  # noqa: E402
 
 
 def skewed(pool: dict[str, list[dict]], counts: list[int], seed: int = 0) -> list[dict]:
@@ -85,14 +84,7 @@ def main() -> None:
     parser.add_argument("--test-per-label", type=int, default=100)
     args = parser.parse_args()
 
-    from llama_rag.config import load_settings
-    from llama_rag.model_files import apply_offline_policy
-
-    work = Path(tempfile.mkdtemp(prefix="bench-class-weight-"))
-    os.environ["LLAMA_RAG_ADAPTERS__DIR"] = str(work / "adapters")
-    os.environ["LLAMA_RAG_ADAPTERS__CHECKPOINTS"] = str(work / "runs")
-    settings = load_settings()
-    apply_offline_policy(settings.models)
+    work, settings = scratch_settings("bench-class-weight-")
     results: dict[str, dict] = {}
     ratios: list[str] = []
     for set_name in args.sets.split(","):

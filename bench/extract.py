@@ -20,14 +20,13 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from bench.report import save  # noqa: E402
+from bench.report import save, scratch_settings  # noqa: E402
 from labeled_csv import write as write_rows  # noqa: E402
 
 SCHEMA = Path(__file__).resolve().parents[1] / "examples" / "debian-package.schema.json"
@@ -108,14 +107,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from debian_packages import extract_rows
-    from llama_rag.config import load_settings
-    from llama_rag.model_files import apply_offline_policy
-
-    work = Path(tempfile.mkdtemp(prefix="bench-extract-"))
-    os.environ["LLAMA_RAG_ADAPTERS__DIR"] = str(work / "adapters")
-    os.environ["LLAMA_RAG_ADAPTERS__CHECKPOINTS"] = str(work / "runs")
-    settings = load_settings()
-    apply_offline_policy(settings.models)
+    work, settings = scratch_settings("bench-extract-")
     rows = extract_rows(args.rows)
     test = rows[::5]
     train_rows = [r for i, r in enumerate(rows) if i % 5][: args.train_rows]

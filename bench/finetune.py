@@ -40,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.report import save  # noqa: E402
+from bench.report import save, scratch_settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS_FILE = ROOT / "examples" / "debian-sections.yaml"
@@ -145,16 +145,7 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], help="methods to skip")
     args = parser.parse_args()
 
-    import os
-
-    from llama_rag.config import load_settings
-    from llama_rag.model_files import apply_offline_policy
-
-    work = Path(tempfile.mkdtemp(prefix="bench-finetune-"))
-    os.environ["LLAMA_RAG_ADAPTERS__DIR"] = str(work / "adapters")
-    os.environ["LLAMA_RAG_ADAPTERS__CHECKPOINTS"] = str(work / "runs")
-    settings = load_settings()
-    apply_offline_policy(settings.models)
+    work, settings = scratch_settings("bench-finetune-")
     results: dict[str, dict[str, dict]] = {}
     sizes = [int(v) for v in args.per_label.split(",")]
     for set_name in args.sets.split(","):

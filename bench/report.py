@@ -16,6 +16,22 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version()}
 
 
+def scratch_settings(prefix: str) -> tuple[Path, Any]:
+    """(a temporary folder, the settings with the adapter registry and checkpoints inside
+    it, offline): what a benchmark trains never lands in the user's registry."""
+    import tempfile
+
+    from llama_rag.config import load_settings
+    from llama_rag.model_files import apply_offline_policy
+
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ["LLAMA_RAG_ADAPTERS__DIR"] = str(work / "adapters")
+    os.environ["LLAMA_RAG_ADAPTERS__CHECKPOINTS"] = str(work / "runs")
+    settings = load_settings()
+    apply_offline_policy(settings.models)
+    return work, settings
+
+
 def save(name: str, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

@@ -98,6 +98,24 @@ def check_args(args: FinetuneArgs, settings: Settings) -> None:
         raise InvalidInputError("--cpus-per-worker must be at least 1", param="cpus-per-worker")
 
 
+SKEW = 4  # the commonest label's rows over the rarest's at which the job mentions --class-weight
+
+
+def skewed_labels(args: FinetuneArgs, data: TrainingData) -> str | None:
+    """A note when single-label training rows are skewed and nothing balances them: an
+    unweighted classifier then rarely predicts the rare labels (docs/finetune.md)."""
+    if args.multi_label or args.task != "classify" or args.class_weight != "none" or not data.train:
+        return None
+    counts = {label: 0 for label in data.labels.labels}
+    for r in data.train:
+        counts[r.target] = counts.get(r.target, 0) + 1
+    common, rare = max(counts, key=counts.get), min(counts, key=counts.get)
+    if counts[common] < SKEW * max(counts[rare], 1):
+        return None
+    return (f"labels are skewed ({common}: {counts[common]} rows, {rare}: {counts[rare]}): "
+            "if every label matters, --class-weight balanced weighs them as if balanced")
+
+
 def run_name(args: FinetuneArgs, data: TrainingData, base: BaseModelRef) -> str:
     """The Ray Train run: the adapter's name and what decides its weights, so the same
     command resumes and a changed one starts afresh."""
@@ -216,6 +234,9 @@ def run(args: FinetuneArgs, settings: Settings, echo: Callable[[str], None] = pr
     started = time.perf_counter()
     echo(f"{len(data.train)} training rows, {len(data.eval)} eval rows, {len(data.errors)} "
          f"rows unusable (listed in errors.jsonl)")
+    skew = skewed_labels(args, data)
+    if skew:
+        echo(skew)
     store = AdapterStore.of(settings.adapters)
     method, head_weight, auto = args.method, None, None
     if args.multi_label:

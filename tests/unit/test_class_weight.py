@@ -99,3 +99,19 @@ def test_balanced_auto_judges_by_macro_f1(tmp_path):
     assert "macro-F1" in out.why and head.eval_macro_f1 is not None
     assert head.params["class_weight"] == "balanced" and "cross_validated_macro_f1" in head.params
     assert out.metrics["eval_macro_f1"] == head.eval_macro_f1
+
+
+def test_skewed_rows_get_a_note_naming_the_flag():
+    from pipelines.finetune import skewed_labels
+
+    def data(counts: dict[str, int]) -> TrainingData:
+        rows = [Row(id=f"{k}{i}", text="t", target=k) for k, n in counts.items() for i in range(n)]
+        return TrainingData(train=rows, eval=[], errors=[], labels=LabelSet(labels=list(counts)),
+                            spec=None, fingerprint={})
+
+    args = FinetuneArgs(input=["x"], name="a")
+    note = skewed_labels(args, data({"a": 40, "b": 10, "c": 9}))
+    assert note and "a: 40 rows, c: 9" in note and "--class-weight balanced" in note
+    assert skewed_labels(args, data({"a": 30, "b": 10})) is None  # 3x: not skewed enough
+    assert skewed_labels(args.model_copy(update={"class_weight": "balanced"}),
+                         data({"a": 40, "b": 1})) is None
