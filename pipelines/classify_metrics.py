@@ -11,6 +11,11 @@ class Metrics(BaseModel):
     per_label: dict[str, dict[str, float]]
     confusion: dict[str, dict[str, int]]
 
+    @property
+    def macro_f1(self) -> float:
+        """The mean F1 over the labels the gold column holds."""
+        f1 = [v["f1"] for v in self.per_label.values() if v["support"]]
+        return sum(f1) / len(f1) if f1 else 0.0
 
 
 def metrics(predicted: list[str], gold: list[str | None]) -> Metrics | None:

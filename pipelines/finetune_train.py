@@ -205,6 +205,7 @@ def train_loop(config: dict[str, Any]) -> None:
         sched.load_state_dict(saved["scheduler"])
     shard = ray.train.get_dataset_shard("train")
     started, first_step = time.perf_counter(), state["step"]
+    weights = config.get("class_weights")  # --class-weight balanced: by label
     if rank == 0:
         _log(f"{config['train_rows']} training rows, {world} worker(s), batch {config['batch_size']} "
              f"per worker, {steps_per_epoch} steps per epoch, {total} steps")
@@ -224,7 +225,6 @@ def train_loop(config: dict[str, Any]) -> None:
             batch = collate([encode(tokenizer, r, config["spec"], config["max_text_tokens"])
                              for r in rows], pad)
             step_started = time.perf_counter()
-            weights = config.get("class_weights")
             loss = answer_loss(model, batch, device,
                                [weights[r.target] for r in rows] if weights else None)
             loss.backward()

@@ -107,19 +107,11 @@ def cross_validate(x: np.ndarray, y: np.ndarray, classes: int, seed: int,
             weight, bias, _ = fit(x[train], y[train], classes, seed, c, balanced)
             out[test] = x[test] @ weight.T + bias
         logits[c] = out
-        scores[c] = macro_f1(out.argmax(axis=1), y, classes) if balanced \
-            else float((out.argmax(axis=1) == y).mean())
+        predicted = out.argmax(axis=1)
+        scores[c] = metrics(predicted.astype(str).tolist(), y.astype(str).tolist()).macro_f1 \
+            if balanced else float((predicted == y).mean())
     best = max(grid, key=lambda c: (round(scores[c], 6), -abs(math.log(c))))  # ties: nearest C=1
     return best, scores, logits[best]
-
-
-def macro_f1(predicted: np.ndarray, y: np.ndarray, classes: int) -> float:
-    """The mean F1 over the labels that occur in ``y``."""
-    f1 = []
-    for label in np.unique(y):
-        tp = int(((predicted == label) & (y == label)).sum())
-        f1.append(2 * tp / ((predicted == label).sum() + (y == label).sum()))
-    return float(np.mean(f1)) if f1 else 0.0
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
@@ -157,8 +149,8 @@ def scored(method: CandidateMethod, probs: np.ndarray, gold: np.ndarray, labels:
            seconds: float, params: dict[str, Any]) -> Candidate:
     m = metrics([labels[i] for i in probs.argmax(axis=1)], [labels[i] for i in gold])
     return Candidate(method=method, eval_accuracy=m.accuracy if m else None,
-                     eval_macro_f1=round(macro_f1(probs.argmax(axis=1), gold, len(labels)), 4)
-                     if len(gold) else None, eval_loss=round(nll(probs, gold), 4), seconds=round(seconds, 2),
+                     eval_macro_f1=round(m.macro_f1, 4) if m else None,
+                     eval_loss=round(nll(probs, gold), 4), seconds=round(seconds, 2),
                      params=params)
 
 
