@@ -8,7 +8,10 @@ job fails the same way whichever way it was started. Light (click only).
 
 from __future__ import annotations
 
+import io
+import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -92,3 +95,20 @@ def job_entry_point(name: str, options: Callable, run: Callable[..., None],
     command = click.command(name, cls=MappedCommand,
                             context_settings={"max_content_width": 100})(options(job))
     command.main(args=argv, prog_name=f"python -m pipelines.{name}")
+
+
+def stdout_for_json():
+    """Where ``--json`` output goes: a copy of the real stdout, with the process's own fd 1
+    sent to stderr for good. Ray's driver prints its workers' log lines on stdout from a
+    thread, at any time (after the summary, when a lost node's address was refused), so
+    redirecting Python's ``sys.stdout`` for the run alone was not enough. Under click's
+    test runner (no file descriptor) stdout stays as it is."""
+    try:
+        fd = sys.stdout.fileno()
+        err = sys.stderr.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        return sys.stdout
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(fd), "w", encoding="utf-8")
+    os.dup2(err, fd)
+    return out

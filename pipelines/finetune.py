@@ -28,6 +28,7 @@ from pydantic import BaseModel
 
 from llama_rag.adapters import (VLLM_LORA_RANKS, AdapterStore, BaseModelRef, Manifest,
                                 base_ref, check_name)
+from llama_rag.commands import stdout_for_json
 from llama_rag.config import Settings, load_settings
 from llama_rag.errors import GateRefusedError, InvalidInputError, LlamaRagError
 from llama_rag.prompts import ExtractSpec, PromptSpec
@@ -406,9 +407,10 @@ def run_from_cli(config_path: Path | None, input_: tuple[str, ...], eval_input: 
 
     apply_offline_policy(settings.models)
     args = FinetuneArgs(input=list(input_), eval_input=list(eval_input), **kwargs)
+    out = stdout_for_json() if args.json_output else None  # Ray's workers print on fd 1
     summary = run(args, settings, echo=lambda m: click.echo(m, err=args.json_output))
     if args.json_output:
-        click.echo(summary.model_dump_json(indent=2))
+        click.echo(summary.model_dump_json(indent=2), file=out)
         return
     for key, value in summary.model_dump().items():
         if value not in (None, {}, []):

@@ -35,7 +35,8 @@ from llama_rag.pii import mask
 from llama_rag.location import collection_dir
 from llama_rag.model_files import apply_offline_policy
 from llama_rag.ray_runtime import ensure_ray
-from pipelines.ingest_args import options, print_summary, stdout_for_json
+from llama_rag.commands import stdout_for_json
+from pipelines.ingest_args import options, print_summary
 
 
 # the chunk columns the pipeline makes; the driver adds ``groups`` for every row

@@ -7,9 +7,6 @@ Light on purpose (click only): `llama-rag --help` imports it; the job itself
 
 from __future__ import annotations
 
-import io
-import os
-import sys
 from pathlib import Path
 
 import click
@@ -54,23 +51,6 @@ def options(fn):
     for flag in reversed(flags):
         fn = flag(fn)
     return fn
-
-
-def stdout_for_json():
-    """Where ``--json`` output goes: a copy of the real stdout, with the process's own fd 1
-    sent to stderr for good. Ray's driver prints its workers' log lines on stdout from a
-    thread, at any time (after the summary, when a lost node's address was refused), so
-    redirecting Python's ``sys.stdout`` for the run alone was not enough. Under click's
-    test runner (no file descriptor) stdout stays as it is."""
-    try:
-        fd = sys.stdout.fileno()
-        err = sys.stderr.fileno()
-    except (AttributeError, ValueError, io.UnsupportedOperation):
-        return sys.stdout
-    sys.stdout.flush()
-    out = os.fdopen(os.dup(fd), "w", encoding="utf-8")
-    os.dup2(err, fd)
-    return out
 
 
 def print_summary(summary) -> None:

@@ -28,6 +28,7 @@ import click
 from pydantic import BaseModel
 
 from llama_rag.adapters import AdapterStore, Manifest, base_ref, check_name
+from llama_rag.commands import stdout_for_json
 from llama_rag.config import Settings, load_settings
 from llama_rag.errors import GateRefusedError, InvalidInputError
 from indexing.passage_scorer import METHOD
@@ -236,9 +237,10 @@ def run_from_cli(config_path: Path | None, index_dir: str | None, **kwargs: Any)
     settings = load_settings(config_path, {"index.dir": index_dir} if index_dir else {})
     apply_offline_policy(settings.models)
     args = TuneArgs(index_dir=index_dir, **kwargs)
+    out = stdout_for_json() if args.json_output else None  # Ray's workers print on fd 1
     summary = run(args, settings, echo=lambda m: click.echo(m, err=True))
     if args.json_output:
-        click.echo(summary.model_dump_json(indent=2))
+        click.echo(summary.model_dump_json(indent=2), file=out)
         return
     click.echo(f"published {summary.name} version {summary.version}: key fact "
                f"{summary.untuned.key_fact:.3f} -> {summary.tuned.key_fact:.3f} on "

@@ -158,7 +158,7 @@ def test_json_stdout_holds_the_json_alone_whatever_writes_to_fd_1_later():
     import sys
 
     script = ("import os, sys\n"
-              "from pipelines.ingest_args import stdout_for_json\n"
+              "from llama_rag.commands import stdout_for_json\n"
               "out = stdout_for_json()\n"
               "print('(raylet) a log line')\n"
               "out.write('{\"published\": true}\\n'); out.flush()\n"
