@@ -97,6 +97,31 @@ def _data_table(table) -> tuple[list[list[str]], bool] | None:
     return rows, header
 
 
+def _title_block(root, main):
+    """The block before ``main`` that holds the page's ``h1`` when ``main`` holds none
+    (AsciiDoc's ``#header``: the title and the NAME line "git-clean - Remove untracked
+    files from the working tree" stand before ``#content``), or None."""
+    if main is root or main.find(".//h1") is not None:
+        return None
+    h1 = root.find(".//h1")
+    if h1 is None:
+        return None
+    shared = set(main.iterancestors())
+    block = h1
+    for parent in h1.iterancestors():
+        if parent in shared:
+            break
+        block = parent
+    else:
+        return None
+    if block is h1 or block.getparent() is None:
+        return block if block is h1 else None
+    siblings = list(block.getparent())
+    after = next((k for k, el in enumerate(siblings) if el is main or main in el.iterdescendants()),
+                 None)
+    return block if after is not None and siblings.index(block) < after else None
+
+
 def html_into(builder: DocumentBuilder, data: bytes) -> tuple[str, bool]:
     """Feed an HTML page's main content to ``builder``: (its title, whether it is an API
     reference page). Also reads the chapters of an epub and the HTML part of an e-mail."""
@@ -121,6 +146,9 @@ def html_into(builder: DocumentBuilder, data: bytes) -> tuple[str, bool]:
         el.drop_tree()  # keeps the tail text, which belongs to the parent
     walker = _HtmlText(builder)
     main = best if best is not None and best.getparent() is not None else root
+    lead = _title_block(root, main)
+    if lead is not None:
+        walker.walk(lead)
     walker.walk(main)
     walker.flush()
     return walker.title or page_title, is_api_page(root)

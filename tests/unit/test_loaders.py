@@ -33,6 +33,23 @@ def test_html_keeps_content_drops_chrome_and_records_headings():
     assert doc.text[second.start:second.end].startswith("ZipFile Objects")
 
 
+ASCIIDOC = b"""<html><head><title>git-clean(1)</title></head><body class="manpage">
+<div id="header"><h1>git-clean(1) Manual Page</h1><h2>NAME</h2>
+<div class="sectionbody"><p>git-clean - Remove untracked files from the working tree</p></div></div>
+<div id="content"><div class="sect1"><h2 id="_description">DESCRIPTION</h2>
+<div class="sectionbody"><p>Cleans the working tree.</p></div></div></div>
+<div id="footer">Last updated 2023-01-01</div></body></html>"""
+
+
+def test_html_title_block_before_the_main_container_is_kept():
+    """AsciiDoc puts the page's h1 and its NAME line in #header, before #content."""
+    [doc] = load_bytes(ASCIIDOC, "git-clean.html")
+    assert doc.title == "git-clean(1) Manual Page"
+    assert doc.text.index("Remove untracked files") < doc.text.index("Cleans the working tree")
+    assert "Last updated" not in doc.text
+    assert [s.heading for s in doc.sections][-1] == ["git-clean(1) Manual Page", "DESCRIPTION"]
+
+
 def test_markdown_headings_ignore_code_fences():
     md = b"# Guide\n\nIntro text.\n\n## Install\n\n```\n# not a heading\npip install x\n```\n"
     [doc] = load_bytes(md, "guide.md")
