@@ -122,32 +122,43 @@ def _headed(hit: Passage) -> str:
 
 def openings(hits: Sequence[Passage]) -> Openings:
     """Every answer the hits could give, as the engine and its tuning see them."""
-    found = [u for n, hit in enumerate(hits, start=1) for u in units(n, _headed(hit))]
+    found = [u for n, hit in enumerate(hits, start=1)
+             for u in units(n, _headed(hit), hit.heading)]
     opens = [i for i, u in enumerate(found) if answerable(u)]
     texts = [_passage(found, i, i, 0.0).text if WINDOW else found[i].text for i in opens]
     return Openings(found, opens, texts)
 
 
-def best_passage(question: str, hits: Sequence[Passage], embedder: Similarity,
-                 scorer: PassageScorer | None = None) -> Quote | None:
-    """The general engine's answer: one embedding call for every sentence that can open
-    an answer and every prompt (a run of prompt sentences embedded as one text). With a
-    tuned ``scorer``, the ``RERANK`` best openings are ranked by its probability (plus
-    the untuned score, weighted ``UNTUNED_WEIGHT``); the quote's score stays the untuned
-    one, so refusing is decided on the same scale either way."""
+@dataclass(frozen=True)
+class Scored:
+    """One opening, scored by the untuned engine: where its passage starts, and the
+    definition list's term it is under (if any)."""
+
+    score: float
+    opening: int  # index into Openings.found
+    start: int
+    term: str | None
+    text: str  # the passage as the embedder and a scorer judge it (Openings.texts)
+
+
+def scored_openings(question: str, hits: Sequence[Passage], embedder: Similarity
+                    ) -> tuple[Openings, list[Scored]]:
+    """Every opening with its untuned score: one embedding call for every sentence that
+    can open an answer and every prompt (a run of prompt sentences embedded as one text)."""
     seen = openings(hits)
     found, opens = seen.found, seen.opens
     if not opens:
-        return None
+        return seen, []
     runs = _prompt_runs(found)
     prompt_texts = [" ".join(found[k].text for k in run) for run in runs]
     sims = embedder.similarity([question], seen.texts + prompt_texts)[0]
     run_sim = sims[len(opens):]
-    # (untuned score, opening, passage start, the term it defines)
-    scored: list[tuple[float, int, int, str | None]] = []
+    scored: list[Scored] = []
     named = literals(question)
     for i, sim, text in zip(opens, sims, seen.texts):
         u = found[i]
+        if u.name and names_it(question, u.text):
+            continue  # the question knows the name: it asks more than what the name is for
         score = (float(sim) + 0.2 * overlap(question, u.text) - RANK_STEP * (u.n - 1)
                  + LITERAL_WEIGHT * literal_share(named, text))
         start, term = i, None
@@ -159,15 +170,42 @@ def best_passage(question: str, hits: Sequence[Passage], embedder: Similarity,
                 start = runs[r][-1] + 1  # the answer starts right under its prompt ("No. ...")
             if is_term(prompt_texts[r]):  # anywhere in a term's section: it is what it defines
                 term = prompt_texts[r]
-        scored.append((score, i, start, term))
-    untuned, best, best_start, term = max(scored, key=lambda s: s[0])
+        scored.append(Scored(score, i, start, term, text))
+    return seen, scored
+
+
+def names_it(question: str, name_line: str) -> bool:
+    """The question names the command or entry of a NAME line ("git-pull - Fetch from
+    ...": "git pull" or "pull"; "cp - copy files ...": "cp")."""
+    name = re.sub(r"\(\w+\)$", "", name_line.split(" ", 1)[0].rstrip(",")).lower()
+    words = set(re.findall(r"[\w.+-]+", question.lower()))
+    return name in words or re.split(r"[-_.]", name)[-1] in words \
+        or name.replace("-", " ") in question.lower()
+
+
+def quote_of(seen: Openings, s: Scored, score: float | None = None) -> Quote:
+    """The answer an opening gives: its passage, with the term it defines."""
+    quote = _passage(seen.found, s.start, s.opening, s.score if score is None else score)
+    return replace(quote, term=s.term) if s.term else quote
+
+
+def best_passage(question: str, hits: Sequence[Passage], embedder: Similarity,
+                 scorer: PassageScorer | None = None) -> Quote | None:
+    """The general engine's answer: the best-scored opening's passage. With a tuned
+    ``scorer``, the ``RERANK`` best openings are ranked by its probability (plus the
+    untuned score, weighted ``UNTUNED_WEIGHT``); the quote's score stays the untuned
+    best one, so refusing is decided on the same scale either way."""
+    seen, scored = scored_openings(question, hits, embedder)
+    if not scored:
+        return None
+    best = max(scored, key=lambda s: s.score)
+    chosen = best
     if scorer is not None:
-        top = sorted(range(len(scored)), key=lambda k: -scored[k][0])[:RERANK]
-        probs = scorer.score(question, [seen.texts[k] for k in top])
-        k = max(zip(top, probs), key=lambda kp: kp[1] + UNTUNED_WEIGHT * scored[kp[0]][0])[0]
-        _, best, best_start, term = scored[k]
-    quote = _passage(found, best_start, best, untuned)
-    return replace(quote, term=term) if term else quote
+        top = sorted(range(len(scored)), key=lambda k: -scored[k].score)[:RERANK]
+        probs = scorer.score(question, [scored[k].text for k in top])
+        k = max(zip(top, probs), key=lambda kp: kp[1] + UNTUNED_WEIGHT * scored[kp[0]].score)[0]
+        chosen = scored[k]
+    return quote_of(seen, chosen, best.score)
 
 
 _TERM_MARK = re.compile(r"^-{1,2}\w|[=<>\[\]_/`]|\w\.\w")
@@ -220,7 +258,7 @@ def _passage(found: list[Unit], start: int, best: int, score: float) -> Quote:
     chosen = [u for u in found[start:best + 1] if not u.code and not u.prompt] or [found[best]]
     k = best + 1
     while (k < len(found) and found[k].n == n and not found[k].code and not found[k].prompt
-           and not chosen[-1].row and not found[k].row and len(chosen) < MAX_SENTENCES
+           and not chosen[-1].row and not chosen[-1].name and not found[k].row and len(chosen) < MAX_SENTENCES
            and sum(u.words for u in chosen) < SHORT_WORDS
            and sum(u.words for u in chosen) + found[k].words <= MAX_WORDS
            and not chosen[-1].text.endswith(":")):

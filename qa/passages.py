@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Collection
 
 from indexing.api_entries import is_signature
 from indexing.text import STOP_WORDS, paragraphs, sentences
@@ -30,6 +31,9 @@ _BULLET = re.compile(r"^\s*(?:[-*+\u2022]\s|\d+[.)]\s+[a-z])")
 _TITLE_WIDTH = 0.6  # a title line is at most this share of the block's widest line
 _QUESTION_END = ("?", "?)", "?\"", "::")
 # a table's row as indexing.tables writes it: "Name: bigint; Storage Size: 8 bytes."
+# a command's or entry's NAME line: "git-clean - Remove untracked files from the working
+# tree", "COPY — copy data between a file and a table", "tar - an archiving utility"
+_NAME_LINE = re.compile(r"^[\w.:+-]+(?:\(\d\w*\))?(?:, [\w.:+-]+)* [-–—] \w[^\n]{4,}$")
 _ROW = re.compile(r"^[^:;\n]{1,80}: [^;\n]*(?:; [^:;\n]{1,80}: [^;\n]*)+[.!?]$")
 
 
@@ -43,6 +47,7 @@ class Unit:
     code: bool = False
     prompt: bool = False
     row: bool = False  # a table's row: complete on its own, never read on from
+    name: bool = False  # a NAME line (name - what it does): complete on its own
     words: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -79,8 +84,9 @@ def prose(paragraph: str) -> str:
     return " ".join(_HYPHENATED.sub(r"\1", paragraph).split())
 
 
-def units(n: int, text: str) -> list[Unit]:
-    """The units of hit ``n``'s text, in order."""
+def units(n: int, text: str, headings: Collection[str] = ()) -> list[Unit]:
+    """The units of hit ``n``'s text, in order (``headings``: the hit's heading path; a
+    block that is one of them is a heading, never a NAME line)."""
     out: list[Unit] = []
     blocks = [piece for block in paragraphs(text) for piece in _titled_pieces(block)]
     for b, block in enumerate(blocks):
@@ -91,6 +97,9 @@ def units(n: int, text: str) -> list[Unit]:
             continue
         if _ROW.match(block.strip()):
             out.append(Unit(n, b, block.strip(), row=True))
+            continue
+        if block.strip() not in headings and is_name_line(prose(block)):
+            out.append(Unit(n, b, prose(block), name=True))
             continue
         said = sentences(prose(block))
         asks = bool(said) and said[-1].endswith(_QUESTION_END)
@@ -103,6 +112,16 @@ def units(n: int, text: str) -> list[Unit]:
                 asks and len(said) <= 3) or (titled and sentence[-1:] not in ".!:")
             out.append(Unit(n, b, sentence, prompt=prompt))
     return out
+
+
+def is_name_line(text: str) -> bool:
+    """A NAME line: a name as commands and entries are spelled (lowercase, UPPERCASE or
+    with ``-_.()`` in it, not a Capitalised word opening prose: "Tips - read this
+    first"), a dash, and what it does, with no final stop."""
+    if not _NAME_LINE.match(text) or text.endswith(".") or len(text.split()) > _TITLE_WORDS:
+        return False
+    name = text.split(" ", 1)[0]
+    return name.islower() or name.isupper() or any(c in name for c in "-_.()")
 
 
 def _titled_pieces(block: str) -> list[str]:
@@ -137,6 +156,8 @@ def _is_title_line(line: str, below: str | None, width: int) -> bool:
 
 def answerable(unit: Unit) -> bool:
     """A sentence that can open an answer: prose, not a prompt, a real sentence."""
+    if unit.name:
+        return reads_as_prose(unit.text.split(" ", 1)[1])
     return (not unit.code and not unit.prompt and unit.words >= 4
             and unit.text[-1:] in ".!:)" and (unit.row or reads_as_prose(unit.text)))
 

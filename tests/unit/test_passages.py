@@ -177,3 +177,32 @@ def test_a_short_passage_reads_on_into_the_next_paragraph_of_its_hit():
     quote = extractive.best_passage("Can I keep local edits of a tracked file out of commits?",
                                     [hit(1, faq, "faq.html")], WordEmbedder())
     assert quote.text.startswith("Not with a setting.") and "template" in quote.text
+
+
+BLAME = ("git-blame(1) Manual Page\n\nNAME\n\ngit-blame - Show what revision and author last "
+         "modified each line of a file\n\nSYNOPSIS\n\ngit blame [-c] [-b] [-l] <file>\n\n"
+         "DESCRIPTION\n\nAnnotates each line in the given file with information from the "
+         "revision which last modified the line.")
+
+
+def test_a_name_line_answers_a_question_that_does_not_name_it():
+    """A NAME line (man pages, AsciiDoc, DocBook refentries) says what the command is
+    for; it answers "how do I ..." by naming the command, but not a question that
+    already names it."""
+    [name] = [u for u in units(1, BLAME) if u.name]
+    assert answerable(name) and name.text.startswith("git-blame - Show")
+    quote = extractive.best_passage("Which command shows what revision last modified each "
+                                    "line?", [hit(1, BLAME)], WordEmbedder())
+    assert quote is not None and quote.text.startswith("git-blame - ")
+    asked = extractive.best_passage("What does git blame show for each line?",
+                                    [hit(1, BLAME)], WordEmbedder())
+    assert asked is not None and asked.text.startswith("Annotates each line")
+    for prose_line in ("Tips - read the whole section first", "tar - see below. It is long."):
+        assert not any(u.name for u in units(1, prose_line + "\n\nMore."))
+
+
+def test_a_heading_in_the_chunk_is_never_a_name_line():
+    """Sphinx's page title "zipfile — Work with ZIP archives" is the hit's heading."""
+    text = "zipfile \u2014 Work with ZIP archives\n\nThe ZIP file format is a common archive."
+    assert any(u.name for u in units(1, text))
+    assert not any(u.name for u in units(1, text, ["zipfile \u2014 Work with ZIP archives"]))
