@@ -415,8 +415,10 @@ class RetrievalSettings(StrictModel):
     rrf_k: int = Field(30, ge=1, description="Reciprocal-rank fusion constant: 1 / (rrf_k + rank); "
                        "10-30 tied on the dev set, the textbook 60 lost one question.")
     lexical_weight: float = Field(
-        1.2, gt=0, description="Weight of the BM25 ranking in hybrid fusion (dense is 1): "
-        "a little over 1 lets an exact identifier's page win a tie with a paraphrase.")
+        1.05, gt=0, description="Weight of the BM25 ranking in hybrid fusion (dense is 1): "
+        "a little over 1 lets an exact identifier's page win a tie with a paraphrase, and no "
+        "more, so a page BM25 ranks first on common words does not outrank dense's second "
+        "(docs/retrieval.md).")
     candidates: int = Field(
         50, ge=1, description="Rows each search hands to fusion, MMR or reranking (>= k).")
     mmr: bool = Field(False, description="Maximal marginal relevance: diversify the k hits "
