@@ -178,9 +178,11 @@ def names_it(question: str, name_line: str) -> bool:
     """The question names the command or entry of a NAME line ("git-pull - Fetch from
     ...": "git pull" or "pull"; "cp - copy files ...": "cp")."""
     name = re.sub(r"\(\w+\)$", "", name_line.split(" ", 1)[0].rstrip(",")).lower()
-    words = set(re.findall(r"[\w.+-]+", question.lower()))
+    asked = question.lower()
+    words = set(re.findall(r"[\w.+-]+", asked))
+    spaced = rf"(?<!\w){re.escape(name.replace('-', ' '))}(?!\w)"
     return name in words or re.split(r"[-_.]", name)[-1] in words \
-        or name.replace("-", " ") in question.lower()
+        or ("-" in name and re.search(spaced, asked) is not None)
 
 
 def quote_of(seen: Openings, s: Scored, score: float | None = None) -> Quote:
@@ -258,7 +260,8 @@ def _passage(found: list[Unit], start: int, best: int, score: float) -> Quote:
     chosen = [u for u in found[start:best + 1] if not u.code and not u.prompt] or [found[best]]
     k = best + 1
     while (k < len(found) and found[k].n == n and not found[k].code and not found[k].prompt
-           and not chosen[-1].row and not chosen[-1].name and not found[k].row and len(chosen) < MAX_SENTENCES
+           and not chosen[-1].row and not chosen[-1].name and not found[k].row
+           and len(chosen) < MAX_SENTENCES
            and sum(u.words for u in chosen) < SHORT_WORDS
            and sum(u.words for u in chosen) + found[k].words <= MAX_WORDS
            and not chosen[-1].text.endswith(":")):

@@ -206,3 +206,10 @@ def test_a_heading_in_the_chunk_is_never_a_name_line():
     text = "zipfile \u2014 Work with ZIP archives\n\nThe ZIP file format is a common archive."
     assert any(u.name for u in units(1, text))
     assert not any(u.name for u in units(1, text, ["zipfile \u2014 Work with ZIP archives"]))
+
+
+def test_names_it_matches_whole_names_only():
+    assert extractive.names_it("How do I sort the ls listing?", "ls - list directory contents")
+    assert not extractive.names_it("Which tools list files?", "ls - list directory contents")
+    assert extractive.names_it("Should I use git fetch or git pull?", "git-pull - Fetch from x")
+    assert not extractive.names_it("Who changed each line?", "git-blame(1) - Show what")
