@@ -19,6 +19,7 @@ _CHROME_CLASSES = {"sphinxsidebar", "related", "footer", "headerlink", "breadcru
 _CHROME_IDS = {"sidebar", "toc"}
 _BLOCKS = {"p", "pre", "li", "dt", "dd", "tr", "blockquote", "table", "div", "section", "ul",
            "ol", "dl", "figure", "figcaption", "br", "hr", "article", "main", "td", "th"}
+_TITLE_BLOCK_CHARS = 600  # the most text a page's title block before its main container holds
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 
 
@@ -119,7 +120,10 @@ def _title_block(root, main):
     siblings = list(block.getparent())
     after = next((k for k, el in enumerate(siblings) if el is main or main in el.iterdescendants()),
                  None)
-    return block if after is not None and siblings.index(block) < after else None
+    if after is None or siblings.index(block) > after:
+        return None
+    # a title and a line or two, not a site banner with its menus
+    return block if len(" ".join(block.text_content().split())) <= _TITLE_BLOCK_CHARS else None
 
 
 def html_into(builder: DocumentBuilder, data: bytes) -> tuple[str, bool]:

@@ -48,6 +48,10 @@ def test_html_title_block_before_the_main_container_is_kept():
     assert doc.text.index("Remove untracked files") < doc.text.index("Cleans the working tree")
     assert "Last updated" not in doc.text
     assert [s.heading for s in doc.sections][-1] == ["git-clean(1) Manual Page", "DESCRIPTION"]
+    menu = "".join(f"<a href='/p{i}'>Product number {i}</a> " for i in range(40))
+    banner = ASCIIDOC.replace(b"<h2>NAME</h2>", f"<p>{menu}</p><h2>NAME</h2>".encode())
+    [doc] = load_bytes(banner, "site.html")  # a site banner with menus is not a title block
+    assert "Product number" not in doc.text and "Cleans the working tree" in doc.text
 
 
 def test_markdown_headings_ignore_code_fences():
