@@ -102,25 +102,20 @@ def _title_block(root, main):
     """The block before ``main`` that holds the page's ``h1`` when ``main`` holds none
     (AsciiDoc's ``#header``: the title and the NAME line "git-clean - Remove untracked
     files from the working tree" stand before ``#content``), or None."""
-    if main is root or main.find(".//h1") is not None:
-        return None
     h1 = root.find(".//h1")
-    if h1 is None:
+    if h1 is None or main.find(".//h1") is not None:
         return None
     shared = set(main.iterancestors())
-    block = h1
+    block = h1  # climbs to the child of the nearest ancestor it shares with ``main``
     for parent in h1.iterancestors():
         if parent in shared:
             break
         block = parent
     else:
-        return None
-    if block is h1 or block.getparent() is None:
-        return block if block is h1 else None
+        return None  # ``main`` is the root
     siblings = list(block.getparent())
-    after = next((k for k, el in enumerate(siblings) if el is main or main in el.iterdescendants()),
-                 None)
-    if after is None or siblings.index(block) > after:
+    branch = next(k for k, el in enumerate(siblings) if el is main or el in shared)
+    if siblings.index(block) > branch:
         return None
     # a title and a line or two, not a site banner with its menus
     return block if len(" ".join(block.text_content().split())) <= _TITLE_BLOCK_CHARS else None

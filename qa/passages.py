@@ -30,10 +30,10 @@ _NO_TITLE_END = (".", ",", ";", "!")
 _BULLET = re.compile(r"^\s*(?:[-*+\u2022]\s|\d+[.)]\s+[a-z])")
 _TITLE_WIDTH = 0.6  # a title line is at most this share of the block's widest line
 _QUESTION_END = ("?", "?)", "?\"", "::")
-# a table's row as indexing.tables writes it: "Name: bigint; Storage Size: 8 bytes."
 # a command's or entry's NAME line: "git-clean - Remove untracked files from the working
 # tree", "COPY — copy data between a file and a table", "tar - an archiving utility"
 _NAME_LINE = re.compile(r"^[\w.:+-]+(?:\(\d\w*\))?(?:, [\w.:+-]+)* [-–—] \w[^\n]{4,}$")
+# a table's row as indexing.tables writes it: "Name: bigint; Storage Size: 8 bytes."
 _ROW = re.compile(r"^[^:;\n]{1,80}: [^;\n]*(?:; [^:;\n]{1,80}: [^;\n]*)+[.!?]$")
 
 
@@ -98,10 +98,11 @@ def units(n: int, text: str, headings: Collection[str] = ()) -> list[Unit]:
         if _ROW.match(block.strip()):
             out.append(Unit(n, b, block.strip(), row=True))
             continue
-        if block.strip() not in headings and is_name_line(prose(block)):
-            out.append(Unit(n, b, prose(block), name=True))
+        flat = prose(block)
+        if block.strip() not in headings and is_name_line(flat):
+            out.append(Unit(n, b, flat, name=True))
             continue
-        said = sentences(prose(block))
+        said = sentences(flat)
         asks = bool(said) and said[-1].endswith(_QUESTION_END)
         titled = len(said) == 1 and b + 1 < len(blocks) and len(said[0].split()) <= _TITLE_WORDS
         for i, sentence in enumerate(said):
