@@ -1,9 +1,10 @@
 """Bulk classification as a real Ray job: real Debian package descriptions, real vLLM.
 
 The job's happy path (`ray job submit`, progress in the job log, summary, metrics on
-Ray's Prometheus endpoint) is checked on the resubmission in
-tests/reliability/test_classify_kill.py, which runs the whole job once more after a
-kill: one engine start for both, instead of a second job here."""
+Ray's Prometheus endpoint) is checked on the resubmission in tests/multinode/test_jobs.py,
+which runs the whole job once more after losing a worker node and the driver: one run
+for the happy path and the resume, instead of a job here and another in the reliability
+suite."""
 
 from __future__ import annotations
 
