@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol, Sequence
 
 from indexing.text import content_words, literals, spells
-from qa.passages import Unit, answerable, units
+from qa.passages import Unit, answerable, is_term, units
 
 
 @dataclass(frozen=True)
@@ -168,8 +168,7 @@ def scored_openings(question: str, hits: Sequence[Passage], embedder: Similarity
             score += PROMPT_WEIGHT * max(0.0, run_sim[r] - PROMPT_FLOOR) * PROMPT_DECAY ** distance
             if distance == 0:
                 start = runs[r][-1] + 1  # the answer starts right under its prompt ("No. ...")
-            if is_term(prompt_texts[r]):  # anywhere in a term's section: it is what it defines
-                term = prompt_texts[r]
+            term = _term(found, runs[r])  # anywhere in a term's section: it is what it defines
         scored.append(Scored(score, i, start, term, text))
     return seen, scored
 
@@ -210,17 +209,15 @@ def best_passage(question: str, hits: Sequence[Passage], embedder: Similarity,
     return quote_of(seen, chosen, best.score)
 
 
-_TERM_MARK = re.compile(r"^-{1,2}\w|[=<>\[\]_/`]|\w\.\w")
-TERM_WORDS = 8
-
-
-def is_term(prompt: str) -> bool:
-    """A definition list's term (an option, a setting, a name: ``-t, --list``,
-    ``core.editor``) rather than a heading or a question: the answer under it names it,
-    or "List the contents of an archive." would not say which option does."""
-    words = prompt.split()
-    return (0 < len(words) <= TERM_WORDS and not prompt.endswith("?")
-            and any(_TERM_MARK.search(w) and not re.fullmatch(r"[\d.]+", w) for w in words))
+def _term(found: list[Unit], run: list[int]) -> str | None:
+    """The definition list's term that ends a prompt run ("-f --force"), without the
+    section heading above it ("Download Options"), or None."""
+    tail: list[str] = []
+    for k in reversed(run):
+        if not is_term(found[k].text):
+            break
+        tail.insert(0, found[k].text)
+    return " ".join(tail) or None
 
 
 def _prompt_runs(found: list[Unit]) -> list[list[int]]:
@@ -261,6 +258,7 @@ def _passage(found: list[Unit], start: int, best: int, score: float) -> Quote:
     k = best + 1
     while (k < len(found) and found[k].n == n and not found[k].code and not found[k].prompt
            and not chosen[-1].row and not chosen[-1].name and not found[k].row
+           and not (chosen[-1].defines and chosen[-1].text[-1:] not in ".!?")
            and len(chosen) < MAX_SENTENCES
            and sum(u.words for u in chosen) < SHORT_WORDS
            and sum(u.words for u in chosen) + found[k].words <= MAX_WORDS

@@ -48,6 +48,7 @@ class Unit:
     prompt: bool = False
     row: bool = False  # a table's row: complete on its own, never read on from
     name: bool = False  # a NAME line (name - what it does): complete on its own
+    defines: bool = False  # the description right under a definition list's term
     words: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -89,7 +90,9 @@ def units(n: int, text: str, headings: Collection[str] = ()) -> list[Unit]:
     block that is one of them is a heading, never a NAME line)."""
     out: list[Unit] = []
     blocks = [piece for block in paragraphs(text) for piece in _titled_pieces(block)]
+    term_above = False
     for b, block in enumerate(blocks):
+        defines, term_above = term_above, False
         if "\n" not in block.strip() and is_signature(block):
             continue  # an API signature line: the profile's business, not an answer
         if is_code(block):
@@ -104,14 +107,16 @@ def units(n: int, text: str, headings: Collection[str] = ()) -> list[Unit]:
             continue
         said = sentences(flat)
         asks = bool(said) and said[-1].endswith(_QUESTION_END)
-        titled = len(said) == 1 and b + 1 < len(blocks) and len(said[0].split()) <= _TITLE_WORDS
+        titled = (len(said) == 1 and b + 1 < len(blocks) and len(said[0].split()) <= _TITLE_WORDS
+                  and not defines)  # a term's short description above the next term
         for i, sentence in enumerate(said):
             # the sentence before a question in the same block restates it ("I made a
             # mistake in the last commit. How do I change it?")
             before_question = i + 1 < len(said) and said[i + 1].endswith(_QUESTION_END)
             prompt = sentence.endswith(_QUESTION_END) or before_question or (
                 asks and len(said) <= 3) or (titled and sentence[-1:] not in ".!:")
-            out.append(Unit(n, b, sentence, prompt=prompt))
+            out.append(Unit(n, b, sentence, prompt=prompt, defines=defines and not prompt))
+        term_above = bool(out) and out[-1].block == b and out[-1].prompt and is_term(out[-1].text)
     return out
 
 
@@ -123,6 +128,19 @@ def is_name_line(text: str) -> bool:
         return False
     name = text.split(" ", 1)[0]
     return name.islower() or name.isupper() or any(c in name for c in "-_.()")
+
+
+_TERM_MARK = re.compile(r"^-{1,2}\w|[=<>\[\]_/`]|\w\.\w")
+TERM_WORDS = 8
+
+
+def is_term(prompt: str) -> bool:
+    """A definition list's term (an option, a setting, a name: ``-t, --list``,
+    ``core.editor``) rather than a heading or a question: the answer under it names it,
+    or "List the contents of an archive." would not say which option does."""
+    words = prompt.split()
+    return (0 < len(words) <= TERM_WORDS and not prompt.endswith("?")
+            and any(_TERM_MARK.search(w) and not re.fullmatch(r"[\d.]+", w) for w in words))
 
 
 def _titled_pieces(block: str) -> list[str]:
@@ -160,7 +178,8 @@ def answerable(unit: Unit) -> bool:
     if unit.name:
         return reads_as_prose(unit.text.split(" ", 1)[1])
     return (not unit.code and not unit.prompt and unit.words >= 4
-            and unit.text[-1:] in ".!:)" and (unit.row or reads_as_prose(unit.text)))
+            and (unit.text[-1:] in ".!:)" or unit.defines)  # "do not overwrite an existing file"
+            and (unit.row or reads_as_prose(unit.text)))
 
 
 SENTENCE_WORDS = 0.3  # share of plain lowercase words a sentence has at least

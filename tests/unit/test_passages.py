@@ -5,7 +5,7 @@ from __future__ import annotations
 from indexing.text import STOP_WORDS, words
 from llama_rag.protocol import Hit
 from qa import extractive
-from qa.passages import answerable, is_code, units
+from qa.passages import answerable, is_code, is_term, units
 
 PDF_PAGE = (
     "Valgrind Frequently Asked Questions\n"
@@ -115,10 +115,45 @@ def test_a_man_page_is_prose_under_titles_though_every_line_is_indented():
 
 def test_terms_of_definition_lists_are_told_from_headings_and_questions():
     for term in ("-t, --list", "core.editor", "GIT_EDITOR", "--state-branch <branch>"):
-        assert extractive.is_term(term), term
+        assert is_term(term), term
     for prompt in ("Operation mode", "2.3 Memory leak detection", "How do I list files?",
                    "Configuration"):
-        assert not extractive.is_term(prompt), prompt
+        assert not is_term(prompt), prompt
+
+
+COREUTILS_OPTIONS = (
+    "       -i, --interactive\n"
+    "              prompt before overwrite (overrides a previous -n option)\n"
+    "\n"
+    "       -n, --no-clobber\n"
+    "              do not overwrite an existing file (overrides a previous -i option)\n")
+
+
+def test_a_description_without_a_final_stop_answers_under_its_term():
+    """GNU coreutils' man pages describe options in lowercase without a final stop: under
+    a term that is the definition, not a fragment; elsewhere such a line opens nothing."""
+    found = units(1, COREUTILS_OPTIONS)
+    opens = [u.text for u in found if answerable(u)]
+    assert opens == ["prompt before overwrite (overrides a previous -n option)",
+                     "do not overwrite an existing file (overrides a previous -i option)"]
+    assert not any(answerable(u) for u in units(1, "Intro\n\ndo not overwrite an existing file"))
+    quote = extractive.best_passage("How do I keep cp from overwriting an existing file?",
+                                    [hit(1, COREUTILS_OPTIONS, "cp.txt")], WordEmbedder())
+    assert extractive.render(quote) == (
+        "-n, --no-clobber: do not overwrite an existing file (overrides a previous -i option) [1]")
+
+
+def test_the_term_an_answer_names_leaves_out_the_section_heading_above_it():
+    """A chunk cut from further down its section gets its heading back above it
+    (extractive._headed): the answer names the option, not "Download Options -c ..."."""
+    text = ("       -c, --continue\n"
+            "              Continue getting a partially-downloaded file.\n")
+    found = Hit(rank=1, score=0.5, source="wget.txt", title="wget", text=text, chunk_id="c1",
+                heading=["Download Options"], start=0, end=len(text))
+    quote = extractive.best_passage("How do I continue a partially-downloaded file?",
+                                    [found], WordEmbedder())
+    assert extractive.render(quote) == (
+        "-c, --continue: Continue getting a partially-downloaded file [1].")
 
 
 def test_an_indented_code_block_stays_code_and_a_wrapped_first_line_is_no_title():
