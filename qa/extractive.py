@@ -8,8 +8,9 @@ runs it for /v1/ask's ``extractive`` mode, `llama-rag eval` and the index gate.
   sentences of the hits (and the code block they introduce), opening with the
   sentence the retriever's embedder finds closest to the question; a heading, FAQ
   question or sentence that restates the question is never the answer, the text
-  under it is, and it lends that text its likeness to the question. For an index of
-  API reference pages, qa.api_reference answers first.
+  under it is, and it lends that text its likeness to the question. Release notes
+  answer only when no other hit can, or when the question asks about a change. For an
+  index of API reference pages, qa.api_reference answers first.
 - ``overlap_sentence`` (the baseline every eval report scores beside it): the
   sentence of the top hits that shares most words with the question.
 """
@@ -39,6 +40,7 @@ class Passage(Protocol):
     """What a selector needs of a retrieved chunk (llama_rag.protocol.Hit has these)."""
 
     source: str
+    title: str
     text: str
     heading: list[str]
     start: int
@@ -170,7 +172,33 @@ def scored_openings(question: str, hits: Sequence[Passage], embedder: Similarity
                 start = runs[r][-1] + 1  # the answer starts right under its prompt ("No. ...")
             term = _term(found, runs[r])  # anywhere in a term's section: it is what it defines
         scored.append(Scored(score, i, start, term, text))
+    news = {n for n, hit in enumerate(hits, start=1) if is_changelog(hit)}
+    if news and not asks_about_change(question):
+        scored = [s for s in scored if found[s.opening].n not in news] or scored
     return seen, scored
+
+
+# a page about changes: release notes, a changelog, "What's New In Python 3.4", by its
+# title, or by its file's name or folder (whatsnew/3.4.html, NEWS, CHANGELOG.md)
+_CHANGELOG_TITLE = re.compile(r"(?i)\bwhat[\u2019']?s new\b|\bchange ?logs?\b|\brelease notes?\b|"
+                              r"^(?:[A-Z]\.\d+\.\s+)?release \d|^(?:news|changes)$")
+_CHANGELOG_FILE = re.compile(r"(?i)(?:^|/)(?:whatsnew|relnotes|changelogs?|release[-_]?notes|news|"
+                             r"changes|history)(?:/|\.\w+$|$)")
+_ASKS_CHANGE = re.compile(r"(?i)\b(?:what[\u2019']?s new|new in|added|changed?|changes|since|"
+                          r"versions?|deprecated|removed|released?|when|history|upgrad\w*|"
+                          r"\d+\.\d+)\b")
+
+
+def is_changelog(hit: Passage) -> bool:
+    """A hit from release notes or a changelog: it names each feature in the words a
+    question uses ("The new contextlib.suppress context manager ..."), and says how it
+    changed, not how to use it."""
+    return bool(_CHANGELOG_TITLE.search(hit.title or "") or _CHANGELOG_FILE.search(hit.source))
+
+
+def asks_about_change(question: str) -> bool:
+    """The question is about versions or changes, which release notes answer."""
+    return bool(_ASKS_CHANGE.search(question))
 
 
 def names_it(question: str, name_line: str) -> bool:

@@ -248,3 +248,30 @@ def test_names_it_matches_whole_names_only():
     assert not extractive.names_it("Which tools list files?", "ls - list directory contents")
     assert extractive.names_it("Should I use git fetch or git pull?", "git-pull - Fetch from x")
     assert not extractive.names_it("Who changed each line?", "git-blame(1) - Show what")
+
+
+def _page(n: int, text: str, source: str, title: str) -> Hit:
+    return Hit(rank=n, score=0.5, source=source, title=title, text=text, chunk_id=f"c{n}",
+               heading=[], start=0, end=len(text))
+
+
+def test_release_notes_answer_only_what_the_reference_pages_do_not_or_questions_of_change():
+    """Release notes name each feature in the question's words ("The new
+    contextlib.suppress context manager ..."): a how-to is answered from the reference
+    page among the hits; a question about versions or changes may still get them."""
+    notes = _page(1, "The new contextlib.suppress context manager suppresses exceptions "
+                     "from a single statement.", "whatsnew/3.4.html", "What\u2019s New In Python 3.4")
+    reference = _page(2, "Return a context manager that ignores the specified exceptions "
+                         "when they occur in the body of a with statement.",
+                      "library/contextlib.html", "contextlib \u2014 Utilities")
+    how = "How do I ignore exceptions with the contextlib.suppress context manager?"
+    assert extractive.best_passage(how, [notes, reference], WordEmbedder()).n == 2
+    assert extractive.best_passage(how, [notes], WordEmbedder()).n == 1  # nothing else answers
+    when = "Since which version is there a contextlib.suppress context manager?"
+    assert extractive.best_passage(when, [notes, reference], WordEmbedder()).n == 1
+    for title, source in [("x", "docs/NEWS"), ("CHANGELOG", "CHANGELOG.md"),
+                          ("E.1. Release 15.5", "release-15-5.html"), ("x", "RelNotes/2.40.txt")]:
+        assert extractive.is_changelog(_page(1, "x", source, title)), (title, source)
+    for title, source in [("History and License", "license.html"),
+                          ("Changes to the syntax", "a.html"), ("git-log(1)", "git-log.html")]:
+        assert not extractive.is_changelog(_page(1, "x", source, title)), (title, source)
