@@ -88,13 +88,15 @@ def _plain(text: str) -> str:
 
 def holds_fact(answer: str, facts: list[str]) -> bool:
     """The answer holds one of the key facts (a term or phrase, whole words where it
-    begins or ends with one): ``LOCK`` is not in "block"."""
+    begins or ends with one): ``LOCK`` is not in "block". A space between the words of
+    a fact also matches a hyphen: "git clean" is the command git-clean(1) names."""
     text = _plain(strip_markers(answer))
     for fact in facts:
         want = _plain(fact)
         left = r"(?<!\w)" if want[:1].isalnum() else ""
         right = r"(?!\w)" if want[-1:].isalnum() else ""
-        if want and re.search(left + re.escape(want) + right, text):
+        body = r"[\s-]".join(re.escape(part) for part in want.split(" "))
+        if want and re.search(left + body + right, text):
             return True
     return False
 

@@ -50,3 +50,13 @@ def test_bad_qa_file_names_the_line(tmp_path):
 def test_the_dev_qa_set_loads():
     items = load_qa(ROOT / "eval" / "python-docs-qa.jsonl")
     assert len(items) >= 20 and any(not i.sources for i in items)
+
+
+def test_a_key_fact_is_held_as_whole_words_and_a_command_by_either_spelling():
+    from qa.evaluation.scores import holds_fact
+
+    assert holds_fact("git-clean - Remove untracked files [2]", ["git clean"])
+    assert holds_fact("Run git  clean -f.", ["git clean"])
+    assert not holds_fact("It takes a block lock.", ["LOCK TABLE"])
+    assert not holds_fact("Blocks are locked.", ["lock"])
+    assert holds_fact("Use the \u201cpg_dump\u201d program [1].", ["pg_dump"])
