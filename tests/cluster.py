@@ -11,8 +11,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,6 +86,31 @@ class Cluster:
                    RAY_worker_niceness="0")  # as llama_rag.ray_runtime starts Ray
         env.update(extra)
         return env
+
+    def dashboard_get(self, path: str, params: list[tuple[str, str]] | None = None) -> Any:
+        """GET the head's dashboard API (state, Serve, jobs). Tests that poll use this,
+        not the `ray` / `serve` CLI: each CLI call spends about 2 s of CPU importing Ray,
+        taken from the engines under test on a 2-core machine."""
+        import httpx
+
+        resp = httpx.get(f"{self.dashboard}{path}", params=params, timeout=60,
+                         headers={"authorization": f"Bearer {self.token}"})
+        resp.raise_for_status()
+        return resp.json()
+
+    def state(self, kind: str, **equal: str) -> list[dict]:
+        """Rows of the state API (`ray list KIND --detail`), filtered on ``equal``."""
+        params = [("limit", "10000"), ("detail", "true")]
+        for key, value in equal.items():
+            params += [("filter_keys", key), ("filter_predicates", "="), ("filter_values", value)]
+        return self.dashboard_get(f"/api/v0/{kind}", params)["data"]["result"]["result"]
+
+    def serve_replicas(self, app: str) -> dict[str, dict[str, int]]:
+        """Deployment -> replicas by state, as `serve status` counts them."""
+        details = self.dashboard_get("/api/serve/applications/")
+        deployments = ((details.get("applications") or {}).get(app) or {}).get("deployments") or {}
+        return {name: dict(Counter(r["state"] for r in d.get("replicas") or []))
+                for name, d in deployments.items()}
 
 
 @pytest.fixture(scope="session")
@@ -355,9 +382,7 @@ class TrainedAdapter:
 
 
 def _job_logs(cluster: Cluster, job_id: str) -> str:
-    out = subprocess.run([RAY, "job", "logs", f"--address={cluster.dashboard}", job_id],
-                         capture_output=True, text=True, env=cluster.env(), timeout=60)
-    return out.stdout
+    return cluster.dashboard_get(f"/api/jobs/{job_id}/logs")["logs"]
 
 
 def job_submit(cluster: Cluster, command: list[str], runtime_env: dict, *flags: str
@@ -429,7 +454,7 @@ def lora_adapter(ray_cluster, adapter_registry, tmp_path_factory) -> TrainedAdap
     while "[finetune] checkpoint at step 2" not in log:
         assert time.time() < deadline, f"no checkpoint in 600 s:\n{log[-3000:]}"
         assert "Traceback" not in log, log[-3000:]
-        time.sleep(3)  # each `ray job logs` is a Python process start on a shared core
+        time.sleep(3)
         log = _job_logs(ray_cluster, job_id)
     drivers = [p for p in psutil.process_iter(["cmdline"])
                if "pipelines.finetune" in " ".join(p.info["cmdline"] or [])

@@ -24,7 +24,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.cluster import ROOT, free_port
+from tests.cluster import ROOT, Cluster, free_port
 
 pytestmark = pytest.mark.integration
 SERVE = str(Path(sys.executable).parent / "serve")
@@ -49,13 +49,9 @@ def _stop_head(gcs_port: int) -> None:
 RATE_PER_MINUTE, BURST = 60, 5  # 5 at once, then one a second (the probe polls every 3 s)
 
 
-def _api_replicas(dashboard: int, env: dict) -> int:
-    """Running replicas of the API deployment, from `serve status`."""
-    out = subprocess.run([SERVE, "status", "-a", f"http://127.0.0.1:{dashboard}"],
-                         capture_output=True, text=True, env=env, timeout=60)
-    apps = (yaml.safe_load(out.stdout) or {}).get("applications") or {}
-    deployments = (apps.get("llama-rag") or {}).get("deployments") or {}
-    return (deployments.get("LlamaRagApi") or {}).get("replica_states", {}).get("RUNNING", 0)
+def _api_replicas(head: Cluster) -> int:
+    """Running replicas of the API deployment, as `serve status` counts them."""
+    return head.serve_replicas("llama-rag").get("LlamaRagApi", {}).get("RUNNING", 0)
 
 
 def _rate_limit_holds_across_replicas(url: str, auth: dict) -> None:
@@ -141,6 +137,8 @@ def test_serve_run_with_the_local_cpu_config(tmp_path, lora_adapter, qa_index):
                     "--num-cpus=4", "--disable-usage-stats"], check=True, capture_output=True,
                    env=env, cwd=ROOT)
     env["RAY_ADDRESS"] = f"127.0.0.1:{gcs}"
+    head = Cluster(address=env["RAY_ADDRESS"], dashboard=f"http://127.0.0.1:{dashboard}",
+                   metrics="", token=env["RAY_AUTH_TOKEN"])
     log = open(tmp_path / "serve-run.log", "w")
     proc = subprocess.Popen([SERVE, "run", str(path)], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
@@ -154,7 +152,7 @@ def test_serve_run_with_the_local_cpu_config(tmp_path, lora_adapter, qa_index):
             assert time.time() < deadline, "serve run was not ready in 600 s"
             try:
                 if httpx.get(f"{url}/readyz", headers=probe, timeout=10).status_code == 200 and \
-                        _api_replicas(dashboard, env) == 2:
+                        _api_replicas(head) == 2:
                     break
             except httpx.HTTPError:
                 pass
@@ -174,7 +172,7 @@ def test_serve_run_with_the_local_cpu_config(tmp_path, lora_adapter, qa_index):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         # stops only this head: `ray stop` would also stop the session's
-        head = subprocess.run([RAY, "status", f"--address={env['RAY_ADDRESS']}"],
-                              capture_output=True, env=env)
+        status = subprocess.run([RAY, "status", f"--address={env['RAY_ADDRESS']}"],
+                                capture_output=True, env=env)
         _stop_head(gcs)
-        assert head.returncode in (0, 1)
+        assert status.returncode in (0, 1)

@@ -75,18 +75,10 @@ class MultiNodeCluster(Cluster):
             raise RuntimeError(f"ray start {name} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
         self.wait_alive(name)
 
-    def ray_cli(self, *args: str, timeout: float = 60) -> str:
-        out = subprocess.run([RAY, *args], capture_output=True, text=True, env=self.env(),
-                             timeout=timeout)
-        if out.returncode != 0:
-            raise RuntimeError(f"ray {' '.join(args)}: {out.stderr[-2000:]}")
-        return out.stdout
-
     def node_ids(self) -> dict[str, str]:
         """Alive nodes: our name -> Ray node id (by the node's address)."""
         by_ip = {ip: name for name, ip in WORKERS.items()} | {HEAD_IP: "head"}
-        nodes = json.loads(self.ray_cli("list", "nodes", f"--address={self.dashboard}",
-                                        "--format=json", "--filter", "state=ALIVE"))
+        nodes = self.state("nodes", state="ALIVE")
         return {by_ip[n["node_ip"]]: n["node_id"] for n in nodes if n["node_ip"] in by_ip}
 
     def wait_alive(self, name: str, timeout: float = 90) -> None:
@@ -99,9 +91,7 @@ class MultiNodeCluster(Cluster):
     def actors(self, contains: str, state: str = "ALIVE") -> list[dict]:
         """Actors whose class (or Ray Data's repr) names ``contains``, with our node names."""
         names = {v: k for k, v in self.node_ids().items()}
-        rows = json.loads(self.ray_cli("list", "actors", f"--address={self.dashboard}",
-                                       "--format=json", "--detail", "--limit=10000",
-                                       *(["--filter", f"state={state}"] if state else [])))
+        rows = self.state("actors", **({"state": state} if state else {}))
         found = []
         for row in rows:
             label = f"{row.get('class_name') or ''} {row.get('repr_name') or ''} {row.get('name') or ''}"

@@ -48,16 +48,16 @@ def job_id(out: subprocess.CompletedProcess) -> str:
 def job_status(cluster, job: str) -> str:
     """The job's status from the head's job API (a few tries: the dashboard is slow to
     answer while a node's loss is being handled)."""
+    import httpx
+
+    error: Exception | None = None
     for _ in range(5):
-        out = subprocess.run([RAY, "job", "status", f"--address={cluster.dashboard}", job],
-                             capture_output=True, text=True, env=cluster.env(), timeout=60)
-        text = out.stdout + out.stderr  # "Status for job 'X': RUNNING" or "Job 'X' succeeded"
-        found = (re.search(r"status for job '[^']+': (\w+)", text, re.I)
-                 or re.search(r"Job '[^']+' (succeeded|failed|was stopped)", text))
-        if found:
-            return found.group(1).upper().replace("WAS STOPPED", "STOPPED")
+        try:
+            return cluster.dashboard_get(f"/api/jobs/{job}")["status"]
+        except (httpx.HTTPError, KeyError) as e:
+            error = e
         time.sleep(3)
-    raise AssertionError(f"no status for {job}: {out.stdout[-1000:]} {out.stderr[-1000:]}")
+    raise AssertionError(f"no status for {job}: {error!r}")
 
 
 @pytest.fixture(scope="module")

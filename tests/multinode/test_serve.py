@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from tests.cluster import AUTH, API_KEY, free_port, serve_app
 from tests.reliability.test_replica_kill import _clear_error, _one
@@ -30,7 +26,6 @@ LLM, API, RETRIEVER = "LLMServer", "LlamaRagApi", "Retriever"
 UPSCALE_DELAY_S, DOWNSCALE_DELAY_S = 5, 30
 REQUEST_BOUND_S = 120  # no request may take longer, failed or not (the client's timeout)
 STARTUP_BOUND_S = 480  # a vLLM replica start while two engines share two cores
-SERVE = str(Path(sys.executable).parent / "serve")
 
 
 def lost_with_node(result: tuple) -> bool:
@@ -111,13 +106,9 @@ def sampler(mn_app, mn_cluster):
 
 
 def running(cluster) -> dict[str, int]:
-    """RUNNING replicas per deployment, from `serve status`."""
-    out = subprocess.run([SERVE, "status", f"--address={cluster.dashboard}"], capture_output=True,
-                         text=True, env=cluster.env(), timeout=60)
-    assert out.returncode == 0, out.stderr[-2000:]
-    app = yaml.safe_load(out.stdout)["applications"]["llama-rag"]
-    return {name: d.get("replica_states", {}).get("RUNNING", 0)
-            for name, d in app["deployments"].items()}
+    """RUNNING replicas per deployment, as `serve status` counts them."""
+    return {name: states.get("RUNNING", 0)
+            for name, states in cluster.serve_replicas("llama-rag").items()}
 
 
 def count(states: dict[str, int], kind: str) -> int:
