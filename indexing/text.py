@@ -18,8 +18,11 @@ PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 CLAUSE_BREAK = re.compile(r"(?<=[.!?:;])\s+")
 WORD_RUN = re.compile(r"\S+")
 # a sentence ends at . ! ? before whitespace, unless the dot ends a common abbreviation
-_SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)(?<!\betc)(?<!\bvs)(?<!\bcf)(?<!\b[A-Z])"
-                           r"(?<!\bNo)[.!?](?=\s)")
+# (or an initial): "Create an archive (eg. zip or tar)." is one sentence
+_ABBREVIATIONS = ("e.g", "E.g", "eg", "Eg", "i.e", "I.e", "ie", "etc", "vs", "cf", "viz",
+                  "approx", "esp", "incl", "No")
+_SENTENCE_END = re.compile("".join(rf"(?<!\b{re.escape(a)})" for a in _ABBREVIATIONS)
+                           + r"(?<!\b[A-Z])[.!?](?=\s)")
 # a sentence or line of free text (a generated answer), with its end
 _SENTENCE_OR_LINE = re.compile(r".+?(?:[.!?](?=\s|$)|\n|$)", re.S)
 _WORD = re.compile(r"[A-Za-z0-9_]+")

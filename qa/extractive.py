@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol, Sequence
 
 from indexing.text import content_words, literals, spells
-from qa.passages import Unit, answerable, is_term, units
+from qa.passages import Unit, answerable, is_example, is_term, units
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Quote:
     n: int
     text: str
     score: float = 0.0
-    code: str | None = None  # the code block the passage introduces (it ends with ":")
+    code: str | None = None  # the code block the passage introduces (":", or a how-question)
     term: str | None = None  # the definition list's term the passage defines (is_term)
 
 
@@ -212,9 +212,22 @@ def names_it(question: str, name_line: str) -> bool:
         or ("-" in name and re.search(spaced, asked) is not None)
 
 
-def quote_of(seen: Openings, s: Scored, score: float | None = None) -> Quote:
-    """The answer an opening gives: its passage, with the term it defines."""
-    quote = _passage(seen.found, s.start, s.opening, s.score if score is None else score)
+# a question asking how to do something ("How can I ...?", "the fastest way to ...")
+_ASKS_HOW = re.compile(r"(?i)\bhow\s+(?:do|can|could|should|would|may|to)\b|"
+                       r"\b(?:way|command|steps?)\s+to\b")
+
+
+def asks_how(question: str) -> bool:
+    """The question asks how to do something: a code block right after the passage that
+    answers it (a manual's example, "$ find $HOME -mtime 0") is the how."""
+    return bool(_ASKS_HOW.search(question))
+
+
+def quote_of(seen: Openings, s: Scored, score: float | None = None, how: bool = False
+             ) -> Quote:
+    """The answer an opening gives: its passage, with the term it defines (and, for a
+    how-question, the code block right after it)."""
+    quote = _passage(seen.found, s.start, s.opening, s.score if score is None else score, how)
     return replace(quote, term=s.term) if s.term else quote
 
 
@@ -234,7 +247,7 @@ def best_passage(question: str, hits: Sequence[Passage], embedder: Similarity,
         probs = scorer.score(question, [scored[k].text for k in top])
         k = max(zip(top, probs), key=lambda kp: kp[1] + UNTUNED_WEIGHT * scored[kp[0]].score)[0]
         chosen = scored[k]
-    return quote_of(seen, chosen, best.score)
+    return quote_of(seen, chosen, best.score, asks_how(question))
 
 
 def _term(found: list[Unit], run: list[int]) -> str | None:
@@ -276,11 +289,12 @@ def _section(found: list[Unit], runs: list[list[int]], i: int) -> tuple[int, int
     return None
 
 
-def _passage(found: list[Unit], start: int, best: int, score: float) -> Quote:
+def _passage(found: list[Unit], start: int, best: int, score: float, how: bool = False
+             ) -> Quote:
     """Sentences from ``start`` through ``best``, read on while short (into the next
     paragraph of the same hit too: a terse answer, "No.", or a problem stated in one
     paragraph, is often explained or solved in the next), and the code block the last
-    one introduces."""
+    one introduces, or (``how``) the one right after it."""
     n = found[best].n
     chosen = [u for u in found[start:best + 1] if not u.code and not u.prompt] or [found[best]]
     k = best + 1
@@ -294,7 +308,9 @@ def _passage(found: list[Unit], start: int, best: int, score: float) -> Quote:
         chosen.append(found[k])
         k += 1
     code = None
-    if chosen[-1].text.endswith(":") and k < len(found) and found[k].n == n and found[k].code:
+    last = chosen[-1]
+    if k < len(found) and found[k].n == n and found[k].code and (last.text.endswith(":") or (
+            how and not (last.code or last.name or last.row) and is_example(found[k].text))):
         code = "\n".join(found[k].text.splitlines()[:CODE_LINES])
     return Quote(n, " ".join(u.text for u in chosen), score, code)
 

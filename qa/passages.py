@@ -185,6 +185,18 @@ def answerable(unit: Unit) -> bool:
 SENTENCE_WORDS = 0.3  # share of plain lowercase words a sentence has at least
 
 
+def is_example(block: str) -> bool:
+    """A code block that can show how something is done: not a definition list's entry
+    read as one block (a term line with prose under it: a man page's next option) and
+    not a banner or heading ("SYNOPSIS", "==== FIXED BUGS ====")."""
+    lines = [line.strip() for line in block.splitlines() if line.strip()]
+    if not lines:
+        return False
+    if len(lines) == 1 and re.fullmatch(r"[\s=*#~_-]*[A-Z][A-Z\s=*#~_-]*", lines[0]):
+        return False
+    return not (is_term(lines[0]) and any(reads_as_prose(line) for line in lines[1:]))
+
+
 def reads_as_prose(text: str) -> bool:
     """Words as a sentence has them (two or more plain lowercase words, and
     ``SENTENCE_WORDS`` of all), not a page's footer ("GNU sed 4.9 January 2023

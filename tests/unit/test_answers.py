@@ -57,6 +57,9 @@ class FakeLookups:
 def test_sentences_split_at_stops_but_not_after_abbreviations():
     assert text.sentences("Use e.g. a ZipFile. It reads ZIP_LZMA. A. B. Smith wrote it!") == [
         "Use e.g. a ZipFile.", "It reads ZIP_LZMA.", "A. B. Smith wrote it!"]
+    assert text.sentences("Create an archive file (eg. zip or tar). E.g. gztar, ie. gzip'ed "
+                          "tar. Done!") == ["Create an archive file (eg. zip or tar).",
+                                           "E.g. gztar, ie. gzip'ed tar.", "Done!"]
 
 
 @pytest.mark.parametrize("question, name", [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from indexing.text import STOP_WORDS, words
 from llama_rag.protocol import Hit
 from qa import extractive
-from qa.passages import answerable, is_code, is_term, units
+from qa.passages import answerable, is_code, is_example, is_term, units
 
 PDF_PAGE = (
     "Valgrind Frequently Asked Questions\n"
@@ -89,6 +89,28 @@ def test_a_passage_is_one_to_three_sentences_and_brings_the_code_it_introduces()
     assert code.text.endswith("run the following:") and code.code.startswith("$ git config")
     rendered = extractive.render(code)
     assert rendered.startswith("To read it from a variable, run the following [1]:\n\n$ git")
+
+
+def test_a_how_question_gets_the_example_right_after_its_answer():
+    text = ("Searching files by age\n\n"
+            "Search for files in your home directory which have been modified in the last "
+            "twenty-four hours.\n\n    $ find $HOME -mtime 0\n\n"
+            "Files modified a day ago are not listed.")
+    how = extractive.best_passage("How do I find files modified in the last day?",
+                                  [hit(1, text, "find.txt")], WordEmbedder())
+    assert how.text.startswith("Search for files") and how.code.strip() == "$ find $HOME -mtime 0"
+    what = extractive.best_passage("Which files were modified in the last day?",
+                                   [hit(1, text, "find.txt")], WordEmbedder())
+    assert what.code is None
+    nxt = text.replace("    $ find $HOME -mtime 0", "    -newer FILE\n        File was modified more "
+                       "recently than FILE.")
+    entry = extractive.best_passage("How do I find files modified in the last day?",
+                                    [hit(1, nxt, "find.txt")], WordEmbedder())
+    assert entry.code is None  # the next option's entry, not an example
+    assert not is_example("SYNOPSIS") and not is_example("===== FIXED BUGS =====")
+    assert is_example("VACUUM FULL;") and is_example("$ git stash")
+    assert extractive.asks_how("What's the fastest way to load a big CSV file?")
+    assert not extractive.asks_how("How many clients can connect at once?")
 
 
 MAN_PAGE = (
