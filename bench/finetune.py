@@ -23,6 +23,7 @@ training rows/s with 1 and 2 Ray Train workers. Accuracy is over all test rows.
 
     python bench/finetune.py [--sets debian,fortunes] [--per-label 8,32,128,512]
         [--lora-per-label 128] [--knn-per-label 128] [--budget-minutes 20] [--speed]
+        [--skip METHOD...] [--name RESULTS]
 """
 
 from __future__ import annotations
@@ -143,7 +144,15 @@ def main() -> None:
     parser.add_argument("--budget-minutes", type=float, default=20.0)
     parser.add_argument("--speed", action="store_true", help="the Debian speed figures too")
     parser.add_argument("--skip", nargs="*", default=[], help="methods to skip")
+    parser.add_argument("--name", default=None,
+                        help="results file under bench/results (default: finetune for the "
+                        "whole default run, else finetune-SETS-SIZES, so a partial run "
+                        "does not replace the full one)")
     args = parser.parse_args()
+    whole = (args.sets, args.per_label, args.skip) == (
+        parser.get_default("sets"), parser.get_default("per_label"), [])
+    part = f"{args.sets}-{args.per_label}".replace(",", "-")
+    args.name = args.name or ("finetune" if whole else f"finetune-{part}")
 
     work, settings = scratch_settings("bench-finetune-")
     results: dict[str, dict[str, dict]] = {}
@@ -157,12 +166,12 @@ def main() -> None:
     summary = verdicts(results)
     for line in summary:
         print(line)
-    save("finetune", {"sets": {"debian": "Debian package descriptions, 6 sections "
+    save(args.name, {"sets": {"debian": "Debian package descriptions, 6 sections "
                                "(scripts/debian_packages.py)",
                                "fortunes": "fortune cookies, 6 files (scripts/fortunes.py)"},
                       "test_rows_per_label": args.test_per_label, "results": results,
                       "auto_verdicts": summary})
-    chart(results)
+    chart(results, args.name)
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -183,7 +192,7 @@ def run_set(set_name: str, test: list[dict], pool: dict[str, list[dict]], test_c
             got = {"error": f"{type(exc).__name__}: {exc}"}
         results[method][str(n)] = {**got, "wall_s": round(time.perf_counter() - started, 1)}
         print(f"{set_name:9s} {method:16s} {str(n):>4s} {results[method][str(n)]}", flush=True)
-        save("finetune", {"partial": True, "results": everything})
+        save(args.name, {"partial": True, "results": everything})
 
     shots = {"examples": SHOTS} if set_name == "debian" else {}
     record("choice", "fixed", lambda: classify(test_csv, settings, labels, **shots))
@@ -263,7 +272,7 @@ def verdicts(results: dict[str, dict[str, dict]]) -> list[str]:
 TITLES = {"debian": "Debian sections (6 labels)", "fortunes": "fortune files (6 labels)"}
 
 
-def chart(results: dict[str, dict[str, dict]]) -> None:
+def chart(results: dict[str, dict[str, dict]], name: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -287,7 +296,7 @@ def chart(results: dict[str, dict[str, dict]]) -> None:
         ax.set_title(f"{TITLES.get(set_name, set_name)}: accuracy by method", fontsize=10)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(RESULTS / "finetune.png", dpi=110)
+    fig.savefig(RESULTS / f"{name}.png", dpi=110)
 
 
 if __name__ == "__main__":
