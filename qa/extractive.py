@@ -315,10 +315,17 @@ def _passage(found: list[Unit], start: int, best: int, score: float, how: bool =
     return Quote(n, " ".join(u.text for u in chosen), score, code)
 
 
+# a document's own reference mark standing alone in prose ("see How to use bzip2 [2]",
+# a table cell "References: [1]"), not an index (sys.argv[0])
+_DOCUMENT_MARK = re.compile(r"(?:^|\s+)\[\d+(?:\s*[,\u2013-]\s*\d+)*\](?=[\s.,;:!?)]|$)")
+
+
 def render(quote: Quote) -> str:
     """The answer text: the term it defines, the quoted passage with its marker before
-    the final stop, then the code block it introduces."""
-    text = f"{quote.term}: {quote.text.rstrip()}" if quote.term else quote.text.rstrip()
+    the final stop, then the code block it introduces. The passage's own reference marks
+    are left out: in an answer they would read as citations of other hits."""
+    passage = _DOCUMENT_MARK.sub("", quote.text).strip() or quote.text.rstrip()
+    text = f"{quote.term}: {passage}" if quote.term else passage
     stop = text[-1] if text[-1:] in ".!?:" else ""
     said = f"{text[:-1] if stop else text} [{quote.n}]{stop}"
     return f"{said}\n\n{quote.code}" if quote.code else said

@@ -89,6 +89,8 @@ def test_a_passage_is_one_to_three_sentences_and_brings_the_code_it_introduces()
     assert code.text.endswith("run the following:") and code.code.startswith("$ git config")
     rendered = extractive.render(code)
     assert rendered.startswith("To read it from a variable, run the following [1]:\n\n$ git")
+    marked = extractive.Quote(3, "See How to use bzip2 [2] for more [4, 5]. Use sys.argv[0].")
+    assert extractive.render(marked) == "See How to use bzip2 for more. Use sys.argv[0] [3]."
 
 
 def test_a_how_question_gets_the_example_right_after_its_answer():
