@@ -400,6 +400,20 @@ def job_submit(cluster: Cluster, command: list[str], runtime_env: dict, *flags: 
         time.sleep(3)
 
 
+def _registered_checkpoint(runs: Path) -> bool:
+    """Whether the Ray Train controller of a run under ``runs`` has recorded a checkpoint
+    in its snapshot, the file a resubmitted run resumes from."""
+    from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
+
+    for snapshot in runs.glob(f"*/{CHECKPOINT_MANAGER_SNAPSHOT_FILENAME}"):
+        try:
+            if json.loads(snapshot.read_text()).get("checkpoint_results"):
+                return True
+        except (OSError, ValueError):  # being rewritten
+            continue
+    return False
+
+
 def kill_job_driver(module: str, out: Path) -> None:
     """SIGKILL the driver of the ``python -m MODULE ... --output OUT`` job (and the job's
     shell), as a crashed head or an OOM kill would: no cleanup of any kind."""
@@ -456,6 +470,9 @@ def lora_adapter(ray_cluster, adapter_registry, tmp_path_factory) -> TrainedAdap
         assert "Traceback" not in log, log[-3000:]
         time.sleep(3)
         log = _job_logs(ray_cluster, job_id)
+    while not _registered_checkpoint(checkpoints):  # the worker logs it once uploaded; the
+        assert time.time() < deadline, "no checkpoint registered in 600 s"  # controller
+        time.sleep(0.5)  # registers it a moment later, and a run resumes only from those
     drivers = [p for p in psutil.process_iter(["cmdline"])
                if "pipelines.finetune" in " ".join(p.info["cmdline"] or [])
                and str(train) in " ".join(p.info["cmdline"] or [])]
