@@ -50,8 +50,10 @@ def is_signature(paragraph: str) -> bool:
     m = _ENTRY.match(paragraph)
     if not m or len(paragraph) >= 300 or ". " in paragraph:
         return False
-    rest = paragraph[m.end():].lstrip()
-    return "." in m.group("name") or rest[:1] in ("(", "=", "") or rest.startswith("->")
+    rest = paragraph[m.end():]  # a call opens right after its name: "Keep (don't delete)
+    # input files." is a sentence and "max_connections (integer)" a setting's term
+    return ("." in m.group("name") or rest[:1] == "(" or rest.lstrip()[:1] in ("=", "")
+            or rest.lstrip().startswith("->"))
 
 
 def is_answer(paragraph: str) -> bool:

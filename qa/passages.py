@@ -28,6 +28,11 @@ _NUMBERED_TITLE = re.compile(r"^\s*(?:\d+(?:\.\d+)*\.?|[A-Z]\.\d+(?:\.\d+)*\.?)\
 _TITLE_LINE_WORDS = 12
 _NO_TITLE_END = (".", ",", ";", "!")
 _BULLET = re.compile(r"^\s*(?:[-*+\u2022]\s|\d+[.)]\s+[a-z])")
+# an outline-numbered entry opening a block: a FAQ's question or a section's title
+# ("4.1. My program uses the C++ STL ...", "2.2. When building Valgrind, 'make' fails")
+_NUMBERED_ITEM = re.compile(r"^\d+(?:\.\d+)+\.?\s+\S")
+_OUTLINE_NUMBER = re.compile(r"\d+(?:\.\d+)*\.?")
+_BROKEN_WORDS = 8  # a line this long with no final stop does not end a paragraph
 _TITLE_WIDTH = 0.6  # a title line is at most this share of the block's widest line
 _QUESTION_END = ("?", "?)", "?\"", "::")
 # a command's or entry's NAME line: "git-clean - Remove untracked files from the working
@@ -89,7 +94,8 @@ def units(n: int, text: str, headings: Collection[str] = ()) -> list[Unit]:
     """The units of hit ``n``'s text, in order (``headings``: the hit's heading path; a
     block that is one of them is a heading, never a NAME line)."""
     out: list[Unit] = []
-    blocks = [piece for block in paragraphs(text) for piece in _titled_pieces(block)]
+    blocks = [piece for block in _mended(paragraphs(text)) for column in _term_columns(block)
+              for piece in _titled_pieces(column)]
     term_above = False
     for b, block in enumerate(blocks):
         defines, term_above = term_above, False
@@ -109,14 +115,34 @@ def units(n: int, text: str, headings: Collection[str] = ()) -> list[Unit]:
         asks = bool(said) and said[-1].endswith(_QUESTION_END)
         titled = (len(said) == 1 and b + 1 < len(blocks) and len(said[0].split()) <= _TITLE_WORDS
                   and not defines)  # a term's short description above the next term
+        # an entry's text ("4.1. My program uses ... classes."), not a section's title
+        numbered = bool(_NUMBERED_ITEM.match(flat)) and flat[-1:] in ".?:"
+        if numbered and _OUTLINE_NUMBER.fullmatch(said[0]):
+            said[:2] = [" ".join(said[:2])]  # "4.1." numbers the sentence after it
         for i, sentence in enumerate(said):
             # the sentence before a question in the same block restates it ("I made a
             # mistake in the last commit. How do I change it?")
             before_question = i + 1 < len(said) and said[i + 1].endswith(_QUESTION_END)
             prompt = sentence.endswith(_QUESTION_END) or before_question or (
-                asks and len(said) <= 3) or (titled and sentence[-1:] not in ".!:")
+                asks and len(said) <= 3) or (titled and sentence[-1:] not in ".!:") or (
+                numbered and (i == 0 or len(said) <= 3))
             out.append(Unit(n, b, sentence, prompt=prompt, defines=defines and not prompt))
         term_above = bool(out) and out[-1].block == b and out[-1].prompt and is_term(out[-1].text)
+    return out
+
+
+def _mended(blocks: list[str]) -> list[str]:
+    """Blocks with a paragraph broken off mid-sentence joined again: a long line with no
+    final stop, then a block opening in lowercase (a PDF's line read as a paragraph
+    break, at a page's or a font's change)."""
+    out: list[str] = []
+    for block in blocks:
+        last = out[-1].splitlines()[-1] if out else ""
+        if (block[:1].islower() and len(last.split()) >= _BROKEN_WORDS and last[-1:].isalnum()
+                and not is_code(out[-1]) and not is_code(block)):
+            out[-1] = f"{out[-1]}\n{block}"
+        else:
+            out.append(block)
     return out
 
 
@@ -141,6 +167,31 @@ def is_term(prompt: str) -> bool:
     words = prompt.split()
     return (0 < len(words) <= TERM_WORDS and not prompt.endswith("?")
             and any(_TERM_MARK.search(w) and not re.fullmatch(r"[\d.]+", w) for w in words))
+
+
+# a term and its description on one line, in two columns: a man page's short option
+# ("-t     sort by time, newest first"), a --help line ("-a, --all   do not ignore ...")
+_TERM_COLUMN = re.compile(r"^(\s*)(\S+(?: \S+){0,3}?)\s{2,}(\S.*)$")
+
+
+def _term_columns(block: str) -> list[str]:
+    """A block cut after each term that shares its line with its description, so the
+    term stands alone (a prompt) above the description it defines. Only the block's first
+    line and option lines (``-x``) no deeper than the block's other lines: a justified
+    line's double spaces are not a column."""
+    lines = block.splitlines()
+    if is_code(block) and len(lines) > 1:
+        return [block]
+    deeper = min((_indent(line) for line in lines[1:] if line.strip()), default=0)
+    pieces: list[list[str]] = [[]]
+    for i, line in enumerate(lines):
+        m = _TERM_COLUMN.match(line)
+        if m and is_term(m.group(2)) and (i == 0 or (m.group(2).startswith("-")
+                                                     and _indent(line) < deeper)):
+            pieces += [[m.group(1) + m.group(2)], [" " * m.end(2) + m.group(3)]]
+        else:
+            pieces[-1].append(line)
+    return ["\n".join(p) for p in pieces if any(x.strip() for x in p)]
 
 
 def _titled_pieces(block: str) -> list[str]:

@@ -167,6 +167,60 @@ def test_a_description_without_a_final_stop_answers_under_its_term():
         "-n, --no-clobber: do not overwrite an existing file (overrides a previous -i option) [1]")
 
 
+def test_a_term_sharing_its_line_with_its_description_is_told_apart():
+    """A man page's short options set the term and its description in two columns on
+    one line ("-t     sort by time"): the description answers, under its term. A
+    justified line's double spaces are not columns."""
+    text = ("       -t     sort by time, newest first; see --time\n\n"
+            "       -a     Select all processes except both session leaders (see getsid(2))\n"
+            "              and processes not associated with a terminal.\n\n"
+            "       If  CONTROL  is  not given,  the  value  is  taken  from  the  VER-\n"
+            "       SION_CONTROL  environment  variable.\n")
+    found = units(1, text)
+    assert [(u.text, u.prompt) for u in found if u.prompt or u.defines] == [
+        ("-t", True), ("sort by time, newest first; see --time", False), ("-a", True),
+        ("Select all processes except both session leaders (see getsid(2)) and processes "
+         "not associated with a terminal.", False)]
+    assert found[-1].text.startswith("If CONTROL is not given, the value") and answerable(found[-1])
+    quote = extractive.best_passage("How do I sort the listing by time?",
+                                    [hit(1, text, "ls.txt")], WordEmbedder())
+    assert extractive.render(quote) == "-t: sort by time, newest first; see --time [1]"
+
+
+def test_a_sentence_with_a_parenthesis_after_its_first_word_is_no_signature():
+    """bzip2's manual: "Keep (don't delete) input files ..." under "-k --keep" is the
+    option's description, not an API call's signature line."""
+    text = "-k --keep\n\nKeep (don’t delete) input files during compression.\n\n-s --small\n\nUse less memory."
+    assert [u.text for u in units(1, text) if answerable(u)] == [
+        "Keep (don’t delete) input files during compression."]
+    assert [u.text for u in units(1, "ZipFile.read(name, pwd=None)\n\nReturn the bytes.")
+            if answerable(u)] == []  # "Return the bytes." has 3 words; the signature is skipped
+    assert len(units(1, "ZipFile.read(name, pwd=None)\n\nReturn the bytes.")) == 1
+
+
+def test_a_numbered_faq_entry_is_the_question_and_a_broken_paragraph_is_mended():
+    """A PDF FAQ numbers its entries ("4.1. My program uses ..."), and its text layer may
+    break the entry mid-sentence into two paragraphs: the entry is a prompt, whole, and
+    the text under it answers. A numbered section title keeps its own rules."""
+    text = ("4.1. My program uses the C++ STL and string classes. Valgrind reports 'still "
+            "reachable' memory leaks involving\n\nthese classes at the exit of the program, "
+            "but there should be none.\n\nFirst of all: relax, it's probably not a bug, but "
+            "a feature. Many implementations of the C++ standard libraries use their own "
+            "memory pool allocators.")
+    found = units(1, text)
+    assert [u.text for u in found if u.prompt] == [
+        "4.1. My program uses the C++ STL and string classes.",
+        "Valgrind reports 'still reachable' memory leaks involving these classes at the exit "
+        "of the program, but there should be none."]
+    assert [u.text for u in found if answerable(u)][0] == (
+        "First of all: relax, it's probably not a bug, but a feature.")
+    title = units(1, "18.3. Starting the Database Server\n\nBefore anyone can access the "
+                     "database, you must start the database server.")
+    # a title's likeness already reaches the text under it through the hit's heading; as a
+    # prompt too it cost two questions each on the PDF and PostgreSQL dev sets
+    assert [u.text for u in title if u.prompt] == []
+
+
 def test_the_term_an_answer_names_leaves_out_the_section_heading_above_it():
     """A chunk cut from further down its section gets its heading back above it
     (extractive._headed): the answer names the option, not "Download Options -c ..."."""
