@@ -22,7 +22,7 @@ prompt (the rows/s baseline for the adapter), vLLM's unmerged LoRA on 120 rows, 
 training rows/s with 1 and 2 Ray Train workers. Accuracy is over all test rows.
 
     python bench/finetune.py [--sets debian,fortunes] [--per-label 8,32,128,512]
-        [--lora-per-label 128] [--knn-per-label 128] [--budget-minutes 20] [--speed]
+        [--lora-per-label 128] [--knn-per-label 128] [--budget-minutes 45] [--speed]
         [--skip METHOD...] [--name RESULTS]
 """
 
@@ -140,8 +140,11 @@ def main() -> None:
     parser.add_argument("--lora-per-label", default="128")
     parser.add_argument("--knn-per-label", default="128")
     parser.add_argument("--test-per-label", type=int, default=100)
-    parser.add_argument("--epochs", type=float, default=2.0)
-    parser.add_argument("--budget-minutes", type=float, default=20.0)
+    parser.add_argument("--epochs", type=float, default=None,
+                        help="LoRA epochs (default: the job's; more for sets under 128 rows)")
+    parser.add_argument("--budget-minutes", type=float, default=45.0,
+                        help="auto's time budget (the job's default is 20 min: too short "
+                        "for LoRA's epochs on long texts, docs/finetune.md)")
     parser.add_argument("--speed", action="store_true", help="the Debian speed figures too")
     parser.add_argument("--skip", nargs="*", default=[], help="methods to skip")
     parser.add_argument("--name", default=None,
@@ -207,8 +210,11 @@ def run_set(set_name: str, test: list[dict], pool: dict[str, list[dict]], test_c
             return {**classify(test_csv, settings, labels, adapter=name), "train": fitted}
 
         record("embedding-head", n, lambda: trained("embedding-head", method="embedding-head"))
-        epochs = max(args.epochs, round(256 / len(train), 1))  # small sets: more passes
-        lora = dict(epochs=epochs, batch_size=8, cpus_per_worker=2)
+        from pipelines.finetune_args import EPOCHS_UNJUDGED
+
+        passes = round(256 / len(train), 1)  # small sets: more passes than the default
+        epochs = args.epochs or (passes if passes > EPOCHS_UNJUDGED else None)
+        lora = dict(batch_size=8, cpus_per_worker=2, **({"epochs": epochs} if epochs else {}))
         record("auto", n, lambda: trained("auto", method="auto", eval_fraction=0.2,
                                           budget_minutes=args.budget_minutes, **lora))
         if str(n) in args.lora_per_label.split(","):

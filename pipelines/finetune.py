@@ -151,9 +151,10 @@ def _train_lora(args: FinetuneArgs, data: TrainingData, model_path: str, name: s
     resources = {"CPU": args.cpus_per_worker, **({"GPU": args.gpus_per_worker} if use_gpu else {})}
     config = {
         "model_path": model_path, "spec": data.spec, "eval_rows": [r.model_dump() for r in data.eval],
-        "train_rows": len(data.train), "batch_size": args.batch_size, "epochs": args.epochs,
+        "train_rows": len(data.train), "batch_size": args.batch_size, "epochs": args.lora_epochs(),
         "max_steps": args.max_steps, "learning_rate": args.learning_rate,
         "early_stopping": args.early_stopping,
+        "budget_s": args.budget_minutes * 60 if args.method == "auto" else None,
         "class_weights": label_weights(data) if args.class_weight == "balanced" else None,
         "lora_rank": args.lora_rank, "lora_alpha": args.lora_alpha,
         "target_modules": [m.strip() for m in args.target_modules.split(",") if m.strip()],

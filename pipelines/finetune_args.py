@@ -18,6 +18,10 @@ from llama_rag.prompts import DEFAULT_INSTRUCTIONS
 LLAMA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 
 
+EPOCHS_JUDGED = 4.0
+EPOCHS_UNJUDGED = 2.0
+
+
 class FinetuneArgs(BaseModel):
     input: list[str]
     name: str
@@ -37,7 +41,7 @@ class FinetuneArgs(BaseModel):
     response_column: str | None = None
     eval_fraction: float = 0.1
     eval_input: list[str] = []
-    epochs: float = 2.0
+    epochs: float | None = None  # LoRA: None is lora_epochs()'s default
     early_stopping: bool = True  # with held-out rows: stop when eval loss rises, keep the best epoch
     max_steps: int | None = None
     learning_rate: float = 3e-4
@@ -56,6 +60,18 @@ class FinetuneArgs(BaseModel):
     min_eval_accuracy: float | None = None
     gate_max_drop: float = 0.02
     json_output: bool = False
+
+    def judged_by_epoch(self) -> bool:
+        """LoRA evaluates held-out rows after each epoch and keeps the best one."""
+        return self.early_stopping and not self.max_steps and bool(
+            self.eval_input or self.eval_fraction > 0)
+
+    def lora_epochs(self) -> float:
+        """``--epochs``, or by default a ceiling of ``EPOCHS_JUDGED`` where held-out rows
+        choose the epoch, and ``EPOCHS_UNJUDGED`` where nothing would stop an overfit."""
+        if self.epochs is not None:
+            return self.epochs
+        return EPOCHS_JUDGED if self.judged_by_epoch() else EPOCHS_UNJUDGED
 
 
 def _default(field: str):
@@ -114,9 +130,9 @@ def options(fn):
         click.option("--eval-fraction", type=click.FloatRange(0, 0.5), default=_default("eval_fraction"),
                      show_default=True, help="Rows held out for evaluation (stable split)."),
         click.option("--eval-input", multiple=True, help="Evaluation rows instead of a split."),
-        click.option("--epochs", type=click.FloatRange(0, min_open=True), default=_default("epochs"),
-                     show_default=True, help="LoRA: passes over the rows (with --early-stopping, "
-                     "the most)."),
+        click.option("--epochs", type=click.FloatRange(0, min_open=True),
+                     help="LoRA: passes over the rows (with --early-stopping, the most) "
+                     "[default: 4 with held-out rows to stop early by, else 2]"),
         click.option("--early-stopping/--no-early-stopping", default=_default("early_stopping"),
                      show_default=True, help="LoRA with held-out rows: evaluate after each "
                      "epoch, stop when the eval loss rises, publish the best epoch's weights."),

@@ -11,7 +11,9 @@ that step, skipping the batches of the epoch it had already seen.
 With held-out rows, rank 0 evaluates at the end of every epoch (``early_stopping``):
 training stops once the eval loss rises above the best so far, and the adapter
 published is the best epoch's (its weights kept in memory and in the checkpoint), so
-``--epochs`` is a ceiling the held-out rows choose under.
+``--epochs`` is a ceiling the held-out rows choose under. Given ``budget_s``
+(`--method auto`), training also stops at the end of an epoch when the next one would
+end past it.
 """
 
 from __future__ import annotations
@@ -244,7 +246,8 @@ def train_loop(config: dict[str, Any]) -> None:
             if _epoch_ends(state["step"], steps_per_epoch, total, config):
                 kept = _epoch_eval(model, state, rank, tokenizer, config, device)
                 best = kept if kept is not None else best
-                if _stop(state, rank, world, device):
+                if _stop(state, rank, world, device,
+                         _over_budget(config, started, state["step"] - first_step, steps_per_epoch)):
                     total = state["step"]
             if state["step"] % config["checkpoint_every"] == 0 or state["step"] == total:
                 _report(model, opt, sched, state, rank, tokenizer, config, device,
@@ -278,20 +281,36 @@ def _epoch_eval(model, state, rank, tokenizer, config, device) -> dict[str, Any]
     return None
 
 
-def _stop(state, rank: int, world: int, device) -> bool:
-    """Whether the last epoch's eval loss rose above the best (rank 0 decides for all)."""
+def _over_budget(config: dict[str, Any], started: float, steps_done: int,
+                 steps_per_epoch: int) -> bool:
+    """Whether another epoch, at this run's pace so far (its evaluations included), would
+    end past ``budget_s`` (`--method auto`'s --budget-minutes)."""
+    budget = config.get("budget_s")
+    if not budget or steps_done <= 0:
+        return False
+    elapsed = time.perf_counter() - started
+    return elapsed + elapsed / steps_done * steps_per_epoch > budget
+
+
+def _stop(state, rank: int, world: int, device, over_budget: bool = False) -> bool:
+    """Whether to stop after this epoch: its eval loss rose above the best, or the next
+    epoch would not fit the time budget (rank 0 decides for all)."""
     import torch
     import torch.distributed as dist
 
     worse = rank == 0 and state["best"] is not None and \
         state["epochs_eval"][-1]["eval_loss"] > state["best"]["eval_loss"]
+    stop = worse or (rank == 0 and over_budget)
     if world > 1:
-        flag = torch.tensor([1 if worse else 0], device=device)
+        flag = torch.tensor([1 if stop else 0], device=device)
         dist.broadcast(flag, src=0)
-        worse = bool(flag.item())
-    if worse and rank == 0:
+        stop = bool(flag.item())
+    if rank == 0 and worse:
         _log(f"eval loss rose after epoch {state['best']['epoch']}: stopping, keeping that epoch")
-    return worse
+    elif rank == 0 and stop:
+        _log(f"another epoch would pass the time budget: stopping after epoch "
+             f"{len(state['epochs_eval'])}, keeping epoch {state['best']['epoch']}")
+    return stop
 
 
 def _progress(state, started, first_step, total, world, config) -> None:
@@ -321,7 +340,8 @@ def _report(model, opt, sched, state, rank, tokenizer, config, device, final: bo
     inner = _unwrapped(model)
     if final:
         last = _evaluate(inner, tokenizer, config, device)
-        kept, epochs = state["best"], len(state["epochs_eval"]) + 1
+        evaluated = bool(state["epochs_eval"]) and state["epochs_eval"][-1]["step"] == state["step"]
+        kept, epochs = state["best"], len(state["epochs_eval"]) + (0 if evaluated else 1)
         if kept is not None and best is not None and last.get("eval_loss", 0) > kept["eval_loss"]:
             set_peft_model_state_dict(inner, best)
             last, epochs = {k: v for k, v in kept.items() if k not in ("epoch", "step")}, kept["epoch"]

@@ -33,7 +33,7 @@ from pydantic import BaseModel
 
 from pipelines.classify_metrics import metrics
 from pipelines.embedding_head import HEAD_FILE, fit, predict, save_head
-from pipelines.finetune_args import FinetuneArgs
+from pipelines.finetune_args import EPOCHS_UNJUDGED, FinetuneArgs
 from pipelines.finetune_data import TrainingData
 
 C_GRID = (0.25, 1.0, 4.0, 16.0)  # inverse L2 strengths cross-validated for the head
@@ -136,11 +136,15 @@ def nll(probs: np.ndarray, y: np.ndarray) -> float:
 
 
 def lora_estimate_minutes(args: FinetuneArgs, train_rows: int) -> float | None:
-    """Estimated LoRA training time; None on GPUs (no CPU figure applies: it is tried)."""
+    """Estimated time of the shortest LoRA training worth trying (``EPOCHS_UNJUDGED``
+    where held-out rows may stop it later: the trainer itself stops at an epoch's end
+    once the budget would not hold another); None on GPUs (no CPU figure applies)."""
     if args.gpus_per_worker > 0:
         return None
+    epochs = min(args.lora_epochs(), EPOCHS_UNJUDGED) if args.judged_by_epoch() \
+        else args.lora_epochs()
     steps_rows = args.max_steps * args.batch_size * args.workers if args.max_steps \
-        else train_rows * args.epochs
+        else train_rows * epochs
     rate = LORA_CPU_ROWS_PER_S * args.workers * min(args.cpus_per_worker, 2) / 2
     return steps_rows / rate / 60
 
@@ -218,7 +222,7 @@ def run_auto(args: FinetuneArgs, data: TrainingData, encode: Callable[[list[str]
         lora_probs = np.asarray(lora_metrics.pop("eval_probs"), dtype=np.float64)
         lora_s = time.perf_counter() - lora_started
         candidates.append(scored("lora", lora_probs, gold, labels, lora_s,
-                                 {"epochs": args.epochs, "lora_rank": args.lora_rank,
+                                 {"epochs": args.lora_epochs(), "lora_rank": args.lora_rank,
                                   "class_weight": args.class_weight,
                                   "learning_rate": args.learning_rate,
                                   "published_epoch": lora_metrics.get("published_epoch"),

@@ -44,3 +44,27 @@ def test_other_ranks_neither_evaluate_nor_decide(monkeypatch):
     state = {"step": 10, "epochs_eval": [], "best": None}
     assert ft._epoch_eval(object(), state, 1, None, CONFIG, None) is None
     assert ft._stop(state, 1, 1, None) is False and state["epochs_eval"] == []
+
+
+def test_a_time_budget_stops_at_an_epochs_end_when_another_would_not_fit(monkeypatch):
+    """`--method auto`'s --budget-minutes: after 2 epochs (20 steps) in 600 s, a third
+    would end at 900 s: past a 800 s budget, inside a 1,000 s one; no budget, no stop."""
+    monkeypatch.setattr(ft.time, "perf_counter", lambda: 1600.0)
+    assert ft._over_budget({"budget_s": 800}, 1000.0, 20, 10) is True
+    assert ft._over_budget({"budget_s": 1000}, 1000.0, 20, 10) is False
+    assert ft._over_budget({"budget_s": None}, 1000.0, 20, 10) is False
+    state = {"step": 20, "epochs_eval": [{"epoch": 1, "eval_loss": 1.0}, {"epoch": 2, "eval_loss": 0.8}],
+             "best": {"epoch": 2, "eval_loss": 0.8}}
+    assert ft._stop(state, 0, 1, None, over_budget=True) is True
+    assert ft._stop(state, 0, 1, None, over_budget=False) is False
+
+
+def test_lora_epochs_default_to_a_ceiling_of_four_only_where_held_out_rows_stop_early():
+    from pipelines.finetune_args import FinetuneArgs
+
+    args = FinetuneArgs(input=["x"], name="a")  # eval_fraction 0.1 by default
+    assert args.lora_epochs() == 4.0
+    assert args.model_copy(update={"eval_fraction": 0.0}).lora_epochs() == 2.0
+    assert args.model_copy(update={"early_stopping": False}).lora_epochs() == 2.0
+    assert args.model_copy(update={"max_steps": 50}).lora_epochs() == 2.0
+    assert args.model_copy(update={"epochs": 3.0, "eval_fraction": 0.0}).lora_epochs() == 3.0

@@ -65,6 +65,10 @@ def test_lora_is_estimated_from_rows_epochs_and_workers():
     assert lora_estimate_minutes(args.model_copy(update={"workers": 2}), 768) == pytest.approx(
         768 * 2 / 4.0 / 60)
     assert lora_estimate_minutes(args.model_copy(update={"gpus_per_worker": 1}), 768) is None
+    # the default ceiling of 4 epochs is stopped by the held-out rows or the budget: the
+    # estimate that decides whether LoRA is tried at all is the first 2 epochs'
+    assert lora_estimate_minutes(FinetuneArgs(input=["x"], name="a", eval_fraction=0.2), 768) \
+        == pytest.approx(768 * 2 / 2.0 / 60)
 
 
 def test_the_best_wins_and_a_tie_goes_to_the_cheaper():
