@@ -182,6 +182,8 @@ def run_set(set_name: str, test: list[dict], pool: dict[str, list[dict]], test_c
             labels: dict, sizes: list[int], args, settings, work: Path,
             everything: dict) -> dict[str, dict]:
     """Every method on one label set; saved after each, so a crash keeps what ran."""
+    from pipelines.finetune_args import EPOCHS_UNJUDGED
+
     results: dict[str, dict] = defaultdict(dict)
     everything[set_name] = results
 
@@ -210,8 +212,6 @@ def run_set(set_name: str, test: list[dict], pool: dict[str, list[dict]], test_c
             return {**classify(test_csv, settings, labels, adapter=name), "train": fitted}
 
         record("embedding-head", n, lambda: trained("embedding-head", method="embedding-head"))
-        from pipelines.finetune_args import EPOCHS_UNJUDGED
-
         passes = round(256 / len(train), 1)  # small sets: more passes than the default
         epochs = args.epochs or (passes if passes > EPOCHS_UNJUDGED else None)
         lora = dict(batch_size=8, cpus_per_worker=2, **({"epochs": epochs} if epochs else {}))
