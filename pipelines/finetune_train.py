@@ -29,6 +29,7 @@ from llama_rag.prompts import PromptSpec
 from pipelines.finetune_data import IGNORE, Row, collate, encode
 
 STATE = "trainer_state.json"
+GROUP = 16  # batches sorted by length together (the padding saved: docs/finetune.md)
 
 
 def _log(message: str) -> None:
@@ -104,17 +105,25 @@ def _tensors(batch, device):
             t(batch.labels), batch.keep)
 
 
+def answer_logits(model, batch, device):
+    """(float logits of the last ``keep`` positions, their labels)."""
+    ids, mask, pos, labels, keep = _tensors(batch, device)
+    return model(input_ids=ids, attention_mask=mask, position_ids=pos,
+                 logits_to_keep=keep).logits.float(), labels
+
+
 def answer_loss(model, batch, device, row_weights: list[float] | None = None):
     """Mean cross-entropy over the answer tokens only (prompt positions are IGNORE).
     ``row_weights`` (``--class-weight balanced``): each row's mean answer-token loss
     times its label's weight, averaged over the batch (the weights average 1 over the
     training rows, so the loss keeps its scale and only the labels' shares move)."""
+    return _loss(*answer_logits(model, batch, device), row_weights, device)
+
+
+def _loss(logits, labels, row_weights: list[float] | None, device):
     import torch
     import torch.nn.functional as F
 
-    ids, mask, pos, labels, keep = _tensors(batch, device)
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos,
-                   logits_to_keep=keep).logits.float()
     if row_weights is None:
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
                                ignore_index=IGNORE)
@@ -122,6 +131,30 @@ def answer_loss(model, batch, device, row_weights: list[float] | None = None):
                                 ignore_index=IGNORE, reduction="none").view(labels.shape)
     per_row = per_token.sum(1) / (labels != IGNORE).sum(1).clamp(min=1)
     return (per_row * torch.tensor(row_weights, dtype=per_row.dtype, device=device)).mean()
+
+
+def by_length(pairs: list[tuple[list[int], list[int]]]) -> list[int]:
+    """Row indices from shortest to longest encoding: batches of neighbours pad little."""
+    return sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+
+
+def length_grouped(frames, tokenizer, config: dict[str, Any], seed: int):
+    """Training batches of ``batch_size`` rows, as (rows, encodings): each frame of
+    ``GROUP`` batches (already shuffled) is sorted by length, cut into batches, and
+    those are shuffled again (HF Trainer's group_by_length), so a batch pads to
+    neighbours' lengths, not to the longest of eight random rows."""
+    import random
+
+    order = random.Random(seed)
+    size = config["batch_size"]
+    for frame in frames:
+        rows = [Row(id=str(r.id), text=r.text, target=r.target) for r in frame.itertuples()]
+        pairs = [encode(tokenizer, r, config["spec"], config["max_text_tokens"]) for r in rows]
+        ranked = by_length(pairs)
+        batches = [ranked[i:i + size] for i in range(0, len(ranked), size)]
+        order.shuffle(batches)
+        for batch in batches:
+            yield [rows[i] for i in batch], [pairs[i] for i in batch]
 
 
 def _evaluate(model, tokenizer, config: dict[str, Any], device) -> dict[str, Any]:
@@ -139,22 +172,24 @@ def _evaluate(model, tokenizer, config: dict[str, Any], device) -> dict[str, Any
     spec = config["spec"]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     model.eval()
-    losses, predicted, probs = [], [], []
+    losses: list[float] = []
     labels = spec.labels.labels if isinstance(spec, PromptSpec) else []
     token_ids = first_tokens(tokenizer, labels) if labels else None
+    pairs = [encode(tokenizer, r, spec, config["max_text_tokens"]) for r in rows]
+    predicted, probs = [""] * len(rows), [[]] * len(rows)
     with torch.no_grad():
-        for i in range(0, len(rows), 16):
-            chunk = rows[i:i + 16]
-            pairs = [encode(tokenizer, r, spec, config["max_text_tokens"]) for r in chunk]
-            losses.append(answer_loss(model, collate(pairs, pad), device).item() * len(chunk))
-            if token_ids:
-                prompts = collate([(p, []) for p, _ in pairs], pad)
-                ids, mask, pos, _, _ = _tensors(prompts, device)
-                last = model(input_ids=ids, attention_mask=mask, position_ids=pos,
-                             logits_to_keep=1).logits[:, -1, :]
-                chosen = last[:, token_ids].float()
-                predicted += [labels[j] for j in chosen.argmax(-1).tolist()]
-                probs += [[round(v, 5) for v in row] for row in torch.softmax(chosen, -1).tolist()]
+        ranked = by_length(pairs)
+        for i in range(0, len(ranked), 16):
+            chunk = ranked[i:i + 16]
+            batch = collate([pairs[j] for j in chunk], pad)
+            logits, answer = answer_logits(model, batch, device)
+            losses.append(_loss(logits, answer, None, device).item() * len(chunk))
+            if token_ids:  # the logits before each answer's first token: the choice
+                first = torch.tensor([batch.keep - 1 - len(pairs[j][1]) for j in chunk])
+                chosen = logits[torch.arange(len(chunk)), first][:, token_ids]
+                for j, p in zip(chunk, torch.softmax(chosen, -1).tolist()):
+                    predicted[j] = labels[max(range(len(p)), key=p.__getitem__)]
+                    probs[j] = [round(v, 5) for v in p]
     model.train()
     out: dict[str, Any] = {"eval_loss": round(sum(losses) / len(rows), 4), "eval_rows": len(rows)}
     if token_ids:
@@ -214,18 +249,17 @@ def train_loop(config: dict[str, Any]) -> None:
     while state["step"] < total:
         epoch, skip = divmod(state["step"], steps_per_epoch)
         # a new order each epoch over the whole shard (fine-tuning sets are small)
-        batches = shard.iter_batches(batch_size=config["batch_size"], batch_format="pandas",
-                                     local_shuffle_buffer_size=max(per_worker, 1),
-                                     local_shuffle_seed=config["seed"] + epoch)
+        frames = shard.iter_batches(batch_size=config["batch_size"] * GROUP, batch_format="pandas",
+                                    local_shuffle_buffer_size=max(per_worker, 1),
+                                    local_shuffle_seed=config["seed"] + epoch)
         i = -1
-        for i, frame in enumerate(batches):
+        for i, (rows, pairs) in enumerate(length_grouped(frames, tokenizer, config,
+                                                         config["seed"] + epoch)):
             if i >= steps_per_epoch or state["step"] >= total:
                 break
             if i < skip:
                 continue
-            rows = [Row(id=str(r.id), text=r.text, target=r.target) for r in frame.itertuples()]
-            batch = collate([encode(tokenizer, r, config["spec"], config["max_text_tokens"])
-                             for r in rows], pad)
+            batch = collate(pairs, pad)
             step_started = time.perf_counter()
             loss = answer_loss(model, batch, device,
                                [weights[r.target] for r in rows] if weights else None)
@@ -324,13 +358,37 @@ def _progress(state, started, first_step, total, world, config) -> None:
          f"{rate:.1f} rows/s ETA {_eta(eta)}")
 
 
+def _final_figures(inner, state, best, tokenizer, config, device) -> tuple[dict[str, Any], int]:
+    """(the held-out figures of the weights published, the epoch they are from). The
+    best epoch's weights go back into ``inner`` when the last epoch's eval loss was
+    higher; an early or budget stop has just judged the last epoch, so its figures are
+    on record and not computed again."""
+    from peft import set_peft_model_state_dict
+
+    evaluated = bool(state["epochs_eval"]) and state["epochs_eval"][-1]["step"] == state["step"]
+    kept = state["best"]
+    judged = evaluated and kept is not None and (kept["step"] == state["step"] or best is not None)
+    last = {} if judged else _evaluate(inner, tokenizer, config, device)
+    if kept is not None and kept["step"] == state["step"]:
+        return _figures(kept), kept["epoch"]
+    if kept is not None and best is not None and last.get("eval_loss", math.inf) > kept["eval_loss"]:
+        set_peft_model_state_dict(inner, best)
+        _log(f"published: epoch {kept['epoch']}'s weights (eval loss {kept['eval_loss']}, "
+             f"the last epoch's was higher)")
+        return _figures(kept), kept["epoch"]
+    return last, len(state["epochs_eval"]) + (0 if evaluated else 1)
+
+
+def _figures(kept: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in kept.items() if k not in ("epoch", "step")}
+
+
 def _report(model, opt, sched, state, rank, tokenizer, config, device, final: bool,
             best: dict[str, Any] | None = None) -> None:
     """Every worker reports (a barrier); rank 0 attaches the checkpoint, and at the end
     the evaluation (of the best epoch's weights, when an earlier epoch's eval loss was
     lower than the last one's: those weights are then the checkpoint's adapter)."""
     import ray.train
-    from peft import set_peft_model_state_dict
     from ray.train import Checkpoint
 
     metrics: dict[str, Any] = {"step": state["step"], "loss": state["losses"][-1][1]}
@@ -339,14 +397,7 @@ def _report(model, opt, sched, state, rank, tokenizer, config, device, final: bo
         return
     inner = _unwrapped(model)
     if final:
-        last = _evaluate(inner, tokenizer, config, device)
-        evaluated = bool(state["epochs_eval"]) and state["epochs_eval"][-1]["step"] == state["step"]
-        kept, epochs = state["best"], len(state["epochs_eval"]) + (0 if evaluated else 1)
-        if kept is not None and best is not None and last.get("eval_loss", 0) > kept["eval_loss"]:
-            set_peft_model_state_dict(inner, best)
-            last, epochs = {k: v for k, v in kept.items() if k not in ("epoch", "step")}, kept["epoch"]
-            _log(f"published: epoch {kept['epoch']}'s weights (eval loss {kept['eval_loss']}, "
-                 f"the last epoch's was higher)")
+        last, epochs = _final_figures(inner, state, best, tokenizer, config, device)
         metrics.update(last)
         if state["epochs_eval"]:  # each epoch's held-out figures, and the one published
             metrics.update(epochs_eval=state["epochs_eval"], published_epoch=epochs)

@@ -68,3 +68,36 @@ def test_lora_epochs_default_to_a_ceiling_of_four_only_where_held_out_rows_stop_
     assert args.model_copy(update={"early_stopping": False}).lora_epochs() == 2.0
     assert args.model_copy(update={"max_steps": 50}).lora_epochs() == 2.0
     assert args.model_copy(update={"epochs": 3.0, "eval_fraction": 0.0}).lora_epochs() == 3.0
+
+
+def _stopped_state(losses: list[float]) -> dict:
+    epochs = [{"epoch": i + 1, "step": 10 * (i + 1), "eval_loss": v} for i, v in enumerate(losses)]
+    best = min(epochs, key=lambda e: e["eval_loss"])
+    return {"step": epochs[-1]["step"], "epochs_eval": epochs,
+            "best": {**best, "eval_accuracy": 0.7, "eval_rows": 5}}
+
+
+def test_a_stop_publishes_the_figures_on_record_without_evaluating_again(monkeypatch):
+    """After an early stop (epoch 3 worse than 2) the best epoch's weights go back and its
+    recorded figures are published; after a budget stop on the best epoch, that epoch's."""
+    import peft
+
+    monkeypatch.setattr(ft, "_evaluate", lambda *a: pytest.fail("evaluated again"))
+    restored = []
+    monkeypatch.setattr(peft, "set_peft_model_state_dict", lambda model, w: restored.append(w))
+    last, epoch = ft._final_figures(object(), _stopped_state([1.0, 0.8, 0.9]), {"w": 2}, None, CONFIG, None)
+    assert (epoch, last, restored) == (2, {"eval_loss": 0.8, "eval_accuracy": 0.7, "eval_rows": 5}, [{"w": 2}])
+    restored.clear()
+    last, epoch = ft._final_figures(object(), _stopped_state([1.0, 0.8]), {"w": 2}, None, CONFIG, None)
+    assert (epoch, last["eval_loss"], restored) == (2, 0.8, [])
+
+
+def test_the_last_epoch_of_a_full_run_is_evaluated_once_and_kept_when_it_is_best(monkeypatch):
+    import peft
+
+    calls = []
+    monkeypatch.setattr(ft, "_evaluate", lambda *a: calls.append(1) or {"eval_loss": 0.7})
+    monkeypatch.setattr(peft, "set_peft_model_state_dict", lambda *a: pytest.fail("restored"))
+    state = {**_stopped_state([1.0, 0.8]), "step": 30}  # epoch 3 ran to the last step
+    last, epoch = ft._final_figures(object(), state, {"w": 2}, None, CONFIG, None)
+    assert (calls, epoch, last) == ([1], 3, {"eval_loss": 0.7})
