@@ -60,7 +60,6 @@ def _train(model, batches: list[list[tuple[list[int], list[int]]]], pad: int) ->
 
 def run_set(name: str, n: int, model_path: str) -> dict:
     import pandas as pd
-    import torch
     from transformers import AutoTokenizer
 
     from llama_rag.prompts import PromptSpec
