@@ -3,8 +3,9 @@
 on the same rows, the same model start and the same number of steps, in one process.
 
 For each label set (fortunes, Debian descriptions), ``--rows`` shuffled training rows;
-each path trains one pass over them (batch 8, float32 on this CPU) and reports rows/s
-and the tokens its batches padded to against the tokens the rows hold.
+each path trains one pass over them twice, in the order A B B A from the same model
+start (batch 8, float32 on this CPU), and reports rows/s over both passes and the
+tokens its batches padded to against the tokens the rows hold.
 
     python bench/lora_batches.py [--rows 96] [--sets fortunes,debian]
 """
@@ -81,8 +82,15 @@ def run_set(name: str, n: int, model_path: str) -> dict:
     frame = pd.DataFrame([r.model_dump() for r in rows])
     config = {"batch_size": 8, "spec": spec, "max_text_tokens": 256}
     grouped = [p for _, p in length_grouped([frame], tokenizer, config, seed=0)]
-    out = {"consecutive": _train(_model(model_path), plain, pad),
-           "length-grouped": _train(_model(model_path), grouped, pad)}
+    # A B B A: each path once early and once late, so drift on a shared host cancels
+    runs = {"consecutive": [], "length-grouped": []}
+    for path in ("consecutive", "length-grouped", "length-grouped", "consecutive"):
+        runs[path].append(_train(_model(model_path), plain if path == "consecutive" else grouped, pad))
+    out = {path: {"rows": sum(r["rows"] for r in got),
+                  "seconds": round(sum(r["seconds"] for r in got), 1),
+                  "rows_per_s": round(sum(r["rows"] for r in got) / sum(r["seconds"] for r in got), 2),
+                  "padded_over_held_tokens": got[0]["padded_over_held_tokens"]}
+           for path, got in runs.items()}
     out["speedup"] = round(out["length-grouped"]["rows_per_s"] / out["consecutive"]["rows_per_s"], 2)
     print(f"{name}: {out}")
     return out
