@@ -7,7 +7,7 @@ from __future__ import annotations
 from indexing.api_entries import is_api_page
 from indexing.documents import DocumentBuilder
 from indexing.tables import add_table
-from indexing.text import decode_text
+from indexing.text import decode_text, fenced
 from llama_rag.errors import LoadError
 
 _CHROME = {"script", "style", "noscript", "nav", "header", "footer", "aside", "form",
@@ -17,6 +17,7 @@ _CHROME_CLASSES = {"sphinxsidebar", "related", "footer", "headerlink", "breadcru
                    "sidebar", "navbar", "toc", "skip-link", "mobile-nav",
                    "navheader", "navfooter"}  # DocBook XSL's Prev | Up | Next tables
 _CHROME_IDS = {"sidebar", "toc"}
+_LITERAL = {"code", "kbd", "samp", "tt"}
 _BLOCKS = {"p", "pre", "li", "dt", "dd", "tr", "blockquote", "table", "div", "section", "ul",
            "ol", "dl", "figure", "figcaption", "br", "hr", "article", "main", "td", "th"}
 _TITLE_BLOCK_CHARS = 600  # the most text a page's title block before its main container holds
@@ -64,9 +65,10 @@ class _HtmlText:
             label = " ".join(el.text_content().replace("\u00b6", "").split())
             self.title = self.title or (label if el.tag == "h1" else "")
             self.builder.heading(_HEADINGS[el.tag], label)
-        elif el.tag == "pre":
+        elif el.tag == "pre" or _code_paragraph(el):
             self.flush()
-            self.builder.block(el.text_content().rstrip())
+            if (literal := el.text_content().strip("\n").rstrip()).strip():
+                self.builder.block(fenced(literal))
         elif el.tag == "table" and (rows := _data_table(el)) is not None:
             self.flush()
             add_table(self.builder, rows[0], header=rows[1])
@@ -80,6 +82,14 @@ class _HtmlText:
             if block:
                 self.flush()
         self._inline.append(el.tail or "")
+
+
+def _code_paragraph(el) -> bool:
+    """A paragraph that is one inline code element and nothing else (AsciiDoc sets a
+    command apart as ``<p><code>git tag -s v1.0</code></p>``): literal, as a ``<pre>`` is."""
+    kids = [c for c in el if isinstance(c.tag, str)]
+    return (el.tag == "p" and len(kids) == 1 and kids[0].tag in _LITERAL
+            and not (el.text or "").strip() and not (kids[0].tail or "").strip())
 
 
 def _data_table(table) -> tuple[list[list[str]], bool] | None:

@@ -18,7 +18,7 @@ from indexing.api_entries import API_REFERENCE
 from indexing.documents import Document, DocumentBuilder, PageProblem, property_metadata
 from indexing.tables import add_table
 from indexing.html import html_into
-from indexing.text import PARAGRAPH_BREAK, decode_text
+from indexing.text import FENCE, PARAGRAPH_BREAK, decode_text
 from llama_rag.errors import LoadError
 from llama_rag.jsonl import records
 
@@ -35,7 +35,6 @@ class LoadOptions:
 
 
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
-_FENCE = re.compile(r"^\s*(```|~~~)")
 
 
 def _finish(source: str, title: str, builder: DocumentBuilder, doc_id: str | None = None,
@@ -86,7 +85,7 @@ def load_markdown(data: bytes, source: str) -> list[Document]:
         para.clear()
 
     for line in text.splitlines():
-        if _FENCE.match(line):
+        if FENCE.match(line):
             in_fence = not in_fence
         m = None if in_fence else _MD_HEADING.match(line)
         if m:

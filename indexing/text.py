@@ -42,6 +42,15 @@ def spans(pattern: re.Pattern[str], text: str, base: int = 0) -> Iterator[tuple[
         yield base + pos, base + len(text)
 
 
+FENCE = re.compile(r"^\s*(```|~~~)")  # a Markdown code fence line
+
+
+def fenced(literal: str) -> str:
+    """Preformatted text (an HTML ``<pre>``) as a Markdown fenced block, so the passage
+    layer reads it as code whatever it looks like ("git tag -s v1.0" has no prompt)."""
+    return f"```\n{literal}\n```"
+
+
 def paragraphs(text: str) -> list[str]:
     return [p.strip() for p in PARAGRAPH_BREAK.split(text) if p.strip()]
 
@@ -68,7 +77,7 @@ def sentence_spans(text: str, min_chars: int = 20) -> list[tuple[int, int]]:
     fence line is none)."""
     return [(m.start(), m.end()) for m in _SENTENCE_OR_LINE.finditer(text)
             if len(m.group(0).strip()) >= min_chars
-            and not m.group(0).lstrip().startswith("```")]
+            and not FENCE.match(m.group(0))]
 
 
 def words(text: str) -> list[str]:

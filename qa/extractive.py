@@ -309,6 +309,9 @@ def _passage(found: list[Unit], start: int, best: int, score: float, how: bool =
         k += 1
     code = None
     last = chosen[-1]
+    if (last.text.endswith(":") and k + 1 < len(found) and found[k].prompt
+            and found[k + 1].n == n and found[k + 1].code):
+        k += 1  # the listing's caption ("Recipe: Release tagging") stands between
     if k < len(found) and found[k].n == n and found[k].code and (last.text.endswith(":") or (
             how and not (last.code or last.name or last.row) and is_example(found[k].text))):
         code = "\n".join(found[k].text.splitlines()[:CODE_LINES])

@@ -54,6 +54,23 @@ def test_html_title_block_before_the_main_container_is_kept():
     assert "Product number" not in doc.text and "Cleans the working tree" in doc.text
 
 
+RELEASE = b"""<html><body><div id="content">
+<div class="paragraph"><p>Apply a tag to the tip of <em>master</em>:</p></div>
+<div class="paragraph"><p><code>git tag -s -m "Git X.Y.Z" vX.Y.Z master</code></p></div>
+<div class="paragraph"><p>Then push <code>master</code> and the tag.</p></div>
+<div class="literalblock"><div class="content"><pre><code>export VISUAL=nano</code></pre></div></div>
+</div></body></html>"""
+
+
+def test_html_literal_blocks_are_fenced_as_code():
+    """A <pre>, or a paragraph that is one code element, is literal whatever it looks
+    like: a one-line command without a "$ " prompt must not read as a sentence."""
+    [doc] = load_bytes(RELEASE, "gitworkflows.html")
+    assert '```\ngit tag -s -m "Git X.Y.Z" vX.Y.Z master\n```' in doc.text
+    assert "```\nexport VISUAL=nano\n```" in doc.text
+    assert "Then push master and the tag." in doc.text  # inline code stays prose
+
+
 def test_markdown_headings_ignore_code_fences():
     md = b"# Guide\n\nIntro text.\n\n## Install\n\n```\n# not a heading\npip install x\n```\n"
     [doc] = load_bytes(md, "guide.md")

@@ -39,6 +39,8 @@ def test_wrapped_prose_is_not_code_but_a_shell_snippet_is():
     assert not is_code(PDF_PAGE)
     assert is_code("$ git rm --cached AFile.txt\n$ git commit -m 'Remove files'\n$ git checkout .")
     assert is_code(">>> import zipfile\n>>> zipfile.is_zipfile('a.zip')\nTrue")
+    assert is_code("```\nexport VISUAL=nano\n```")  # fenced: literal by its markup
+    assert not is_code("export VISUAL=nano")
 
 
 def test_a_pdf_page_is_read_as_sentences_with_hyphens_mended_and_questions_as_prompts():
@@ -89,6 +91,14 @@ def test_a_passage_is_one_to_three_sentences_and_brings_the_code_it_introduces()
     assert code.text.endswith("run the following:") and code.code.startswith("$ git config")
     rendered = extractive.render(code)
     assert rendered.startswith("To read it from a variable, run the following [1]:\n\n$ git")
+    tag = "Apply a tag to the release:\n\n```\ngit tag -s v1.0 master\n```"  # an HTML <pre>
+    fenced = extractive.best_passage("How do I tag the release?", [hit(1, tag, "wf.html")],
+                                     WordEmbedder())
+    assert fenced.text == "Apply a tag to the release:" and "git tag -s v1.0" in fenced.code
+    captioned = tag.replace("\n\n```", "\n\nRecipe: Release tagging\n\n```")
+    fenced = extractive.best_passage("How do I tag the release?", [hit(1, captioned, "wf.html")],
+                                     WordEmbedder())
+    assert "git tag -s v1.0" in fenced.code  # past the listing's caption
     marked = extractive.Quote(3, "See How to use bzip2 [2] for more [4, 5]. Use sys.argv[0].")
     assert extractive.render(marked) == "See How to use bzip2 for more. Use sys.argv[0] [3]."
 
