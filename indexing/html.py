@@ -67,8 +67,11 @@ class _HtmlText:
             self.builder.heading(_HEADINGS[el.tag], label)
         elif el.tag == "pre" or _code_paragraph(el):
             self.flush()
-            if (literal := el.text_content().strip("\n").rstrip()).strip():
-                self.builder.block(fenced(literal))
+            literal = el.text_content().strip("\n").rstrip()
+            # one line is fenced: several read as code by their shape, and fences in
+            # every example would shift chunk boundaries for nothing
+            self.builder.block(fenced(literal) if literal.strip() and "\n" not in literal
+                               else literal)
         elif el.tag == "table" and (rows := _data_table(el)) is not None:
             self.flush()
             add_table(self.builder, rows[0], header=rows[1])

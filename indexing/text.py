@@ -46,8 +46,9 @@ FENCE = re.compile(r"^\s*(```|~~~)")  # a Markdown code fence line
 
 
 def fenced(literal: str) -> str:
-    """Preformatted text (an HTML ``<pre>``) as a Markdown fenced block, so the passage
-    layer reads it as code whatever it looks like ("git tag -s v1.0" has no prompt)."""
+    """A line of preformatted text (an HTML ``<pre>``) as a Markdown fenced block, so the
+    passage layer reads it as code whatever it looks like ("git tag -s v1.0" has no
+    prompt)."""
     return f"```\n{literal}\n```"
 
 
