@@ -24,6 +24,7 @@ def test_html_keeps_content_drops_chrome_and_records_headings():
     assert doc.title == "zipfile \u2014 Work with ZIP archives"
     assert "common archive standard" in doc.text
     assert "    myzip.read('eggs.txt')" in doc.text  # code keeps its indentation
+    assert "```" not in doc.text  # several lines read as code by their shape: no fences
     for chrome in ("var x", "Index", "sidebar text", "footer", "\u00b6"):
         assert chrome not in doc.text
     headings = [s.heading for s in doc.sections]
