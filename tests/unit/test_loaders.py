@@ -64,8 +64,8 @@ RELEASE = b"""<html><body><div id="content">
 
 
 def test_html_literal_blocks_are_fenced_as_code():
-    """A <pre>, or a paragraph that is one code element, is literal whatever it looks
-    like: a one-line command without a "$ " prompt must not read as a sentence."""
+    """A one-line <pre>, or a paragraph that is one code element, is literal whatever it
+    looks like: a command without a "$ " prompt must not read as a sentence."""
     [doc] = load_bytes(RELEASE, "gitworkflows.html")
     assert '```\ngit tag -s -m "Git X.Y.Z" vX.Y.Z master\n```' in doc.text
     assert "```\nexport VISUAL=nano\n```" in doc.text
