@@ -39,13 +39,29 @@ class CrossEncoderReranker:
         return [float(s) for s in self.model.predict([(query, t) for t in texts])]
 
 
+POOL = 4  # dense candidates per row kept, when the document's opening re-ranks them
+
+
 def dense_rows(version: IndexVersion, vector: np.ndarray, n: int,
-               rows: np.ndarray | None) -> list[int]:
+               rows: np.ndarray | None, document_weight: float = 0.0) -> list[int]:
+    """The ``n`` rows nearest ``vector``; with ``document_weight``, each row's likeness
+    plus that share of its document's opening's (indexing.store.IndexVersion.openings):
+    a chunk deep in a reference page ("-h: print sizes like 1K 234M") does not say what
+    the page is for, and its page's title and summary do ("ls - list directory contents")."""
+    want = n * POOL if document_weight else n
     if rows is not None:  # exact over the allowed rows: a filter loses no recall
         scores = np.zeros(version.chunks.num_rows, dtype=np.float32)
         scores[rows] = version.rows_vectors(rows) @ np.asarray(vector, dtype=np.float32)
-        return top_rows(scores, n, rows)
-    return version.nearest(vector, n)[0]
+        pool = top_rows(scores, want, rows)
+    else:
+        pool = version.nearest(vector, want)[0]
+    if not document_weight or not pool:
+        return pool[:n]
+    query = np.asarray(vector, dtype=np.float32)
+    own = np.asarray(version.vectors[pool], dtype=np.float32) @ query
+    opening = np.asarray(version.vectors[version.openings[pool]], dtype=np.float32) @ query
+    scores = own + document_weight * opening
+    return [pool[i] for i in np.argsort(-scores, kind="stable")[:n]]
 
 
 def lexical_rows(version: IndexVersion, query: str, n: int, rows: np.ndarray | None) -> list[int]:
@@ -66,7 +82,7 @@ def search_version(version: IndexVersion, query: str, vector: np.ndarray, k: int
     n = max(k, settings.candidates)
     rankings = []
     if mode in ("dense", "hybrid"):
-        rankings.append(dense_rows(version, vector, n, rows))
+        rankings.append(dense_rows(version, vector, n, rows, settings.document_weight))
     if mode in ("lexical", "hybrid"):
         rankings.append(lexical_rows(version, query, n, rows))
     ranked = rankings[0] if len(rankings) == 1 else [

@@ -112,6 +112,7 @@ class IndexVersion:
         self._groups: GroupRows | None = None
         self._metadata: list[dict] | None = None
         self._api_rows: np.ndarray | None = None
+        self._openings: np.ndarray | None = None
         self._row_vectors: RowSetCache[np.ndarray] = RowSetCache(ROW_SETS_KEPT)
 
     @property
@@ -162,6 +163,21 @@ class IndexVersion:
                 (is_api_chunk(m) for m in self.chunks.column("metadata").to_pylist()), bool,
                 self.chunks.num_rows)
         return self._api_rows
+
+    @property
+    def openings(self) -> np.ndarray:
+        """For each row, the row of its document's first chunk (title, NAME line or
+        summary: what the document is about), computed once."""
+        if self._openings is None:
+            docs = np.unique(self.chunks.column("doc_id").to_numpy(zero_copy_only=False),
+                             return_inverse=True)[1]
+            order = np.lexsort((self.chunks.column("index").to_numpy(), docs))
+            first = np.ones(len(order), dtype=bool)
+            first[1:] = docs[order][1:] != docs[order][:-1]
+            opening = np.empty(int(docs.max(initial=-1)) + 1, dtype=np.int64)
+            opening[docs[order][first]] = order[first]
+            self._openings = opening[docs]
+        return self._openings
 
     @property
     def api_reference(self) -> bool:

@@ -419,6 +419,10 @@ class RetrievalSettings(StrictModel):
         "a little over 1 lets an exact identifier's page win a tie with a paraphrase, and no "
         "more, so a page BM25 ranks first on common words does not outrank dense's second "
         "(docs/retrieval.md).")
+    document_weight: float = Field(
+        0.3, ge=0, description="Share of the likeness of a chunk's document opening (its "
+        "title, NAME line or summary) added to the chunk's own in dense ranking: a chunk deep "
+        "in a page rarely says what the page is for (docs/retrieval.md). 0 turns it off.")
     candidates: int = Field(
         50, ge=1, description="Rows each search hands to fusion, MMR or reranking (>= k).")
     mmr: bool = Field(False, description="Maximal marginal relevance: diversify the k hits "

@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from indexing.fusion import mmr, rrf, top_rows
 from indexing.lexical import LexicalIndex
 from indexing.ranking import search_version
-from indexing.store import IndexStore
-from llama_rag.config import RetrievalSettings
+from indexing.embedder import EmbedderInfo
+from indexing.store import CHUNK_SCHEMA, IndexStore, Manifest
+from llama_rag.config import IndexSettings, RetrievalSettings
 from tests.helpers import hash_vectors
 from tests.unit.test_store import _publish
 
@@ -105,3 +107,44 @@ def test_a_query_of_only_stopwords_or_punctuation_scores_zero_not_an_error(query
 
     index = LexicalIndex.build(["zip archives", "csv files"])
     assert index.scores(query, 2).tolist() == [0.0, 0.0]
+
+
+def _two_documents(tmp_path: Path):
+    """Doc A: an opening about something else, then a chunk fairly like the query (e0);
+    doc B: an opening like the query, then a chunk a little less like it than A's."""
+    def unit(*pairs):
+        v = np.zeros(16, dtype=np.float32)
+        for axis, value in pairs:
+            v[axis] = value
+        return v / np.linalg.norm(v)
+
+    layout = [("a", 0, unit((1, 1))), ("a", 1, unit((0, 0.6), (2, 0.8))),
+              ("b", 0, unit((0, 0.7), (3, 0.714))), ("b", 1, unit((0, 0.5), (4, 0.866)))]
+    rows = pa.Table.from_pylist([
+        dict(id=f"c{i}", doc_id=doc, source=f"{doc}.txt", title=doc, heading=[], text=f"{doc}{k}",
+             start=0, end=2, index=k, metadata="{}") for i, (doc, k, _) in enumerate(layout)],
+        schema=CHUNK_SCHEMA)
+    store = IndexStore(tmp_path / "two")
+    with store.lock():
+        vid = store.stage(rows, np.stack([v for *_, v in layout]),
+                          Manifest(embedder=EmbedderInfo(name="fake", dim=16), chunking={}),
+                          [], IndexSettings())
+        store.promote(vid, IndexSettings())
+    return store.open(), unit((0, 1))
+
+
+def test_a_chunk_inherits_a_share_of_its_document_openings_likeness(tmp_path: Path):
+    version, query = _two_documents(tmp_path)
+    assert version.openings.tolist() == [0, 0, 2, 2]
+
+    def order(weight, rows=None):
+        settings = RetrievalSettings(document_weight=weight)
+        return [h.text for h in search_version(version, "q", query, 3, settings, mode="dense",
+                                               rows=rows)]
+
+    assert order(0.0) == ["b0", "a1", "b1"]
+    assert order(0.3) == ["b0", "b1", "a1"]  # 0.5 + 0.3 * 0.7 beats 0.6 + 0.3 * 0
+    assert order(0.3, rows=np.array([1, 3])) == ["b1", "a1"]
+    hits = search_version(version, "q", query, 1, RetrievalSettings(), mode="dense",
+                          rows=np.array([3]))
+    assert hits[0].score == pytest.approx(0.5, abs=1e-3)  # still the chunk's own cosine
