@@ -165,7 +165,8 @@ def is_term(prompt: str) -> bool:
     ``core.editor``) rather than a heading or a question: the answer under it names it,
     or "List the contents of an archive." would not say which option does."""
     words = prompt.split()
-    return (0 < len(words) <= TERM_WORDS and not prompt.endswith("?")
+    spoken = [w for w in words if any(c.isalnum() for c in w)]  # not a grammar's "[ ]" or "|"
+    return (0 < len(spoken) <= TERM_WORDS and not prompt.endswith("?")
             and any(_TERM_MARK.search(w) and not re.fullmatch(r"[\d.]+", w) for w in words))
 
 

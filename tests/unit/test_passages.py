@@ -148,7 +148,9 @@ def test_a_man_page_is_prose_under_titles_though_every_line_is_indented():
 
 
 def test_terms_of_definition_lists_are_told_from_headings_and_questions():
-    for term in ("-t, --list", "core.editor", "GIT_EDITOR", "--state-branch <branch>"):
+    # a grammar's brackets are not words: PostgreSQL's "ADD [ COLUMN ] [ IF NOT EXISTS ]"
+    for term in ("-t, --list", "core.editor", "GIT_EDITOR", "--state-branch <branch>",
+                 "ADD [ COLUMN ] [ IF NOT EXISTS ]"):
         assert is_term(term), term
     for prompt in ("Operation mode", "2.3 Memory leak detection", "How do I list files?",
                    "Configuration"):
