@@ -58,8 +58,11 @@ def dense_rows(version: IndexVersion, vector: np.ndarray, n: int,
     if not document_weight or not pool:
         return pool[:n]
     query = np.asarray(vector, dtype=np.float32)
+    openings = version.openings[pool]
     own = np.asarray(version.vectors[pool], dtype=np.float32) @ query
-    opening = np.asarray(version.vectors[version.openings[pool]], dtype=np.float32) @ query
+    opening = np.asarray(version.vectors[openings], dtype=np.float32) @ query
+    if rows is not None:  # a chunk the caller may not read lends nothing
+        opening = np.where(np.isin(openings, rows), opening, 0.0)
     scores = own + document_weight * opening
     return [pool[i] for i in np.argsort(-scores, kind="stable")[:n]]
 

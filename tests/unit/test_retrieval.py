@@ -8,10 +8,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from indexing.embedder import EmbedderInfo
 from indexing.fusion import mmr, rrf, top_rows
 from indexing.lexical import LexicalIndex
 from indexing.ranking import search_version
-from indexing.embedder import EmbedderInfo
 from indexing.store import CHUNK_SCHEMA, IndexStore, Manifest
 from llama_rag.config import IndexSettings, RetrievalSettings
 from tests.helpers import hash_vectors
@@ -144,7 +144,9 @@ def test_a_chunk_inherits_a_share_of_its_document_openings_likeness(tmp_path: Pa
 
     assert order(0.0) == ["b0", "a1", "b1"]
     assert order(0.3) == ["b0", "b1", "a1"]  # 0.5 + 0.3 * 0.7 beats 0.6 + 0.3 * 0
-    assert order(0.3, rows=np.array([1, 3])) == ["b1", "a1"]
+    assert order(0.3, rows=np.array([1, 2, 3])) == ["b0", "b1", "a1"]
+    # without B's opening among the caller's rows it lends nothing: 0.6 beats 0.5
+    assert order(0.3, rows=np.array([1, 3])) == ["a1", "b1"]
     hits = search_version(version, "q", query, 1, RetrievalSettings(), mode="dense",
                           rows=np.array([3]))
     assert hits[0].score == pytest.approx(0.5, abs=1e-3)  # still the chunk's own cosine
