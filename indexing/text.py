@@ -9,7 +9,7 @@ sentence means the same thing wherever it is counted. Pure, no dependencies.
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from llama_rag.errors import LoadError
 
@@ -124,3 +124,32 @@ def decode_text(data: bytes) -> str:
     if not text.strip():
         raise LoadError("empty file")
     return text
+
+
+# a title that is a name: lower case or with an identifier's marks, alone, with a manual
+# section ("git-add(1) Manual Page"), or before a dash and what it does
+_TITLE_NAME = re.compile(r"^([a-z][\w.+-]*|[A-Za-z][\w+-]*[._][\w.+-]*)"
+                         r"(?:\(\d\w*\)(?: Manual Page)?|\s+[-\u2013\u2014]\s+\S.*)?$")
+
+
+def title_name(title: str) -> str | None:
+    """The name a document's title gives it (a command, a module, a program: "grep",
+    "git-rebase(1) Manual Page", "zipfile — Work with ZIP archives"), lower case, or None
+    for a title in words ("Submitting Patches", "CREATE TABLE")."""
+    m = _TITLE_NAME.match(title.strip())
+    return m.group(1).lower() if m and len(m.group(1)) >= 2 else None
+
+
+def family_names(found: Iterable[str]) -> set[str]:
+    """The names others extend ("git" beside "git-add", "os" beside "os.path"): a family's
+    name, which a question says whatever page of the family it is about."""
+    known = set(found)
+    return {n for n in known for other in known if other != n and other.startswith(n)
+            and other[len(n):len(n) + 1] in ("-", "_", ".")}
+
+
+def names(question: str, name: str) -> bool:
+    """The question says ``name`` as a word ("Can grep ignore case?"), a hyphen as a space
+    too ("git rebase" for git-rebase)."""
+    pattern = re.escape(name).replace("\\-", "[- ]")
+    return re.search(rf"(?<![\w.-]){pattern}(?![\w-])", question.lower()) is not None

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Protocol, Sequence
 
-from indexing.text import content_words, literals, spells
+from indexing.text import content_words, family_names, literals, names, spells, title_name
 from qa.passages import Unit, answerable, is_example, is_term, units
 
 
@@ -86,6 +86,7 @@ WINDOW = True  # embed each opening sentence with what its passage reads on to
 RERANK = 8  # openings a tuned scorer judges (the untuned engine's best)
 UNTUNED_WEIGHT = 0.5  # the untuned score's share beside a tuned scorer's probability
 LITERAL_WEIGHT = 0.1  # added for a passage that holds every literal the question names
+NAMED_WEIGHT = 0.1  # added for a passage of a document the question names ("Can grep ...?")
 
 
 def literal_share(named: list[str], text: str) -> float:
@@ -157,12 +158,13 @@ def scored_openings(question: str, hits: Sequence[Passage], embedder: Similarity
     run_sim = sims[len(opens):]
     scored: list[Scored] = []
     named = literals(question)
+    asked = named_hits(question, hits)
     for i, sim, text in zip(opens, sims, seen.texts):
         u = found[i]
         if u.name and names_it(question, u.text):
             continue  # the question knows the name: it asks more than what the name is for
         score = (float(sim) + 0.2 * overlap(question, u.text) - RANK_STEP * (u.n - 1)
-                 + LITERAL_WEIGHT * literal_share(named, text))
+                 + LITERAL_WEIGHT * literal_share(named, text) + NAMED_WEIGHT * (u.n in asked))
         start, term = i, None
         section = _section(found, runs, i)
         if section is not None:
@@ -176,6 +178,16 @@ def scored_openings(question: str, hits: Sequence[Passage], embedder: Similarity
     if news and not asks_about_change(question):
         scored = [s for s in scored if found[s.opening].n not in news] or scored
     return seen, scored
+
+
+def named_hits(question: str, hits: Sequence[Passage]) -> set[int]:
+    """The hits (1-based) of documents the question names by their title's name: "Can
+    grep ignore case?" is about grep's page, not less's option of the same name. A
+    family's name ("git" beside "git-rebase") names no one page."""
+    titled = {n: title_name(hit.title) for n, hit in enumerate(hits, start=1)}
+    family = family_names(t for t in titled.values() if t)
+    return {n for n, name in titled.items()
+            if name and name not in family and names(question, name)}
 
 
 # a page about changes: release notes, a changelog, "What's New In Python 3.4", by its

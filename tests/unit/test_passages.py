@@ -365,3 +365,27 @@ def test_release_notes_answer_only_what_the_reference_pages_do_not_or_questions_
     for title, source in [("History and License", "license.html"),
                           ("Changes to the syntax", "a.html"), ("git-log(1)", "git-log.html")]:
         assert not extractive.is_changelog(_page(1, "x", source, title)), (title, source)
+
+
+def test_a_question_that_names_a_page_prefers_that_pages_passage():
+    """"Can grep ignore case?" with less's option as like the question as grep's: grep's
+    page is the one asked about. A family's name ("git" beside "git-rebase") names none."""
+    from indexing.text import family_names, names, title_name
+
+    titles = ("grep", "git-rebase(1) Manual Page", "zipfile — Work with ZIP archives",
+              "pg_dump", "CREATE TABLE", "Submitting Patches")
+    assert [title_name(t) for t in titles] == ["grep", "git-rebase", "zipfile", "pg_dump",
+                                               None, None]
+    assert family_names(["git", "git-rebase", "os", "os.path", "grep"]) == {"git", "os"}
+    assert names("How do I use git rebase -i?", "git-rebase") and names("Can grep do it?", "grep")
+    assert not names("Does egrep do it?", "grep") and not names("os.pathsep", "os.path")
+
+    text = "-i, --ignore-case: Ignore case distinctions in patterns."
+    less, grep = hit(1, text, "less.txt"), hit(2, text, "grep.txt")
+    less.title, grep.title = "less", "grep"
+    quote = extractive.best_passage("Can grep ignore case?", [less, grep], WordEmbedder())
+    assert quote is not None and quote.n == 2
+    assert extractive.named_hits("How does git rebase work?",
+                                 [grep.model_copy(update={"title": "git(1) Manual Page"}),
+                                  less.model_copy(update={"title": "git-rebase(1) Manual Page"})]
+                                 ) == {2}
